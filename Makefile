@@ -1,0 +1,44 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXAMPLES := $(sort $(dir $(wildcard examples/*/refs.py)))
+
+.PHONY: setup demo test lint typecheck check pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/pachytype generate examples/bank --check || $(BIN)/pachytype generate examples/bank
+	$(BIN)/python -m examples.bank
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: setup
+	@for pkg in $(EXAMPLES); do \
+		echo "pachytype check $$pkg"; \
+		$(BIN)/pachytype check $$pkg --no-mypy || exit 1; \
+	done
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck check pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -1,0 +1,1 @@
+"""The refs generator: scan (libcst) -> model (attrs) -> render (jinja2) -> write."""

@@ -1,0 +1,1 @@
+"""A counter: the smallest entity."""

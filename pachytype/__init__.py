@@ -1,0 +1,40 @@
+"""pachytype: immortal, typed actors for Python.
+
+Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
+`pachytype generate` for typed refs and a `REGISTRY`, then run them on an
+ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
+"""
+
+from pachytype._address import Address, Envelope, Ref
+from pachytype._deadletter import DeadLetter
+from pachytype._ecosystem import Ecosystem
+from pachytype._entity import Activation, Entity, Upgrade, upgrade
+from pachytype._errors import (
+    ActivationError,
+    EcosystemClosedError,
+    PachytypeError,
+    UnknownEntityError,
+    WrongMessageError,
+)
+from pachytype._registry import EntityType, Registry
+from pachytype.ecosystems._inmemory import InMemory
+
+__all__ = [
+    "Activation",
+    "ActivationError",
+    "Address",
+    "DeadLetter",
+    "Ecosystem",
+    "EcosystemClosedError",
+    "Entity",
+    "EntityType",
+    "Envelope",
+    "InMemory",
+    "PachytypeError",
+    "Ref",
+    "Registry",
+    "UnknownEntityError",
+    "Upgrade",
+    "WrongMessageError",
+    "upgrade",
+]

@@ -1,0 +1,194 @@
+"""Addresses and envelopes: the only way to name an entity and to send it a message.
+
+`Address[M]` names one entity instance and accepts messages of type `M`; it is
+*contravariant* in `M`, so an address that accepts more messages can stand in
+where one accepting fewer is expected (`Address[Ping | Pong]` is an
+`Address[Pong]`). `Ref[M, S]` is an address that also knows its entity's state
+type `S`, so sends through it build `Envelope[S]` and `eco.call` is typed.
+
+Neither can be built by user code: `Address.__init__` takes a keyword-only
+`_key: Never` that only this module can satisfy, and `Envelope` is abstract
+with one private, final implementation. Refs come from generated `refs.py`
+modules and from `Entity.address`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+from datetime import timedelta
+from typing import Any, Generic, Never, TypeVar, cast, final
+
+M_contra = TypeVar("M_contra", contravariant=True)
+S_co = TypeVar("S_co", covariant=True)
+R = TypeVar("R", bound="Address[Any]")
+
+# The only value that satisfies `_key: Never`; never exported.
+_KEY: Never = cast(Never, object())
+
+Key = tuple[str, Hashable]
+"""An entity's identity as plain values: (entity type name, id)."""
+
+
+class Address(Generic[M_contra]):
+    """The address of one entity instance: `(entity type, id)`.
+
+    Addresses compare and hash by that pair, are immutable, and can be carried
+    inside messages (`reply_to: Address[Pong]`) to let a receiver answer with
+    exactly the messages the type allows.
+
+    >>> env = refs.counter("c1").post(Increment())   # doctest: +SKIP
+    """
+
+    __slots__ = ("_entity_type", "_hash", "_id")
+
+    def __init__(self, entity_type: str, id: Hashable, *, _key: Never) -> None:
+        if _key is not _KEY:
+            raise TypeError(
+                "Address cannot be built directly: use the generated refs "
+                "(refs.account(id)) or Entity.address(id)"
+            )
+        self._entity_type = entity_type
+        self._id = id
+        self._hash = hash((entity_type, id))
+
+    @property
+    def entity_type(self) -> str:
+        """The entity type's name (the entity class name in snake_case)."""
+        return self._entity_type
+
+    @property
+    def id(self) -> Hashable:
+        """The entity's id."""
+        return self._id
+
+    @property
+    def key(self) -> Key:
+        """`(entity_type, id)`: the plain-value identity stores index by."""
+        return (self._entity_type, self._id)
+
+    def post(self, msg: M_contra) -> Envelope[object]:
+        """Build an envelope carrying `msg` to this address (nothing is sent yet)."""
+        return _Envelope(self, msg, 0.0)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Address):
+            return NotImplemented
+        return self._entity_type == other._entity_type and self._id == other._id
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"<{self._entity_type} {self._id!r}>"
+
+
+class Ref(Address[M_contra], Generic[M_contra, S_co]):
+    """An address that also carries its entity's state type `S`.
+
+    Generated ref classes (`AccountRef`) subclass `Ref[AccountMsg,
+    AccountState]` and add one method per message class.
+    """
+
+    __slots__ = ()
+
+    def post(self, msg: M_contra) -> Envelope[S_co]:
+        """Build an envelope carrying `msg`; `eco.call` on it returns an `S`."""
+        return _Envelope(self, msg, 0.0)
+
+
+class Envelope(ABC, Generic[S_co]):
+    """A message bound to its target, ready to send; `S` is the target's state type.
+
+    Envelopes only come from refs (`refs.account("a").deposit(amount=5)`) and
+    from `Address.post`; the concrete class is private.
+    """
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def to(self) -> Address[Any]:
+        """The target address."""
+
+    @property
+    @abstractmethod
+    def message(self) -> object:
+        """The message carried."""
+
+    @property
+    @abstractmethod
+    def delay(self) -> timedelta:
+        """How long after sending the message is delivered (zero: at once)."""
+
+    @abstractmethod
+    def after(self, delay: timedelta) -> Envelope[S_co]:
+        """The same envelope, delivered `delay` after it is sent (a durable reminder)."""
+
+
+@final
+class _Envelope(Envelope[Any]):
+    __slots__ = ("_delay", "_message", "_to")
+
+    def __init__(self, to: Address[Any], message: object, delay: float) -> None:
+        self._to = to
+        self._message = message
+        self._delay = delay
+
+    @property
+    def to(self) -> Address[Any]:
+        return self._to
+
+    @property
+    def message(self) -> object:
+        return self._message
+
+    @property
+    def delay(self) -> timedelta:
+        return timedelta(seconds=self._delay)
+
+    @property
+    def delay_seconds(self) -> float:
+        return self._delay
+
+    def after(self, delay: timedelta) -> Envelope[Any]:
+        seconds = delay.total_seconds()
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r} for {self._to!r}")
+        return _Envelope(self._to, self._message, seconds)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Envelope):
+            return NotImplemented
+        return (self._to, self._message, self._delay) == (
+            other._to,
+            other._message,
+            other._delay,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._to, self._delay))
+
+    def __repr__(self) -> str:
+        after = f" after {self._delay}s" if self._delay else ""
+        return f"Envelope(to={self._to!r}, message={self._message!r}{after})"
+
+
+def make_ref(cls: type[R], entity_type: str, id: Hashable) -> R:
+    """Build a ref of class `cls` (library and generated code only)."""
+    return cls(entity_type, id, _key=_KEY)
+
+
+def make_envelope(to: Address[Any], message: object, delay_seconds: float = 0.0) -> Envelope[Any]:
+    """Build an envelope from plain values (library use: decoding, redelivery)."""
+    return _Envelope(to, message, delay_seconds)
+
+
+def unpack(envelope: Envelope[Any]) -> tuple[Address[Any], object, float]:
+    """`(address, message, delay in seconds)` of an envelope, without copying."""
+    if type(envelope) is not _Envelope:
+        raise TypeError(
+            f"expected an Envelope built by a ref (refs.x(id).message(...)), "
+            f"got {type(envelope).__name__}: {envelope!r}"
+        )
+    return envelope._to, envelope._message, envelope._delay

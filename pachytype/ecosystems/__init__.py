@@ -1,0 +1,1 @@
+"""Ecosystems: where entities run. Import them from `pachytype`."""

@@ -1,0 +1,70 @@
+"""InMemory: the whole ecosystem in process memory. Fast, at-most-once (a
+crash loses everything), for tests and for state that may be rebuilt."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pachytype._address import Envelope, Ref
+from pachytype._deadletter import DeadLetter
+from pachytype._ecosystem import Ecosystem
+from pachytype._errors import EcosystemClosedError
+from pachytype._registry import Registry
+from pachytype._runtime import Runtime
+
+S = TypeVar("S")
+
+
+class InMemory(Ecosystem):
+    """Run the registry's entities in this process's memory.
+
+    >>> async with InMemory(REGISTRY) as eco:              # doctest: +SKIP
+    ...     await eco.call(refs.counter("c").increment())
+    1
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._runtime: Runtime | None = None
+
+    @property
+    def _rt(self) -> Runtime:
+        rt = self._runtime
+        if rt is None:
+            raise EcosystemClosedError(
+                "the ecosystem is not open: use `async with InMemory(REGISTRY) as eco:`"
+            )
+        return rt
+
+    async def open(self) -> None:
+        if self._runtime is not None:
+            raise RuntimeError("this InMemory ecosystem is already open")
+        rt = Runtime(self.registry)
+        rt.start()
+        self._runtime = rt
+
+    async def close(self) -> None:
+        rt, self._runtime = self._runtime, None
+        if rt is not None:
+            await rt.stop()
+
+    async def send(self, *envelopes: Envelope[Any]) -> None:
+        self._rt.send(envelopes)
+
+    async def call(self, envelope: Envelope[S]) -> S:
+        result: S = await self._rt.call(envelope)
+        return result
+
+    async def state(self, ref: Ref[Any, S]) -> S:
+        result: S = self._rt.state(ref)
+        return result
+
+    def follow(self, ref: Ref[Any, S]) -> AsyncIterator[S]:
+        return self._rt.follow(ref)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return self._rt.dead_letters()
+
+    async def settle(self) -> None:
+        await self._rt.quiesce()

@@ -15,7 +15,9 @@ Rules this module keeps:
   becomes a dead letter with the entity's recent messages.
 * **Passivation.** An entity's live record (inbox, recent messages) exists
   only while it has mail; its state lives in a plain dict of states. A
-  million distinct ids cost a million states, never a million records.
+  million distinct ids cost a million states, never a million records;
+  the recent messages of the last `_RECENT_KEPT` idle entities are kept
+  for dead letters, older ones are forgotten.
 * **Fairness.** Each turn handles at most `_SLICE` messages of one entity
   and the dispatcher yields to the event loop every `_TURN` activations, so
   `send`/`call`/`follow` callers are never starved by a busy system.
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from typing import Any, Final
 
@@ -50,6 +52,9 @@ _TURN: Final = 2048
 _RECENT: Final = 10
 """How many recent messages a dead letter keeps."""
 
+_RECENT_KEPT: Final = 10_000
+"""How many idle entities keep their recent messages (least recently active go first)."""
+
 _CLOSED: Final = object()
 
 
@@ -58,12 +63,14 @@ class _Live:
 
     __slots__ = ("address", "etype", "inbox", "key", "recent", "scheduled")
 
-    def __init__(self, key: Key, address: Address[Any], etype: EntityType) -> None:
+    def __init__(
+        self, key: Key, address: Address[Any], etype: EntityType, recent: deque[object] | None
+    ) -> None:
         self.key = key
         self.address = address
         self.etype = etype
         self.inbox: deque[tuple[object, asyncio.Future[Any] | None]] = deque()
-        self.recent: deque[object] = deque(maxlen=_RECENT)
+        self.recent: deque[object] = deque(maxlen=_RECENT) if recent is None else recent
         self.scheduled = False
 
 
@@ -74,6 +81,7 @@ class Runtime:
         self.registry = registry
         self.states: dict[Key, Any] = {}
         self._live: dict[Key, _Live] = {}
+        self._recent: OrderedDict[Key, deque[object]] = OrderedDict()
         self._ready: deque[_Live] = deque()
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._dead: list[DeadLetter] = []
@@ -169,7 +177,7 @@ class Runtime:
         key = (to._entity_type, to._id)
         live = self._live.get(key)
         if live is None:
-            live = self._live[key] = _Live(key, to, etype)
+            live = self._live[key] = _Live(key, to, etype, self._recent.pop(key, None))
         live.inbox.append((message, fut))
         if not live.scheduled:
             live.scheduled = True
@@ -280,7 +288,13 @@ class Runtime:
             self._ready.append(live)
         else:
             live.scheduled = False
-            del self._live[live.key]  # passivate: the state stays in self.states
+            # Passivate: the state stays in self.states; recent messages stay
+            # for a while, so a later dead letter can still show them.
+            del self._live[live.key]
+            recent = self._recent
+            recent[live.key] = live.recent
+            if len(recent) > _RECENT_KEPT:
+                recent.popitem(last=False)
         return handled
 
     def _route(

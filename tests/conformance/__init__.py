@@ -1,0 +1,1 @@
+"""Entities the shared conformance suite runs on every ecosystem."""

@@ -40,7 +40,7 @@ class Address(Generic[M_contra]):
     >>> env = refs.counter("c1").post(Increment())   # doctest: +SKIP
     """
 
-    __slots__ = ("_entity_type", "_hash", "_id")
+    __slots__ = ("_entity_type", "_hash", "_id", "_key")
 
     def __init__(self, entity_type: str, id: Hashable, *, _key: Never) -> None:
         if _key is not _KEY:
@@ -50,7 +50,8 @@ class Address(Generic[M_contra]):
             )
         self._entity_type = entity_type
         self._id = id
-        self._hash = hash((entity_type, id))
+        self._key = (entity_type, id)  # built once: the runtime indexes by it per message
+        self._hash = hash(self._key)
 
     @property
     def entity_type(self) -> str:
@@ -65,7 +66,7 @@ class Address(Generic[M_contra]):
     @property
     def key(self) -> Key:
         """`(entity_type, id)`: the plain-value identity stores index by."""
-        return (self._entity_type, self._id)
+        return self._key
 
     def post(self, msg: M_contra) -> Envelope[object]:
         """Build an envelope carrying `msg` to this address (nothing is sent yet)."""
@@ -74,7 +75,7 @@ class Address(Generic[M_contra]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Address):
             return NotImplemented
-        return self._entity_type == other._entity_type and self._id == other._id
+        return self._key == other._key
 
     def __hash__(self) -> int:
         return self._hash
@@ -187,8 +188,13 @@ def make_envelope(to: Address[Any], message: object, delay_seconds: float = 0.0)
 def unpack(envelope: Envelope[Any]) -> tuple[Address[Any], object, float]:
     """`(address, message, delay in seconds)` of an envelope, without copying."""
     if type(envelope) is not _Envelope:
-        raise TypeError(
-            f"expected an Envelope built by a ref (refs.x(id).message(...)), "
-            f"got {type(envelope).__name__}: {envelope!r}"
-        )
+        raise not_an_envelope(envelope)
     return envelope._to, envelope._message, envelope._delay
+
+
+def not_an_envelope(value: object) -> TypeError:
+    """The error for something passed where an envelope belongs."""
+    return TypeError(
+        f"expected an Envelope built by a ref (refs.x(id).message(...)), "
+        f"got {type(value).__name__}: {value!r}"
+    )

@@ -12,6 +12,7 @@ from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
     EcosystemClosedError,
+    InitError,
     PachytypeError,
     UnknownEntityError,
     WrongMessageError,
@@ -30,6 +31,7 @@ __all__ = [
     "EntityType",
     "Envelope",
     "InMemory",
+    "InitError",
     "PachytypeError",
     "Ref",
     "Registry",

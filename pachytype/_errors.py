@@ -58,5 +58,18 @@ class ActivationError(PachytypeError):
         )
 
 
+class InitError(PachytypeError):
+    """`init(id)` raised while reading the state of an entity never activated."""
+
+    def __init__(self, entity_type: str, id: Hashable, error: BaseException):
+        self.entity_type = entity_type
+        self.id = id
+        self.error = error
+        super().__init__(
+            f"entity {entity_type!r} (id {id!r}) has no state yet and its init(id) raised "
+            f"{type(error).__name__}: {error}; fix init, or do not address this id"
+        )
+
+
 class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""

@@ -43,7 +43,12 @@ from typing import Any, Final
 from pachytype._address import Address, Envelope, Key, _Envelope, make_ref, not_an_envelope, unpack
 from pachytype._address import Ref as _Ref
 from pachytype._deadletter import DeadLetter
-from pachytype._errors import ActivationError, EcosystemClosedError, WrongMessageError
+from pachytype._errors import (
+    ActivationError,
+    EcosystemClosedError,
+    InitError,
+    WrongMessageError,
+)
 from pachytype._registry import EntityType, Registry
 
 _SLICE: Final = 64
@@ -275,7 +280,10 @@ class Runtime:
             return self.states[key]
         except KeyError:
             etype = self.registry.get(ref.entity_type, ref.id)
-            return etype.instance.init(ref.id)
+            try:
+                return etype.instance.init(ref.id)
+            except Exception as error:
+                raise InitError(etype.name, ref.id, error) from error
 
     async def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
         """The current state, then every committed state, until the ecosystem closes."""

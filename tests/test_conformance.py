@@ -15,6 +15,7 @@ import pytest
 from pachytype import (
     ActivationError,
     EcosystemClosedError,
+    InitError,
     UnknownEntityError,
     WrongMessageError,
 )
@@ -111,6 +112,12 @@ async def test_init_that_raises_is_a_dead_letter_not_a_crash(ecosystem: Ecosyste
             await eco.call(tally("unborn").add(n=1))
         assert len(await eco.dead_letters()) == 1
         assert await eco.call(tally("born").add(n=1)) == 1
+        with pytest.raises(InitError) as info:
+            await eco.state(tally("unborn"))
+        assert str(info.value) == (
+            "entity 'tally' (id 'unborn') has no state yet and its init(id) raised "
+            "ValueError: init refuses the id 'unborn'; fix init, or do not address this id"
+        )
 
 
 async def test_an_invalid_envelope_returned_by_activate_rejects_the_whole_activation(

@@ -19,22 +19,42 @@ from pachytype._errors import (
 )
 from pachytype._registry import EntityType, Registry
 from pachytype.ecosystems._inmemory import InMemory
+from pachytype.simulation import (
+    CalmCheck,
+    Faults,
+    Outcome,
+    RunawayError,
+    RunResult,
+    Simulation,
+    SimulationError,
+    SimulationReport,
+    Trace,
+)
 
 __all__ = [
     "Activation",
     "ActivationError",
     "Address",
+    "CalmCheck",
     "DeadLetter",
     "Ecosystem",
     "EcosystemClosedError",
     "Entity",
     "EntityType",
     "Envelope",
+    "Faults",
     "InMemory",
     "InitError",
+    "Outcome",
     "PachytypeError",
     "Ref",
     "Registry",
+    "RunResult",
+    "RunawayError",
+    "Simulation",
+    "SimulationError",
+    "SimulationReport",
+    "Trace",
     "UnknownEntityError",
     "Upgrade",
     "WrongMessageError",

@@ -1,0 +1,30 @@
+"""Deterministic simulation: run entities in a seeded, virtual-time world,
+explore every delivery order with partial-order reduction, inject drops,
+duplicates and reordering, and check CALM properties.
+
+Import the public names from `pachytype` (`Simulation`, `Faults`, ...);
+hypothesis strategies live in `pachytype.simulation.strategies`.
+"""
+
+from pachytype.simulation._calm import CalmCheck, at_most
+from pachytype.simulation._errors import RunawayError, SimulationError
+from pachytype.simulation._explore import Found, SimulationReport
+from pachytype.simulation._simulation import RunResult, Simulation
+from pachytype.simulation._trace import Outcome, Trace
+from pachytype.simulation._world import Faults, Kind, Step
+
+__all__ = [
+    "CalmCheck",
+    "Faults",
+    "Found",
+    "Kind",
+    "Outcome",
+    "SimulationReport",
+    "RunResult",
+    "RunawayError",
+    "SimulationError",
+    "Simulation",
+    "Step",
+    "Trace",
+    "at_most",
+]

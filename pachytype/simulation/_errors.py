@@ -1,0 +1,77 @@
+"""The simulation's errors: they show the failing entity, its state, every
+message it received, and the trace that led there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pachytype._address import Address
+from pachytype._errors import PachytypeError
+from pachytype.simulation._trace import Trace
+
+_TRACE_SHOWN = 40
+"""Trace lines in an error message (the whole trace is on the exception)."""
+
+
+class SimulationError(PachytypeError):
+    """`activate` (or `init`) raised during a simulation.
+
+    Attributes: `address` (the failing entity), `state` (its state when it
+    failed), `message`, `received` (every message it received in this
+    execution, in order, ending with the failing one), `trace` (the whole
+    execution up to and including the failing step) and `error` (also the
+    `__cause__`).
+    """
+
+    def __init__(
+        self,
+        address: Address[Any],
+        state: object,
+        message: object,
+        error: BaseException,
+        trace: Trace,
+    ) -> None:
+        self.address = address
+        self.entity_type = address.entity_type
+        self.id = address.id
+        self.state = state
+        self.message = message
+        self.error = error
+        self.trace = trace
+        self.received = tuple(s.message for s in trace.received_by(address))
+        received = "\n".join(
+            f"    {n}. {m!r}" + ("   <- raised here" if n == len(self.received) else "")
+            for n, m in enumerate(self.received, 1)
+        )
+        super().__init__(
+            f"entity {address.entity_type!r} (id {address.id!r}) raised "
+            f"{type(error).__name__}: {error}\n"
+            f"  while handling: {message!r}\n"
+            f"  in state: {state!r}\n"
+            f"  messages it received, in order:\n{received}\n"
+            f"  trace ({len(trace)} steps):\n{trace.render(last=_TRACE_SHOWN)}\n"
+            f"Fix `activate` for this message in this state; replay this order with "
+            f"the trace above (it is deterministic)."
+        )
+
+
+class RunawayError(PachytypeError):
+    """A run delivered `limit` messages without the system going quiet."""
+
+    def __init__(self, limit: int, pending: int, trace: Trace) -> None:
+        self.limit = limit
+        self.pending = pending
+        self.trace = trace
+        busiest: dict[Address[Any], int] = {}
+        for step in trace.deliveries():
+            if step.to is not None:
+                busiest[step.to] = busiest.get(step.to, 0) + 1
+        top = sorted(busiest.items(), key=lambda kv: -kv[1])[:5]
+        tops = ", ".join(f"{a!r} x{n}" for a, n in top)
+        super().__init__(
+            f"the system did not go quiet within {limit} deliveries ({pending} messages "
+            f"still in flight); most activated: {tops}\n"
+            f"  last steps:\n{trace.render(last=10)}\n"
+            f"If the system is meant to run this long, raise max_deliveries=...; otherwise "
+            f"look for entities that keep messaging each other."
+        )

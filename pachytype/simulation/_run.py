@@ -1,0 +1,82 @@
+"""One execution: deliver until the system is quiet, choosing each next step
+with a seeded random generator or an explicit schedule (hypothesis draws
+those), with virtual time that jumps to the next timer when nothing else can
+happen."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from pachytype.simulation._errors import RunawayError
+from pachytype.simulation._explore import OnError, failure
+from pachytype.simulation._trace import Trace
+from pachytype.simulation._world import Context, Event, Kind, Step, World, apply, enabled
+
+Chooser = Callable[[list[Event]], Event]
+"""Picks the next event among the enabled ones (never called with none)."""
+
+
+def seeded(rng: random.Random, fault_rate: float) -> Chooser:
+    """Deliver a uniformly chosen message next; while a fault budget remains,
+    turn that delivery into a drop or duplicate with probability `fault_rate`."""
+
+    def choose(events: list[Event]) -> Event:
+        deliveries = [e for e in events if e.kind is Kind.DELIVER or e.kind is Kind.TICK]
+        event = deliveries[rng.randrange(len(deliveries))]
+        if event.kind is Kind.DELIVER and rng.random() < fault_rate:
+            faults = [
+                e
+                for e in events
+                if e.kind is not Kind.DELIVER
+                and (e.channel, e.index) == (event.channel, event.index)
+            ]
+            if faults:
+                return faults[rng.randrange(len(faults))]
+        return event
+
+    return choose
+
+
+def scheduled(schedule: Sequence[int]) -> Chooser:
+    """Step k takes enabled event number `schedule[k] % len(enabled)`, then the
+    first enabled event once the schedule runs out (0 is always the plainest
+    choice: the oldest channel's next message, delivered, no fault)."""
+    position = 0
+
+    def choose(events: list[Event]) -> Event:
+        nonlocal position
+        pick = schedule[position] if position < len(schedule) else 0
+        position += 1
+        return events[pick % len(events)]
+
+    return choose
+
+
+def run(
+    world: World,
+    ctx: Context,
+    choose: Chooser,
+    *,
+    max_deliveries: int,
+    until: float | None,
+    on_error: OnError,
+) -> tuple[World, list[Step]]:
+    """Step `world` until quiet (or until virtual time `until`); the steps taken.
+
+    Raises `SimulationError` on an activation error when `on_error` is
+    "raise", and `RunawayError` after `max_deliveries` steps."""
+    steps: list[Step] = []
+    while True:
+        events = enabled(world)
+        if not events:
+            break
+        if events[0].kind is Kind.TICK and until is not None and world.timers[0][0] > until:
+            break
+        if len(steps) >= max_deliveries:
+            raise RunawayError(max_deliveries, world.pending(), Trace(tuple(steps)))
+        world, step = apply(world, choose(events), ctx)
+        steps.append(step)
+        if step.error is not None and on_error == "raise":
+            raise failure(step, Trace(tuple(steps)))
+    return world, steps

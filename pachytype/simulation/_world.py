@@ -1,0 +1,420 @@
+"""The simulated world and its one pure transition: deliver (or drop, or
+duplicate) one message, or move the virtual clock to the next timer.
+
+Design note
+-----------
+* A `World` is an immutable snapshot: the states of the entities that were
+  activated, the messages in flight per *channel* (sender -> target), the
+  timers of delayed envelopes, the virtual time and the fault budgets left.
+  A step builds a new world and never changes the old one, so searches can
+  keep many worlds and compare them by `key()`.
+* Channels are FIFO, which is the delivery promise every ecosystem keeps
+  (per sender -> receiver pair, messages arrive in send order). The
+  `reorder` fault lifts it: any message in flight may go next.
+* An `Event` names a transition by (kind, channel, index in the channel).
+  The name stays valid while the event stays enabled: only events at the
+  same target take messages out of a channel to it, sends only append.
+  The explorer's sleep sets rely on that.
+* Two events are *independent* (they commute and neither disables the
+  other) when they act on different targets and do not both spend the
+  shared fault budget. The clock tick depends on everything; it is only
+  enabled when nothing else is, because activations take no virtual time.
+* `init`/`activate` are the user's pure functions, run exactly as the other
+  ecosystems run them, so states are the same values. A raise is returned
+  as data (a `Step` with `error`), so each caller decides: stop with the
+  trace, or keep the state and go on as a dead letter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any, Final
+
+from attrs import field, frozen
+
+from pachytype._address import Address, Envelope, Key, _Envelope, make_envelope, unpack
+from pachytype._errors import WrongMessageError
+from pachytype._registry import EntityType, Registry
+
+Channel = tuple[Key | None, Key]
+"""(sender, target); the sender is None for envelopes sent from outside."""
+
+Timer = tuple[float, Channel, object]
+"""A delayed message: (due virtual time in seconds, channel, message)."""
+
+
+class Kind(enum.Enum):
+    """What a step did."""
+
+    DELIVER = "deliver"
+    DROP = "drop"
+    DUPLICATE = "duplicate"
+    TICK = "tick"
+
+
+def _non_negative(_instance: object, attribute: Any, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"Faults({attribute.name}=...) must be >= 0, got {value!r}")
+
+
+@frozen
+class Faults:
+    """The faults a simulation may inject, each switchable.
+
+    `drop` and `duplicate` are budgets: at most that many messages are lost,
+    or delivered twice, in one execution (exhaustive search tries every way
+    of spending them, including not spending them). `reorder` lets any
+    message in flight overtake the others (by default messages from one
+    sender to one receiver arrive in send order).
+
+    >>> Faults(drop=1, reorder=True)
+    Faults(drop=1, duplicate=0, reorder=True)
+    """
+
+    drop: int = field(default=0, validator=_non_negative)
+    duplicate: int = field(default=0, validator=_non_negative)
+    reorder: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        """`"drop=2,duplicate,reorder"` -> `Faults(drop=2, duplicate=1, reorder=True)`."""
+        counts = {"drop": 0, "duplicate": 0}
+        reorder = False
+        for raw in text.split(","):
+            item = raw.strip()
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            name = name.strip()
+            if name == "reorder" and not value:
+                reorder = True
+            elif name in counts and (not value or value.strip().isdigit()):
+                counts[name] = int(value) if value else 1
+            else:
+                raise ValueError(
+                    f"unknown fault {item!r}: use drop[=N], duplicate[=N] or reorder, "
+                    f"comma-separated (e.g. 'drop=2,reorder')"
+                )
+        return cls(drop=counts["drop"], duplicate=counts["duplicate"], reorder=reorder)
+
+    def __str__(self) -> str:
+        parts = [f"{n}={v}" for n, v in (("drop", self.drop), ("duplicate", self.duplicate)) if v]
+        if self.reorder:
+            parts.append("reorder")
+        return ",".join(parts) or "none"
+
+
+NO_FAULTS: Final = Faults()
+
+
+@frozen
+class Event:
+    """One possible transition of a world."""
+
+    kind: Kind
+    channel: Channel | None = None
+    index: int = 0
+
+
+TICK: Final = Event(Kind.TICK)
+
+
+def independent(a: Event, b: Event) -> bool:
+    """Whether `a` and `b` commute and neither disables the other."""
+    if a.channel is None or b.channel is None:
+        return False
+    if a.channel[1] == b.channel[1]:
+        return False
+    return a.kind is Kind.DELIVER or b.kind is Kind.DELIVER
+
+
+@frozen
+class Step:
+    """One step of a trace: a message delivered (or dropped, or duplicated)
+    at `time`, with the target's state before and after and what it sent;
+    or the clock moving (`kind` TICK). `error` is set when activation raised
+    (the state is then unchanged)."""
+
+    kind: Kind
+    time: float
+    sender: Address[Any] | None
+    to: Address[Any] | None
+    message: object
+    before: object
+    after: object
+    sent: tuple[Envelope[Any], ...]
+    error: BaseException | None = field(default=None, eq=False)
+
+    def describe(self) -> str:
+        """One line: `t=0.000 <ping 1> <- Pong() from <pong 1>: 0 -> 1, sent 1`."""
+        at = f"t={self.time:g}"
+        if self.kind is Kind.TICK:
+            return f"{at} clock advances"
+        sender = "outside" if self.sender is None else repr(self.sender)
+        head = f"{at} {self.to!r} <- {self.message!r} from {sender}"
+        if self.kind is Kind.DROP:
+            return f"{head}: DROPPED"
+        dup = " (DUPLICATED: it stays in flight)" if self.kind is Kind.DUPLICATE else ""
+        if self.error is not None:
+            return (
+                f"{head}{dup}: RAISED {type(self.error).__name__}: {self.error} "
+                f"(state stays {self.before!r})"
+            )
+        sent = f", sent {list(self.sent)!r}" if self.sent else ""
+        return f"{head}{dup}: {self.before!r} -> {self.after!r}{sent}"
+
+
+class Context:
+    """What steps need besides the world: the registry and the addresses seen.
+
+    Addresses are interned by key (a cache, not state), so worlds hold plain
+    keys and traces can still show the refs."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.types = registry.types
+        self.addresses: dict[Key, Address[Any]] = {}
+
+    def route(self, sender: Address[Any], env: object) -> tuple[Key, object, float]:
+        """Check an envelope returned by `sender`'s activate, as the runtime does."""
+        if type(env) is not _Envelope:
+            raise TypeError(
+                f"entity {sender.entity_type!r} (id {sender.id!r}) returned {env!r} among "
+                f"its envelopes; return envelopes built by refs (refs.x(id).message(...))"
+            )
+        to, message, delay = unpack(env)
+        etype = self.types.get(to.entity_type)
+        if etype is None:
+            etype = self.registry.get(to.entity_type, to.id)  # raises, with the message
+        if type(message) not in etype.message_set:
+            raise WrongMessageError(
+                etype.name, to.id, message, [m.__qualname__ for m in etype.messages]
+            )
+        self.addresses.setdefault(to.key, to)
+        return to.key, message, delay
+
+    def resolve(self, envelope: Envelope[Any]) -> tuple[Key, object, float]:
+        """Check an envelope sent from outside (raises like every ecosystem's `send`)."""
+        to, message, delay = unpack(envelope)
+        self.registry.get(to.entity_type, to.id).check_message(to.id, message)
+        self.addresses.setdefault(to.key, to)
+        return to.key, message, delay
+
+    def etype(self, key: Key) -> EntityType:
+        return self.types[key[0]]
+
+    def init_state(self, key: Key) -> object:
+        """The state of an entity never activated (raises if its `init` does)."""
+        return self.etype(key).instance.init(key[1])
+
+
+def freeze(value: object) -> Hashable:
+    """`value` if hashable, else a stand-in that compares by repr (for dedup only)."""
+    try:
+        hash(value)
+    except TypeError:
+        return ("<unhashable>", type(value).__qualname__, repr(value))
+    return value  # hashable: checked just above
+
+
+@frozen(eq=False)
+class World:
+    """A snapshot of a simulated system. Treat every mapping here as frozen."""
+
+    states: Mapping[Key, object]
+    channels: Mapping[Channel, tuple[object, ...]]
+    timers: tuple[Timer, ...] = ()
+    now: float = 0.0
+    drops: int = 0
+    duplicates: int = 0
+    reorder: bool = False
+
+    @classmethod
+    def empty(cls, faults: Faults = NO_FAULTS) -> World:
+        return cls({}, {}, (), 0.0, faults.drop, faults.duplicate, faults.reorder)
+
+    @property
+    def quiescent(self) -> bool:
+        """Nothing in flight and no timer set: the system is done."""
+        return not self.channels and not self.timers
+
+    def key(self) -> Hashable:
+        """Equal for worlds that will behave the same (the explorer's dedup key)."""
+        return (
+            frozenset((k, freeze(s)) for k, s in self.states.items()),
+            frozenset((c, freeze(m)) for c, m in self.channels.items()),
+            freeze(self.timers),
+            self.now,
+            self.drops,
+            self.duplicates,
+        )
+
+    def outcome_key(self) -> Hashable:
+        """Equal for worlds whose entities all have equal states."""
+        return frozenset((k, freeze(s)) for k, s in self.states.items())
+
+    def with_faults(self, faults: Faults) -> World:
+        return World(
+            self.states,
+            self.channels,
+            self.timers,
+            self.now,
+            faults.drop,
+            faults.duplicate,
+            faults.reorder,
+        )
+
+    def pending(self) -> int:
+        """Messages in flight or waiting on a timer."""
+        return sum(len(m) for m in self.channels.values()) + len(self.timers)
+
+
+def send(world: World, ctx: Context, envelopes: Iterable[Envelope[Any]]) -> World:
+    """`world` with `envelopes` sent from outside, in order (all checked first)."""
+    routed = [ctx.resolve(env) for env in envelopes]
+    channels = dict(world.channels)
+    timers = list(world.timers)
+    for key, message, delay in routed:
+        _post(channels, timers, world.now, (None, key), message, delay)
+    return _replace(world, world.states, channels, tuple(timers))
+
+
+def enabled(world: World) -> list[Event]:
+    """Every transition possible from `world`, in a deterministic order."""
+    events: list[Event] = []
+    add = events.append
+    drops, duplicates = world.drops, world.duplicates
+    for channel, messages in world.channels.items():
+        for i in range(len(messages)) if world.reorder else (0,):
+            add(Event(Kind.DELIVER, channel, i))
+            if drops:
+                add(Event(Kind.DROP, channel, i))
+            if duplicates:
+                add(Event(Kind.DUPLICATE, channel, i))
+    if not events and world.timers:
+        add(TICK)
+    return events
+
+
+def apply(world: World, event: Event, ctx: Context) -> tuple[World, Step]:
+    """The world after `event`, and the trace step describing it."""
+    channel = event.channel
+    if channel is None:
+        return _tick(world, ctx)
+    messages = world.channels[channel]
+    i = event.index
+    message = messages[i]
+    sender = None if channel[0] is None else ctx.addresses[channel[0]]
+    target = channel[1]
+    to = ctx.addresses[target]
+    channels = dict(world.channels)
+    drops, duplicates = world.drops, world.duplicates
+    if event.kind is Kind.DUPLICATE:
+        duplicates -= 1  # delivered now, and stays in flight to be delivered again
+    else:
+        rest = messages[:i] + messages[i + 1 :]
+        if rest:
+            channels[channel] = rest
+        else:
+            del channels[channel]
+    if event.kind is Kind.DROP:
+        before = world.states.get(target, _UNSEEN)
+        world = World(
+            world.states, channels, world.timers, world.now, drops - 1, duplicates, world.reorder
+        )
+        shown = None if before is _UNSEEN else before
+        return world, Step(Kind.DROP, world.now, sender, to, message, shown, shown, ())
+    return _activate(world, ctx, event.kind, channels, duplicates, sender, to, message)
+
+
+_UNSEEN: Final = object()
+
+
+def _activate(
+    world: World,
+    ctx: Context,
+    kind: Kind,
+    channels: dict[Channel, tuple[object, ...]],
+    duplicates: int,
+    sender: Address[Any] | None,
+    to: Address[Any],
+    message: object,
+) -> tuple[World, Step]:
+    target = to.key
+    now = world.now
+    states = world.states
+    before: object = None
+    try:
+        before = states[target] if target in states else ctx.init_state(target)
+        envelopes, after = ctx.etype(target).instance.activate(message, before)
+        routed = [ctx.route(to, env) for env in envelopes]
+    except Exception as error:
+        failed = World(states, channels, world.timers, now, world.drops, duplicates, world.reorder)
+        return failed, Step(kind, now, sender, to, message, before, before, (), error)
+    timers = list(world.timers)
+    for key, msg, delay in routed:
+        _post(channels, timers, now, (target, key), msg, delay)
+    new_states = dict(states)
+    new_states[target] = after
+    sent = tuple(make_envelope(ctx.addresses[k], m, d) for k, m, d in routed)
+    new = World(new_states, channels, tuple(timers), now, world.drops, duplicates, world.reorder)
+    return new, Step(kind, now, sender, to, message, before, after, sent)
+
+
+def _tick(world: World, ctx: Context) -> tuple[World, Step]:
+    """Move the clock to the first timer and put every message due then in flight."""
+    now = world.timers[0][0]
+    channels = dict(world.channels)
+    due = [t for t in world.timers if t[0] <= now]
+    for _, channel, message in due:
+        channels[channel] = (*channels.get(channel, ()), message)
+    timers = world.timers[len(due) :]
+    new = World(world.states, channels, timers, now, world.drops, world.duplicates, world.reorder)
+    return new, Step(Kind.TICK, now, None, None, None, None, None, ())
+
+
+def advance_clock(world: World, to_time: float) -> World:
+    """`world` with its clock at `to_time` (no timer may be due before it)."""
+    if world.timers and world.timers[0][0] < to_time:
+        raise ValueError("fire the timers due before moving the clock past them")
+    return _replace_time(world, max(world.now, to_time))
+
+
+def _replace_time(world: World, now: float) -> World:
+    return World(
+        world.states,
+        world.channels,
+        world.timers,
+        now,
+        world.drops,
+        world.duplicates,
+        world.reorder,
+    )
+
+
+def _replace(
+    world: World,
+    states: Mapping[Key, object],
+    channels: Mapping[Channel, tuple[object, ...]],
+    timers: tuple[Timer, ...],
+) -> World:
+    return World(states, channels, timers, world.now, world.drops, world.duplicates, world.reorder)
+
+
+def _post(
+    channels: dict[Channel, tuple[object, ...]],
+    timers: list[Timer],
+    now: float,
+    channel: Channel,
+    message: object,
+    delay: float,
+) -> None:
+    if delay > 0:
+        due = now + delay
+        # After every timer due at the same time: equal delays fire in send order.
+        at = bisect.bisect_right([t[0] for t in timers], due)
+        timers.insert(at, (due, channel, message))
+    else:
+        channels[channel] = (*channels.get(channel, ()), message)

@@ -1,0 +1,1 @@
+"""Entities the simulation tests (and bench_simulation) run."""

@@ -57,5 +57,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.counter",
     _entity_types,
-    fingerprint="0000000000000000000000000000000000000000000000000000000000000000",
+    fingerprint="a97301b6b69454537a67e47fd08ce586d7c8dbfd034427e5368be531e1af7563",
 )

@@ -1,0 +1,326 @@
+"""Build: turn the scanned modules into the model, or into problems.
+
+Finds every class deriving from `pachytype.Entity[Id, Msg, State]`, follows
+its type arguments, expands the message type into its classes and reads
+their attrs fields, and checks what would make the generated module wrong
+or ambiguous. Every problem names the file and line and says the fix; all
+of them are collected before failing, so one run shows every mistake.
+"""
+
+from __future__ import annotations
+
+import keyword
+
+import libcst as cst
+
+# The runtime names entity types with the same function: they must agree.
+from pachytype._names import snake_case  # noqa: PLC2701
+
+from .fields import attrs_decorator, class_model
+from .model import ClassModel, EntityModel, MessageModel, PackageModel
+from .package import PackageSource
+from .problems import GenerateError, Problem
+from .resolve import Resolver, Unresolved, is_pachytype
+from .scan import ClassFacts, ModuleFacts
+from .typeexpr import Kind, Sym, TypeExpr, Union, expand, qualified, symbols
+
+# Attributes every ref already has: a message method must not hide them.
+_REF_ATTRIBUTES = frozenset({"post", "entity_type", "id", "key"})
+
+
+def build_model(package: PackageSource, modules: dict[str, ModuleFacts]) -> PackageModel:
+    """The model of every entity in `modules`; raises GenerateError listing every problem."""
+    resolver = Resolver(modules)
+    problems: list[Problem] = []
+    entities: list[EntityModel] = []
+    for name in sorted(modules):
+        facts = modules[name]
+        for klass in facts.classes.values():
+            args = _entity_arguments(resolver, facts, klass, problems)
+            if args is not None:
+                entity = _entity(resolver, facts, klass, args, problems)
+                if entity is not None:
+                    entities.append(entity)
+    entities.sort(key=lambda e: (e.name, e.sym.qualname))
+    _check_names(entities, problems)
+    classes = _reachable_classes(resolver, entities, problems)
+    if problems:
+        raise GenerateError(problems)
+    return PackageModel(package.name, package.command_path, tuple(entities), classes)
+
+
+def _entity_arguments(
+    resolver: Resolver, facts: ModuleFacts, klass: ClassFacts, problems: list[Problem]
+) -> list[cst.BaseExpression] | None:
+    """The type arguments of the class's `Entity[...]` base, or None if it is no entity."""
+    for base in klass.node.bases:
+        value = base.value
+        head = value.value if isinstance(value, cst.Subscript) else value
+        try:
+            sym = resolver.expr(facts.name, head)
+        except Unresolved:
+            continue
+        if not (isinstance(sym, Sym) and is_pachytype(sym, "Entity")):
+            continue
+        args = _slice_values(value) if isinstance(value, cst.Subscript) else []
+        if len(args) != 3:
+            problems.append(
+                Problem(
+                    facts.path,
+                    klass.line,
+                    f"entity {klass.name}: Entity takes 3 type arguments "
+                    f"(Entity[Id, Msg, State]), got {len(args)}; write e.g. "
+                    f"`class {klass.name}(Entity[str, {klass.name}Msg, {klass.name}State])`",
+                )
+            )
+            return None
+        return args
+    return None
+
+
+def _slice_values(node: cst.Subscript) -> list[cst.BaseExpression]:
+    return [e.slice.value for e in node.slice if isinstance(e.slice, cst.Index)]
+
+
+def _entity(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    args: list[cst.BaseExpression],
+    problems: list[Problem],
+) -> EntityModel | None:
+    resolved: list[TypeExpr] = []
+    for role, node in zip(("id", "message", "state"), args, strict=True):
+        try:
+            resolved.append(resolver.expr(facts.name, node))
+        except Unresolved as error:
+            problems.append(_unresolved(facts, klass, f"the {role} type", error))
+    if len(resolved) != 3:
+        return None
+    id_type, message_type, state_type = resolved
+    messages = _messages(resolver, facts, klass, message_type, problems)
+    version = _state_version(facts, klass, problems)
+    if messages is None or version is None:
+        return None
+    return EntityModel(
+        sym=Sym(Kind.CLASS, facts.name, klass.name),
+        name=snake_case(klass.name),
+        path=facts.path,
+        line=klass.line,
+        id_type=id_type,
+        message_type=message_type,
+        messages=messages,
+        state_type=state_type,
+        state_version=version,
+        upgrades=_upgrades(resolver, facts, klass, problems),
+    )
+
+
+def _unresolved(facts: ModuleFacts, klass: ClassFacts, role: str, error: Unresolved) -> Problem:
+    line = facts.line(error.node) if error.node in facts.positions else klass.line
+    fix = f"; {error.fix}" if error.fix else ""
+    return Problem(facts.path, line, f"entity {klass.name}, {role}: {error.reason}{fix}")
+
+
+def _message_classes(expr: TypeExpr) -> list[TypeExpr]:
+    """The members of a message type: `A | B`, an alias of it, or one class."""
+    match expr:
+        case Sym(kind=Kind.ALIAS, target=target) if target is not None:
+            return _message_classes(target)
+        case Union(items=items):
+            return [m for item in items for m in _message_classes(item)]
+        case _:
+            return [expr]
+
+
+def _messages(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    message_type: TypeExpr,
+    problems: list[Problem],
+) -> tuple[MessageModel, ...] | None:
+    found: dict[str, MessageModel] = {}
+    ok = True
+    for member in dict.fromkeys(_message_classes(message_type)):
+        message = _message(resolver, facts, klass, member, problems)
+        if message is None:
+            ok = False
+            continue
+        other = found.get(message.method)
+        if other is not None:
+            problems.append(
+                Problem(
+                    facts.path,
+                    klass.line,
+                    f"entity {klass.name}: message classes {other.cls.qualname} and "
+                    f"{message.cls.qualname} both become the ref method "
+                    f"`{message.method}`; rename one of them",
+                )
+            )
+            ok = False
+        found[message.method] = message
+    if not ok:
+        return None
+    return tuple(found[m] for m in sorted(found))
+
+
+def _message(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    member: TypeExpr,
+    problems: list[Problem],
+) -> MessageModel | None:
+    def problem(text: str) -> None:
+        problems.append(Problem(facts.path, klass.line, f"entity {klass.name}: {text}"))
+
+    if not isinstance(member, Sym) or member.kind is not Kind.CLASS:
+        spelled = qualified(member)
+        if isinstance(member, Sym) and member.kind is Kind.EXTERNAL:
+            problem(
+                f"message class `{spelled}` is imported from outside the package, so its "
+                f"fields cannot be read; declare message classes in the package"
+            )
+        else:
+            problem(
+                f"`{spelled}` is not a message class: messages are attrs classes "
+                f"(`@frozen class Ping: ...`) or a union of them (`Ping | Pong`)"
+            )
+        return None
+    subclasses = resolver.subclasses(member)
+    if subclasses:
+        names = [s.name for s in subclasses]
+        problem(
+            f"the message type `{member.name}` is a base class (of {', '.join(names)}); "
+            f"messages are a union of classes, not a base class: use `{' | '.join(names)}`"
+        )
+        return None
+    message_facts = resolver.class_facts(member)
+    if attrs_decorator(resolver, message_facts) is None:
+        problems.append(
+            Problem(
+                resolver.modules[member.module].path,
+                message_facts.line,
+                f"message class {member.name} (of entity {klass.name}) is not an attrs "
+                f"class: decorate it with `@frozen` (`from attrs import frozen`)",
+            )
+        )
+        return None
+    model = class_model(resolver, member, problems)
+    method = snake_case(member.name)
+    if keyword.iskeyword(method) or method in _REF_ATTRIBUTES:
+        problem(
+            f"message class {member.name} would become the ref method `{method}`, which "
+            f"{'is a Python keyword' if keyword.iskeyword(method) else 'every ref already has'}; "
+            f"rename the class"
+        )
+        return None
+    return MessageModel(model, method)
+
+
+def _state_version(facts: ModuleFacts, klass: ClassFacts, problems: list[Problem]) -> int | None:
+    for line in klass.node.body.body:
+        if not isinstance(line, cst.SimpleStatementLine):
+            continue
+        for statement in line.body:
+            value = _assigned_to(statement, "state_version")
+            if value is None:
+                continue
+            if isinstance(value, cst.Integer) and isinstance(value.evaluated_value, int):
+                return value.evaluated_value
+            problems.append(
+                Problem(
+                    facts.path,
+                    facts.line(statement),
+                    f"entity {klass.name}: state_version must be an int literal "
+                    f"(e.g. `state_version = 2`), so the generator can read it",
+                )
+            )
+            return None
+    return 1
+
+
+def _assigned_to(statement: cst.BaseSmallStatement, name: str) -> cst.BaseExpression | None:
+    if isinstance(statement, cst.Assign):
+        targets = [t.target for t in statement.targets]
+        if any(isinstance(t, cst.Name) and t.value == name for t in targets):
+            return statement.value
+    if (
+        isinstance(statement, cst.AnnAssign)
+        and isinstance(statement.target, cst.Name)
+        and statement.target.value == name
+    ):
+        return statement.value
+    return None
+
+
+def _upgrades(
+    resolver: Resolver, facts: ModuleFacts, klass: ClassFacts, problems: list[Problem]
+) -> tuple[int, ...]:
+    found: list[int] = []
+    for line in klass.node.body.body:
+        if not isinstance(line, cst.FunctionDef):
+            continue
+        for decorator in line.decorators:
+            call = decorator.decorator
+            if not isinstance(call, cst.Call):
+                continue
+            try:
+                sym = resolver.expr(facts.name, call.func)
+            except Unresolved:
+                continue
+            if not (isinstance(sym, Sym) and is_pachytype(sym, "upgrade")):
+                continue
+            version = next(
+                (a.value for a in call.args if a.keyword and a.keyword.value == "from_version"),
+                None,
+            )
+            if isinstance(version, cst.Integer) and isinstance(version.evaluated_value, int):
+                found.append(version.evaluated_value)
+            else:
+                problems.append(
+                    Problem(
+                        facts.path,
+                        facts.line(decorator),
+                        f"entity {klass.name}: write @upgrade(from_version=N) with an int "
+                        f"literal N, so the generator and the schema lock can read it",
+                    )
+                )
+    return tuple(sorted(found))
+
+
+def _check_names(entities: list[EntityModel], problems: list[Problem]) -> None:
+    seen: dict[str, EntityModel] = {}
+    for entity in entities:
+        other = seen.get(entity.name)
+        if other is not None:
+            problems.append(
+                Problem(
+                    entity.path,
+                    entity.line,
+                    f"entities {other.sym.qualname} and {entity.sym.qualname} are both named "
+                    f"`{entity.name}` (the snake_case of the class name), which names the "
+                    f"entity type and its ref factory; rename one of them",
+                )
+            )
+        seen.setdefault(entity.name, entity)
+
+
+def _reachable_classes(
+    resolver: Resolver, entities: list[EntityModel], problems: list[Problem]
+) -> dict[str, ClassModel]:
+    found: dict[str, ClassModel] = {}
+    pending: list[TypeExpr] = []
+    for entity in entities:
+        pending.extend([entity.state_type, entity.id_type])
+        for message in entity.messages:
+            found[message.cls.qualname] = message.cls
+            pending.extend(f.type for f in message.fields)
+    while pending:
+        for sym in symbols(expand(pending.pop())):
+            if sym.kind is Kind.CLASS and sym.qualname not in found:
+                model = class_model(resolver, sym, problems)
+                found[sym.qualname] = model
+                pending.extend(f.type for f in model.fields)
+    return dict(sorted(found.items()))

@@ -1,0 +1,243 @@
+"""What attrs makes of a class statement: whether it is an attrs class, and
+the parameters its `__init__` takes.
+
+Design note. Follows attrs' own rules, read statically: annotated class
+attributes are fields under `@define`/`@frozen`/`@mutable` (unless only
+unannotated `field()`s are used), `attr.ib()`/`attrs.field()` assignments
+always are; `ClassVar`s never are. Leading underscores are stripped from
+parameter names unless `alias=` says otherwise; `init=False` fields are not
+parameters; kw_only ones come last. Fields of attrs base classes in the
+package come first, as attrs orders them. A default that is a plain
+immutable literal is kept (copied into the ref's signature); anything else
+(`factory=`, `Factory(...)`, a name, `[]`, an `@x.default` method) is left
+for attrs to compute, so no mutable default is ever shared.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+
+from .literals import literal_code
+from .model import ClassModel, FieldModel
+from .problems import Problem
+from .resolve import Resolver, Unresolved, is_typing
+from .scan import ClassFacts, ModuleFacts
+from .typeexpr import Generic, Kind, Sym, TypeExpr
+
+_ATTRS_MODULES = frozenset({"attrs", "attr"})
+_DECORATORS = frozenset({"define", "frozen", "mutable", "s", "attrs", "dataclass"})
+_AUTO_BY_DEFAULT = frozenset({"define", "frozen", "mutable"})
+_FIELD_FUNCTIONS = frozenset({"field", "ib", "attrib"})
+
+
+def attrs_decorator(resolver: Resolver, klass: ClassFacts) -> cst.Decorator | None:
+    """The class's attrs decorator (`@frozen`, `@attrs.define(...)`, `@attr.s`), if any."""
+    for decorator in klass.node.decorators:
+        sym = _decorator_sym(resolver, klass.module, decorator.decorator)
+        if sym is not None and sym.module in _ATTRS_MODULES and sym.name in _DECORATORS:
+            return decorator
+    return None
+
+
+def class_model(resolver: Resolver, sym: Sym, problems: list[Problem]) -> ClassModel:
+    """The class `sym` of the package as attrs sees it (problems are appended)."""
+    klass = resolver.class_facts(sym)
+    decorator = attrs_decorator(resolver, klass)
+    if decorator is None:
+        return ClassModel(sym, False, ())
+    own = _own_fields(resolver, klass, decorator, problems)
+    inherited: list[FieldModel] = []
+    for base in _attrs_bases(resolver, klass):
+        inherited.extend(class_model(resolver, base, problems).fields)
+    names = {f.name for f in own}
+    merged = [f for f in inherited if f.name not in names] + own
+    ordered = [f for f in merged if not f.kw_only] + [f for f in merged if f.kw_only]
+    return ClassModel(sym, True, tuple(ordered))
+
+
+def _decorator_sym(resolver: Resolver, module: str, node: cst.BaseExpression) -> Sym | None:
+    target = node.func if isinstance(node, cst.Call) else node
+    try:
+        found = resolver.expr(module, target)
+    except Unresolved:
+        return None
+    return found if isinstance(found, Sym) else None
+
+
+def _attrs_bases(resolver: Resolver, klass: ClassFacts) -> list[Sym]:
+    found = []
+    for base in klass.node.bases:
+        try:
+            sym = resolver.expr(klass.module, base.value)
+        except Unresolved:
+            continue
+        if isinstance(sym, Sym) and sym.kind is Kind.CLASS:
+            found.append(sym)
+    return found
+
+
+def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg.value
+    return None
+
+
+def _is_true(node: cst.BaseExpression | None) -> bool:
+    return isinstance(node, cst.Name) and node.value == "True"
+
+
+def _own_fields(
+    resolver: Resolver, klass: ClassFacts, decorator: cst.Decorator, problems: list[Problem]
+) -> list[FieldModel]:
+    facts = resolver.modules[klass.module]
+    options = decorator.decorator if isinstance(decorator.decorator, cst.Call) else None
+    kw_only = options is not None and _is_true(_keyword(options, "kw_only"))
+    statements = [
+        s
+        for line in klass.node.body.body
+        if isinstance(line, cst.SimpleStatementLine)
+        for s in line.body
+        if isinstance(s, cst.AnnAssign | cst.Assign)
+    ]
+    auto = _auto_attribs(resolver, klass, decorator, options, statements)
+    computed = _default_methods(klass)
+    fields: list[FieldModel] = []
+    for statement in statements:
+        made = _field(resolver, facts, klass, statement, auto, kw_only, computed, problems)
+        if made is not None:
+            fields.append(made)
+    return fields
+
+
+def _auto_attribs(
+    resolver: Resolver,
+    klass: ClassFacts,
+    decorator: cst.Decorator,
+    options: cst.Call | None,
+    statements: list[cst.AnnAssign | cst.Assign],
+) -> bool:
+    explicit = _keyword(options, "auto_attribs") if options is not None else None
+    if explicit is not None:
+        return _is_true(explicit)
+    sym = _decorator_sym(resolver, klass.module, decorator.decorator)
+    if sym is None or sym.name not in _AUTO_BY_DEFAULT:
+        return False
+    # attrs' guess: annotated attributes are fields unless an unannotated field() is used.
+    return not any(
+        isinstance(s, cst.Assign) and _field_call(resolver, klass.module, s.value) is not None
+        for s in statements
+    )
+
+
+def _default_methods(klass: ClassFacts) -> set[str]:
+    """Fields whose default an `@x.default` method computes."""
+    found = set()
+    for line in klass.node.body.body:
+        if isinstance(line, cst.FunctionDef):
+            for decorator in line.decorators:
+                name = get_full_name_for_node(decorator.decorator) or ""
+                owner, _, attribute = name.rpartition(".")
+                if attribute == "default" and owner and "." not in owner:
+                    found.add(owner)
+    return found
+
+
+def _field_call(
+    resolver: Resolver, module: str, value: cst.BaseExpression | None
+) -> cst.Call | None:
+    if not isinstance(value, cst.Call):
+        return None
+    sym = _decorator_sym(resolver, module, value.func)
+    if sym is not None and sym.module in _ATTRS_MODULES and sym.name in _FIELD_FUNCTIONS:
+        return value
+    return None
+
+
+def _field(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    statement: cst.AnnAssign | cst.Assign,
+    auto: bool,
+    kw_only: bool,
+    computed: set[str],
+    problems: list[Problem],
+) -> FieldModel | None:
+    if isinstance(statement, cst.AnnAssign):
+        target: cst.BaseExpression = statement.target
+        annotation: cst.BaseExpression | None = statement.annotation.annotation
+    else:
+        if len(statement.targets) != 1:
+            return None
+        target, annotation = statement.targets[0].target, None
+    if not isinstance(target, cst.Name):
+        return None
+    name = target.value
+    call = _field_call(resolver, klass.module, statement.value)
+    if call is None and not (auto and annotation is not None):
+        return None
+    where = f"field `{name}` of `{klass.name}`"
+    type_ = _field_type(resolver, facts, where, annotation, call, statement, problems)
+    if type_ is None or _is_classvar(type_):
+        return None
+    if call is not None:
+        if _keyword(call, "init") is not None and not _is_true(_keyword(call, "init")):
+            return None
+        has_default, default = _call_default(resolver, klass.module, call)
+        field_kw_only = kw_only or _is_true(_keyword(call, "kw_only"))
+        alias = _keyword(call, "alias")
+    else:
+        has_default = statement.value is not None
+        default = literal_code(statement.value) if statement.value is not None else None
+        field_kw_only, alias = kw_only, None
+    if name in computed:
+        has_default, default = True, None
+    param = name.lstrip("_")
+    if isinstance(alias, cst.SimpleString) and isinstance(alias.evaluated_value, str):
+        param = alias.evaluated_value
+    return FieldModel(name, param, type_, has_default, default, field_kw_only)
+
+
+def _field_type(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    where: str,
+    annotation: cst.BaseExpression | None,
+    call: cst.Call | None,
+    statement: cst.CSTNode,
+    problems: list[Problem],
+) -> TypeExpr | None:
+    if annotation is None and call is not None:
+        annotation = _keyword(call, "type")
+    if annotation is None:
+        problems.append(
+            Problem(
+                facts.path,
+                facts.line(statement),
+                f"{where} has no type: annotate it (`{where.split('`')[1]}: int = ...`)",
+            )
+        )
+        return None
+    try:
+        return resolver.expr(facts.name, annotation)
+    except Unresolved as error:
+        line = facts.line(error.node) if error.node in facts.positions else facts.line(statement)
+        fix = f"; {error.fix}" if error.fix else ""
+        problems.append(Problem(facts.path, line, f"{where}: {error.reason}{fix}"))
+        return None
+
+
+def _is_classvar(type_: TypeExpr) -> bool:
+    head = type_.base if isinstance(type_, Generic) else type_
+    return isinstance(head, Sym) and is_typing(head, "ClassVar")
+
+
+def _call_default(resolver: Resolver, module: str, call: cst.Call) -> tuple[bool, str | None]:
+    if _keyword(call, "factory") is not None:
+        return True, None
+    value = _keyword(call, "default")
+    if value is None:
+        return False, None
+    return True, literal_code(value)

@@ -1,0 +1,167 @@
+"""The durable store interface: what a durable ecosystem keeps on disk, as plain values.
+
+Design note
+-----------
+Every ecosystem runs the same runtime core (`pachytype._runtime`, and its
+durable dispatcher in `pachytype._durable`); a durable ecosystem only adds a
+`Store`. The store never sees a Python message, state or address: only
+entity type names, ids encoded as text (`Codec.encode_id`), bytes
+(`Codec.encode_message` / `Codec.encode_state`), integers and floats. So a
+store is an I/O adapter with no knowledge of the registry, and the runtime
+is pure scheduling with no knowledge of SQL.
+
+The contract, in the order the runtime uses it:
+
+1. `open(fingerprint)` once, before anything else. It takes whatever lock
+   makes this process the only writer (LocalDisk: an `flock`; Postgres:
+   partition leases) and returns a `Recovery`: the next free message id,
+   every message not yet consumed (in id order) and every pending timer.
+2. The runtime runs *group commits*, one at a time, in order: it builds a
+   `CommitBatch` (plain values), awaits `commit(batch)`, and only when that
+   returns applies the effects in memory (delivers the new mail to inboxes,
+   resolves `send`/`call`, notifies followers). `commit` must be atomic
+   (all of the batch or nothing) and durable when it returns.
+3. `load_states(keys)` reads committed states for entities about to be
+   activated whose state is not cached; `load_state` for `eco.state(ref)`.
+   A store must return what its last finished `commit` wrote (the runtime
+   never reads an entity whose commit is in flight).
+4. `dead_letters()` lists persisted dead letters; `close()` releases the lock.
+
+Message ids are allocated by the runtime from `Recovery.next_id` upward,
+in commit order, so for one receiver ids grow in the order messages enter
+its inbox. That is what makes the per-entity *consumed cursor* a correct
+dedupe record: `EntityWrite.consumed` lists the ids an activation handled
+(increasing); a store may keep only the last one per entity and treat any
+message with an id at or below it as already applied (LocalDisk), or record
+each id (a store whose ids are not commit-ordered must). A message is
+consumed in the same transaction as the state it produced: exactly-once
+effect even when mail is redelivered after a crash.
+
+Trade-offs: the whole backlog of unconsumed mail is loaded at `open` (one
+node owns all of it); mail of a store with several nodes is routed by that
+store, not by this interface (see `Store.delivers_here`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, TypeAlias
+
+from attrs import define, field, frozen
+
+EntityKey: TypeAlias = tuple[str, str]
+"""`(entity type name, id encoded as text)`: an entity as stores see it."""
+
+MailRow: TypeAlias = tuple[int, str, str, bytes]
+"""`(message id, entity type, id text, encoded message)`: one message ready now."""
+
+TimerRow: TypeAlias = tuple[int, str, str, bytes, float]
+"""`(timer id, entity type, id text, encoded message, due as Unix time)`: a
+delayed message, moved into the mailbox (with a new message id) when due."""
+
+StoredState: TypeAlias = tuple[bytes, int]
+"""`(encoded state, state version it was written with)`."""
+
+
+@frozen
+class EntityWrite:
+    """An entity's outcome in one commit: its new state (None: unchanged, e.g.
+    every message dead-lettered) and the ids of the messages it consumed."""
+
+    entity_type: str
+    id_text: str
+    state: bytes | None
+    version: int
+    consumed: Sequence[int]
+
+
+@frozen
+class DeadRow:
+    """A dead letter as stored: the message, why it failed, and context."""
+
+    entity_type: str
+    id_text: str
+    message: bytes
+    error_type: str
+    error: str
+    traceback: str
+    state: bytes | None
+    version: int
+    recent: tuple[bytes, ...]
+    at: float
+    id: int = 0
+    """Assigned by the store; 0 before it is stored."""
+
+
+@define
+class CommitBatch:
+    """One group commit: everything here is written in one transaction.
+
+    * `entities`: new states and consumed ids (one write per entity).
+    * `mail`: new messages due now (from activations, outside `send`s,
+      fired timers and redeliveries).
+    * `timers`: new delayed messages.
+    * `fired`: ids of timers whose message is in `mail` (delete them).
+    * `dead`: new dead letters; `redelivered`: ids of dead letters whose
+      message is in `mail` again (delete them).
+    * `forget_below`: every message with an id below this is consumed; the
+      store may delete them (None: no news).
+    """
+
+    entities: list[EntityWrite] = field(factory=list)
+    mail: list[MailRow] = field(factory=list)
+    timers: list[TimerRow] = field(factory=list)
+    fired: list[int] = field(factory=list)
+    dead: list[DeadRow] = field(factory=list)
+    redelivered: list[int] = field(factory=list)
+    forget_below: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.entities
+            or self.mail
+            or self.timers
+            or self.fired
+            or self.dead
+            or self.redelivered
+            or self.forget_below is not None
+        )
+
+
+@frozen
+class Recovery:
+    """What `Store.open` finds: where ids resume and the work left to do."""
+
+    next_id: int
+    mail: list[MailRow]
+    timers: list[TimerRow]
+
+
+class Store(Protocol):
+    """Durable storage for one ecosystem (see the module's design note)."""
+
+    async def open(self, fingerprint: str) -> Recovery:
+        """Take the single-writer lock, create the schema if new, and return
+        the unconsumed mail (id order) and pending timers."""
+        ...
+
+    async def commit(self, batch: CommitBatch) -> None:
+        """Write `batch` atomically; return once it is durable."""
+        ...
+
+    async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:
+        """Committed states of `keys` (entities never committed are absent)."""
+        ...
+
+    async def dead_letters(self) -> list[DeadRow]:
+        """Every stored dead letter, oldest first."""
+        ...
+
+    def delivers_here(self, entity_type: str, id_text: str) -> bool:
+        """Whether this node activates that entity (single-node stores: always).
+        Mail for other entities is committed and left to their owner."""
+        ...
+
+    async def close(self) -> None:
+        """Release the lock and every resource (idempotent)."""
+        ...

@@ -183,7 +183,7 @@ class _Search:
             self.sleep.append(sleep)
             self.expanded.append(False)
             if world.quiescent:
-                self.outcomes[world.outcome_key()] = [node, 1]
+                self.outcomes.setdefault(world.outcome_key(), [node, 0])[1] += 1
             self.queue.append((node, None, None))
             return
         if world.quiescent:

@@ -63,6 +63,10 @@ def _non_negative(_instance: object, attribute: Any, value: int) -> None:
 class Faults:
     """The faults a simulation may inject, each switchable.
 
+    Faults hit the network: messages one entity sends another. Envelopes
+    from outside (the scenario's stimulus) and an entity's messages to
+    itself (its reminders) are never lost, duplicated or reordered.
+
     `drop` and `duplicate` are budgets: at most that many messages are lost,
     or delivered twice, in one execution (exhaustive search tries every way
     of spending them, including not spending them). `reorder` lets any
@@ -162,8 +166,13 @@ class Step:
                 f"{head}{dup}: RAISED {type(self.error).__name__}: {self.error} "
                 f"(state stays {self.before!r})"
             )
-        sent = f", sent {list(self.sent)!r}" if self.sent else ""
+        sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
         return f"{head}{dup}: {self.before!r} -> {self.after!r}{sent}"
+
+
+def _after(envelope: Envelope[Any]) -> str:
+    seconds = envelope.delay.total_seconds()
+    return f" after {seconds:g}s" if seconds else ""
 
 
 class Context:
@@ -286,8 +295,13 @@ def enabled(world: World) -> list[Event]:
     events: list[Event] = []
     add = events.append
     drops, duplicates = world.drops, world.duplicates
+    reorder = world.reorder
     for channel, messages in world.channels.items():
-        for i in range(len(messages)) if world.reorder else (0,):
+        sender = channel[0]
+        if sender is None or sender == channel[1]:
+            add(Event(Kind.DELIVER, channel, 0))  # not a network message: no faults
+            continue
+        for i in range(len(messages)) if reorder else (0,):
             add(Event(Kind.DELIVER, channel, i))
             if drops:
                 add(Event(Kind.DROP, channel, i))

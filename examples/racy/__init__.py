@@ -1,0 +1,1 @@
+"""A deliberately racy system (a lost update) that `Simulation.exhaust` catches."""

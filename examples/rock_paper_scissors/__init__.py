@@ -1,0 +1,1 @@
+"""Rock-paper-scissors: two players, a referee, and a determinism check."""

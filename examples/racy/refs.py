@@ -85,5 +85,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.racy",
     _entity_types,
-    fingerprint="0000000000000000000000000000000000000000000000000000000000000000",
+    fingerprint="900aeabb8a9a310de438787d1d8e751101f9f1c652a211b2119f8dc7f0ae954e",
 )

@@ -73,5 +73,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.rock_paper_scissors",
     _entity_types,
-    fingerprint="0000000000000000000000000000000000000000000000000000000000000000",
+    fingerprint="87b4f04ff3f48854218e905b155f0d147a24ee4fcea62498e7db06bf9e7f7d76",
 )

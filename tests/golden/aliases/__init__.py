@@ -1,0 +1,1 @@
+"""Every way to spell a message type: alias, TypeAlias, Union[...], inline, one class."""

@@ -1,0 +1,1 @@
+"""State classes, in a subpackage."""

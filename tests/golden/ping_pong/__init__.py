@@ -1,0 +1,1 @@
+"""Two entities in two modules that message each other, through a narrowed address."""

@@ -17,10 +17,12 @@ class Problem:
 
     path: str
     line: int
+    """1-based; 0 when the problem is the file or directory as a whole."""
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
 
 
 class GenerateError(Exception):

@@ -1,0 +1,90 @@
+"""The generator's model and output are deterministic, and the model tells the
+schema lock what it needs (state versions, upgrades, canonical types)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pachytype._generator import codegen_module
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+generate = codegen_module("generate")
+package = codegen_module("package")
+scan = codegen_module("scan")
+build = codegen_module("build")
+render = codegen_module("render")
+fingerprint = codegen_module("fingerprint")
+
+
+def _render_in_order(directory: Path, reverse: bool) -> str:
+    source = package.find_package(directory)
+    modules = scan.scan_modules(source)
+    ordered = dict(sorted(modules.items(), reverse=reverse))
+    model = build.build_model(source, ordered)
+    return str(render.render(model, generate.first_party_of(source)))
+
+
+def test_output_is_the_same_twice_and_in_any_module_order() -> None:
+    for case in ("ping_pong", "aliases", "fields"):
+        directory = GOLDEN / case
+        assert generate.generate(directory).text == generate.generate(directory).text
+        assert _render_in_order(directory, False) == _render_in_order(directory, True)
+
+
+def test_model_gives_what_the_lock_needs() -> None:
+    model = generate.scan_package(GOLDEN / "fields")
+    (account,) = model.entities
+    assert (account.name, account.state_version, account.upgrades) == ("account", 2, (1,))
+    assert account.canonical_state == "tests.golden.fields.state.account.AccountState"
+    assert account.canonical_id == "uuid.UUID"
+    deposit = next(m for m in account.messages if m.method == "deposit")
+    assert [(f.param, f.canonical_type, f.kw_only) for f in deposit.fields] == [
+        ("amount", "int", False),
+        ("note", "str", False),
+        ("entry", "tests.golden.fields.state.account.Entry | None", False),
+        ("at", "datetime.datetime | None", True),
+    ]
+    state = model.classes["tests.golden.fields.state.account.AccountState"]
+    assert [(f.name, f.canonical_type) for f in state.fields] == [
+        ("balance", "int"),
+        ("entries", "tuple[tests.golden.fields.state.account.Entry, ...]"),
+        ("color", "tests.golden.fields.state.account.Color"),
+        ("tags", "frozenset[str]"),
+    ]
+    assert not model.classes["tests.golden.fields.state.account.Color"].is_attrs
+
+
+def test_aliases_and_newtypes_are_expanded_in_canonical_types() -> None:
+    model = generate.scan_package(GOLDEN / "ping_pong")
+    client, server = model.entities
+    assert client.canonical_id == "str"  # ClientId = NewType("ClientId", str)
+    ping = server.messages[0]
+    assert [f.canonical_type for f in ping.fields] == [
+        "int",
+        "pachytype.Address[tests.golden.ping_pong.client.Pong]",
+    ]
+    aliases = generate.scan_package(GOLDEN / "aliases")
+    seen = next(e for e in aliases.entities if e.name == "seen")
+    assert seen.canonical_state == "int | None"  # Optional[int]
+
+
+def _copy(case: str, root: Path) -> Path:
+    target = root / case
+    shutil.copytree(GOLDEN / case, target, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "__init__.py").write_text("")
+    return target
+
+
+def test_fingerprint_follows_the_schema_not_the_spelling(tmp_path: Path) -> None:
+    directory = _copy("aliases", tmp_path / "one")
+    before = fingerprint.fingerprint(generate.scan_package(directory))
+
+    entities = directory / "entities.py"
+    original = entities.read_text()
+    entities.write_text(original.replace("VerticalMsg", "UpDownMsg"))
+    assert fingerprint.fingerprint(generate.scan_package(directory)) == before
+
+    msgs = directory / "msgs.py"
+    msgs.write_text(msgs.read_text().replace("value: int", "value: str"))
+    assert fingerprint.fingerprint(generate.scan_package(directory)) != before

@@ -46,15 +46,15 @@ def generate(directory: Path, output: Path | None = None) -> Generated:
 
 
 def first_party_of(package: PackageSource) -> Callable[[str], bool]:
-    """Which top-level modules ruff's isort counts as first party: pachytype and
-    those beside the package's top-level package (its import root)."""
+    """Which top-level modules ruff's isort counts as first party: like ruff
+    (`src = ["."]`), those found beside the package's top-level package, in
+    its import root. So pachytype itself is third party in a user's project
+    and first party in pachytype's own checkout, as ruff sorts them."""
     root = package.directory.resolve()
     for _ in package.name.split("."):
         root = root.parent
 
     def first_party(top: str) -> bool:
-        if top == "pachytype":
-            return True
         if top in sys.stdlib_module_names:
             return False
         return (root / top).is_dir() or (root / f"{top}.py").is_file()

@@ -19,6 +19,7 @@ from pachytype._errors import (
 )
 from pachytype._registry import EntityType, Registry
 from pachytype.ecosystems._inmemory import InMemory
+from pachytype.ecosystems._localdisk import LocalDisk
 from pachytype.simulation import (
     CalmCheck,
     Faults,
@@ -45,6 +46,7 @@ __all__ = [
     "Faults",
     "InMemory",
     "InitError",
+    "LocalDisk",
     "Outcome",
     "PachytypeError",
     "Ref",

@@ -39,7 +39,8 @@ effect even when mail is redelivered after a crash.
 
 Trade-offs: the whole backlog of unconsumed mail is loaded at `open` (one
 node owns all of it); mail of a store with several nodes is routed by that
-store, not by this interface (see `Store.delivers_here`).
+store (it commits mail for entities it does not own and tells their
+owner), not by this interface.
 """
 
 from __future__ import annotations
@@ -155,11 +156,6 @@ class Store(Protocol):
 
     async def dead_letters(self) -> list[DeadRow]:
         """Every stored dead letter, oldest first."""
-        ...
-
-    def delivers_here(self, entity_type: str, id_text: str) -> bool:
-        """Whether this node activates that entity (single-node stores: always).
-        Mail for other entities is committed and left to their owner."""
         ...
 
     async def close(self) -> None:

@@ -22,16 +22,18 @@ from attrs import frozen
 from pachytype._ecosystem import Ecosystem
 from pachytype._registry import Registry
 from pachytype.ecosystems._inmemory import InMemory
+from pachytype.ecosystems._localdisk import LocalDisk
 
 Opener = Callable[[Registry, Path], Ecosystem]
 """Opens an ecosystem for `registry`, keeping any files under the given directory."""
 
 ECOSYSTEMS: dict[str, Opener] = {
     "inmemory": lambda registry, _dir: InMemory(registry),
+    "localdisk": lambda registry, directory: LocalDisk(directory / "eco.db", registry),
 }
 """Every single-node ecosystem the `ecosystem` fixture runs over, by name."""
 
-DURABLE: set[str] = set()
+DURABLE: set[str] = {"localdisk"}
 """Names in ECOSYSTEMS whose state survives closing and reopening."""
 
 

@@ -1,0 +1,351 @@
+"""The SQLite adapter: LocalDisk's `Store` (stdlib sqlite3, WAL), plus the
+synchronous file access `pachytype inspect` and `migrate` use.
+
+Design note
+-----------
+* **One writer, proven.** `open` takes an exclusive `flock` on `<db>.lock`
+  (released by the kernel when the process dies, even on SIGKILL); a second
+  process, or a second `LocalDisk` on the same file, gets `StoreLockedError`
+  naming the holder's pid. Readers (`inspect`) need no lock: WAL lets them
+  read while the owner writes.
+* **One transaction per group commit**, on a dedicated writer thread (the
+  event loop never blocks on fsync); reads run on a second thread with
+  their own connection. `synchronous=FULL` by default: a commit that
+  returned survives power loss; `NORMAL` trades that for speed.
+* **Consumed cursor.** `entities.consumed` is the highest message id the
+  entity handled, written with its state. Mail at or below it is dead
+  weight, skipped on recovery and deleted in bulk (`forget_below`), so the
+  hot path never deletes row by row.
+* Delayed messages live in `timers` until due; a fired timer's message
+  moves to `mailbox` under a new id in the same transaction that deletes it.
+
+Tables: `meta(key, value)`, `entities(etype, eid, state, version,
+consumed)`, `mailbox(id, etype, eid, payload)`, `timers(id, etype, eid,
+payload, due)`, `dead_letters(id, etype, eid, message, error_type, error,
+traceback, state, version, recent, at)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+from pachytype._errors import PachytypeError
+from pachytype._store import (
+    CommitBatch,
+    DeadRow,
+    EntityKey,
+    MailRow,
+    Recovery,
+    StoredState,
+    TimerRow,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+
+Synchronous = Literal["FULL", "NORMAL", "OFF"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entities (
+    etype TEXT NOT NULL, eid TEXT NOT NULL, state BLOB, version INTEGER NOT NULL,
+    consumed INTEGER NOT NULL, PRIMARY KEY (etype, eid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mailbox (
+    id INTEGER PRIMARY KEY, etype TEXT NOT NULL, eid TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS timers (
+    id INTEGER PRIMARY KEY, etype TEXT NOT NULL, eid TEXT NOT NULL, payload BLOB NOT NULL,
+    due REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, etype TEXT NOT NULL, eid TEXT NOT NULL,
+    message BLOB NOT NULL, error_type TEXT NOT NULL, error TEXT NOT NULL,
+    traceback TEXT NOT NULL, state BLOB, version INTEGER NOT NULL, recent BLOB NOT NULL,
+    at REAL NOT NULL);
+"""
+
+_UPSERT_ENTITY: Final = (
+    "INSERT INTO entities (etype, eid, state, version, consumed) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (etype, eid) DO UPDATE SET "
+    "state = coalesce(excluded.state, state), "
+    "version = CASE WHEN excluded.state IS NULL THEN version ELSE excluded.version END, "
+    "consumed = max(consumed, excluded.consumed)"
+)
+
+
+class StoreLockedError(PachytypeError):
+    """Another process (or another open ecosystem) owns this database."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        super().__init__(
+            f"database {str(path)!r} is already open by another LocalDisk ({holder}); "
+            f"LocalDisk runs on one node: close the other process (or the other "
+            f"ecosystem on this file) first, or use Postgres for many nodes"
+        )
+
+
+def connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL on."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection (works while the owner writes: WAL)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no database at {str(path)!r}: check the --db path")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class FileLock:
+    """An exclusive, non-blocking `flock` on `<db>.lock` holding our pid."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = db.with_name(db.name + ".lock")
+        self.db = db
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            os.close(fd)
+            pid = f"pid {holder}" if holder else "pid unknown"
+            raise StoreLockedError(self.db, f"{pid}, lock file {str(self.path)!r}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+
+def create_schema(conn: sqlite3.Connection, fingerprint: str) -> None:
+    """Create the tables if new and record the schema version and fingerprint."""
+    conn.executescript(_SCHEMA)
+    found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if found is not None and int(found[0]) != SCHEMA_VERSION:
+        raise PachytypeError(
+            f"database schema version {found[0]} is not {SCHEMA_VERSION}, the version this "
+            f"pachytype writes; open it with the pachytype release that created it"
+        )
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema', ?), ('fingerprint', ?)",
+            (str(SCHEMA_VERSION), fingerprint),
+        )
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def recover(conn: sqlite3.Connection) -> Recovery:
+    """Unconsumed mail (id order), pending timers, and the next free id."""
+    mail: list[MailRow] = conn.execute(
+        "SELECT m.id, m.etype, m.eid, m.payload FROM mailbox m "
+        "LEFT JOIN entities e ON e.etype = m.etype AND e.eid = m.eid "
+        "WHERE e.consumed IS NULL OR m.id > e.consumed ORDER BY m.id"
+    ).fetchall()
+    timers: list[TimerRow] = conn.execute(
+        "SELECT id, etype, eid, payload, due FROM timers ORDER BY id"
+    ).fetchall()
+    top = conn.execute(
+        "SELECT max(coalesce((SELECT max(id) FROM mailbox), 0), "
+        "coalesce((SELECT max(id) FROM timers), 0), "
+        "coalesce((SELECT max(consumed) FROM entities), 0))"
+    ).fetchone()[0]
+    return Recovery(next_id=int(top) + 1, mail=mail, timers=timers)
+
+
+def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
+    """Apply one group commit in one transaction."""
+    with transaction(conn):
+        if batch.mail:
+            conn.executemany("INSERT INTO mailbox VALUES (?, ?, ?, ?)", batch.mail)
+        if batch.entities:
+            conn.executemany(
+                _UPSERT_ENTITY,
+                [
+                    (w.entity_type, w.id_text, w.state, w.version, w.consumed[-1])
+                    for w in batch.entities
+                ],
+            )
+        if batch.timers:
+            conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?)", batch.timers)
+        if batch.fired:
+            conn.executemany("DELETE FROM timers WHERE id = ?", [(i,) for i in batch.fired])
+        if batch.dead:
+            conn.executemany(
+                "INSERT INTO dead_letters (etype, eid, message, error_type, error, traceback, "
+                "state, version, recent, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_dead_values(d) for d in batch.dead],
+            )
+        if batch.redelivered:
+            conn.executemany(
+                "DELETE FROM dead_letters WHERE id = ?", [(i,) for i in batch.redelivered]
+            )
+        if batch.forget_below is not None:
+            conn.execute("DELETE FROM mailbox WHERE id < ?", (batch.forget_below,))
+
+
+def read_states(
+    conn: sqlite3.Connection, keys: Sequence[EntityKey]
+) -> dict[EntityKey, StoredState]:
+    """Committed states of `keys`; entities without a stored state are absent."""
+    found: dict[EntityKey, StoredState] = {}
+    query = "SELECT state, version FROM entities WHERE etype = ? AND eid = ?"
+    for key in keys:
+        row = conn.execute(query, key).fetchone()
+        if row is not None and row[0] is not None:
+            found[key] = (row[0], row[1])
+    return found
+
+
+def read_dead(conn: sqlite3.Connection) -> list[DeadRow]:
+    """Every dead letter, oldest first."""
+    rows = conn.execute(
+        "SELECT id, etype, eid, message, error_type, error, traceback, state, version, "
+        "recent, at FROM dead_letters ORDER BY id"
+    ).fetchall()
+    return [
+        DeadRow(
+            id=r[0],
+            entity_type=r[1],
+            id_text=r[2],
+            message=r[3],
+            error_type=r[4],
+            error=r[5],
+            traceback=r[6],
+            state=r[7],
+            version=r[8],
+            recent=unpack_blobs(r[9]),
+            at=r[10],
+        )
+        for r in rows
+    ]
+
+
+def _dead_values(d: DeadRow) -> tuple[Any, ...]:
+    return (
+        d.entity_type,
+        d.id_text,
+        d.message,
+        d.error_type,
+        d.error,
+        d.traceback,
+        d.state,
+        d.version,
+        pack_blobs(d.recent),
+        d.at,
+    )
+
+
+def pack_blobs(blobs: Iterable[bytes]) -> bytes:
+    """Several byte strings as one (each prefixed by its 4-byte length)."""
+    return b"".join(struct.pack(">I", len(b)) + b for b in blobs)
+
+
+def unpack_blobs(data: bytes) -> tuple[bytes, ...]:
+    """The inverse of `pack_blobs`."""
+    out = []
+    at = 0
+    while at < len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        at += 4
+        out.append(bytes(data[at : at + size]))
+        at += size
+    return tuple(out)
+
+
+class SqliteStore:
+    """LocalDisk's `Store`: one SQLite file, a writer thread and a reader thread."""
+
+    def __init__(self, path: str | os.PathLike[str], synchronous: Synchronous = "FULL") -> None:
+        self.path = Path(path)
+        self.synchronous: Synchronous = synchronous
+        self._lock = FileLock(self.path)
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="pachytype-sqlite-w")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="pachytype-sqlite-r")
+
+    async def _on(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn)
+
+    def _w(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise PachytypeError(f"the store {str(self.path)!r} is not open")
+        return self._writer
+
+    def _r(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise PachytypeError(f"the store {str(self.path)!r} is not open")
+        return self._reader
+
+    async def open(self, fingerprint: str) -> Recovery:
+        self._lock.acquire()
+        try:
+            return await self._on(self._write_thread, lambda: self._open(fingerprint))
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, fingerprint: str) -> Recovery:
+        writer = connect(self.path, self.synchronous)
+        create_schema(writer, fingerprint)
+        self._writer = writer
+        self._reader = connect(self.path, self.synchronous)
+        return recover(writer)
+
+    async def commit(self, batch: CommitBatch) -> None:
+        conn = self._w()
+        await self._on(self._write_thread, lambda: write(conn, batch))
+
+    async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:
+        conn = self._r()
+        return await self._on(self._read_thread, lambda: read_states(conn, keys))
+
+    async def dead_letters(self) -> list[DeadRow]:
+        conn = self._r()
+        return await self._on(self._read_thread, lambda: read_dead(conn))
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        reader, self._reader = self._reader, None
+        try:
+            if writer is not None:
+                await self._on(self._write_thread, writer.close)
+            if reader is not None:
+                await self._on(self._read_thread, reader.close)
+        finally:
+            self._write_thread.shutdown(wait=False)
+            self._read_thread.shutdown(wait=False)
+            self._lock.release()

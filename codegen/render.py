@@ -39,17 +39,40 @@ def template_directory() -> Path:
     return installed if installed.is_dir() else here.parent / "templates"
 
 
-def fit(indent: int, head: str, items: Iterable[str], tail: str, trailing: bool = False) -> str:
-    """`head item, item tail` on one line if it fits, else one item per line.
+def fit(indent: int, head: str, items: Iterable[str], tail: str, *, hug: bool = True) -> str:
+    """`head items tail` as ruff formats it: on one line if that fits, else the
+    items on one indented line if that fits and `hug` allows it, else one item
+    per line with a trailing comma.
 
-    `trailing` adds a comma after a lone item on one line (a 1-tuple).
+    Ruff hugs call arguments, subscripts and parameter lists of two or more,
+    never a lone parameter or a tuple's items (pass `hug=False`).
     """
     items = list(items)
     pad = " " * indent
-    joined = ", ".join(items) + ("," if trailing and len(items) == 1 else "")
+    joined = ", ".join(items)
     one = f"{pad}{head}{joined}{tail}"
     if len(one) <= LINE_LENGTH:
         return one
+    middle = f"{pad}    {joined}"
+    if hug and len(middle) <= LINE_LENGTH:
+        return f"{pad}{head}\n{middle}\n{pad}{tail}"
+    return vertical(indent, head, items, tail)
+
+
+def fit_tuple(indent: int, head: str, items: list[str], tail: str) -> str:
+    """A tuple display: `(a,)` or `(a, b)` on one line, else one item per line."""
+    one = f"{' ' * indent}{head}{', '.join(items)}{',' if len(items) == 1 else ''}{tail}"
+    return one if len(one) <= LINE_LENGTH else vertical(indent, head, items, tail)
+
+
+def fit_parameters(indent: int, head: str, items: list[str], tail: str) -> str:
+    """A `def` line, split as ruff splits it."""
+    return fit(indent, head, items, tail, hug=len(items) > 1)
+
+
+def vertical(indent: int, head: str, items: Iterable[str], tail: str) -> str:
+    """One item per line, with a trailing comma (which ruff keeps as it is)."""
+    pad = " " * indent
     inner = "".join(f"{pad}    {item},\n" for item in items)
     return f"{pad}{head}\n{inner}{pad}{tail}"
 
@@ -118,9 +141,10 @@ class _Sections:
             plain = sorted((i.name for i in imports if i.alias is None), key=_name_key)
             lines = sections.setdefault(self._section(module), [])
             if plain:
-                lines.append(fit(indent, f"from {module} import (", plain, ")"))
-                if "\n" not in lines[-1]:
-                    lines[-1] = f"{pad}from {module} import {', '.join(plain)}"
+                line = f"{pad}from {module} import {', '.join(plain)}"
+                if len(line) > LINE_LENGTH:
+                    line = vertical(indent, f"from {module} import (", plain, ")")
+                lines.append(line)
             aliased = sorted((i for i in imports if i.alias), key=lambda i: _name_key(i.name))
             lines.extend(f"{pad}from {module} import {i.spelled}" for i in aliased)
         return ["\n".join(sections[s]) for s in sorted(sections)]
@@ -178,6 +202,16 @@ class _Runtime:
         return spell(expand(expr), self)
 
 
+def _docstring(indent: int, *candidates: str) -> str:
+    """The first candidate that fits on one line as a docstring (the last one anyway)."""
+    pad = " " * indent
+    for text in candidates:
+        line = f'{pad}"""{text}"""'
+        if len(line) <= LINE_LENGTH:
+            return line
+    return f'{pad}"""{candidates[-1]}"""'
+
+
 def _article(name: str) -> str:
     return "an" if name[:1] in "AEIOU" else "a"
 
@@ -197,6 +231,9 @@ class _Entity:
     ref_base: str
     docstring: str
     methods: list[_Method]
+    class_line: str
+    factory_docstring: str
+    factory_return: str
     factory_signature: str
     runtime_class: str
     runtime_messages: str
@@ -215,11 +252,11 @@ def _method(
         (keyword if f.kw_only else positional).append(_parameter(f, annotate))
         (computed if f.has_default and f.default is None else direct).append(f"{f.param}={f.param}")
     params = positional + (["*", *keyword] if keyword else [])
-    signature = fit(4, f"def {message.method}(", params, f") -> Envelope[{state}]:")
+    signature = fit_parameters(4, f"def {message.method}(", params, f") -> Envelope[{state}]:")
     args = direct + ([f"**given({', '.join(computed)})"] if computed else [])
     constructor = runtime(message.cls.sym)
-    body = fit(8, f"return self.post({constructor}(", args, "))")
-    if "\n" in body:
+    body = f"        return self.post({constructor}({', '.join(args)}))"
+    if len(body) > LINE_LENGTH:
         call = fit(12, f"{constructor}(", args, ")")
         body = f"        return self.post(\n{call}\n        )"
     return _Method(message.method, message.name, signature, body), bool(computed)
@@ -268,20 +305,33 @@ def render(model: PackageModel, first_party: Callable[[str], bool]) -> str:
             method, uses_default = _method(message, state, annotate, runtime)
             methods.append(method)
             computed = computed or uses_default
-        docstring = f'    """Address of {_article(e.sym.name)} `{e.sym.name}` ({e.sym.module})."""'
-        if len(docstring) > LINE_LENGTH:
-            docstring = f'    """Address of {_article(e.sym.name)} `{e.sym.name}`."""'
+        article = _article(e.sym.name)
+        docstring = _docstring(
+            4,
+            f"Address of {article} `{e.sym.name}` ({e.sym.module}).",
+            f"Address of {article} `{e.sym.name}`.",
+            "Address of an entity of this type.",
+        )
         entities.append(
             _Entity(
                 model=e,
                 base=f"_{e.ref_class}Base",
-                ref_base=f"Ref[{annotate(e.message_type)}, {state}]",
+                ref_base=fit(
+                    4, f"_{e.ref_class}Base = Ref[", [annotate(e.message_type), state], "]"
+                ),
                 docstring=docstring,
                 methods=methods,
-                factory_signature=f"def {e.name}(id: {annotate(e.id_type)}) -> {e.ref_class}:",
+                class_line=fit(0, f"class {e.ref_class}(", [f"_{e.ref_class}Base"], "):"),
+                factory_docstring=_docstring(
+                    4, f"The `{e.sym.name}` with this id.", "The entity with this id."
+                ),
+                factory_return=fit(4, "return make_ref(", [e.ref_class, f'"{e.name}"', "id"], ")"),
+                factory_signature=fit_parameters(
+                    0, f"def {e.name}(", [f"id: {annotate(e.id_type)}"], f") -> {e.ref_class}:"
+                ),
                 runtime_class=runtime(e.sym),
-                runtime_messages=fit(
-                    12, "messages=(", [runtime(m.cls.sym) for m in e.messages], "),", True
+                runtime_messages=fit_tuple(
+                    12, "messages=(", [runtime(m.cls.sym) for m in e.messages], "),"
                 ),
                 runtime_state=runtime.type(e.state_type),
                 runtime_id=runtime.type(e.id_type),

@@ -108,5 +108,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.conformance",
     _entity_types,
-    fingerprint="0000000000000000000000000000000000000000000000000000000000000000",
+    fingerprint="0cae7950983f33ac13da50774172ab8911c25a983bdc8d1a452318111ed55fc7",
 )

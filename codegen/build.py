@@ -28,9 +28,14 @@ from .typeexpr import Kind, Sym, TypeExpr, Union, expand, qualified, symbols
 _REF_ATTRIBUTES = frozenset({"post", "entity_type", "id", "key"})
 
 
-def build_model(package: PackageSource, modules: dict[str, ModuleFacts]) -> PackageModel:
-    """The model of every entity in `modules`; raises GenerateError listing every problem."""
-    resolver = Resolver(modules)
+def build_model(
+    package: PackageSource, modules: dict[str, ModuleFacts], generated: str = ""
+) -> PackageModel:
+    """The model of every entity in `modules`; raises GenerateError listing every problem.
+
+    `generated` names the generated module, which the package's modules may
+    import (`from . import refs`) and use in annotations (`refs.CounterRef`)."""
+    resolver = Resolver(modules, generated)
     problems: list[Problem] = []
     entities: list[EntityModel] = []
     for name in sorted(modules):

@@ -33,16 +33,25 @@ def scan_package(directory: Path, output: Path | None = None) -> PackageModel:
     """The model of the package in `directory` (the generated `output` is not read).
 
     Raises `GenerateError` (with `.problems`) on user mistakes."""
-    package = find_package(directory, output)
-    return build_model(package, scan_modules(package))
+    target = output if output is not None else directory / REFS_NAME
+    package = find_package(directory, target)
+    return build_model(package, scan_modules(package), generated_module(package, target))
 
 
 def generate(directory: Path, output: Path | None = None) -> Generated:
     """What `pachytype generate` writes for the package in `directory`."""
     target = output if output is not None else directory / REFS_NAME
     package = find_package(directory, target)
-    model = build_model(package, scan_modules(package))
-    return Generated(target, render(model, first_party_of(package)))
+    itself = generated_module(package, target)
+    model = build_model(package, scan_modules(package), itself)
+    return Generated(target, render(model, first_party_of(package), itself))
+
+
+def generated_module(package: PackageSource, target: Path) -> str:
+    """The import name of the generated module, if it is in the package's directory."""
+    if target.resolve().parent != package.directory.resolve():
+        return ""
+    return f"{package.name}.{target.stem}"
 
 
 def first_party_of(package: PackageSource) -> Callable[[str], bool]:

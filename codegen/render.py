@@ -153,13 +153,16 @@ class _Sections:
 class _Names:
     """Local names for the symbols annotations use (TYPE_CHECKING imports)."""
 
-    def __init__(self, package: str, used: Iterable[Sym], reserved: set[str]) -> None:
+    def __init__(self, package: str, used: Iterable[Sym], reserved: set[str], itself: str) -> None:
         self.package = package
         wanted: dict[str, set[tuple[str, str]]] = {}
         for sym in used:
             key = self._key(sym)
-            # pachytype's own names are imported at run time already.
-            if key is not None and not (key[0] == "pachytype" and key[1] in _PACHYTYPE):
+            # pachytype's own names are imported at run time already, and names
+            # of the generated module itself (`reply_to: refs.CounterRef`) need none.
+            if key is None or key[0] == itself:
+                continue
+            if not (key[0] == "pachytype" and key[1] in _PACHYTYPE):
                 wanted.setdefault(key[1], set()).add(key)
         self.local: dict[tuple[str, str], str] = {}
         for name, keys in wanted.items():
@@ -269,8 +272,9 @@ def _parameter(f: FieldModel, annotate: Callable[[TypeExpr], str]) -> str:
     return f"{spelled} = {f.default if f.default is not None else 'DEFAULT'}"
 
 
-def render(model: PackageModel, first_party: Callable[[str], bool]) -> str:
-    """The text of the generated module for `model`."""
+def render(model: PackageModel, first_party: Callable[[str], bool], itself: str = "") -> str:
+    """The text of the generated module for `model`; `itself` is that module's
+    import name, if it has one (names from it are used without an import)."""
     runtime = _Runtime(model.package)
     reserved = {
         "TYPE_CHECKING",
@@ -291,7 +295,7 @@ def render(model: PackageModel, first_party: Callable[[str], bool]) -> str:
         + [f.type for m in e.messages for f in m.fields]
         for sym in symbols(expr)
     ]
-    names = _Names(model.package, used, reserved)
+    names = _Names(model.package, used, reserved, itself)
 
     def annotate(expr: TypeExpr) -> str:
         return spell(expr, names)

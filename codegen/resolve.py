@@ -68,8 +68,10 @@ def is_pachytype(sym: Sym, name: str) -> bool:
 class Resolver:
     """Follows names and annotations across the modules of one package."""
 
-    def __init__(self, modules: dict[str, ModuleFacts]) -> None:
+    def __init__(self, modules: dict[str, ModuleFacts], generated: str = "") -> None:
         self.modules = modules
+        self.generated = generated
+        """The generated module's name: not scanned, but its names may be used."""
         self._names: dict[tuple[str, str], Sym | ModuleRef | None] = {}
         self._resolving: set[tuple[str, str]] = set()
         self._subclasses: dict[Sym, list[ClassFacts]] | None = None
@@ -109,7 +111,7 @@ class Resolver:
         self, owner: ModuleRef, attribute: str, node: cst.CSTNode
     ) -> Sym | ModuleRef | None:
         submodule = f"{owner.name}.{attribute}"
-        if submodule in self.modules:
+        if submodule in self.modules or submodule == self.generated:
             return ModuleRef(submodule)
         if owner.name in self.modules:
             found = self.name(owner.name, attribute, node)

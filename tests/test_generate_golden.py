@@ -78,6 +78,9 @@ async def test_entities_in_two_modules_message_each_other() -> None:
         await eco.settle()
         assert await eco.state(refs.client(ClientId("c"))) == 1
         assert await eco.state(refs.server(ServerId("s"))) == 1
+        await eco.send(refs.server(ServerId("s")).hello(client=refs.client(ClientId("c"))))
+        await eco.settle()
+        assert await eco.state(refs.client(ClientId("c"))) == 2
 
 
 @pytest.mark.parametrize("first", ["tests.golden.ping_pong.refs", "tests.golden.ping_pong.server"])

@@ -19,10 +19,11 @@ fingerprint = codegen_module("fingerprint")
 
 def _render_in_order(directory: Path, reverse: bool) -> str:
     source = package.find_package(directory)
+    itself = generate.generated_module(source, directory / "refs.py")
     modules = scan.scan_modules(source)
     ordered = dict(sorted(modules.items(), reverse=reverse))
-    model = build.build_model(source, ordered)
-    return str(render.render(model, generate.first_party_of(source)))
+    model = build.build_model(source, ordered, itself)
+    return str(render.render(model, generate.first_party_of(source), itself))
 
 
 def test_output_is_the_same_twice_and_in_any_module_order() -> None:
@@ -59,11 +60,12 @@ def test_aliases_and_newtypes_are_expanded_in_canonical_types() -> None:
     model = generate.scan_package(GOLDEN / "ping_pong")
     client, server = model.entities
     assert client.canonical_id == "str"  # ClientId = NewType("ClientId", str)
-    ping = server.messages[0]
+    hello, ping = server.messages
     assert [f.canonical_type for f in ping.fields] == [
         "int",
         "pachytype.Address[tests.golden.ping_pong.client.Pong]",
     ]
+    assert [f.canonical_type for f in hello.fields] == ["tests.golden.ping_pong.refs.ClientRef"]
     aliases = generate.scan_package(GOLDEN / "aliases")
     seen = next(e for e in aliases.entities if e.name == "seen")
     assert seen.canonical_state == "int | None"  # Optional[int]

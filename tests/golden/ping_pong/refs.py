@@ -14,12 +14,12 @@ from pachytype._generated import make_ref
 if TYPE_CHECKING:
     from pachytype import Address
     from tests.golden.ping_pong.client import ClientId, ClientMsg, Pong
-    from tests.golden.ping_pong.server import Ping, ServerId
+    from tests.golden.ping_pong.server import ServerId, ServerMsg
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
     _ClientRefBase = Ref[ClientMsg, int]
-    _ServerRefBase = Ref[Ping, int]
+    _ServerRefBase = Ref[ServerMsg, int]
 else:
     _ClientRefBase = Ref
     _ServerRefBase = Ref
@@ -43,6 +43,10 @@ class ServerRef(_ServerRefBase):
     """Address of a `Server` (tests.golden.ping_pong.server)."""
 
     __slots__ = ()
+
+    def hello(self, client: ClientRef) -> Envelope[int]:
+        """Send `Hello`."""
+        return self.post(_m_server.Hello(client=client))
 
     def ping(self, n: int, reply_to: Address[Pong]) -> Envelope[int]:
         """Send `Ping`."""
@@ -69,7 +73,7 @@ def _entity_types() -> list[EntityType]:
         ),
         EntityType(
             entity=_m_server.Server,
-            messages=(_m_server.Ping,),
+            messages=(_m_server.Hello, _m_server.Ping),
             state=int,
             id_type=str,
         ),
@@ -79,5 +83,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.ping_pong",
     _entity_types,
-    fingerprint="5c85deb4ae41e105d0a91c87d807b5726b38edf206122ce1fe536fa5f18e82e7",
+    fingerprint="25a27fccf8e27e6425ae8037f477db39c7a65e2d5362119cbbeecb6ff028b794",
 )

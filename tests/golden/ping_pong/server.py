@@ -24,14 +24,27 @@ class Ping:
     reply_to: Address[Pong]
 
 
-class Server(Entity[ServerId, Ping, int]):
-    """Counts pings and answers each."""
+@frozen
+class Hello:
+    """A greeting carrying a full ref (a generated class), not a narrowed address."""
+
+    client: refs.ClientRef
+
+
+ServerMsg = Ping | Hello
+
+
+class Server(Entity[ServerId, ServerMsg, int]):
+    """Counts pings and answers each; answers a greeting with a pong 0."""
 
     def init(self, id: ServerId) -> int:
         return 0
 
-    def activate(self, msg: Ping, state: int) -> Activation[int]:
-        seen = state + 1
-        if msg.n > 100:  # a guard, and a use of refs from this module too
-            return [refs.server(ServerId("overflow")).ping(n=0, reply_to=msg.reply_to)], seen
-        return [msg.reply_to.post(Pong(n=msg.n))], seen
+    def activate(self, msg: ServerMsg, state: int) -> Activation[int]:
+        match msg:
+            case Ping(n=n, reply_to=reply_to) if n > 100:
+                return [refs.server(ServerId("overflow")).ping(n=0, reply_to=reply_to)], state
+            case Ping(n=n, reply_to=reply_to):
+                return [reply_to.post(Pong(n=n))], state + 1
+            case Hello(client=client):
+                return [client.pong(n=0)], state

@@ -11,15 +11,19 @@ from pachytype._ecosystem import Ecosystem
 from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
+    DecodeError,
     EcosystemClosedError,
+    EncodeError,
     InitError,
     PachytypeError,
+    StateVersionError,
     UnknownEntityError,
     WrongMessageError,
 )
 from pachytype._registry import EntityType, Registry
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
+from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import (
     CalmCheck,
     Faults,
@@ -38,8 +42,10 @@ __all__ = [
     "Address",
     "CalmCheck",
     "DeadLetter",
+    "DecodeError",
     "Ecosystem",
     "EcosystemClosedError",
+    "EncodeError",
     "Entity",
     "EntityType",
     "Envelope",
@@ -49,6 +55,7 @@ __all__ = [
     "LocalDisk",
     "Outcome",
     "PachytypeError",
+    "Postgres",
     "Ref",
     "Registry",
     "RunResult",
@@ -56,6 +63,7 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "SimulationReport",
+    "StateVersionError",
     "Trace",
     "UnknownEntityError",
     "Upgrade",

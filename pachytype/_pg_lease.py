@@ -1,0 +1,256 @@
+"""Membership and partition leases: which node owns which partition, now.
+
+Design note
+-----------
+* **A lease row per partition** holds `(owner, epoch, expires_at)`. Every
+  time a partition changes owner its epoch grows. All times are the
+  database's `now()`, so node clocks never matter.
+* **Heartbeat** (every `lease / 4`): refresh this node's `nodes` row, list
+  the live nodes (heartbeat within one lease), compute the balanced
+  assignment (`_pg_partition.assign`), renew the leases this node holds,
+  release the ones it should no longer hold, and take the ones it should
+  hold that are free or expired.
+* **Fencing is in the locks, not in the clock.** An activation batch locks
+  the lease rows of its partitions `FOR KEY SHARE` and checks owner and
+  epoch in the same transaction as its writes. Taking or releasing a
+  partition locks the row `FOR UPDATE` (which conflicts with KEY SHARE), so
+  it waits for any batch still committing under the old epoch; a takeover
+  uses `SKIP LOCKED` and retries at the next heartbeat rather than waiting.
+  Renewing a lease only updates `expires_at` (a non-key column), so it never
+  blocks a batch. A node paused in the middle of a batch has its
+  transaction ended by the server (`idle_in_transaction_session_timeout`,
+  half a lease) before its lease can expire; when it resumes, its next
+  batch sees another owner and commits nothing.
+* **Joining** is refused when a live node runs a registry with another
+  fingerprint (same types everywhere); the check and the insertion of the
+  node row happen under one advisory lock so two versions cannot slip in
+  together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+import zlib
+from typing import Final
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+from attrs import define, field
+
+from pachytype._errors import PachytypeError
+from pachytype._pg_partition import assign
+from pachytype._pg_schema import quote_schema
+
+log = logging.getLogger("pachytype.postgres")
+
+
+class FingerprintMismatchError(PachytypeError):
+    """A node tried to join a cluster whose live nodes run other types."""
+
+
+def new_node_id() -> str:
+    """A node id readable in `pachytype inspect`: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def channel(schema: str, kind: str) -> str:
+    """The LISTEN/NOTIFY channel of `kind` ('mail', 'reply', 'state', 'members')."""
+    return f"pachytype_{zlib.crc32(schema.encode()):08x}_{kind}"
+
+
+@define
+class Ownership:
+    """The partitions this node owns now, `partition -> epoch`; workers read it
+    before each batch, the heartbeat changes it."""
+
+    epochs: dict[int, int] = field(factory=dict)
+    changed: asyncio.Event = field(factory=asyncio.Event)
+
+    def drop(self, partitions: list[int]) -> None:
+        """Stop treating `partitions` as owned (lost or released)."""
+        for p in partitions:
+            self.epochs.pop(p, None)
+        if partitions:
+            self.changed.set()
+
+
+_JOIN_LOCK: Final = "pachytype join"
+
+
+class Membership:
+    """One node's side of membership and leases (a thin I/O adapter)."""
+
+    def __init__(
+        self,
+        schema: str,
+        node_id: str,
+        fingerprint: str,
+        partitions: int,
+        lease: float,
+        ownership: Ownership,
+    ) -> None:
+        self.schema = schema
+        self.node_id = node_id
+        self.fingerprint = fingerprint
+        self.partitions = partitions
+        self.lease = lease
+        self.ownership = ownership
+        self._s = quote_schema(schema)
+        self.takeovers: list[tuple[int, int]] = []
+        """`(partition, new epoch)` of every partition this node took, in order."""
+
+    async def check_fingerprint(self, conn: asyncpg.Connection, package: str) -> None:
+        """Raise `FingerprintMismatchError` if a live node runs other types."""
+        others = await conn.fetch(
+            f"SELECT node_id, fingerprint FROM {self._s}.nodes "
+            f"WHERE heartbeat_at > now() - $1 * interval '1 second' AND fingerprint <> $2 "
+            f"ORDER BY node_id",
+            self.lease,
+            self.fingerprint,
+        )
+        if others:
+            theirs = others[0]["fingerprint"]
+            names = ", ".join(r["node_id"] for r in others)
+            raise FingerprintMismatchError(
+                f"registry {package!r} has schema fingerprint {self.fingerprint[:12]}, but "
+                f"the live nodes of schema {self.schema!r} ({names}) run {theirs[:12]}: every "
+                f"node must run the same entity types. Stop the old nodes first (SIGTERM hands "
+                f"their partitions over; mail waits in the database), then start the new "
+                f"version; or run `pachytype generate` if this code is simply stale"
+            )
+
+    async def join(self, conn: asyncpg.Connection, package: str) -> None:
+        """Check the fingerprint and register this node, atomically."""
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                zlib.crc32(f"{_JOIN_LOCK} {self.schema}".encode()),
+            )
+            await self.check_fingerprint(conn, package)
+            await conn.execute(
+                f"INSERT INTO {self._s}.nodes (node_id, fingerprint, host, pid) "
+                f"VALUES ($1, $2, $3, $4)",
+                self.node_id,
+                self.fingerprint,
+                socket.gethostname(),
+                os.getpid(),
+            )
+            await conn.execute(
+                f"INSERT INTO {self._s}.meta (key, value) VALUES ('fingerprint', $1) "
+                f"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                self.fingerprint,
+            )
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", channel(self.schema, "members"), self.node_id
+            )
+
+    async def beat(self, conn: asyncpg.Connection) -> bool:
+        """One heartbeat round; returns whether this node's partitions changed."""
+        s = self._s
+        async with conn.transaction():
+            await conn.execute(
+                f"INSERT INTO {s}.nodes (node_id, fingerprint, host, pid) "
+                f"VALUES ($1, $2, $3, $4) "
+                f"ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()",
+                self.node_id,
+                self.fingerprint,
+                socket.gethostname(),
+                os.getpid(),
+            )
+            live = [
+                r["node_id"]
+                for r in await conn.fetch(
+                    f"SELECT node_id FROM {s}.nodes "
+                    f"WHERE heartbeat_at > now() - $1 * interval '1 second'",
+                    self.lease,
+                )
+            ]
+            held = {
+                r["partition"]: r["epoch"]
+                for r in await conn.fetch(
+                    f"UPDATE {s}.leases SET expires_at = now() + $2 * interval '1 second' "
+                    f"WHERE owner = $1 RETURNING partition, epoch",
+                    self.node_id,
+                    self.lease,
+                )
+            }
+        before = dict(self.ownership.epochs)
+        lost = [p for p, e in before.items() if held.get(p) != e]
+        if lost:
+            log.warning("node %s lost partitions %s to other nodes", self.node_id, sorted(lost))
+        self.ownership.drop(lost)
+        wanted = {p for p, node in assign(self.partitions, live).items() if node == self.node_id}
+        await self._release(conn, sorted(set(held) - wanted))
+        for p in set(held) & wanted:
+            self.ownership.epochs.setdefault(p, held[p])
+        await self._take(conn, sorted(wanted - set(held)))
+        changed = self.ownership.epochs != before
+        if changed:
+            self.ownership.changed.set()
+        return changed
+
+    async def _release(self, conn: asyncpg.Connection, partitions: list[int]) -> None:
+        if not partitions:
+            return
+        self.ownership.drop(partitions)  # workers stop claiming before we wait
+        s = self._s
+        async with conn.transaction():
+            # FOR UPDATE waits for this node's own batch still holding KEY SHARE.
+            await conn.execute(
+                f"SELECT 1 FROM {s}.leases WHERE partition = ANY($1::int[]) AND owner = $2 "
+                f"FOR UPDATE",
+                partitions,
+                self.node_id,
+            )
+            await conn.execute(
+                f"UPDATE {s}.leases SET owner = NULL, expires_at = '-infinity' "
+                f"WHERE partition = ANY($1::int[]) AND owner = $2",
+                partitions,
+                self.node_id,
+            )
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", channel(self.schema, "members"), self.node_id
+            )
+
+    async def _take(self, conn: asyncpg.Connection, partitions: list[int]) -> None:
+        if not partitions:
+            return
+        s = self._s
+        async with conn.transaction():
+            free = [
+                r["partition"]
+                for r in await conn.fetch(
+                    f"SELECT partition FROM {s}.leases WHERE partition = ANY($1::int[]) "
+                    f"AND (owner IS NULL OR expires_at < now()) FOR UPDATE SKIP LOCKED",
+                    partitions,
+                )
+            ]
+            taken = await conn.fetch(
+                f"UPDATE {s}.leases SET owner = $2, epoch = epoch + 1, "
+                f"expires_at = now() + $3 * interval '1 second' "
+                f"WHERE partition = ANY($1::int[]) RETURNING partition, epoch",
+                free,
+                self.node_id,
+                self.lease,
+            )
+        for r in taken:
+            self.ownership.epochs[r["partition"]] = r["epoch"]
+            self.takeovers.append((r["partition"], r["epoch"]))
+
+    async def leave(self, conn: asyncpg.Connection) -> None:
+        """Hand every partition over and leave the cluster (graceful stop)."""
+        await self._release(conn, sorted(self.ownership.epochs))
+        async with conn.transaction():
+            await conn.execute(
+                f"UPDATE {self._s}.leases SET owner = NULL, expires_at = '-infinity' "
+                f"WHERE owner = $1",
+                self.node_id,
+            )
+            await conn.execute(f"DELETE FROM {self._s}.nodes WHERE node_id = $1", self.node_id)
+            await conn.execute(f"DELETE FROM {self._s}.watches WHERE node_id = $1", self.node_id)
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", channel(self.schema, "members"), self.node_id
+            )

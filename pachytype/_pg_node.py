@@ -1,0 +1,400 @@
+"""A PostgreSQL node: heartbeat and lease upkeep, and the workers that claim
+mail of owned partitions, activate and commit (the I/O around `_pg_batch`).
+
+Design note
+-----------
+* **Workers.** A node runs `workers` loops; worker `w` serves the owned
+  partitions `p` with `p % workers == w`, so two workers of a node never
+  touch the same entity. Each loop is: one transaction that locks its
+  partitions' lease rows (`FOR KEY SHARE`, fencing, see `_pg_lease`),
+  claims up to `batch` due rows (`ORDER BY seq ... FOR UPDATE SKIP
+  LOCKED`), reads the states it has not cached, runs `_pg_batch.run_batch`,
+  and writes everything (consumed rows deleted, states upserted, new mail,
+  dedupe ids, dead letters, replies, notifications) before `COMMIT`.
+* **Effects after commit.** Local `call` futures, the state cache and
+  wake-ups of local workers are applied only once the commit returned; any
+  error drops the worker's cache (the commit may or may not have happened,
+  so only the database is trusted).
+* **The cache is fenced too.** Cached states of a partition are valid only
+  for the epoch they were read under; a new epoch (the partition was owned
+  by someone else in between) starts from the database again.
+* **Wake-ups.** `LISTEN/NOTIFY` (mail for a partition, membership changes)
+  wakes the right worker at once; every loop also polls every
+  `poll_interval` seconds, and sleeps until the next delayed message is due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import orjson
+
+from pachytype._errors import ActivationError
+from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
+from pachytype._pg_codec import Codec, DecodeError
+from pachytype._pg_lease import Membership, Ownership, channel
+from pachytype._pg_schema import quote_schema
+from pachytype._registry import Registry
+
+log = logging.getLogger("pachytype.postgres")
+
+NOTIFY_LIMIT: Final = 7000
+"""Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
+
+LocalCalls = dict[uuid.UUID, "asyncio.Future[Any]"]
+
+
+class Node:
+    """Owns partitions of one schema and activates their entities."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: Registry,
+        codec: Codec,
+        membership: Membership,
+        *,
+        workers: int,
+        batch: int,
+        poll_interval: float,
+        local_calls: LocalCalls,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.codec = codec
+        self.membership = membership
+        self.ownership: Ownership = membership.ownership
+        self.schema = membership.schema
+        self.node_id = membership.node_id
+        self.partitions = membership.partitions
+        self.workers = workers
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.local_calls = local_calls
+        self.blocked: dict[Key, DecodeError] = {}
+        """Entities whose stored bytes did not decode; their mail stays in place."""
+        self.activations = 0
+        self._s = quote_schema(self.schema)
+        self._wakes = [asyncio.Event() for _ in range(workers)]
+        self._members = asyncio.Event()
+        self._caches: list[dict[int, tuple[int, dict[Key, Cached | None]]]] = [
+            {} for _ in range(workers)
+        ]
+        self._recent = Recent()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._mail_channel = channel(self.schema, "mail")
+        self._reply_channel = channel(self.schema, "reply")
+        self._state_channel = channel(self.schema, "state")
+        self.on_blocked: Callable[[Key, DecodeError], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join (fingerprint check), take a first share of partitions, start working."""
+        async with self.pool.acquire() as conn:
+            await self.membership.join(conn, self.registry.package)
+            await self.membership.beat(conn)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._heartbeat(), name=f"{self.node_id} heartbeat"))
+        for w in range(self.workers):
+            self._tasks.append(loop.create_task(self._work(w), name=f"{self.node_id} worker {w}"))
+
+    async def stop(self) -> None:
+        """Finish the batches in flight, hand every partition over, leave."""
+        self._stopping = True
+        for event in self._wakes:
+            event.set()
+        heartbeat, *workers = self._tasks
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._tasks.clear()
+        try:
+            async with self.pool.acquire() as conn:
+                await self.membership.leave(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("node %s could not hand its partitions over: %s", self.node_id, error)
+
+    def wake(self, partition: int) -> None:
+        """New mail for `partition`: wake the worker serving it (if it is ours)."""
+        if partition in self.ownership.epochs:
+            self._wakes[partition % self.workers].set()
+
+    def members_changed(self) -> None:
+        """A node joined or left: run a heartbeat now."""
+        self._members.set()
+
+    # -- heartbeat ---------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self.membership.lease / 4
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    changed = await self.membership.beat(conn)
+                if changed:
+                    self._drop_stale_caches()
+                    for event in self._wakes:
+                        event.set()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("node %s heartbeat failed: %s", self.node_id, error)
+            self._members.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._members.wait(), interval)
+
+    def _drop_stale_caches(self) -> None:
+        epochs = self.ownership.epochs
+        for cache in self._caches:
+            for p in [p for p, (epoch, _) in cache.items() if epochs.get(p) != epoch]:
+                del cache[p]
+
+    # -- workers -----------------------------------------------------------------
+
+    async def _work(self, w: int) -> None:
+        wake = self._wakes[w]
+        while not self._stopping:
+            parts = {p: e for p, e in self.ownership.epochs.items() if p % self.workers == w}
+            wake.clear()
+            handled = 0
+            delay = self.poll_interval
+            if parts:
+                try:
+                    async with self.pool.acquire() as conn:
+                        handled = await self._batch(conn, w, parts)
+                        if not handled:
+                            delay = await self._next_due(conn, list(parts))
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    self._caches[w].clear()  # the commit may have happened: trust only the db
+                    log.warning("node %s worker %d: batch failed: %s", self.node_id, w, error)
+                    await asyncio.sleep(min(self.poll_interval, 0.2))
+                    continue
+            if handled:
+                await asyncio.sleep(0)
+                continue
+            timeout = self.poll_interval if not parts else min(self.poll_interval, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(timeout, 0.001))
+
+    async def _next_due(self, conn: asyncpg.Connection, parts: list[int]) -> float:
+        due = await conn.fetchval(
+            f"SELECT extract(epoch FROM min(deliver_at) - now())::float8 FROM {self._s}.mailbox "
+            f"WHERE partition = ANY($1::int[]) AND deliver_at > now()",
+            parts,
+        )
+        return self.poll_interval if due is None else float(due)
+
+    async def _batch(self, conn: asyncpg.Connection, w: int, parts: dict[int, int]) -> int:
+        s = self._s
+        async with conn.transaction():
+            leases = await conn.fetch(
+                f"SELECT partition, epoch FROM {s}.leases "
+                f"WHERE partition = ANY($1::int[]) AND owner = $2 FOR KEY SHARE",
+                list(parts),
+                self.node_id,
+            )
+            valid = [r["partition"] for r in leases if parts[r["partition"]] == r["epoch"]]
+            self._forget_fenced(parts, valid)
+            if not valid:
+                return 0
+            rows = await conn.fetch(
+                f"SELECT seq, msg_id, partition, entity_type, entity_id, payload, outside, reply "
+                f"FROM {s}.mailbox WHERE partition = ANY($1::int[]) "
+                f"AND (deliver_at IS NULL OR deliver_at <= now()) "
+                f"AND (entity_type, entity_id) NOT IN "
+                f"(SELECT * FROM unnest($3::text[], $4::text[])) "
+                f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+                valid,
+                self.batch,
+                [k[0] for k in self.blocked],
+                [k[1] for k in self.blocked],
+            )
+            if not rows:
+                return 0
+            mail = [Mail(*r) for r in rows]
+            cache = self._caches[w]
+            known: dict[Key, Cached | None] = {}
+            missing: list[Key] = []
+            for m in mail:
+                key = (m.entity_type, m.id_text)
+                _, entries = cache.setdefault(m.partition, (parts[m.partition], {}))
+                if key in entries:
+                    known[key] = entries[key]
+                elif key not in known:
+                    missing.append(key)
+                    known[key] = None
+            stored = await self._load(conn, missing)
+            for key in stored:
+                del known[key]
+            outside = [m.msg_id for m in mail if m.outside]
+            already = await self._consumed(conn, outside) if outside else set()
+            out = run_batch(
+                self.registry, self.codec, self.partitions, mail, known, stored, already,
+                self._recent,
+            )  # fmt: skip
+            await self._write(conn, out)
+        self._after_commit(w, parts, mail, out)
+        return len(rows)
+
+    def _forget_fenced(self, parts: dict[int, int], valid: list[int]) -> None:
+        fenced = [p for p in parts if p not in valid and self.ownership.epochs.get(p) == parts[p]]
+        if fenced:
+            log.warning(
+                "node %s: partitions %s now belong to another node (fenced)", self.node_id, fenced
+            )
+            self.ownership.drop(fenced)
+
+    async def _load(self, conn: asyncpg.Connection, keys: list[Key]) -> dict[Key, Any]:
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            f"SELECT s.entity_type, s.entity_id, s.version, s.data, s.activations "
+            f"FROM {self._s}.states s JOIN unnest($1::text[], $2::text[]) AS k(t, e) "
+            f"ON s.entity_type = k.t AND s.entity_id = k.e",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    async def _consumed(self, conn: asyncpg.Connection, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        rows = await conn.fetch(
+            f"SELECT msg_id FROM {self._s}.dedupe WHERE msg_id = ANY($1::uuid[])", ids
+        )
+        return {r[0] for r in rows}
+
+    async def _write(self, conn: asyncpg.Connection, out: Outcome) -> None:
+        s = self._s
+        remote = sorted({str(m[1]) for m in out.mail if m[1] not in self.ownership.epochs})
+        await conn.fetchval(
+            f"WITH d AS (DELETE FROM {s}.mailbox WHERE seq = ANY($1::bigint[])), "
+            f"st AS (INSERT INTO {s}.states "
+            f"(entity_type, entity_id, partition, version, data, activations) "
+            f"SELECT * FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::bytea[], "
+            f"$7::bigint[]) ON CONFLICT (entity_type, entity_id) DO UPDATE SET "
+            f"version = excluded.version, data = excluded.data, "
+            f"activations = excluded.activations), "
+            f"m AS (INSERT INTO {s}.mailbox "
+            f"(msg_id, partition, entity_type, entity_id, payload, deliver_at) "
+            f"SELECT u.i, u.p, u.t, u.e, u.b, "
+            f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END "
+            f"FROM unnest($8::uuid[], $9::int[], $10::text[], $11::text[], $12::bytea[], "
+            f"$13::float8[]) AS u(i, p, t, e, b, d)), "
+            f"x AS (INSERT INTO {s}.dedupe (msg_id) SELECT unnest($14::uuid[])) "
+            f"SELECT count(pg_notify($15, n)) FROM unnest($16::text[]) AS n",
+            out.consumed,
+            *_columns(out.states, 6),
+            *_columns(out.mail, 6),
+            out.dedupe,
+            self._mail_channel,
+            remote,
+        )
+        if out.dead:
+            await conn.executemany(
+                f"INSERT INTO {s}.dead_letters (entity_type, entity_id, message, error_type, "
+                f"error, traceback, state_version, state, recent) "
+                f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                out.dead,
+            )
+        await self._write_replies(conn, out.replies)
+        await self._publish(conn, out)
+
+    async def _write_replies(self, conn: asyncpg.Connection, replies: list[Reply]) -> None:
+        remote = [r for r in replies if r.msg_id not in self.local_calls]
+        if not remote:
+            return
+        rows: list[tuple[uuid.UUID, int | None, bytes | None, str | None, str | None]] = []
+        for r in remote:
+            if r.error is None:
+                data = self.codec.encode_state(r.entity_type, r.state)
+                version = self.registry.types[r.entity_type].state_version
+                rows.append((r.msg_id, version, data, None, None))
+            else:
+                rows.append((r.msg_id, None, None, type(r.error).__qualname__, str(r.error)))
+        await conn.executemany(
+            f"INSERT INTO {self._s}.replies (msg_id, version, data, error_type, error) "
+            f"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (msg_id) DO NOTHING",
+            rows,
+        )
+        await conn.execute(
+            "SELECT count(pg_notify($1, n)) FROM unnest($2::text[]) AS n",
+            self._reply_channel,
+            [str(r.msg_id) for r in remote],
+        )
+
+    async def _publish(self, conn: asyncpg.Connection, out: Outcome) -> None:
+        """Send committed states of followed entities to their followers (after
+        the states are written, so a follower registering now is seen)."""
+        if not out.states:
+            return
+        watched = {
+            (r[0], r[1])
+            for r in await conn.fetch(
+                f"SELECT DISTINCT w.entity_type, w.entity_id FROM {self._s}.watches w "
+                f"JOIN unnest($1::text[], $2::text[]) AS k(t, e) "
+                f"ON w.entity_type = k.t AND w.entity_id = k.e",
+                [st[0] for st in out.states],
+                [st[1] for st in out.states],
+            )
+        }
+        if not watched:
+            return
+        payloads = [
+            state_payload(t, i, n, v, d) for t, i, n, v, d in out.committed if (t, i) in watched
+        ]
+        await conn.execute(
+            "SELECT count(pg_notify($1, n)) FROM unnest($2::text[]) WITH ORDINALITY AS u(n, o)",
+            self._state_channel,
+            payloads,
+        )
+
+    def _after_commit(self, w: int, parts: dict[int, int], mail: list[Mail], out: Outcome) -> None:
+        cache = self._caches[w]
+        partition_of = {(m.entity_type, m.id_text): m.partition for m in mail}
+        for key, cached in out.cache.items():
+            p = partition_of[key]
+            epoch, entries = cache.setdefault(p, (parts[p], {}))
+            if epoch == parts[p]:
+                entries[key] = cached
+        for key, error in out.blocked.items():
+            if key not in self.blocked:
+                self.blocked[key] = error
+                log.error("node %s: %s", self.node_id, error)
+                if self.on_blocked is not None:
+                    self.on_blocked(key, error)
+        for reply in out.replies:
+            fut = self.local_calls.get(reply.msg_id)
+            if fut is None or fut.done():
+                continue
+            if reply.error is None:
+                fut.set_result(reply.state)
+            else:
+                failure = ActivationError(reply.entity_type, reply.id, reply.message, reply.error)
+                failure.__cause__ = reply.error
+                fut.set_exception(failure)
+        for m in out.mail:
+            if m[5] <= 0:
+                self.wake(m[1])
+        self.activations += len(out.committed)
+
+
+def state_payload(entity_type: str, id_text: str, count: int, version: int, data: bytes) -> str:
+    """The NOTIFY payload of a committed state (without the data if too big)."""
+    text = orjson.dumps([entity_type, id_text, count, version, base64.b64encode(data).decode()])
+    if len(text) > NOTIFY_LIMIT:
+        text = orjson.dumps([entity_type, id_text, count, version, None])
+    return text.decode()
+
+
+def _columns(rows: list[Any], width: int) -> list[list[Any]]:
+    """Rows as `width` column lists (for `unnest` parameters)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -1,0 +1,191 @@
+"""The library's own PostgreSQL tables, in a schema the user names, and their
+versioned migrations.
+
+Design note
+-----------
+* **Everything in one schema.** Every table lives in the schema given to
+  `Postgres(..., schema=...)`, so several ecosystems share one database
+  without seeing each other. The schema name is an identifier (it cannot be
+  a query parameter), so it is checked against a strict pattern and quoted;
+  every *value* in every query is a parameter.
+* **Versioned, idempotent, concurrent-safe.** `MIGRATIONS[i]` takes the
+  schema from version `i` to `i + 1`. `migrate` holds a transaction-scoped
+  advisory lock (keyed by the schema name) while it reads the version and
+  applies what is missing, so ten nodes starting at once apply each step
+  exactly once; running it again is a no-op.
+* **Never downgrade.** A database newer than this library is refused with
+  the versions involved, instead of being half-understood.
+
+Tables (in `<schema>`):
+
+=============  ==============================================================
+meta           key/value: schema version, partition count, fingerprint
+nodes          live nodes: id, registry fingerprint, last heartbeat
+leases         one row per partition: owner node, epoch, expiry
+mailbox        pending messages (the outbox is the mailbox: one database)
+states         committed state of each entity, with its activation count
+dedupe         ids of consumed outside messages (a resent id is dropped)
+replies        the state after a `call` answered by another node
+watches        entities some node follows (owners publish their commits)
+dead_letters   messages whose activation raised, with error and context
+=============  ==============================================================
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Final
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+
+from pachytype._errors import PachytypeError
+
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class SchemaError(PachytypeError):
+    """The database schema cannot be used by this version of pachytype."""
+
+
+def quote_schema(schema: str) -> str:
+    """`schema` as a quoted SQL identifier, after checking it is a plain name."""
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(
+            f"schema name {schema!r} is not a plain lower-case identifier "
+            f"(letters, digits, underscores, at most 63 characters, not starting "
+            f"with a digit); choose one like 'pachytype' or 'bank_prod'"
+        )
+    return f'"{schema}"'
+
+
+def _v1(s: str) -> list[str]:
+    return [
+        f"CREATE TABLE {s}.meta (key text PRIMARY KEY, value text NOT NULL)",
+        f"""CREATE TABLE {s}.nodes (
+            node_id text PRIMARY KEY,
+            fingerprint text NOT NULL,
+            host text NOT NULL,
+            pid int NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at timestamptz NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE {s}.leases (
+            partition int PRIMARY KEY,
+            owner text,
+            epoch bigint NOT NULL DEFAULT 0,
+            expires_at timestamptz NOT NULL DEFAULT '-infinity')""",
+        f"""CREATE TABLE {s}.mailbox (
+            seq bigserial PRIMARY KEY,
+            msg_id uuid NOT NULL,
+            partition int NOT NULL,
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            payload bytea NOT NULL,
+            deliver_at timestamptz,
+            outside boolean NOT NULL DEFAULT false,
+            reply boolean NOT NULL DEFAULT false)""",
+        f"CREATE INDEX mailbox_due ON {s}.mailbox (partition, deliver_at)"
+        f" WHERE deliver_at IS NOT NULL",
+        f"""CREATE TABLE {s}.states (
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            partition int NOT NULL,
+            version int NOT NULL,
+            data bytea NOT NULL,
+            activations bigint NOT NULL,
+            PRIMARY KEY (entity_type, entity_id))""",
+        f"""CREATE TABLE {s}.dedupe (
+            msg_id uuid PRIMARY KEY,
+            consumed_at timestamptz NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE {s}.replies (
+            msg_id uuid PRIMARY KEY,
+            version int,
+            data bytea,
+            error_type text,
+            error text,
+            created_at timestamptz NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE {s}.watches (
+            watch_id uuid PRIMARY KEY,
+            node_id text NOT NULL,
+            entity_type text NOT NULL,
+            entity_id text NOT NULL)""",
+        f"CREATE INDEX watches_entity ON {s}.watches (entity_type, entity_id)",
+        f"""CREATE TABLE {s}.dead_letters (
+            seq bigserial PRIMARY KEY,
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            message bytea NOT NULL,
+            error_type text NOT NULL,
+            error text NOT NULL,
+            traceback text NOT NULL,
+            state_version int,
+            state bytea,
+            recent bytea[] NOT NULL,
+            at timestamptz NOT NULL DEFAULT now())""",
+    ]
+
+
+MIGRATIONS: Final = (_v1,)
+"""`MIGRATIONS[i](quoted_schema)`: the statements from version i to i + 1."""
+
+VERSION: Final = len(MIGRATIONS)
+"""The schema version this library writes."""
+
+
+def lock_key(schema: str) -> int:
+    """The advisory-lock key guarding migrations of `schema` (stable across processes)."""
+    return zlib.crc32(f"pachytype migrate {schema}".encode())
+
+
+async def current_version(conn: asyncpg.Connection, schema: str) -> int:
+    """The schema's version (0 if it has no pachytype tables yet)."""
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.meta")
+    if not exists:
+        return 0
+    s = quote_schema(schema)
+    value = await conn.fetchval(f"SELECT value FROM {s}.meta WHERE key = 'version'")
+    return int(value) if value is not None else 0
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, partitions: int) -> int:
+    """Bring `schema` to `VERSION`; create it with `partitions` lease rows if new.
+
+    Returns the version found before migrating. Safe to run from many
+    processes at once (advisory lock) and again and again (idempotent).
+    """
+    s = quote_schema(schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema))
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        found = await current_version(conn, schema)
+        if found > VERSION:
+            raise SchemaError(
+                f"schema {schema!r} is at version {found}, newer than this pachytype "
+                f"(version {VERSION}); upgrade pachytype on this machine, or use another schema"
+            )
+        for step in MIGRATIONS[found:]:
+            for statement in step(s):
+                await conn.execute(statement)
+        if found == 0:
+            await conn.execute(
+                f"INSERT INTO {s}.meta (key, value) VALUES ('partitions', $1)", str(partitions)
+            )
+            await conn.execute(
+                f"INSERT INTO {s}.leases (partition) SELECT generate_series(0, $1::int - 1)",
+                partitions,
+            )
+        await conn.execute(
+            f"INSERT INTO {s}.meta (key, value) VALUES ('version', $1) "
+            f"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            str(VERSION),
+        )
+    return found
+
+
+async def stored_partitions(conn: asyncpg.Connection, schema: str) -> int:
+    """The partition count the schema was created with."""
+    s = quote_schema(schema)
+    value = await conn.fetchval(f"SELECT value FROM {s}.meta WHERE key = 'partitions'")
+    if value is None:
+        raise SchemaError(f"schema {schema!r} has no partition count; run `pachytype migrate`")
+    return int(value)

@@ -72,6 +72,10 @@ class Resolver:
         self.modules = modules
         self.generated = generated
         """The generated module's name: not scanned, but its names may be used."""
+        self._internal = {generated} if generated else set()
+        for name in modules:
+            parts = name.split(".")
+            self._internal.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         self._names: dict[tuple[str, str], Sym | ModuleRef | None] = {}
         self._resolving: set[tuple[str, str]] = set()
         self._subclasses: dict[Sym, list[ClassFacts]] | None = None
@@ -111,7 +115,7 @@ class Resolver:
         self, owner: ModuleRef, attribute: str, node: cst.CSTNode
     ) -> Sym | ModuleRef | None:
         submodule = f"{owner.name}.{attribute}"
-        if submodule in self.modules or submodule == self.generated:
+        if submodule in self._internal:
             return ModuleRef(submodule)
         if owner.name in self.modules:
             found = self.name(owner.name, attribute, node)
@@ -160,7 +164,11 @@ class Resolver:
         dotted = get_full_name_for_node(node) or ""
         head, *rest = dotted.split(".")
         found = self.name(module, head, node)
-        for part in rest:
+        for i, part in enumerate(rest):
+            if isinstance(found, ModuleRef) and found.name not in self._internal:
+                # `a.b.c.X` after `import a.b.c`: all but the last name are modules.
+                found = Sym(Kind.EXTERNAL, ".".join([found.name, *rest[i:-1]]), rest[-1])
+                break
             if isinstance(found, ModuleRef):
                 found = self._attribute(found, part, node)
             elif isinstance(found, Sym) and found.kind is Kind.EXTERNAL:

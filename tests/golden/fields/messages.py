@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections.abc
 import datetime
 from typing import ClassVar, Literal
 
 import attr
 from attrs import Factory, field, frozen
 
+import tests.golden.fields.state.account
 from tests.golden.fields.state.account import Color as AccountColor
 
 from .state.account import Entry
@@ -63,6 +65,8 @@ class Withdraw:
 
     amount: int
     reason: str = attr.ib(default="")
+    attachments: collections.abc.Sequence[str] = ()
+    linked: tests.golden.fields.state.account.Entry | None = None
 
 
 @frozen

@@ -14,6 +14,7 @@ from pachytype import EntityType, Envelope, Ref, Registry
 from pachytype._generated import DEFAULT, given, make_ref
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
     from typing import Literal
     from uuid import UUID
@@ -84,9 +85,19 @@ class AccountRef(_AccountRefBase):
             )
         )
 
-    def withdraw(self, amount: int, reason: str = "") -> Envelope[AccountState]:
+    def withdraw(
+        self,
+        amount: int,
+        reason: str = "",
+        attachments: Sequence[str] = (),
+        linked: Entry | None = None,
+    ) -> Envelope[AccountState]:
         """Send `Withdraw`."""
-        return self.post(_m_messages.Withdraw(amount=amount, reason=reason))
+        return self.post(
+            _m_messages.Withdraw(
+                amount=amount, reason=reason, attachments=attachments, linked=linked
+            )
+        )
 
 
 def account(id: UUID) -> AccountRef:
@@ -113,5 +124,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.fields",
     _entity_types,
-    fingerprint="65da973a08fe1fbc2e5125855663824197803ce20374ff9b3964b7bcc905cfeb",
+    fingerprint="1e4b16b098c186dd1534b1181c201b52a84b68b42d15bfe19180c464823b7111",
 )

@@ -73,3 +73,80 @@ class InitError(PachytypeError):
 
 class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""
+
+
+class DecodeError(PachytypeError, ValueError):
+    """Stored or received bytes that do not decode into the registry's types.
+
+    `path` locates the bad part (`$.to.id`, `$[2]`), `value` is what was found
+    there. Nothing is built from such data and nothing stored is changed.
+    """
+
+    def __init__(
+        self,
+        entity_type: str,
+        id: Hashable,
+        what: str,
+        path: str,
+        problem: str,
+        value: object,
+        fix: str,
+    ) -> None:
+        self.entity_type = entity_type
+        self.id = id
+        self.path = path
+        self.value = value
+        super().__init__(
+            f"cannot decode the {what} of entity {entity_type!r} (id {_id(id)}): at {path}: "
+            f"{problem}, got {_shown(value)}; {fix}"
+        )
+
+
+class EncodeError(PachytypeError, TypeError):
+    """A value the codec cannot encode (an id of the wrong type, an address of
+    an entity type outside the registry, a type cattrs cannot unstructure)."""
+
+    def __init__(self, entity_type: str, id: Hashable, what: str, problem: str) -> None:
+        self.entity_type = entity_type
+        self.id = id
+        super().__init__(
+            f"cannot encode the {what} of entity {entity_type!r} (id {_id(id)}): {problem}"
+        )
+
+
+class StateVersionError(PachytypeError):
+    """Stored state whose version the code cannot bring to its `state_version`.
+
+    Raised when the stored version is newer than the code (an older deploy is
+    running), when the `@upgrade` chain has a gap, or when an upgrader
+    raises (chained). The stored state is never overwritten and the entity
+    is held: its messages wait until code that can read it is running.
+    """
+
+    def __init__(
+        self,
+        entity_type: str,
+        id: Hashable,
+        stored: int,
+        current: int,
+        problem: str,
+        fix: str,
+    ) -> None:
+        self.entity_type = entity_type
+        self.id = id
+        self.stored = stored
+        self.current = current
+        super().__init__(
+            f"entity {entity_type!r} (id {_id(id)}): stored state has version {stored}, "
+            f"the code's state_version is {current}: {problem}; the stored state is kept "
+            f"unchanged and the entity's messages wait; {fix}"
+        )
+
+
+def _id(id: Hashable) -> str:
+    return "unknown" if id is None else repr(id)
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

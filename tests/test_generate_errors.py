@@ -275,6 +275,25 @@ def test_message_type_that_is_not_a_class(tmp_path: Path) -> None:
     ]
 
 
+def test_message_class_from_outside_the_package(tmp_path: Path) -> None:
+    found = _problems(
+        tmp_path,
+        {
+            "m.py": """
+            from datetime import date
+            from pachytype import Entity
+
+            class Calendar(Entity[str, date, int]):
+                pass
+            """
+        },
+    )
+    assert found == [
+        "pkg/m.py:4: entity Calendar: message class `datetime.date` is imported from outside "
+        "the package, so its fields cannot be read; declare message classes in the package"
+    ]
+
+
 def test_directory_without_init(tmp_path: Path) -> None:
     with pytest.raises(problems.GenerateError) as raised:
         generate.generate(tmp_path)

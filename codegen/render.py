@@ -300,47 +300,9 @@ def render(model: PackageModel, first_party: Callable[[str], bool], itself: str 
     def annotate(expr: TypeExpr) -> str:
         return spell(expr, names)
 
-    entities: list[_Entity] = []
-    computed = False
-    for e in model.entities:
-        state = annotate(e.state_type)
-        methods = []
-        for message in e.messages:
-            method, uses_default = _method(message, state, annotate, runtime)
-            methods.append(method)
-            computed = computed or uses_default
-        article = _article(e.sym.name)
-        docstring = _docstring(
-            4,
-            f"Address of {article} `{e.sym.name}` ({e.sym.module}).",
-            f"Address of {article} `{e.sym.name}`.",
-            "Address of an entity of this type.",
-        )
-        entities.append(
-            _Entity(
-                model=e,
-                base=f"_{e.ref_class}Base",
-                ref_base=fit(
-                    4, f"_{e.ref_class}Base = Ref[", [annotate(e.message_type), state], "]"
-                ),
-                docstring=docstring,
-                methods=methods,
-                class_line=fit(0, f"class {e.ref_class}(", [f"_{e.ref_class}Base"], "):"),
-                factory_docstring=_docstring(
-                    4, f"The `{e.sym.name}` with this id.", "The entity with this id."
-                ),
-                factory_return=fit(4, "return make_ref(", [e.ref_class, f'"{e.name}"', "id"], ")"),
-                factory_signature=fit_parameters(
-                    0, f"def {e.name}(", [f"id: {annotate(e.id_type)}"], f") -> {e.ref_class}:"
-                ),
-                runtime_class=runtime(e.sym),
-                runtime_messages=fit_tuple(
-                    12, "messages=(", [runtime(m.cls.sym) for m in e.messages], "),"
-                ),
-                runtime_state=runtime.type(e.state_type),
-                runtime_id=runtime.type(e.id_type),
-            )
-        )
+    views = [_entity_view(e, annotate, runtime) for e in model.entities]
+    entities = [view for view, _ in views]
+    computed = any(uses_default for _, uses_default in views)
     return _template().render(
         model=model,
         entities=entities,
@@ -349,6 +311,42 @@ def render(model: PackageModel, first_party: Callable[[str], bool], itself: str 
         package=string_literal(model.package),
         fingerprint=fingerprint(model),
     )
+
+
+def _entity_view(
+    e: EntityModel, annotate: Callable[[TypeExpr], str], runtime: _Runtime
+) -> tuple[_Entity, bool]:
+    """What the template needs of one entity, and whether a method leaves a default to attrs."""
+    state = annotate(e.state_type)
+    methods = [_method(message, state, annotate, runtime) for message in e.messages]
+    article = _article(e.sym.name)
+    view = _Entity(
+        model=e,
+        base=f"_{e.ref_class}Base",
+        ref_base=fit(4, f"_{e.ref_class}Base = Ref[", [annotate(e.message_type), state], "]"),
+        docstring=_docstring(
+            4,
+            f"Address of {article} `{e.sym.name}` ({e.sym.module}).",
+            f"Address of {article} `{e.sym.name}`.",
+            "Address of an entity of this type.",
+        ),
+        methods=[method for method, _ in methods],
+        class_line=fit(0, f"class {e.ref_class}(", [f"_{e.ref_class}Base"], "):"),
+        factory_docstring=_docstring(
+            4, f"The `{e.sym.name}` with this id.", "The entity with this id."
+        ),
+        factory_return=fit(4, "return make_ref(", [e.ref_class, f'"{e.name}"', "id"], ")"),
+        factory_signature=fit_parameters(
+            0, f"def {e.name}(", [f"id: {annotate(e.id_type)}"], f") -> {e.ref_class}:"
+        ),
+        runtime_class=runtime(e.sym),
+        runtime_messages=fit_tuple(
+            12, "messages=(", [runtime(m.cls.sym) for m in e.messages], "),"
+        ),
+        runtime_state=runtime.type(e.state_type),
+        runtime_id=runtime.type(e.id_type),
+    )
+    return view, any(uses_default for _, uses_default in methods)
 
 
 def _imports(

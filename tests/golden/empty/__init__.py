@@ -1,0 +1,1 @@
+"""A package without entities: an empty registry."""

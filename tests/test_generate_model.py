@@ -90,3 +90,17 @@ def test_fingerprint_follows_the_schema_not_the_spelling(tmp_path: Path) -> None
     msgs = directory / "msgs.py"
     msgs.write_text(msgs.read_text().replace("value: int", "value: str"))
     assert fingerprint.fingerprint(generate.scan_package(directory)) != before
+
+
+def test_fingerprint_changes_with_the_state_version_and_state_fields(tmp_path: Path) -> None:
+    directory = _copy("fields", tmp_path / "two")
+    before = fingerprint.fingerprint(generate.scan_package(directory))
+
+    account = directory / "account.py"
+    account.write_text(account.read_text().replace("state_version = 2", "state_version = 3"))
+    bumped = fingerprint.fingerprint(generate.scan_package(directory))
+    assert bumped != before
+
+    state = directory / "state" / "account.py"
+    state.write_text(state.read_text().replace("    note: str\n", "    memo: str\n"))
+    assert fingerprint.fingerprint(generate.scan_package(directory)) not in (before, bumped)

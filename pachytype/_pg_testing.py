@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -94,3 +97,64 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
 
     if schemas:
         _run(drop)
+
+
+def spawn_node(
+    dsn: str,
+    schema: str,
+    registry: str,
+    *,
+    node_id: str,
+    lease: float,
+    partitions: int,
+    log_dir: Path,
+    workers: int = 2,
+) -> subprocess.Popen[bytes]:
+    """Start `pachytype node` as a real OS process (DSN passed in the environment)."""
+    env = {**os.environ, "PACHYTYPE_DSN": dsn}
+    log = (log_dir / f"{node_id}.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pachytype",
+            "node",
+            "--schema",
+            schema,
+            "--lease",
+            str(lease),
+            "--partitions",
+            str(partitions),
+            "--workers",
+            str(workers),
+            "--node-id",
+            node_id,
+            registry,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+async def lease_owners(conn: asyncpg.Connection, schema: str) -> dict[int, str | None]:
+    """`partition -> owner` as the lease table says now."""
+    rows = await conn.fetch(f"SELECT partition, owner FROM {quote_schema(schema)}.leases")
+    return {r["partition"]: r["owner"] for r in rows}
+
+
+async def wait_for_owners(
+    conn: asyncpg.Connection, schema: str, nodes: set[str], timeout: float
+) -> float:
+    """Wait until every partition is owned by one of `nodes`, evenly; return seconds waited."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        owners = await lease_owners(conn, schema)
+        counts = [list(owners.values()).count(n) for n in nodes]
+        if set(owners.values()) <= nodes and max(counts) - min(counts) <= 1:
+            return loop.time() - started
+        if loop.time() - started > timeout:
+            raise TimeoutError(f"partitions not balanced over {sorted(nodes)}: {owners}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,133 @@
+"""`pachytype node`: run one PostgreSQL node until SIGTERM/SIGINT.
+
+The node joins the schema's cluster (refused if live nodes run other entity
+types), takes its fair share of partitions and activates their entities.
+On SIGTERM or SIGINT it finishes the batches in flight, hands its
+partitions over and exits 0. The DSN's password is never printed: prefer
+`PACHYTYPE_DSN` in the environment to `--dsn` on the command line (command
+lines are visible to every user of the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+
+import click
+
+from pachytype._errors import PachytypeError
+from pachytype._pg_dsn import redact
+from pachytype._registry import Registry
+from pachytype.ecosystems._postgres import Postgres
+
+log = logging.getLogger("pachytype.node")
+
+
+def load_registry(target: str) -> Registry:
+    """Import `MODULE:ATTRIBUTE` (from the current directory too) and check it is a Registry."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(
+            f"{target!r} is not MODULE:REGISTRY; for example examples.bank.refs:REGISTRY",
+            param_hint="REGISTRY",
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise click.BadParameter(
+            f"cannot import {module_name!r} ({error}); run from the project's root directory",
+            param_hint="REGISTRY",
+        ) from error
+    registry = getattr(module, attribute, None)
+    if not isinstance(registry, Registry):
+        raise click.BadParameter(
+            f"{target!r} is not a pachytype Registry (got {type(registry).__name__}); point "
+            f"at the REGISTRY of a generated refs.py",
+            param_hint="REGISTRY",
+        )
+    return registry
+
+
+async def _run(
+    dsn: str,
+    registry: Registry,
+    schema: str,
+    lease: float,
+    workers: int,
+    partitions: int | None,
+    node_id: str | None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    eco = Postgres(
+        dsn,
+        registry,
+        schema=schema,
+        lease=timedelta(seconds=lease),
+        workers=workers,
+        partitions=partitions,
+        node_id=node_id,
+        poll_interval=min(0.5, lease / 4),
+    )
+    async with eco:
+        node = eco.node
+        assert node is not None
+        log.info(
+            "node %s joined schema %r at %s with %s (%d partitions, lease %.1fs)",
+            node.node_id,
+            schema,
+            redact(dsn),
+            registry.package,
+            eco.partitions,
+            lease,
+        )
+        await stop.wait()
+        log.info("node %s stopping: handing its partitions over", node.node_id)
+    log.info("node %s left", eco.node_id)
+
+
+@click.command()
+@click.option(
+    "--dsn",
+    envvar="PACHYTYPE_DSN",
+    required=True,
+    help="PostgreSQL DSN (or PACHYTYPE_DSN; the environment keeps the password off `ps`).",
+)
+@click.option("--schema", default="pachytype", show_default=True, help="Schema of the tables.")
+@click.option(
+    "--lease", default=5.0, show_default=True, help="Partition lease, seconds (takeover time)."
+)
+@click.option("--workers", default=2, show_default=True, help="Activation loops in this node.")
+@click.option("--partitions", type=int, default=None, help="Partition count (new schema only).")
+@click.option("--node-id", default=None, help="Node id (default: host-pid-random).")
+@click.option("--verbose", "-v", is_flag=True, help="Log every lease change.")
+@click.argument("registry")
+def node(
+    dsn: str,
+    schema: str,
+    lease: float,
+    workers: int,
+    partitions: int | None,
+    node_id: str | None,
+    verbose: bool,
+    registry: str,
+) -> None:
+    """Run a PostgreSQL node for REGISTRY (MODULE:ATTRIBUTE, e.g. examples.bank.refs:REGISTRY)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    loaded = load_registry(registry)
+    try:
+        asyncio.run(_run(dsn, loaded, schema, lease, workers, partitions, node_id))
+    except (ConnectionError, OSError, PachytypeError) as error:
+        raise click.ClickException(redact(str(error))) from None

@@ -42,6 +42,8 @@ class Address(Generic[M_contra]):
 
     __slots__ = ("_entity_type", "_hash", "_id", "_key")
 
+    # Final: a subclass overriding __init__ would escape the `_key` guard.
+    @final
     def __init__(self, entity_type: str, id: Hashable, *, _key: Never) -> None:
         if _key is not _KEY:
             raise TypeError(
@@ -107,6 +109,16 @@ class Envelope(ABC, Generic[S_co]):
 
     __slots__ = ()
 
+    # Final and keyed like Address.__init__, so that a user subclass can neither
+    # be instantiated nor override it: only the private class makes envelopes.
+    @final
+    def __init__(self, *, _key: Never) -> None:
+        if _key is not _KEY:
+            raise TypeError(
+                "Envelope cannot be built directly: use the generated refs "
+                "(refs.account(id).deposit(...)) or address.post(message)"
+            )
+
     @property
     @abstractmethod
     def to(self) -> Address[Any]:
@@ -131,7 +143,8 @@ class Envelope(ABC, Generic[S_co]):
 class _Envelope(Envelope[Any]):
     __slots__ = ("_delay", "_message", "_to")
 
-    def __init__(self, to: Address[Any], message: object, delay: float) -> None:
+    # The one class allowed past Envelope's final __init__ (hot path: no super call).
+    def __init__(self, to: Address[Any], message: object, delay: float) -> None:  # type: ignore[misc]
         self._to = to
         self._message = message
         self._delay = delay

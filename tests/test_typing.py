@@ -1,0 +1,184 @@
+"""The typing suite: mypy (strict, exhaustive-match) must accept every valid
+program in `tests/typing_cases/pass/` and reject every invalid one in
+`tests/typing_cases/fail/`, with exactly the errors they announce.
+
+Design note. A failing case marks each line that must be rejected with a
+trailing `# E: <part of the mypy message>` (several markers for several
+errors on one line). A case passes when mypy reports exactly one error per
+marker on exactly those lines, each containing its marker's text, and no
+error anywhere else. mypy runs once, over every case together, with the
+project's mypy.ini and a cache of its own; each case is then its own test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from attrs import frozen
+from mypy import api
+
+from pachytype import Address, Envelope
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "typing_cases"
+PASS = sorted((CASES / "pass").glob("*.py"))
+FAIL = sorted((CASES / "fail").glob("*.py"))
+
+_MARKER = re.compile(r"#\s*E:\s*(.*?)\s*(?=#\s*E:|$)")
+_REPORT = re.compile(
+    r"^(?P<path>[^:]+):(?P<line>\d+):(?:\d+:)? (?P<kind>error|note): (?P<text>.*)$"
+)
+
+
+@frozen
+class Report:
+    """One mypy message: the file (relative to the project root), line, text."""
+
+    path: str
+    line: int
+    text: str
+
+
+@frozen(repr=False)
+class Run:
+    """The outcome of the single mypy run over every case."""
+
+    errors: tuple[Report, ...]
+    stdout: str
+    stderr: str
+    status: int
+
+    def __repr__(self) -> str:
+        return f"<mypy run: status {self.status}, {len(self.errors)} errors>"
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@cache
+def run_mypy() -> Run:
+    """mypy over every case at once (the cases import the examples, which are
+    checked along: an error there is reported by its own test)."""
+    stdout, stderr, status = api.run(
+        [
+            "--config-file",
+            str(ROOT / "mypy.ini"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache" / "typing_cases"),
+            "--show-column-numbers",
+            "--hide-error-context",
+            "--no-error-summary",
+            "--no-pretty",
+            *(relative(path) for path in PASS + FAIL),
+        ]
+    )
+    errors = []
+    for line in stdout.splitlines():
+        match = _REPORT.match(line)
+        if match and match["kind"] == "error":
+            errors.append(Report(match["path"], int(match["line"]), match["text"]))
+    return Run(tuple(errors), stdout, stderr, status)
+
+
+@pytest.fixture(scope="module")
+def mypy_run() -> Run:
+    run = run_mypy()
+    # 0: clean, 1: errors found; anything else is mypy failing to run at all.
+    assert run.status in (0, 1), f"mypy did not run (status {run.status}):\n{run.stderr}"
+    return run
+
+
+def expectations(path: Path) -> dict[int, list[str]]:
+    """Line number -> the message parts its `# E:` markers expect."""
+    expected: dict[int, list[str]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if "# E:" in line:
+            expected[number] = _MARKER.findall(line[line.index("# E:") :])
+    return expected
+
+
+def mismatches(path: Path, errors: tuple[Report, ...]) -> list[str]:
+    """Every way mypy's errors for `path` differ from its markers, for people."""
+    got: defaultdict[int, list[str]] = defaultdict(list)
+    for error in errors:
+        if error.path == relative(path):
+            got[error.line].append(error.text)
+    expected = expectations(path)
+    problems = []
+    for line in sorted(set(got) | set(expected)):
+        unmatched = list(got.get(line, []))
+        for want in expected.get(line, []):
+            found = next((text for text in unmatched if want in text), None)
+            if found is None:
+                problems.append(f"line {line}: expected an error containing {want!r}")
+            else:
+                unmatched.remove(found)
+        problems.extend(f"line {line}: unexpected error: {text}" for text in unmatched)
+    return problems
+
+
+def test_case_names_are_unique_so_mypy_sees_one_module_each() -> None:
+    stems = [path.stem for path in PASS + FAIL]
+    assert len(stems) == len(set(stems)), f"two cases share a file name: {sorted(stems)}"
+
+
+@pytest.mark.parametrize("path", PASS, ids=[path.stem for path in PASS])
+def test_valid_program_type_checks(path: Path, mypy_run: Run) -> None:
+    problems = mismatches(path, mypy_run.errors)
+    assert not problems, f"{relative(path)} must type-check clean:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", FAIL, ids=[path.stem for path in FAIL])
+def test_invalid_program_is_rejected_with_the_expected_errors(path: Path, mypy_run: Run) -> None:
+    assert expectations(path), f"{relative(path)} has no `# E:` marker: nothing is checked"
+    problems = mismatches(path, mypy_run.errors)
+    assert not problems, f"{relative(path)}: mypy's errors differ:\n" + "\n".join(problems)
+
+
+def test_no_errors_outside_the_cases(mypy_run: Run) -> None:
+    cases = {relative(path) for path in PASS + FAIL}
+    elsewhere = [e for e in mypy_run.errors if e.path not in cases]
+    assert not elsewhere, "\n".join(f"{e.path}:{e.line}: {e.text}" for e in elsewhere)
+
+
+def test_mypy_rejects_every_invalid_program(
+    mypy_run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marked = sum(len(parts) for path in FAIL for parts in expectations(path).values())
+    missed = [
+        f"{relative(path)}: {problem}"
+        for path in FAIL
+        for problem in mismatches(path, mypy_run.errors)
+        if "expected an error" in problem
+    ]
+    programs = sum(1 for path in FAIL if not mismatches(path, mypy_run.errors))
+    with capsys.disabled():
+        print(
+            f"\ntyping suite: mypy rejected {marked - len(missed)} of {marked} invalid "
+            f"statements; {programs} of {len(FAIL)} invalid programs rejected exactly as "
+            f"expected; {len(PASS)} valid programs"
+        )
+    assert not missed, "mypy accepted invalid statements:\n" + "\n".join(missed)
+
+
+def test_what_mypy_refuses_to_build_by_hand_is_refused_at_run_time_too() -> None:
+    class Forged(Envelope[int]):
+        to: Any = None
+        message: Any = None
+        delay: Any = timedelta()
+
+        def after(self, delay: timedelta) -> Envelope[int]:
+            return self
+
+    key: Any = object()
+    with pytest.raises(TypeError, match=r"Envelope cannot be built directly: use the generated"):
+        Forged(_key=key)
+    with pytest.raises(TypeError, match=r"Address cannot be built directly: use the generated"):
+        Address("counter", "c", _key=key)

@@ -1,0 +1,19 @@
+"""A misspelt field or message name."""
+
+from __future__ import annotations
+
+from examples.bank.account import AccountId, Deposit
+from examples.bank.refs import account
+from examples.counter.counter import CounterId
+from examples.counter.refs import counter
+from examples.ping_pong import refs
+from examples.ping_pong.pong import PongerId
+
+c = counter(CounterId("c"))
+a = account(AccountId("a"))
+
+c.add(amout=5)  # E: Unexpected keyword argument "amout" for "add" of "CounterRef"; did you mean "amount"?
+a.transfer(amount=1, too=AccountId("b"))  # E: Unexpected keyword argument "too" for "transfer" of "AccountRef"; did you mean "to"?
+a.post(Deposit(amout=1))  # E: Unexpected keyword argument "amout" for "Deposit"; did you mean "amount"?
+a.deposit()  # E: Missing positional argument "amount" in call to "deposit" of "AccountRef"
+refs.ponger(PongerId("b")).ping(n=1)  # E: Missing positional argument "reply_to" in call to "ping" of "PongerRef"

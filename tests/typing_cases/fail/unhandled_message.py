@@ -1,0 +1,46 @@
+"""An `activate` that forgets a message class (exhaustive-match)."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from examples.bank.account import AccountMsg, AccountState, Deposit, Transfer, Withdraw
+from examples.counter.counter import Add, CounterMsg, Increment
+from pachytype import Activation, Entity
+
+
+class ForgetfulCounter(Entity[str, CounterMsg, int]):
+    def activate(self, msg: CounterMsg, state: int) -> Activation[int]:  # E: Missing return statement
+        match msg:  # E: Match statement has unhandled case for values of type "Reset"
+            case Increment():
+                return [], state + 1
+            case Add(amount=n):
+                return [], state + n
+
+
+class LenientAccount(Entity[str, AccountMsg, AccountState]):
+    def activate(self, msg: AccountMsg, state: AccountState) -> Activation[AccountState]:
+        match msg:  # E: Match statement has unhandled case for values of type "Transfer"
+            case Deposit(amount=a):
+                return [], AccountState(state.balance + a)
+            case Withdraw(amount=a):
+                return [], AccountState(state.balance - a)
+        return [], state
+
+
+@frozen
+class Stop:
+    pass
+
+
+class Listener(Entity[str, Deposit | Transfer | Stop, int]):
+    def activate(self, msg: Deposit | Transfer | Stop, state: int) -> Activation[int]:
+        match msg:  # E: Match statement has unhandled case for values of type "Transfer | Stop"
+            case Deposit():
+                return [], state + 1
+        return [], state
+
+
+class Narrower(Entity[str, CounterMsg, int]):
+    def activate(self, msg: Increment, state: int) -> Activation[int]:  # E: Argument 1 of "activate" is incompatible with supertype "pachytype._entity.Entity"; supertype defines the argument type as "Increment | Add | Reset"
+        return [], state + 1

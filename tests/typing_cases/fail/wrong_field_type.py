@@ -1,0 +1,24 @@
+"""A field of the wrong type, through a ref method or in the message itself."""
+
+from __future__ import annotations
+
+from examples.bank.account import AccountId, Deposit, Transfer
+from examples.bank.refs import account
+from examples.counter.counter import Add, CounterId
+from examples.counter.refs import counter
+from examples.ping_pong import refs
+from examples.ping_pong.ping import PingerId
+from examples.ping_pong.pong import PongerId
+
+c = counter(CounterId("c"))
+a = account(AccountId("a"))
+
+c.add(amount="5")  # E: Argument "amount" to "add" of "CounterRef" has incompatible type "str"; expected "int"
+c.add("5")  # E: Argument 1 to "add" of "CounterRef" has incompatible type "str"; expected "int"
+a.deposit(amount=1.5)  # E: Argument "amount" to "deposit" of "AccountRef" has incompatible type "float"; expected "int"
+a.deposit(amount=None)  # E: incompatible type "None"; expected "int"
+c.post(Add(amount="5"))  # E: Argument "amount" to "Add" has incompatible type "str"; expected "int"
+a.post(Deposit(amount=[1]))  # E: Argument "amount" to "Deposit" has incompatible type "list[int]"; expected "int"
+a.post(Transfer(amount=1, to=AccountId("b"))).after(5)  # E: Argument 1 to "after" of "Envelope" has incompatible type "int"; expected "timedelta"
+refs.ponger(PongerId("b")).ping(n="1", reply_to=refs.pinger(PingerId("a")))  # E: Argument "n" to "ping" of "PongerRef" has incompatible type "str"; expected "int"
+refs.pinger(PingerId("a")).serve(opponent=PongerId("b"), rallies=2.0)  # E: Argument "rallies" to "serve" of "PingerRef" has incompatible type "float"; expected "int"

@@ -256,7 +256,9 @@ def _method(
         (computed if f.has_default and f.default is None else direct).append(f"{f.param}={f.param}")
     params = positional + (["*", *keyword] if keyword else [])
     signature = fit_parameters(4, f"def {message.method}(", params, f") -> Envelope[{state}]:")
-    args = direct + ([f"**given({', '.join(computed)})"] if computed else [])
+    # `_given`, not `given`: a message field (so a parameter) may be named `given`;
+    # none can start with an underscore (attrs strips it from parameter names).
+    args = direct + ([f"**_given({', '.join(computed)})"] if computed else [])
     constructor = runtime(message.cls.sym)
     body = f"        return self.post({constructor}({', '.join(args)}))"
     if len(body) > LINE_LENGTH:
@@ -280,7 +282,7 @@ def render(model: PackageModel, first_party: Callable[[str], bool], itself: str 
         "TYPE_CHECKING",
         "Final",
         "DEFAULT",
-        "given",
+        "_given",
         "make_ref",
         "REGISTRY",
         "_entity_types",
@@ -367,7 +369,7 @@ def _imports(
         sections.from_("pachytype._generated", "make_ref")
     if computed:
         sections.from_("pachytype._generated", "DEFAULT")
-        sections.from_("pachytype._generated", "given")
+        sections.from_("pachytype._generated", "given", "_given")
     for module in runtime.modules:
         sections.straight(module, module_alias(model.package, module))
     return sections.render(0)

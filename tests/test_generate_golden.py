@@ -110,6 +110,8 @@ def test_defaults_computed_by_attrs_are_fresh_per_message() -> None:
     chosen = ref.tag(["a", "b"], secret="s", title="t", paint=Color("blue")).message
     assert chosen == Tag(["a", "b"], secret="s", title="t", paint=Color("blue"))
     assert chosen.size == 2
+    named = ref.tag(paint=Color("blue"), given="g").message  # a field named `given`
+    assert isinstance(named, Tag) and named.given == "g" and named.names == []
 
 
 def test_registry_lists_entities_messages_state_and_id_types() -> None:

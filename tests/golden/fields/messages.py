@@ -51,6 +51,7 @@ class Tag:
     counted: int = field(init=False, default=0)
     account_color: AccountColor = AccountColor.GREEN
     mood: Literal["calm", "busy"] = "calm"
+    given: str = "a field named like the generated helper"
     size: int = field()
     paint: Color = field(kw_only=True)
 

@@ -11,7 +11,8 @@ import tests.golden.fields.account as _m_account
 import tests.golden.fields.messages as _m_messages
 import tests.golden.fields.state.account as _m_state__account
 from pachytype import EntityType, Envelope, Ref, Registry
-from pachytype._generated import DEFAULT, given, make_ref
+from pachytype._generated import DEFAULT, make_ref
+from pachytype._generated import given as _given
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -70,6 +71,7 @@ class AccountRef(_AccountRefBase):
         title: str = "x",
         account_color: _m_state__account_Color = DEFAULT,
         mood: Literal["calm", "busy"] = "calm",
+        given: str = "a field named like the generated helper",
         size: int = DEFAULT,
         *,
         paint: _m_messages_Color,
@@ -80,8 +82,9 @@ class AccountRef(_AccountRefBase):
                 secret=secret,
                 title=title,
                 mood=mood,
+                given=given,
                 paint=paint,
-                **given(names=names, scores=scores, account_color=account_color, size=size),
+                **_given(names=names, scores=scores, account_color=account_color, size=size),
             )
         )
 
@@ -124,5 +127,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.fields",
     _entity_types,
-    fingerprint="1e4b16b098c186dd1534b1181c201b52a84b68b42d15bfe19180c464823b7111",
+    fingerprint="5411ca5230abe11e69b0b53912e4543d4b3e1c5cd447a577ac1836763b798d52",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -88,6 +89,7 @@ async def test_a_transfer_to_self_leaves_the_balance_unchanged(
         assert await eco.state(account(A)) == AccountState(100)
 
 
+RUNS = itertools.count()
 NAMES = [AccountId(f"acct{i}") for i in range(5)]
 
 transfers = st.builds(
@@ -116,7 +118,9 @@ async def test_transfers_under_any_interleaving_conserve_money(
     opening: list[int],
     ops: list[tuple[int, Transfer, int, bool]],
 ) -> None:
-    async with ecosystem(REGISTRY, name=f"run{id(ops)}") as eco:
+    # A fresh store per example: durable ecosystems would otherwise carry
+    # the previous example's balances over.
+    async with ecosystem(REGISTRY, name=f"run{next(RUNS)}") as eco:
         for name, amount in zip(NAMES, opening, strict=True):
             if amount:
                 await eco.call(account(name).deposit(amount=amount))

@@ -23,10 +23,11 @@ from .scan import scan_modules
 
 @frozen
 class Generated:
-    """The text of a generated module and where it goes."""
+    """The text of a generated module, where it goes, and the model it shows."""
 
     path: Path
     text: str
+    model: PackageModel
 
 
 def scan_package(directory: Path, output: Path | None = None) -> PackageModel:
@@ -44,7 +45,7 @@ def generate(directory: Path, output: Path | None = None) -> Generated:
     package = find_package(directory, target)
     itself = generated_module(package, target)
     model = build_model(package, scan_modules(package), itself)
-    return Generated(target, render(model, first_party_of(package), itself))
+    return Generated(target, render(model, first_party_of(package), itself), model)
 
 
 def generated_module(package: PackageSource, target: Path) -> str:

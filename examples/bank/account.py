@@ -10,12 +10,12 @@ neither balance until the deposit is handled.
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import Any, NewType
 
 from attrs import frozen
 
 from examples.bank import refs
-from pachytype import Activation, Entity
+from pachytype import Activation, Entity, upgrade
 
 AccountId = NewType("AccountId", str)
 
@@ -64,7 +64,7 @@ AccountMsg = Deposit | Withdraw | Transfer
 
 @frozen
 class AccountState:
-    """The balance, in whole currency units."""
+    """The balance, in cents (state version 2; version 1 stored whole units)."""
 
     balance: int = 0
 
@@ -72,7 +72,7 @@ class AccountState:
 class Account(Entity[AccountId, AccountMsg, AccountState]):
     """One bank account."""
 
-    state_version = 1
+    state_version = 2
 
     def init(self, id: AccountId) -> AccountState:
         return AccountState()
@@ -87,6 +87,11 @@ class Account(Entity[AccountId, AccountMsg, AccountState]):
             case Transfer(amount=amount, to=to):
                 left = _debit(f"transfer to {to!r}", amount, state.balance)
                 return [refs.account(to).deposit(amount=amount)], AccountState(left)
+
+    @upgrade(from_version=1)
+    def _cents(raw: dict[str, Any]) -> dict[str, Any]:
+        """Version 1 stored whole units; version 2 stores cents."""
+        return {"balance": raw["balance"] * 100}
 
 
 def _check_positive(what: str, amount: int) -> None:

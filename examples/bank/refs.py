@@ -57,5 +57,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.bank",
     _entity_types,
-    fingerprint="a234618c0c10df9f7ddb4e674f204ce7d0a757a7ca84e3574bda5851e1abd0b2",
+    fingerprint="8c6564584ef274563fecdf76295c2820fd5aa31766c76072a5d956b37dcc8301",
 )

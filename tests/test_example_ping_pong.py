@@ -9,6 +9,7 @@ from examples.ping_pong import refs
 from examples.ping_pong.ping import PingerId, PingerState, Pong
 from examples.ping_pong.pong import PongerId, PongerState
 from examples.ping_pong.refs import REGISTRY
+from pachytype import Simulation
 from pachytype.testing import EcosystemFactory
 
 ALICE = PingerId("alice")
@@ -83,3 +84,19 @@ async def test_a_pong_sent_from_outside_is_recorded_like_any_other(
         await eco.settle()
         assert after.pongs == (1,)
         assert await eco.state(refs.ponger(BOB)) == PongerState(BOB, answered=0)
+
+
+def test_two_rallies_end_the_same_whatever_the_delivery_order() -> None:
+    carol = PingerId("carol")
+    report = Simulation(REGISTRY, seed=3).exhaust(
+        [
+            refs.pinger(ALICE).serve(opponent=BOB, rallies=3),
+            refs.pinger(carol).serve(opponent=BOB, rallies=2),
+        ]
+    )
+    assert report.complete, report.summary()
+    assert report.deterministic, str(report)
+    (found,) = report.outcomes
+    assert found.outcome[refs.pinger(ALICE)] == PingerState(ALICE, 3, (1, 2, 3))
+    assert found.outcome[refs.pinger(carol)] == PingerState(carol, 2, (1, 2))
+    assert found.outcome[refs.ponger(BOB)] == PongerState(BOB, answered=5)

@@ -178,8 +178,7 @@ def _field(
     call = _field_call(resolver, klass.module, statement.value)
     if call is None and not (auto and annotation is not None):
         return None
-    where = f"field `{name}` of `{klass.name}`"
-    type_ = _field_type(resolver, facts, where, annotation, call, statement, problems)
+    type_ = _field_type(resolver, facts, (klass.name, name), annotation, call, statement, problems)
     if type_ is None or _is_classvar(type_):
         return None
     if call is not None:
@@ -203,7 +202,7 @@ def _field(
 def _field_type(
     resolver: Resolver,
     facts: ModuleFacts,
-    where: str,
+    owner: tuple[str, str],
     annotation: cst.BaseExpression | None,
     call: cst.Call | None,
     statement: cst.CSTNode,
@@ -216,7 +215,8 @@ def _field_type(
             Problem(
                 facts.path,
                 facts.line(statement),
-                f"{where} has no type: annotate it (`{where.split('`')[1]}: int = ...`)",
+                f"field `{owner[1]}` of `{owner[0]}` has no type: annotate it "
+                f"(`{owner[1]}: int = ...`)",
             )
         )
         return None
@@ -225,6 +225,7 @@ def _field_type(
     except Unresolved as error:
         line = facts.line(error.node) if error.node in facts.positions else facts.line(statement)
         fix = f"; {error.fix}" if error.fix else ""
+        where = f"field `{owner[1]}` of `{owner[0]}`"
         problems.append(Problem(facts.path, line, f"{where}: {error.reason}{fix}"))
         return None
 

@@ -294,6 +294,26 @@ def test_message_class_from_outside_the_package(tmp_path: Path) -> None:
     ]
 
 
+def test_message_field_without_a_type(tmp_path: Path) -> None:
+    found = _problems(
+        tmp_path,
+        {
+            "m.py": """
+            import attr
+            from pachytype import Entity
+
+            @attr.s(frozen=True)
+            class Ping:
+                n = attr.ib()
+
+            class Pinger(Entity[str, Ping, int]):
+                pass
+            """
+        },
+    )
+    assert found == ["pkg/m.py:6: field `n` of `Ping` has no type: annotate it (`n: int = ...`)"]
+
+
 def test_directory_without_init(tmp_path: Path) -> None:
     with pytest.raises(problems.GenerateError) as raised:
         generate.generate(tmp_path)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from examples.bank.account import AccountId
+from datetime import timedelta
+
+from examples.bank.account import AccountId, AccountState
 from examples.bank.refs import account
 from examples.counter.counter import CounterId
+from examples.counter.refs import REGISTRY as COUNTER_REGISTRY
 from examples.counter.refs import counter
 from examples.ping_pong import refs
 from examples.ping_pong.ping import PingerId
 from examples.ping_pong.pong import PongerId
-from pachytype import Ecosystem
+from pachytype import Ecosystem, Envelope, Simulation
 
 
 async def misuse(eco: Ecosystem) -> None:
@@ -23,3 +26,16 @@ async def misuse(eco: Ecosystem) -> None:
     (await eco.state(refs.ponger(PongerId("q")))).pongs  # E: "PongerState" has no attribute "pongs"
     len(await eco.state(c))  # E: Argument 1 to "state" of "Ecosystem" has incompatible type "CounterRef"; expected "Ref[Any, Sized]"
     print(text, balance)
+
+
+def envelopes() -> None:
+    c = counter(CounterId("c"))
+    wrong: Envelope[str] = c.increment()  # E: Incompatible types in assignment (expression has type "Envelope[int]", variable has type "Envelope[str]")
+    later: Envelope[AccountState] = c.increment().after(timedelta(seconds=1))  # E: Incompatible types in assignment (expression has type "Envelope[int]", variable has type "Envelope[AccountState]")
+    print(wrong, later)
+
+
+def simulated() -> None:
+    sim = Simulation(COUNTER_REGISTRY)
+    sim.state(counter(CounterId("c"))).balance  # E: "int" has no attribute "balance"
+    sim.run([counter(CounterId("c")).increment()]).state(account(AccountId("a"))) + 1  # E: Unsupported operand types for + ("AccountState" and "int")

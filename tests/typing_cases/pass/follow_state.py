@@ -10,7 +10,8 @@ from examples.bank.refs import account
 from examples.ping_pong import refs
 from examples.ping_pong.ping import PingerId, PingerState
 from examples.ping_pong.pong import PongerId, PongerState
-from pachytype import Ecosystem
+from examples.ping_pong.refs import REGISTRY
+from pachytype import Ecosystem, Simulation
 
 
 async def watch(eco: Ecosystem) -> tuple[int, ...]:
@@ -32,3 +33,11 @@ async def rally(eco: Ecosystem) -> PongerState:
     after = await eco.call(refs.pinger(PingerId("a")).serve(opponent=PongerId("b"), rallies=2))
     assert_type(after, PingerState)
     return await eco.state(refs.ponger(PongerId("b")))
+
+
+def simulated() -> int:
+    sim = Simulation(REGISTRY, seed=1)
+    result = sim.run([refs.pinger(PingerId("a")).serve(opponent=PongerId("b"))])
+    assert_type(result.state(refs.pinger(PingerId("a"))), PingerState)
+    assert_type(sim.state(refs.ponger(PongerId("b"))), PongerState)
+    return sim.state(refs.ponger(PongerId("b"))).answered

@@ -23,6 +23,7 @@ from pachytype._ecosystem import Ecosystem
 from pachytype._registry import Registry
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
+from pachytype.simulation import Simulation
 
 Opener = Callable[[Registry, Path], Ecosystem]
 """Opens an ecosystem for `registry`, keeping any files under the given directory."""
@@ -63,3 +64,10 @@ def ecosystem(request: pytest.FixtureRequest, tmp_path: Path) -> EcosystemFactor
     """A factory of ecosystems of one kind, once per kind in `ECOSYSTEMS`."""
     kind: str = request.param
     return EcosystemFactory(kind, tmp_path, ECOSYSTEMS[kind], itertools.count())
+
+
+@pytest.fixture
+def simulation() -> type[Simulation]:
+    """Make simulations: `simulation(REGISTRY, seed=1)` is a fresh, isolated
+    `Simulation` (deterministic for its seed)."""
+    return Simulation

@@ -120,3 +120,27 @@ class Members(Entity[str, Insert, frozenset[str]]):
 
     def activate(self, msg: Insert, state: frozenset[str]) -> Activation[frozenset[str]]:
         return [], state | {msg.item}
+
+
+@frozen
+class Hop:
+    """Record `value`, then pass it on along `route` (after `delay_ms`, if any)."""
+
+    value: int
+    route: tuple[Address[Hop], ...] = ()
+    delay_ms: int = 0
+
+
+class Node(Entity[int, Hop, tuple[int, ...]]):
+    """Records what passes through, in arrival order, and passes it on."""
+
+    def init(self, id: int) -> tuple[int, ...]:
+        return ()
+
+    def activate(self, msg: Hop, state: tuple[int, ...]) -> Activation[tuple[int, ...]]:
+        if not msg.route:
+            return [], (*state, msg.value)
+        envelope = msg.route[0].post(Hop(msg.value, msg.route[1:], msg.delay_ms))
+        if msg.delay_ms:
+            envelope = envelope.after(timedelta(milliseconds=msg.delay_ms))
+        return [envelope], (*state, msg.value)

@@ -12,18 +12,20 @@ from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
     from pachytype import Address
-    from tests.simulation.entities import Add, Append, Ball, Forward, Insert, PlayerMsg
+    from tests.simulation.entities import Add, Append, Ball, Forward, Hop, Insert, PlayerMsg
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
     _LogRefBase = Ref[Append, tuple[int, ...]]
     _MembersRefBase = Ref[Insert, frozenset[str]]
+    _NodeRefBase = Ref[Hop, tuple[int, ...]]
     _PlayerRefBase = Ref[PlayerMsg, int]
     _RelayRefBase = Ref[Forward, int]
     _TotalRefBase = Ref[Add, int]
 else:
     _LogRefBase = Ref
     _MembersRefBase = Ref
+    _NodeRefBase = Ref
     _PlayerRefBase = Ref
     _RelayRefBase = Ref
     _TotalRefBase = Ref
@@ -47,6 +49,18 @@ class MembersRef(_MembersRefBase):
     def insert(self, item: str) -> Envelope[frozenset[str]]:
         """Send `Insert`."""
         return self.post(_m_entities.Insert(item=item))
+
+
+class NodeRef(_NodeRefBase):
+    """Address of a `Node` (tests.simulation.entities)."""
+
+    __slots__ = ()
+
+    def hop(
+        self, value: int, route: tuple[Address[Hop], ...] = (), delay_ms: int = 0
+    ) -> Envelope[tuple[int, ...]]:
+        """Send `Hop`."""
+        return self.post(_m_entities.Hop(value=value, route=route, delay_ms=delay_ms))
 
 
 class PlayerRef(_PlayerRefBase):
@@ -93,6 +107,11 @@ def members(id: str) -> MembersRef:
     return make_ref(MembersRef, "members", id)
 
 
+def node(id: int) -> NodeRef:
+    """The `Node` with this id."""
+    return make_ref(NodeRef, "node", id)
+
+
 def player(id: int) -> PlayerRef:
     """The `Player` with this id."""
     return make_ref(PlayerRef, "player", id)
@@ -121,6 +140,12 @@ def _entity_types() -> list[EntityType]:
             messages=(_m_entities.Insert,),
             state=frozenset[str],
             id_type=str,
+        ),
+        EntityType(
+            entity=_m_entities.Node,
+            messages=(_m_entities.Hop,),
+            state=tuple[int, ...],
+            id_type=int,
         ),
         EntityType(
             entity=_m_entities.Player,

@@ -1,0 +1,201 @@
+"""`pachytype simulate MODULE:SCENARIO`: run a scenario in the simulation, or
+explore every delivery order with `--exhaust`, and print the outcomes and
+traces.
+
+A scenario is a function taking no arguments and returning the envelopes to
+send. The registry is `--registry MODULE:NAME`, else the scenario module's
+`REGISTRY`, else `REGISTRY` in the `refs` module beside it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pachytype._address import Envelope
+from pachytype._errors import PachytypeError
+from pachytype._registry import Registry
+from pachytype.simulation import Faults, Outcome, Simulation, SimulationReport, Trace
+from pachytype.simulation._explore import Progress as ProgressCallback
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:SCENARIO")
+@click.option("--exhaust", is_flag=True, help="Explore every delivery order.")
+@click.option(
+    "--faults",
+    "faults_text",
+    default="",
+    metavar="drop[=N],duplicate[=N],reorder",
+    help="Faults to inject (comma-separated; budgets default to 1).",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of a single run.")
+@click.option("--registry", "registry_target", metavar="MODULE:NAME", help="The registry.")
+@click.option("--max-depth", default=10_000, show_default=True, help="Steps per execution.")
+@click.option("--max-executions", default=1_000_000, show_default=True, help="Search bound.")
+@click.option("--traces", default=3, show_default=True, help="Outcome traces to print.")
+@click.option(
+    "--check-deterministic",
+    is_flag=True,
+    help="With --exhaust: exit 1 unless the search is complete with exactly one outcome.",
+)
+def simulate(
+    target: str,
+    exhaust: bool,
+    faults_text: str,
+    seed: int,
+    registry_target: str | None,
+    max_depth: int,
+    max_executions: int,
+    traces: int,
+    check_deterministic: bool,
+) -> None:
+    """Simulate MODULE:SCENARIO, a function returning the envelopes to send.
+
+    \b
+    pachytype simulate examples.racy.scenarios:lost_update --exhaust
+    pachytype simulate examples.tcp.scenarios:naive --exhaust --faults reorder
+    """
+    console = Console(highlight=False)
+    try:
+        faults = Faults.parse(faults_text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--faults") from None
+    envelopes, registry = _load(target, registry_target)
+    sim = Simulation(registry, seed=seed)
+    try:
+        if exhaust:
+            with _progress(console) as progress:
+                report = sim.exhaust(
+                    envelopes,
+                    faults=faults,
+                    max_depth=max_depth,
+                    max_executions=max_executions,
+                    progress=progress,
+                )
+            _print_report(console, report, traces)
+            if check_deterministic and not (report.complete and report.deterministic):
+                sys.exit(1)
+        else:
+            result = sim.run(envelopes, faults=faults, max_deliveries=max_depth)
+            title = f"final states (seed {seed}, faults: {faults})"
+            console.print(_states_table(title, [result.outcome]))
+            _print_trace(console, "trace", result.trace)
+    except PachytypeError as error:
+        console.print(f"[bold red]{type(error).__name__}[/]: ", end="")
+        console.print(str(error), markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _load(target: str, registry_target: str | None) -> tuple[list[Envelope[Any]], Registry]:
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(
+            f"{target!r}: write MODULE:SCENARIO, e.g. examples.racy.scenarios:lost_update",
+            param_hint="MODULE:SCENARIO",
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # scenarios usually live in the project being run
+    module = importlib.import_module(module_name)
+    scenario = getattr(module, attribute, None)
+    if not callable(scenario):
+        raise click.BadParameter(
+            f"{module_name} has no function {attribute!r}", param_hint="MODULE:SCENARIO"
+        )
+    envelopes = list(scenario())
+    for envelope in envelopes:
+        if not isinstance(envelope, Envelope):
+            raise click.BadParameter(
+                f"{target} returned {envelope!r}; a scenario returns envelopes built by refs",
+                param_hint="MODULE:SCENARIO",
+            )
+    return envelopes, _registry(module_name, module, registry_target)
+
+
+def _registry(module_name: str, module: object, registry_target: str | None) -> Registry:
+    candidates: list[tuple[str, str]] = []
+    if registry_target is not None:
+        name, _, attribute = registry_target.partition(":")
+        candidates.append((name, attribute or "REGISTRY"))
+    else:
+        candidates.append((module_name, "REGISTRY"))
+        package = module_name.rpartition(".")[0]
+        candidates.append((f"{package}.refs" if package else "refs", "REGISTRY"))
+    for name, attribute in candidates:
+        try:
+            value = getattr(importlib.import_module(name), attribute, None)
+        except ModuleNotFoundError:
+            continue
+        if isinstance(value, Registry):
+            return value
+    tried = ", ".join(f"{n}:{a}" for n, a in candidates)
+    raise click.BadParameter(
+        f"no registry found (tried {tried}); pass --registry MODULE:NAME",
+        param_hint="--registry",
+    )
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[ProgressCallback]:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("exploring", total=None)
+
+        def update(states: int, executions: int) -> None:
+            bar.update(task, description=f"{states:,} states, {executions:,} executions")
+
+        yield update
+
+
+def _print_report(console: Console, report: SimulationReport, traces: int) -> None:
+    console.print(report.summary())
+    verdict = "deterministic" if report.deterministic else "NOT deterministic"
+    if not report.complete:
+        verdict += " so far (incomplete search)"
+    style = "green" if report.deterministic else "bold red"
+    console.print(f"[{style}]{verdict}[/]: {len(report.outcomes)} distinct outcome(s)")
+    console.print(_outcomes_table(report))
+    for n, found in enumerate(report.outcomes[:traces], 1):
+        _print_trace(console, f"shortest trace to outcome {n}", found.trace)
+    if len(report.outcomes) > traces:
+        console.print(f"({len(report.outcomes) - traces} more; --traces N to print more)")
+
+
+def _outcomes_table(report: SimulationReport) -> Table:
+    table = Table(title="outcomes")
+    table.add_column("#", justify="right")
+    table.add_column("final states")
+    table.add_column("executions", justify="right")
+    table.add_column("steps", justify="right")
+    for n, found in enumerate(report.outcomes, 1):
+        table.add_row(
+            str(n), _states(found.outcome), f"{found.executions:,}", str(len(found.trace))
+        )
+    return table
+
+
+def _states_table(title: str, outcomes: list[Outcome]) -> Table:
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("final states")
+    for n, outcome in enumerate(outcomes, 1):
+        table.add_row(str(n), _states(outcome))
+    return table
+
+
+def _states(outcome: Outcome) -> str:
+    return "\n".join(f"{a!r}: {s!r}" for a, s in outcome.states.items()) or "(none)"
+
+
+def _print_trace(console: Console, title: str, trace: Trace) -> None:
+    console.print(f"[bold]{title}[/] ({len(trace)} steps)")
+    console.print(trace.render(), markup=False, soft_wrap=True)

@@ -12,6 +12,7 @@ project's mypy.ini and a cache of its own; each case is then its own test.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import defaultdict
 from datetime import timedelta
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 from attrs import frozen
-from mypy import api
+from mypy import api as mypy_api
 
 from pachytype import Address, Envelope
 
@@ -66,19 +67,22 @@ def relative(path: Path) -> str:
 def run_mypy() -> Run:
     """mypy over every case at once (the cases import the examples, which are
     checked along: an error there is reported by its own test)."""
-    stdout, stderr, status = api.run(
-        [
-            "--config-file",
-            str(ROOT / "mypy.ini"),
-            "--cache-dir",
-            str(ROOT / ".mypy_cache" / "typing_cases"),
-            "--show-column-numbers",
-            "--hide-error-context",
-            "--no-error-summary",
-            "--no-pretty",
-            *(relative(path) for path in PASS + FAIL),
-        ]
-    )
+    # Paths in mypy's report, and the search path for `examples`, are relative
+    # to the working directory: run from the project root wherever pytest runs.
+    with contextlib.chdir(ROOT):
+        stdout, stderr, status = mypy_api.run(
+            [
+                "--config-file",
+                str(ROOT / "mypy.ini"),
+                "--cache-dir",
+                str(ROOT / ".mypy_cache" / "typing_cases"),
+                "--show-column-numbers",
+                "--hide-error-context",
+                "--no-error-summary",
+                "--no-pretty",
+                *(relative(path) for path in PASS + FAIL),
+            ]
+        )
     errors = []
     for line in stdout.splitlines():
         match = _REPORT.match(line)

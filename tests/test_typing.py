@@ -169,7 +169,7 @@ def test_mypy_rejects_every_invalid_program(
             f"statements; {programs} of {len(FAIL)} invalid programs rejected exactly as "
             f"expected; {len(PASS)} valid programs"
         )
-    assert not missed, "mypy accepted invalid statements:\n" + "\n".join(missed)
+    assert not missed, "mypy did not report these expected errors:\n" + "\n".join(missed)
 
 
 def test_what_mypy_refuses_to_build_by_hand_is_refused_at_run_time_too() -> None:

@@ -1,0 +1,23 @@
+"""Ecosystems are opened with a package's REGISTRY, and the ref from
+`Entity.address` only has `post` (the message methods are generated)."""
+
+from __future__ import annotations
+
+from examples.bank import refs as bank_refs
+from examples.bank.account import AccountId
+from examples.bank.refs import REGISTRY
+from examples.counter.counter import Counter, CounterId, Increment
+from pachytype import Ecosystem, InMemory, LocalDisk, Simulation
+
+InMemory(bank_refs)  # E: Argument 1 to "InMemory" has incompatible type Module; expected "Registry"
+InMemory(REGISTRY.types)  # E: Argument 1 to "InMemory" has incompatible type "dict[str, EntityType]"; expected "Registry"
+LocalDisk("bank.db")  # E: Missing positional argument "registry" in call to "LocalDisk"
+LocalDisk(REGISTRY, "bank.db")  # E: Argument 1 to "LocalDisk" has incompatible type "Registry"; expected "str | PathLike[str]"  # E: Argument 2 to "LocalDisk" has incompatible type "str"; expected "Registry"
+Simulation(REGISTRY).run([Increment()])  # E: List item 0 has incompatible type "Increment"; expected "Envelope[Any]"
+Counter.address(CounterId("c")).increment()  # E: "Ref[Increment | Add | Reset, int]" has no attribute "increment"
+bank_refs.account(AccountId("a")).balance  # E: "AccountRef" has no attribute "balance"
+
+
+async def letters(eco: Ecosystem) -> None:
+    (await eco.dead_letters())[0].balance  # E: "DeadLetter" has no attribute "balance"
+    eco.registry = None  # E: Incompatible types in assignment (expression has type "None", variable has type "Registry")

@@ -110,11 +110,14 @@ def expectations(path: Path) -> dict[int, list[str]]:
 
 def mismatches(path: Path, errors: tuple[Report, ...]) -> list[str]:
     """Every way mypy's errors for `path` differ from its markers, for people."""
+    return compare(expectations(path), [e for e in errors if e.path == relative(path)])
+
+
+def compare(expected: dict[int, list[str]], errors: list[Report]) -> list[str]:
+    """Each marker must match its own error on its line; no error may be left over."""
     got: defaultdict[int, list[str]] = defaultdict(list)
     for error in errors:
-        if error.path == relative(path):
-            got[error.line].append(error.text)
-    expected = expectations(path)
+        got[error.line].append(error.text)
     problems = []
     for line in sorted(set(got) | set(expected)):
         unmatched = list(got.get(line, []))
@@ -126,6 +129,34 @@ def mismatches(path: Path, errors: tuple[Report, ...]) -> list[str]:
                 unmatched.remove(found)
         problems.extend(f"line {line}: unexpected error: {text}" for text in unmatched)
     return problems
+
+
+def test_markers_are_read_one_per_expected_error(tmp_path: Path) -> None:
+    case = tmp_path / "case.py"
+    case.write_text("x = 1\ny: str = 2  # E: Incompatible types  # E: second one\nz()  # E: z\n")
+    assert expectations(case) == {2: ["Incompatible types", "second one"], 3: ["z"]}
+
+
+def test_the_comparison_reports_missing_unexpected_and_surplus_errors() -> None:
+    expected = {2: ["Incompatible types"], 5: ["has no attribute"]}
+    exact = [
+        Report("c.py", 2, "Incompatible types in assignment"),
+        Report("c.py", 5, "has no attribute"),
+    ]
+    assert compare(expected, exact) == []
+    assert compare(expected, exact[:1]) == [
+        "line 5: expected an error containing 'has no attribute'"
+    ]
+    assert compare(expected, [*exact, Report("c.py", 5, "another")]) == [
+        "line 5: unexpected error: another"
+    ]
+    assert compare(expected, [*exact, Report("c.py", 9, "stray")]) == [
+        "line 9: unexpected error: stray"
+    ]
+    # One error cannot satisfy two markers on its line.
+    assert compare({2: ["Incompatible", "Incompatible"]}, exact[:1]) == [
+        "line 2: expected an error containing 'Incompatible'"
+    ]
 
 
 def test_case_names_are_unique_so_mypy_sees_one_module_each() -> None:

@@ -150,3 +150,18 @@ def _id(id: Hashable) -> str:
 def _shown(value: object, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class StaleRegistryError(PachytypeError):
+    """The entity classes changed since `refs.py` was generated (its fingerprint differs)."""
+
+    def __init__(self, package: str, generated: str, live: str) -> None:
+        self.package = package
+        self.generated = generated
+        self.live = live
+        super().__init__(
+            f"refs.py is stale: run pachytype generate {package.replace('.', '/')} "
+            f"(the entities of {package!r} changed since it was generated: its fingerprint "
+            f"is {generated[:12]}, the classes loaded now give {live[:12]}); the ecosystem "
+            f"was not opened"
+        )

@@ -8,7 +8,8 @@ The generator resolves such names statically; at run time we do the same
 with what is loaded:
 
 1. the field's own module (its globals), as Python would;
-2. then the names the package's other modules define (an import cycle
+2. then pachytype's public names (`Address` itself may be imported only
+   for mypy), and the names the package's other modules define (an import cycle
    means the name is defined in a sibling module, already imported because
    the generated `refs.py` imports every entity module), when exactly one
    object answers to the name;
@@ -42,6 +43,10 @@ class Unresolved:
     """Base of the placeholders that stand for names no module defines at run time."""
 
     name: typing.ClassVar[str] = ""
+
+    def __class_getitem__(cls, args: object) -> types.GenericAlias:
+        # `Unknown[X]` must evaluate, so that `Address[Unknown[X]]` does too.
+        return types.GenericAlias(cls, args)
 
 
 def field_types(cls: type) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def resolve(annotation: object, module: str) -> Any:
             if not name or name in namespace:
                 raise
             if siblings is None:
-                siblings = package_names(_package_of(module))
+                siblings = {**_pachytype_names(), **package_names(_package_of(module))}
             namespace[name] = siblings.get(name, placeholder(name))
     raise TypeError(f"cannot resolve the annotation {annotation!r} in {module}")
 
@@ -90,6 +95,13 @@ def resolve(annotation: object, module: str) -> Any:
 def placeholder(name: str) -> type[Unresolved]:
     """The placeholder class for the unknown name `name` (one per name)."""
     return type(name, (Unresolved,), {"name": name, "__module__": "<unresolved>"})
+
+
+def _pachytype_names() -> dict[str, Any]:
+    """pachytype's public names (`Address` imported only under TYPE_CHECKING)."""
+    import pachytype  # late: the package imports this module while it loads
+
+    return {name: getattr(pachytype, name) for name in pachytype.__all__}
 
 
 def _module_globals(module: str) -> Mapping[str, Any]:

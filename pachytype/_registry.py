@@ -15,6 +15,7 @@ from attrs import field, frozen
 
 from pachytype._entity import Entity
 from pachytype._errors import UnknownEntityError, WrongMessageError
+from pachytype._schema import check_registry
 
 
 @frozen
@@ -78,6 +79,7 @@ class Registry:
                 if t.name in types:
                     raise ValueError(f"registry {self.package!r}: entity type {t.name!r} twice")
                 types[t.name] = t
+            check_registry(self, list(types.values()))  # refuses a stale refs.py
             self._types = types
         return types
 

@@ -1,0 +1,322 @@
+"""The schema: a canonical description of a package's entities, and its fingerprints.
+
+Design note. One description, computed two ways that must agree:
+
+- statically, by the generator, from its model (`codegen.fingerprint.schema`
+  builds a `Schema` from the libcst model without importing user code);
+- at run time, from the live classes a registry names (`live_schema`).
+
+`fingerprint(schema)` hashes it (sha256 of compact JSON with sorted keys);
+the generator writes that into `refs.py` as `REGISTRY.fingerprint`, and
+`check_registry` recomputes it from the live classes when an ecosystem
+resolves the registry: if someone edited an entity and forgot `pachytype
+generate`, the ecosystem refuses to open (`StaleRegistryError`). The check
+runs once per registry (it is cached on the registry's resolution), costs
+a walk over the entity classes (microseconds per class) and is skipped for
+hand-written registries whose fingerprint is empty or all zeros.
+
+What the description holds, per entity: its type name, class, canonical id
+type, message classes (sorted) and state type, and `state_version`; and,
+for every class of the package reachable from those, whether it is an attrs
+class and its `__init__` fields (name, canonical type, kw_only), in init
+order. Canonical types are fully qualified with aliases and NewTypes
+expanded (`tuple[examples.tcp.stream.Segment, ...]`, `pachytype.Address[...]`,
+`X | None`), the way `codegen.typeexpr.canonical` spells them. Renaming a
+NewType or an alias, reordering the message union or changing a default
+does not change the fingerprint; renaming a class or a field, changing a
+type or bumping `state_version` does.
+
+The schema lock (`pachytype lock`) keeps, per entity and state version, the
+fingerprint of the state's structure (`state_fingerprint`: the state type
+and every package class reachable from it) and of the message union
+(`messages_fingerprint`), both computed here from a `Schema`, so static and
+run-time views give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NewType
+
+import attrs
+from attrs import frozen
+
+from pachytype._address import Address
+from pachytype._errors import StaleRegistryError
+from pachytype._hints import Unresolved, field_types
+
+if TYPE_CHECKING:
+    from pachytype._registry import EntityType, Registry
+
+
+@frozen
+class FieldSchema:
+    """One `__init__` parameter of a class: attribute name, canonical type, kw_only."""
+
+    name: str
+    type: str
+    kw_only: bool
+
+
+@frozen
+class ClassSchema:
+    """A class of the package that messages, states or ids are made of."""
+
+    name: str
+    """Fully qualified: `examples.bank.account.AccountState`."""
+    is_attrs: bool
+    fields: tuple[FieldSchema, ...]
+
+
+@frozen
+class EntitySchema:
+    """One entity type."""
+
+    name: str
+    cls: str
+    id: str
+    messages: tuple[str, ...]
+    """Qualified message class names, sorted."""
+    state: str
+    state_version: int
+
+
+@frozen
+class Schema:
+    """Every entity of a package and the package classes they are made of."""
+
+    package: str
+    entities: tuple[EntitySchema, ...]
+    """Sorted by name."""
+    classes: Mapping[str, ClassSchema]
+
+
+# -- the description and its fingerprints --------------------------------------
+
+
+def describe(schema: Schema) -> dict[str, Any]:
+    """The canonical description the fingerprint hashes (plain JSON values)."""
+    return {
+        "package": schema.package,
+        "entities": [
+            {
+                "name": e.name,
+                "class": e.cls,
+                "id": e.id,
+                "messages": sorted(e.messages),
+                "state": e.state,
+                "state_version": e.state_version,
+            }
+            for e in schema.entities
+        ],
+        "classes": {name: _class(c) for name, c in sorted(schema.classes.items())},
+    }
+
+
+def _class(c: ClassSchema) -> dict[str, Any]:
+    return {"attrs": c.is_attrs, "fields": [[f.name, f.type, f.kw_only] for f in c.fields]}
+
+
+def _hash(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint(schema: Schema) -> str:
+    """sha256 (hex) of `describe(schema)`: `REGISTRY.fingerprint`."""
+    return _hash(describe(schema))
+
+
+_NAME = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def reachable(schema: Schema, types_: Iterable[str]) -> list[str]:
+    """Qualified names of the package classes the canonical types `types_` reach."""
+    found: list[str] = []
+    pending = list(types_)
+    while pending:
+        for name in _NAME.findall(pending.pop()):
+            if name in schema.classes and name not in found:
+                found.append(name)
+                pending.extend(f.type for f in schema.classes[name].fields)
+    return sorted(found)
+
+
+def state_fingerprint(schema: Schema, entity: EntitySchema) -> str:
+    """The structure of the entity's state: its type and every class it reaches."""
+    classes = reachable(schema, [entity.state])
+    return _hash(
+        {"state": entity.state, "classes": {n: _class(schema.classes[n]) for n in classes}}
+    )
+
+
+def messages_fingerprint(schema: Schema, entity: EntitySchema) -> str:
+    """The structure of the entity's message union: its classes and what they reach."""
+    classes = reachable(schema, entity.messages)
+    return _hash(
+        {
+            "messages": sorted(entity.messages),
+            "classes": {n: _class(schema.classes[n]) for n in classes},
+        }
+    )
+
+
+# -- the live view -------------------------------------------------------------
+
+
+def live_schema(registry: Registry) -> Schema:
+    """The schema of the classes `registry` names, as loaded in this process."""
+    return _live_schema(registry.package, list(registry))
+
+
+def _live_schema(package: str, etypes: Sequence[EntityType]) -> Schema:
+    entities: list[EntitySchema] = []
+    roots: list[Any] = []
+    for etype in etypes:
+        entity = etype.entity
+        entities.append(
+            EntitySchema(
+                name=etype.name,
+                cls=_qualified(entity),
+                id=canonical(etype.id_type),
+                messages=tuple(sorted(_qualified(m) for m in etype.messages)),
+                state=canonical(etype.state),
+                state_version=etype.state_version,
+            )
+        )
+        roots.extend([etype.state, etype.id_type, *etype.messages])
+    entities.sort(key=lambda e: (e.name, e.cls))
+    return Schema(package, tuple(entities), _live_classes(package, roots))
+
+
+def _live_classes(package: str, roots: list[Any]) -> dict[str, ClassSchema]:
+    found: dict[str, ClassSchema] = {}
+    pending = list(roots)
+    while pending:
+        for cls in _classes_in(pending.pop()):
+            name = _qualified(cls)
+            # Ref classes of the generated module are not scanned by the generator.
+            if name in found or not _in_package(cls, package) or issubclass(cls, Address):
+                continue
+            schema = _class_schema(cls)
+            found[name] = schema
+            if attrs.has(cls):
+                pending.extend(field_types(cls).values())
+    return dict(sorted(found.items()))
+
+
+def _class_schema(cls: type) -> ClassSchema:
+    if not attrs.has(cls):
+        return ClassSchema(_qualified(cls), False, ())
+    hints = field_types(cls)
+    made = [a for a in attrs.fields(cls) if a.init]
+    ordered = [a for a in made if not a.kw_only] + [a for a in made if a.kw_only]
+    fields = tuple(FieldSchema(a.name, canonical(hints[a.name]), a.kw_only) for a in ordered)
+    return ClassSchema(_qualified(cls), True, fields)
+
+
+def _classes_in(tp: Any) -> list[type]:
+    tp = _supertype(tp)
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return [tp]
+    found = [] if typing.get_origin(tp) is None else _classes_in(typing.get_origin(tp))
+    for arg in typing.get_args(tp):
+        if typing.get_origin(tp) is not typing.Literal:
+            found.extend(_classes_in(arg))
+    return found
+
+
+def _in_package(cls: type, package: str) -> bool:
+    module = cls.__module__
+    return module == package or module.startswith(package + ".")
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _supertype(tp: Any) -> Any:
+    while isinstance(tp, NewType):
+        tp = tp.__supertype__
+    return tp
+
+
+# Spelled as the generator spells them: typing's aliases of builtins as builtins.
+_TYPING_BUILTINS = {"List", "Dict", "Set", "FrozenSet", "Tuple", "Type"}
+
+
+def canonical(tp: Any) -> str:
+    """`tp` fully qualified, NewTypes expanded (`codegen.typeexpr.canonical`'s spelling)."""
+    tp = _supertype(tp)
+    if tp is None or tp is type(None):
+        return "None"
+    if tp is Ellipsis:
+        return "..."
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(canonical(a) for a in args)
+    if origin is typing.Literal:
+        return f"typing.Literal[{', '.join(_literal(a) for a in args)}]"
+    if origin is not None:
+        spelled = [canonical(a) if not isinstance(a, list) else _bracket(a) for a in args]
+        head = _head(tp, origin)
+        return f"{head}[{', '.join(spelled)}]" if args else head
+    return _named(tp)
+
+
+def _bracket(items: list[Any]) -> str:
+    return f"[{', '.join(canonical(i) for i in items)}]"
+
+
+def _head(tp: Any, origin: Any) -> str:
+    name = getattr(tp, "_name", None)
+    if isinstance(tp, typing._GenericAlias) and name:  # type: ignore[attr-defined]
+        return name.lower() if name in _TYPING_BUILTINS else f"typing.{name}"
+    return _named(origin)
+
+
+def _named(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, Unresolved):
+        return tp.name
+    module = getattr(tp, "__module__", None)
+    name = getattr(tp, "__qualname__", None) or getattr(tp, "_name", None) or repr(tp)
+    if module in (None, "builtins"):
+        return str(name)
+    if module == "typing_extensions":
+        module = "typing"
+    if module == "pachytype" or str(module).startswith("pachytype."):
+        return f"pachytype.{name}"
+    return f"{module}.{name}"
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, str):
+        spelled = repr(value)
+        if spelled.startswith("'") and '"' not in value:
+            return '"' + spelled[1:-1].replace("\\'", "'") + '"'
+        return spelled
+    return repr(value)
+
+
+# -- the run-time check --------------------------------------------------------
+
+
+def is_checked(registry: Registry) -> bool:
+    """Whether `registry` carries a generated fingerprint (hand-written ones do not)."""
+    return bool(registry.fingerprint.strip("0"))
+
+
+def check_registry(registry: Registry, etypes: Sequence[EntityType]) -> None:
+    """Raise `StaleRegistryError` if the live classes of `etypes` (the registry's
+    entity types, as it resolves them) no longer match the fingerprint the
+    generator wrote into the registry's `refs.py`."""
+    if not is_checked(registry):
+        return
+    live = fingerprint(_live_schema(registry.package, etypes))
+    if live != registry.fingerprint:
+        raise StaleRegistryError(registry.package, registry.fingerprint, live)

@@ -1,0 +1,109 @@
+"""The schema is the same whether the generator computes it statically or the
+runtime computes it from live classes; a stale `refs.py` is refused at open."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codegen.fingerprint import schema as static_schema
+from codegen.generate import generate, scan_package, write
+from pachytype import InMemory, Registry, StaleRegistryError
+from pachytype._schema import (
+    canonical,
+    fingerprint,
+    live_schema,
+    messages_fingerprint,
+    state_fingerprint,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = sorted(
+    str(p.parent.relative_to(ROOT))
+    for pattern in ["examples/*/refs.py", "tests/golden/*/refs.py", "tests/conformance/refs.py"]
+    for p in ROOT.glob(pattern)
+)
+
+
+def registry_in(directory: str) -> Registry:
+    module = importlib.import_module(directory.replace("/", ".") + ".refs")
+    registry = module.REGISTRY
+    assert isinstance(registry, Registry)
+    return registry
+
+
+@pytest.mark.parametrize("directory", PACKAGES)
+def test_static_and_live_schemas_agree(directory: str) -> None:
+    static = static_schema(scan_package(ROOT / directory))
+    registry = registry_in(directory)
+    live = live_schema(registry)
+    assert live == static
+    assert fingerprint(live) == registry.fingerprint
+    for entity in live.entities:
+        assert len(state_fingerprint(live, entity)) == 64
+        assert len(messages_fingerprint(live, entity)) == 64
+
+
+def test_canonical_spellings() -> None:
+    from typing import Literal, NewType, Optional
+
+    from examples.tcp.stream import Ack
+    from pachytype import Address
+
+    Name = NewType("Name", str)
+    assert canonical(tuple[Name, ...]) == "tuple[str, ...]"
+    assert canonical(Optional[int]) == "int | None"  # noqa: UP045 (the spelling under test)
+    assert canonical(Address[Ack]) == "pachytype.Address[examples.tcp.stream.Ack]"
+    assert canonical(Literal["a", 1]) == 'typing.Literal["a", 1]'
+    assert canonical(dict[str, list[int]]) == "dict[str, list[int]]"
+
+
+def test_state_fingerprint_ignores_messages_and_follows_nested_classes() -> None:
+    registry = registry_in("examples/tcp")
+    live = live_schema(registry)
+    client = next(e for e in live.entities if e.name == "client")
+    # ClientState holds Segments, which hold an Address[Ack]: all in the state's structure.
+    classes = {"examples.tcp.stream.ClientState", "examples.tcp.stream.Segment"}
+    assert classes <= set(live.classes)
+    assert state_fingerprint(live, client) != messages_fingerprint(live, client)
+
+
+@pytest.fixture
+def counter_copy(tmp_path: Path) -> Iterator[Path]:
+    """examples/counter copied as the package `stale_counter`, with its own refs.py."""
+    package = tmp_path / "stale_counter"
+    shutil.copytree(ROOT / "examples" / "counter", package)
+    (package / "refs.py").unlink()
+    source = package / "counter.py"
+    source.write_text(source.read_text().replace("examples.counter", "stale_counter"))
+    write(generate(package))
+    sys.path.insert(0, str(tmp_path))
+    yield package
+    sys.path.remove(str(tmp_path))
+    for name in [m for m in sys.modules if m.split(".")[0] == "stale_counter"]:
+        del sys.modules[name]
+
+
+async def test_a_fresh_registry_opens(counter_copy: Path) -> None:
+    refs = importlib.import_module("stale_counter.refs")
+    async with InMemory(refs.REGISTRY) as eco:
+        assert await eco.call(refs.counter("c").increment()) == 1
+
+
+async def test_a_stale_refs_py_is_refused(counter_copy: Path) -> None:
+    source = counter_copy / "counter.py"
+    source.write_text(source.read_text().replace("    amount: int = 1", "    amount: float = 1"))
+    refs = importlib.import_module("stale_counter.refs")
+    with pytest.raises(StaleRegistryError) as error:
+        async with InMemory(refs.REGISTRY):
+            pass
+    assert str(error.value).startswith(
+        "refs.py is stale: run pachytype generate stale_counter (the entities of "
+        "'stale_counter' changed since it was generated: its fingerprint is "
+    )
+    assert str(error.value).endswith("; the ecosystem was not opened")

@@ -19,6 +19,8 @@ Design note
 
 from __future__ import annotations
 
+import os
+import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
@@ -93,6 +95,15 @@ class Outcome:
     blocked: dict[Key, DecodeError] = field(factory=dict)
     # per activation, for followers: (type, id text, activations, version, data)
     committed: list[tuple[str, str, int, int, bytes]] = field(factory=list)
+
+
+def new_message_id() -> uuid.UUID:
+    """A message id that sorts by creation time (UUIDv7 layout: 48-bit Unix ms,
+    then random bits), so the dedupe index grows at its right edge."""
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
+    return uuid.UUID(bytes=bytes(raw))
 
 
 class Recent:
@@ -282,7 +293,7 @@ def _route(
         )
     id_text = codec.encode_id(etype.name, to._id)
     return (
-        uuid.uuid4(),
+        new_message_id(),
         partition_of(etype.name, id_text, partitions),
         etype.name,
         id_text,

@@ -7,10 +7,13 @@ Design note
   partitions `p` with `p % workers == w`, so two workers of a node never
   touch the same entity. Each loop is: one transaction that locks its
   partitions' lease rows (`FOR KEY SHARE`, fencing, see `_pg_lease`),
-  claims up to `batch` due rows (`ORDER BY seq ... FOR UPDATE SKIP
-  LOCKED`), reads the states it has not cached, runs `_pg_batch.run_batch`,
-  and writes everything (consumed rows deleted, states upserted, new mail,
-  dedupe ids, dead letters, replies, notifications) before `COMMIT`.
+  claims up to `batch` due rows, partition by partition through the
+  `(partition, seq)` index (`ORDER BY seq ... FOR UPDATE SKIP LOCKED`; an
+  entity lives in one partition, so its mail comes in order; the starting
+  partition rotates so none starves), reads the states it has not cached,
+  runs `_pg_batch.run_batch`, and writes everything (consumed rows
+  deleted, states upserted, new mail, dedupe ids, dead letters, replies,
+  notifications) before `COMMIT`.
 * **Effects after commit.** Local `call` futures, the state cache and
   wake-ups of local workers are applied only once the commit returned; any
   error drops the worker's cache (the commit may or may not have happened,
@@ -88,6 +91,7 @@ class Node:
             {} for _ in range(workers)
         ]
         self._recent = Recent()
+        self._turns = [0] * workers
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._mail_channel = channel(self.schema, "mail")
@@ -205,14 +209,17 @@ class Node:
             self._forget_fenced(parts, valid)
             if not valid:
                 return 0
+            self._turns[w] += 1
+            shift = self._turns[w] % len(valid)
             rows = await conn.fetch(
-                f"SELECT seq, msg_id, partition, entity_type, entity_id, payload, outside, reply "
-                f"FROM {s}.mailbox WHERE partition = ANY($1::int[]) "
+                f"SELECT m.seq, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
+                f"m.outside, m.reply FROM unnest($1::int[]) AS p(p), LATERAL ("
+                f"SELECT * FROM {s}.mailbox WHERE partition = p.p "
                 f"AND (deliver_at IS NULL OR deliver_at <= now()) "
                 f"AND (entity_type, entity_id) NOT IN "
                 f"(SELECT * FROM unnest($3::text[], $4::text[])) "
-                f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
-                valid,
+                f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS m LIMIT $2",
+                valid[shift:] + valid[:shift],  # rotate: every partition gets its turn
                 self.batch,
                 [k[0] for k in self.blocked],
                 [k[1] for k in self.blocked],
@@ -237,9 +244,15 @@ class Node:
             outside = [m.msg_id for m in mail if m.outside]
             already = await self._consumed(conn, outside) if outside else set()
             out = run_batch(
-                self.registry, self.codec, self.partitions, mail, known, stored, already,
+                self.registry,
+                self.codec,
+                self.partitions,
+                mail,
+                known,
+                stored,
+                already,
                 self._recent,
-            )  # fmt: skip
+            )
             await self._write(conn, out)
         self._after_commit(w, parts, mail, out)
         return len(rows)

@@ -84,6 +84,7 @@ def _v1(s: str) -> list[str]:
             deliver_at timestamptz,
             outside boolean NOT NULL DEFAULT false,
             reply boolean NOT NULL DEFAULT false)""",
+        f"CREATE INDEX mailbox_claim ON {s}.mailbox (partition, seq)",
         f"CREATE INDEX mailbox_due ON {s}.mailbox (partition, deliver_at)"
         f" WHERE deliver_at IS NOT NULL",
         f"""CREATE TABLE {s}.states (
@@ -93,7 +94,7 @@ def _v1(s: str) -> list[str]:
             version int NOT NULL,
             data bytea NOT NULL,
             activations bigint NOT NULL,
-            PRIMARY KEY (entity_type, entity_id))""",
+            PRIMARY KEY (entity_type, entity_id)) WITH (fillfactor = 80)""",
         f"""CREATE TABLE {s}.dedupe (
             msg_id uuid PRIMARY KEY,
             consumed_at timestamptz NOT NULL DEFAULT now())""",

@@ -54,7 +54,7 @@ from pachytype._address import Envelope, Ref, not_an_envelope, unpack
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError
-from pachytype._pg_batch import Key
+from pachytype._pg_batch import Key, new_message_id
 from pachytype._pg_codec import Codec, DecodeError, codec_for
 from pachytype._pg_dsn import redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
@@ -97,7 +97,7 @@ class Postgres(Ecosystem):
         partitions: int | None = None,
         lease: timedelta = timedelta(seconds=5),
         workers: int = 2,
-        batch: int = 1000,
+        batch: int = 2000,
         poll_interval: float = 0.5,
         node_id: str | None = None,
     ) -> None:
@@ -282,7 +282,7 @@ class Postgres(Ecosystem):
         etype.check_message(to.id, message)
         id_text = self._c.encode_id(etype.name, to.id)
         return (
-            uuid.uuid4(),
+            new_message_id(),
             partition_of(etype.name, id_text, self.partitions),
             etype.name,
             id_text,

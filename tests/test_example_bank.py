@@ -7,6 +7,7 @@ import asyncio
 import io
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from examples.bank.__main__ import balances_table, tour
-from examples.bank.account import AccountId, AccountState, Transfer
+from examples.bank.account import AccountId, AccountState, Transfer, money
 from examples.bank.refs import REGISTRY, account
 from pachytype import ActivationError, Envelope, Simulation
 from pachytype.testing import EcosystemFactory
@@ -44,10 +45,10 @@ async def test_an_overdraft_is_refused_and_the_balance_kept(ecosystem: Ecosystem
             await eco.call(account(A).withdraw(amount=11))
         assert str(refused.value).startswith("entity 'account' (id 'a') raised InsufficientFunds")
         assert str(refused.value.error) == (
-            "withdrawal of 11 refused: the balance is only 10 and balances never go "
-            "negative; deposit first or ask for at most 10"
+            "withdrawal of 0.11 refused: the balance is only 0.10 and balances never go "
+            "negative; deposit first or ask for at most 0.10"
         )
-        with pytest.raises(ActivationError, match="transfer to 'b' of 50 refused"):
+        with pytest.raises(ActivationError, match=r"transfer to 'b' of 0\.50 refused"):
             await eco.call(account(A).transfer(amount=50, to=B))
         await eco.settle()
         assert await eco.state(account(A)) == AccountState(10)
@@ -58,9 +59,9 @@ async def test_an_overdraft_is_refused_and_the_balance_kept(ecosystem: Ecosystem
 @pytest.mark.parametrize(
     ("make", "what"),
     [
-        (lambda: account(A).deposit(amount=0), "deposit of 0"),
-        (lambda: account(A).withdraw(amount=-5), "withdrawal of -5"),
-        (lambda: account(A).transfer(amount=-1, to=B), "transfer to 'b' of -1"),
+        (lambda: account(A).deposit(amount=0), r"deposit of 0\.00"),
+        (lambda: account(A).withdraw(amount=-5), r"withdrawal of -0\.05"),
+        (lambda: account(A).transfer(amount=-1, to=B), r"transfer to 'b' of -0\.01"),
     ],
     ids=["deposit", "withdraw", "transfer"],
 )
@@ -85,7 +86,7 @@ async def test_a_transfer_to_self_leaves_the_balance_unchanged(
         assert await eco.call(account(A).transfer(amount=30, to=A)) == AccountState(70)
         await eco.settle()
         assert await eco.state(account(A)) == AccountState(100)
-        with pytest.raises(ActivationError, match="transfer to 'a' of 101 refused"):
+        with pytest.raises(ActivationError, match=r"transfer to 'a' of 1\.01 refused"):
             await eco.call(account(A).transfer(amount=101, to=A))
         assert await eco.state(account(A)) == AccountState(100)
 
@@ -184,12 +185,21 @@ async def test_the_demo_tour_prints_and_returns_the_balances(ecosystem: Ecosyste
     out = io.StringIO()
     async with ecosystem(REGISTRY) as eco:
         balances = await tour(eco, Console(file=out, width=200))
-    assert balances == {"alice": 70, "bob": 35, "carol": 15}
-    assert "account 'carol': withdrawal of 1000 refused" in out.getvalue()
+    assert balances == {"alice": 70_00, "bob": 34_50, "carol": 15_50}
+    assert "account 'carol': withdrawal of 1,000.00 refused" in out.getvalue()
+    assert "only 15.50" in out.getvalue()
     table = io.StringIO()
     Console(file=table, width=80).print(balances_table(balances))
-    assert "total" in table.getvalue()
-    assert "120" in table.getvalue()
+    assert "34.50" in table.getvalue()
+    assert re.search(r"total\W+120\.00", table.getvalue()), table.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("cents", "shown"),
+    [(0, "0.00"), (5, "0.05"), (1_234_56, "1,234.56"), (-1, "-0.01"), (-100_00, "-100.00")],
+)
+def test_money_is_shown_in_units_and_cents(cents: int, shown: str) -> None:
+    assert money(cents) == shown
 
 
 def test_python_dash_m_examples_bank_runs(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Design note. A request that would overdraw the account raises
 message goes to the dead letters and a caller's `eco.call` raises
 `ActivationError` naming the account. A transfer debits this account and
 sends a `Deposit` to the other one; money in flight between the two is in
-neither balance until the deposit is handled.
+neither balance until the deposit is handled. Amounts and balances are
+integers of cents (state version 2), shown to people by `money`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from pachytype import Activation, Entity, upgrade
 AccountId = NewType("AccountId", str)
 
 
+def money(cents: int) -> str:
+    """`cents` for people: 123456 -> "1,234.56", -5 -> "-0.05"."""
+    sign = "-" if cents < 0 else ""
+    units, rest = divmod(abs(cents), 100)
+    return f"{sign}{units:,}.{rest:02d}"
+
+
 class InsufficientFunds(ValueError):
     """A withdrawal or transfer larger than the balance."""
 
     def __init__(self, what: str, amount: int, balance: int) -> None:
         super().__init__(
-            f"{what} of {amount} refused: the balance is only {balance} and balances "
-            f"never go negative; deposit first or ask for at most {balance}"
+            f"{what} of {money(amount)} refused: the balance is only {money(balance)} and "
+            f"balances never go negative; deposit first or ask for at most {money(balance)}"
         )
 
 
@@ -34,26 +42,26 @@ class NotPositive(ValueError):
     """An amount of zero or less."""
 
     def __init__(self, what: str, amount: int) -> None:
-        super().__init__(f"{what} of {amount} refused: amounts must be positive")
+        super().__init__(f"{what} of {money(amount)} refused: amounts must be positive")
 
 
 @frozen
 class Deposit:
-    """Add `amount` to the balance."""
+    """Add `amount` cents to the balance."""
 
     amount: int
 
 
 @frozen
 class Withdraw:
-    """Take `amount` out of the balance."""
+    """Take `amount` cents out of the balance."""
 
     amount: int
 
 
 @frozen
 class Transfer:
-    """Move `amount` from this account to the account `to`."""
+    """Move `amount` cents from this account to the account `to`."""
 
     amount: int
     to: AccountId

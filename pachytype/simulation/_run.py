@@ -29,7 +29,7 @@ def seeded(rng: random.Random, fault_rate: float) -> Chooser:
                 e
                 for e in events
                 if e.kind is not Kind.DELIVER
-                and (e.channel, e.index) == (event.channel, event.index)
+                and (e.channel, e.position) == (event.channel, event.position)
             ]
             if faults:
                 return faults[rng.randrange(len(faults))]

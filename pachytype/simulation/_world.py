@@ -11,7 +11,7 @@ Design note
 * Channels are FIFO, which is the delivery promise every ecosystem keeps
   (per sender -> receiver pair, messages arrive in send order). The
   `reorder` fault lifts it: any message in flight may go next.
-* An `Event` names a transition by (kind, channel, index in the channel).
+* An `Event` names a transition by (kind, channel, position in the channel).
   The name stays valid while the event stays enabled: only events at the
   same target take messages out of a channel to it, sends only append.
   The explorer's sleep sets rely on that.
@@ -30,9 +30,9 @@ from __future__ import annotations
 import bisect
 import enum
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-from attrs import field, frozen
+from attrs import define, field, frozen
 
 from pachytype._address import Address, Envelope, Key, _Envelope, make_envelope, unpack
 from pachytype._errors import WrongMessageError
@@ -45,13 +45,13 @@ Timer = tuple[float, Channel, object]
 """A delayed message: (due virtual time in seconds, channel, message)."""
 
 
-class Kind(enum.Enum):
-    """What a step did."""
+class Kind(enum.IntEnum):
+    """What a step did (an int enum: events are hashed on every step of a search)."""
 
-    DELIVER = "deliver"
-    DROP = "drop"
-    DUPLICATE = "duplicate"
-    TICK = "tick"
+    DELIVER = 1
+    DROP = 2
+    DUPLICATE = 3
+    TICK = 4
 
 
 def _non_negative(_instance: object, attribute: Any, value: int) -> None:
@@ -113,13 +113,12 @@ class Faults:
 NO_FAULTS: Final = Faults()
 
 
-@frozen
-class Event:
-    """One possible transition of a world."""
+class Event(NamedTuple):
+    """One possible transition of a world (a named tuple: cheap to hash)."""
 
     kind: Kind
     channel: Channel | None = None
-    index: int = 0
+    position: int = 0
 
 
 TICK: Final = Event(Kind.TICK)
@@ -228,9 +227,10 @@ def freeze(value: object) -> Hashable:
     return value  # hashable: checked just above
 
 
-@frozen(eq=False)
+@define(eq=False)
 class World:
-    """A snapshot of a simulated system. Treat every mapping here as frozen."""
+    """A snapshot of a simulated system. Never mutated once built (steps build
+    new worlds); not frozen only because that makes building one slower."""
 
     states: Mapping[Key, object]
     channels: Mapping[Channel, tuple[object, ...]]
@@ -251,18 +251,26 @@ class World:
 
     def key(self) -> Hashable:
         """Equal for worlds that will behave the same (the explorer's dedup key)."""
-        return (
-            frozenset((k, freeze(s)) for k, s in self.states.items()),
-            frozenset((c, freeze(m)) for c, m in self.channels.items()),
-            freeze(self.timers),
-            self.now,
-            self.drops,
-            self.duplicates,
-        )
+        states: frozenset[tuple[Key, Hashable]]
+        channels: frozenset[tuple[Channel, Hashable]]
+        timers: Hashable
+        try:
+            states = frozenset(self.states.items())  # raises TypeError if unhashable
+            channels = frozenset(self.channels.items())
+            timers = self.timers
+            hash(timers)
+        except TypeError:  # an unhashable state or message: compare those by repr
+            states = frozenset((k, freeze(s)) for k, s in self.states.items())
+            channels = frozenset((c, freeze(m)) for c, m in self.channels.items())
+            timers = freeze(self.timers)
+        return (states, channels, timers, self.now, self.drops, self.duplicates)
 
     def outcome_key(self) -> Hashable:
         """Equal for worlds whose entities all have equal states."""
-        return frozenset((k, freeze(s)) for k, s in self.states.items())
+        try:
+            return frozenset(self.states.items())
+        except TypeError:
+            return frozenset((k, freeze(s)) for k, s in self.states.items())
 
     def with_faults(self, faults: Faults) -> World:
         return World(
@@ -314,18 +322,33 @@ def enabled(world: World) -> list[Event]:
 
 def apply(world: World, event: Event, ctx: Context) -> tuple[World, Step]:
     """The world after `event`, and the trace step describing it."""
+    new, step, _ = _apply(world, event, ctx, True)
+    assert step is not None
+    return new, step
+
+
+def advance(world: World, event: Event, ctx: Context) -> tuple[World, BaseException | None]:
+    """The world after `event`, and the error if activation raised (no trace
+    step is built: searches replay `apply` for the few traces they show)."""
+    new, _, error = _apply(world, event, ctx, False)
+    return new, error
+
+
+_Applied = tuple[World, Step | None, BaseException | None]
+
+
+def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
     channel = event.channel
     if channel is None:
-        return _tick(world, ctx)
+        return _tick(world, record)
     messages = world.channels[channel]
-    i = event.index
+    i = event.position
     message = messages[i]
-    sender = None if channel[0] is None else ctx.addresses[channel[0]]
     target = channel[1]
-    to = ctx.addresses[target]
     channels = dict(world.channels)
-    drops, duplicates = world.drops, world.duplicates
-    if event.kind is Kind.DUPLICATE:
+    kind = event.kind
+    duplicates = world.duplicates
+    if kind is Kind.DUPLICATE:
         duplicates -= 1  # delivered now, and stays in flight to be delivered again
     else:
         rest = messages[:i] + messages[i + 1 :]
@@ -333,51 +356,76 @@ def apply(world: World, event: Event, ctx: Context) -> tuple[World, Step]:
             channels[channel] = rest
         else:
             del channels[channel]
-    if event.kind is Kind.DROP:
-        before = world.states.get(target, _UNSEEN)
-        world = World(
-            world.states, channels, world.timers, world.now, drops - 1, duplicates, world.reorder
+    if kind is Kind.DROP:
+        new = World(
+            world.states,
+            channels,
+            world.timers,
+            world.now,
+            world.drops - 1,
+            duplicates,
+            world.reorder,
         )
-        shown = None if before is _UNSEEN else before
-        return world, Step(Kind.DROP, world.now, sender, to, message, shown, shown, ())
-    return _activate(world, ctx, event.kind, channels, duplicates, sender, to, message)
-
-
-_UNSEEN: Final = object()
-
-
-def _activate(
-    world: World,
-    ctx: Context,
-    kind: Kind,
-    channels: dict[Channel, tuple[object, ...]],
-    duplicates: int,
-    sender: Address[Any] | None,
-    to: Address[Any],
-    message: object,
-) -> tuple[World, Step]:
-    target = to.key
-    now = world.now
+        if not record:
+            return new, None, None
+        state = world.states.get(target)
+        step = Step(
+            Kind.DROP,
+            world.now,
+            _sender(ctx, channel),
+            ctx.addresses[target],
+            message,
+            state,
+            state,
+            (),
+        )
+        return new, step, None
     states = world.states
     before: object = None
     try:
         before = states[target] if target in states else ctx.init_state(target)
         envelopes, after = ctx.etype(target).instance.activate(message, before)
+        to = ctx.addresses[target]
         routed = [ctx.route(to, env) for env in envelopes]
     except Exception as error:
-        failed = World(states, channels, world.timers, now, world.drops, duplicates, world.reorder)
-        return failed, Step(kind, now, sender, to, message, before, before, (), error)
-    timers = list(world.timers)
-    for key, msg, delay in routed:
-        _post(channels, timers, now, (target, key), msg, delay)
+        failed = World(
+            states, channels, world.timers, world.now, world.drops, duplicates, world.reorder
+        )
+        if not record:
+            return failed, None, error
+        step = Step(
+            kind,
+            world.now,
+            _sender(ctx, channel),
+            ctx.addresses[target],
+            message,
+            before,
+            before,
+            (),
+            error,
+        )
+        return failed, step, error
+    now = world.now
+    timers = world.timers
+    if routed:
+        pending = list(timers)
+        for key, msg, delay in routed:
+            _post(channels, pending, now, (target, key), msg, delay)
+        timers = tuple(pending)
     new_states = dict(states)
     new_states[target] = after
+    new = World(new_states, channels, timers, now, world.drops, duplicates, world.reorder)
+    if not record:
+        return new, None, None
     sent = tuple(make_envelope(ctx.addresses[k], m, d) for k, m, d in routed)
-    new = World(new_states, channels, tuple(timers), now, world.drops, duplicates, world.reorder)
-    return new, Step(kind, now, sender, to, message, before, after, sent)
+    return new, Step(kind, now, _sender(ctx, channel), to, message, before, after, sent), None
 
 
-def _tick(world: World, ctx: Context) -> tuple[World, Step]:
+def _sender(ctx: Context, channel: Channel) -> Address[Any] | None:
+    return None if channel[0] is None else ctx.addresses[channel[0]]
+
+
+def _tick(world: World, record: bool) -> _Applied:
     """Move the clock to the first timer and put every message due then in flight."""
     now = world.timers[0][0]
     channels = dict(world.channels)
@@ -386,7 +434,8 @@ def _tick(world: World, ctx: Context) -> tuple[World, Step]:
         channels[channel] = (*channels.get(channel, ()), message)
     timers = world.timers[len(due) :]
     new = World(world.states, channels, timers, now, world.drops, world.duplicates, world.reorder)
-    return new, Step(Kind.TICK, now, None, None, None, None, None, ())
+    step = Step(Kind.TICK, now, None, None, None, None, None, ()) if record else None
+    return new, step, None
 
 
 def advance_clock(world: World, to_time: float) -> World:

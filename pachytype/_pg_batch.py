@@ -30,8 +30,14 @@ from typing import Any, Final
 from attrs import define, field
 
 from pachytype._address import Envelope, _Envelope
-from pachytype._errors import WrongMessageError
-from pachytype._pg_codec import Codec, DecodeError
+from pachytype._codec import Codec
+from pachytype._errors import (
+    DecodeError,
+    PachytypeError,
+    StateVersionError,
+    UnknownEntityError,
+    WrongMessageError,
+)
 from pachytype._pg_partition import partition_of
 from pachytype._registry import Registry
 
@@ -92,7 +98,7 @@ class Outcome:
     )
     replies: list[Reply] = field(factory=list)
     cache: dict[Key, Cached] = field(factory=dict)  # new cache entries after commit
-    blocked: dict[Key, DecodeError] = field(factory=dict)
+    blocked: dict[Key, PachytypeError] = field(factory=dict)
     # per activation, for followers: (type, id text, activations, version, data)
     committed: list[tuple[str, str, int, int, bytes]] = field(factory=list)
 
@@ -168,13 +174,10 @@ def _run_entity(
     etype = registry.types.get(entity_type)
     try:
         if etype is None:
-            raise DecodeError(
-                f"mailbox rows for unknown entity type {entity_type!r} (id {id_text}): this "
-                f"registry ({registry.package!r}) does not declare it; they stay in place"
-            )
+            raise UnknownEntityError(entity_type, id_text, list(registry.types), registry.package)
         id = codec.decode_id(entity_type, id_text)
         cached = _load(codec, key, id, states, stored)
-    except DecodeError as error:
+    except (DecodeError, StateVersionError, UnknownEntityError) as error:
         out.blocked[key] = error
         return
     activate = etype.instance.activate
@@ -187,7 +190,7 @@ def _run_entity(
             for row in rows:
                 history.append(row.payload)
                 try:
-                    message = codec.decode_message(entity_type, row.payload)
+                    message = codec.decode_message(entity_type, row.payload, id)
                 except DecodeError as bad:
                     out.blocked[key] = bad
                     return
@@ -197,7 +200,7 @@ def _run_entity(
     changed = False
     for row in rows:
         try:
-            message = codec.decode_message(entity_type, row.payload)
+            message = codec.decode_message(entity_type, row.payload, id)
         except DecodeError as bad:
             out.blocked[key] = bad
             break

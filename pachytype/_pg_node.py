@@ -39,9 +39,9 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import orjson
 
-from pachytype._errors import ActivationError
+from pachytype._codec import Codec
+from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
-from pachytype._pg_codec import Codec, DecodeError
 from pachytype._pg_lease import Membership, Ownership, channel
 from pachytype._pg_schema import quote_schema
 from pachytype._registry import Registry
@@ -81,7 +81,7 @@ class Node:
         self.batch = batch
         self.poll_interval = poll_interval
         self.local_calls = local_calls
-        self.blocked: dict[Key, DecodeError] = {}
+        self.blocked: dict[Key, PachytypeError] = {}
         """Entities whose stored bytes did not decode; their mail stays in place."""
         self.activations = 0
         self._s = quote_schema(self.schema)
@@ -97,7 +97,7 @@ class Node:
         self._mail_channel = channel(self.schema, "mail")
         self._reply_channel = channel(self.schema, "reply")
         self._state_channel = channel(self.schema, "state")
-        self.on_blocked: Callable[[Key, DecodeError], None] | None = None
+        self.on_blocked: Callable[[Key, PachytypeError], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -45,17 +45,17 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Hashable
 from datetime import timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import orjson
 
 from pachytype._address import Envelope, Ref, not_an_envelope, unpack
+from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
-from pachytype._errors import ActivationError, EcosystemClosedError, InitError
+from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._pg_batch import Key, new_message_id
-from pachytype._pg_codec import Codec, DecodeError, codec_for
 from pachytype._pg_dsn import redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
 from pachytype._pg_node import Node
@@ -132,7 +132,7 @@ class Postgres(Ecosystem):
         if self._pool is not None:
             raise RuntimeError(f"this Postgres ecosystem ({self.schema!r}) is already open")
         _ = self.registry.types
-        self._codec = codec_for(self.registry)
+        self._codec = Codec(self.registry)
         settings = {
             "idle_in_transaction_session_timeout": str(max(int(self._lease * 500), 100)),
             "application_name": f"pachytype {self.node_id}"[:63],
@@ -227,7 +227,7 @@ class Postgres(Ecosystem):
         """This instance's node (None for a client, or when closed)."""
         return self._node
 
-    def blocked(self) -> dict[tuple[str, str], DecodeError]:
+    def blocked(self) -> dict[tuple[str, str], PachytypeError]:
         """Entities this node cannot activate because stored bytes do not decode,
         `(entity type, id text) -> error`; their mail stays in the mailbox."""
         return dict(self._node.blocked) if self._node is not None else {}
@@ -383,8 +383,7 @@ class Postgres(Ecosystem):
             id_text,
         )
         if row is not None:
-            state: S = self._c.decode_state(etype.name, ref.id, row["data"], row["version"])
-            return state
+            return cast(S, self._c.decode_state(etype.name, ref.id, row["data"], row["version"]))
         try:
             initial: S = etype.instance.init(ref.id)
         except Exception as error:
@@ -486,12 +485,12 @@ class Postgres(Ecosystem):
         return DeadLetter(
             seq=r["seq"],
             to=address_of(etype, id),
-            message=self._c.decode_message(entity_type, r["message"]),
+            message=self._c.decode_message(entity_type, r["message"], id),
             error_type=r["error_type"],
             error=r["error"],
             traceback=r["traceback"],
             state=state,
-            recent=tuple(self._c.decode_message(entity_type, m) for m in r["recent"]),
+            recent=tuple(self._c.decode_message(entity_type, m, id) for m in r["recent"]),
             at=r["at"],
         )
 

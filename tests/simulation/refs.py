@@ -171,5 +171,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.simulation",
     _entity_types,
-    fingerprint="0000000000000000000000000000000000000000000000000000000000000000",
+    fingerprint="29b1c2bba00ee7a619a65113b6022395eb2a911f9cb57ae2ffcf39cb3fe03395",
 )

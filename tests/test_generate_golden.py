@@ -81,6 +81,9 @@ async def test_entities_in_two_modules_message_each_other() -> None:
         await eco.send(refs.server(ServerId("s")).hello(client=refs.client(ClientId("c"))))
         await eco.settle()
         assert await eco.state(refs.client(ClientId("c"))) == 2
+        # A ServerRef is an Address[Ping] (contravariance): the narrowed field accepts it.
+        await eco.call(refs.client(ClientId("c")).watch(server=refs.server(ServerId("s"))))
+        assert await eco.state(refs.client(ClientId("c"))) == 102
 
 
 @pytest.mark.parametrize("first", ["tests.golden.ping_pong.refs", "tests.golden.ping_pong.server"])

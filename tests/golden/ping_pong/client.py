@@ -12,7 +12,8 @@ from pachytype import Activation, Entity
 from tests.golden.ping_pong import refs
 
 if TYPE_CHECKING:
-    from tests.golden.ping_pong.server import ServerId
+    from pachytype import Address
+    from tests.golden.ping_pong.server import Ping, ServerId
 
 ClientId = NewType("ClientId", str)
 
@@ -32,7 +33,15 @@ class Pong:
     n: int
 
 
-ClientMsg = Start | Pong
+@frozen
+class Watch:
+    """Note a server's address, narrowed to what accepts pings (`Ping` is a
+    type-checking-only import here, as is `Address`)."""
+
+    server: "Address[Ping]"
+
+
+ClientMsg = Start | Pong | Watch
 
 
 class Client(Entity[ClientId, ClientMsg, int]):
@@ -47,3 +56,5 @@ class Client(Entity[ClientId, ClientMsg, int]):
                 return [refs.server(server).ping(n=1, reply_to=refs.client(me))], state
             case Pong():
                 return [], state + 1
+            case Watch():
+                return [], state + 100

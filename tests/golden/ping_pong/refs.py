@@ -14,7 +14,7 @@ from pachytype._generated import make_ref
 if TYPE_CHECKING:
     from pachytype import Address
     from tests.golden.ping_pong.client import ClientId, ClientMsg, Pong
-    from tests.golden.ping_pong.server import ServerId, ServerMsg
+    from tests.golden.ping_pong.server import Ping, ServerId, ServerMsg
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
@@ -37,6 +37,10 @@ class ClientRef(_ClientRefBase):
     def start(self, server: ServerId, me: ClientId) -> Envelope[int]:
         """Send `Start`."""
         return self.post(_m_client.Start(server=server, me=me))
+
+    def watch(self, server: Address[Ping]) -> Envelope[int]:
+        """Send `Watch`."""
+        return self.post(_m_client.Watch(server=server))
 
 
 class ServerRef(_ServerRefBase):
@@ -67,7 +71,7 @@ def _entity_types() -> list[EntityType]:
     return [
         EntityType(
             entity=_m_client.Client,
-            messages=(_m_client.Pong, _m_client.Start),
+            messages=(_m_client.Pong, _m_client.Start, _m_client.Watch),
             state=int,
             id_type=str,
         ),
@@ -83,5 +87,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.ping_pong",
     _entity_types,
-    fingerprint="25a27fccf8e27e6425ae8037f477db39c7a65e2d5362119cbbeecb6ff028b794",
+    fingerprint="dc33004e30d8afca6e05f1340d94521d9abbd46017238ed6a7a7dbc63f191e61",
 )

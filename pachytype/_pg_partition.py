@@ -33,17 +33,29 @@ def assign(partitions: int, nodes: Iterable[str]) -> dict[int, str]:
     live = sorted(set(nodes))
     if not live:
         return {}
+    ranked = {
+        p: sorted(live, key=lambda node: (_hash64(f"{node}\x00{p}"), node), reverse=True)
+        for p in range(partitions)
+    }
+    owners = {p: ranked[p][0] for p in range(partitions)}  # unconstrained favourites
+    natural = {node: 0 for node in live}
+    for node in owners.values():
+        natural[node] += 1
     base, extra = divmod(partitions, len(live))
+    # The most popular nodes keep one more, so fewer partitions have to move.
+    by_load = sorted(live, key=lambda node: (-natural[node], node))
+    cap = {node: base + (i < extra) for i, node in enumerate(by_load)}
     count = dict.fromkeys(live, 0)
-    big = 0  # nodes already holding base + 1
-    owners: dict[int, str] = {}
-    for p in range(partitions):
-        ranked = sorted(live, key=lambda node: _hash64(f"{node}\x00{p}"), reverse=True)
-        for node in ranked:
-            if count[node] < base or (count[node] == base and big < extra):
-                if count[node] == base:
-                    big += 1
-                count[node] += 1
-                owners[p] = node
-                break
+    spill = []
+    # Each node keeps the partitions that prefer it most; the rest spill over.
+    for p in sorted(owners, key=lambda p: -_hash64(f"{owners[p]}\x00{p}")):
+        node = owners[p]
+        if count[node] < cap[node]:
+            count[node] += 1
+        else:
+            spill.append(p)
+    for p in sorted(spill):
+        node = next(n for n in ranked[p] if count[n] < cap[n])
+        owners[p] = node
+        count[node] += 1
     return owners

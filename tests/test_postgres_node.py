@@ -1,0 +1,200 @@
+"""Nodes: any node serves any entity, SIGTERM hands partitions over, a node
+whose lease was taken commits nothing, a node with other types is refused,
+and the DSN's password is never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import pytest
+
+from pachytype import ActivationError, Postgres, Registry
+from pachytype._pg_dsn import redact
+from pachytype._pg_lease import FingerprintMismatchError
+from pachytype._pg_partition import partition_of
+from pachytype._pg_testing import (
+    drop_schemas,
+    lease_owners,
+    new_schema_name,
+    require_postgres,
+    spawn_node,
+    wait_for_owners,
+)
+from tests.conformance import refs
+from tests.conformance.entities import TallyId
+from tests.conformance.refs import REGISTRY
+from tests.test_postgres_workload.refs import REGISTRY as WORKLOAD
+
+LEASE = timedelta(seconds=2)
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[tuple[str, str]]:
+    dsn = require_postgres()
+    name = new_schema_name()
+    yield dsn, name
+    drop_schemas(dsn, [name])
+
+
+def node(dsn: str, schema: str, node_id: str, registry: Registry = REGISTRY) -> Postgres:
+    return Postgres(
+        dsn, registry, schema=schema, partitions=8, lease=LEASE, poll_interval=0.1, node_id=node_id
+    )
+
+
+async def tally_owned_by(conn: asyncpg.Connection, schema: str, owner: str) -> str:
+    owners = await lease_owners(conn, schema)
+    for i in range(1000):
+        if owners[partition_of("tally", f"t{i}", 8)] == owner:
+            return f"t{i}"
+    raise AssertionError(f"{owner} owns no partition: {owners}")
+
+
+async def test_any_node_serves_call_state_and_follow_for_an_entity_another_owns(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    async with node(dsn, name, "a") as a, node(dsn, name, "b") as b:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await wait_for_owners(conn, name, {"a", "b"}, 10)
+            id = TallyId(await tally_owned_by(conn, name, "b"))
+        finally:
+            await conn.close()
+        seen: list[int] = []
+
+        async def watch() -> None:
+            async for state in a.follow(refs.tally(id)):
+                seen.append(state)
+                if len(seen) == 3:
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.1)
+        assert await a.call(refs.tally(id).add(n=2)) == 2  # answered by b, through a reply row
+        await b.send(refs.tally(id).add(n=3))
+        await asyncio.wait_for(watcher, 5)
+        assert seen == [0, 2, 5]
+        assert await a.state(refs.tally(id)) == 5
+        with pytest.raises(ActivationError) as info:
+            await a.call(refs.tally(id).fail(reason="far away"))
+        assert "raised RuntimeError: far away" in str(info.value)
+        assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_a_node_whose_lease_was_taken_commits_nothing(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    async with node(dsn, name, "a") as a:
+        await a.call(refs.tally(TallyId("f")).add(n=1))
+        conn = await asyncpg.connect(dsn)
+        try:
+            # What a takeover by another node does: new owner, new epoch.
+            await conn.execute(
+                f"UPDATE \"{name}\".leases SET owner = 'thief', epoch = epoch + 1, "
+                f"expires_at = now() + interval '1 hour'"
+            )
+            await a.send(refs.tally(TallyId("f")).add(n=1))
+            await asyncio.sleep(0.5)
+            assert await conn.fetchval(f'SELECT count(*) FROM "{name}".mailbox') == 1
+            assert await a.state(refs.tally(TallyId("f"))) == 1
+            assert a.node is not None and a.node.ownership.epochs == {}
+        finally:
+            await conn.close()
+
+
+async def test_a_node_with_other_entity_types_is_refused(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    other = WORKLOAD  # another package: other types, another fingerprint
+    async with node(dsn, name, "old"):
+        with pytest.raises(FingerprintMismatchError) as info:
+            async with node(dsn, name, "new", other):
+                pass
+    message = str(info.value)
+    assert message.startswith(
+        f"registry 'tests.test_postgres_workload' has schema fingerprint "
+        f"{WORKLOAD.fingerprint[:12]}, but the live nodes "
+        f"of schema {name!r} (old) run {REGISTRY.fingerprint[:12]}: every node must run the "
+        f"same entity types."
+    )
+    assert "Stop the old nodes first (SIGTERM hands their partitions over" in message
+
+
+async def test_sigterm_hands_partitions_over_before_exit(
+    schema: tuple[str, str], tmp_path: Path
+) -> None:
+    dsn, name = schema
+    registry = "tests.conformance.refs:REGISTRY"
+    procs = {
+        n: spawn_node(dsn, name, registry, node_id=n, lease=5.0, partitions=8, log_dir=tmp_path)
+        for n in ("p1", "p2")
+    }
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{name}.leases"):
+            await asyncio.sleep(0.02)
+        await wait_for_owners(conn, name, {"p1", "p2"}, 15)
+        procs["p2"].send_signal(signal.SIGTERM)
+        handover = await wait_for_owners(conn, name, {"p1"}, 15)
+        assert procs["p2"].wait(10) == 0
+        assert handover < 2.0  # well under the 5 s lease: handed over, not expired
+        assert "handing its partitions over" in (tmp_path / "p2.log").read_text()
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+            p.wait(10)
+        await conn.close()
+
+
+async def test_the_dsn_password_is_never_printed(schema: tuple[str, str], tmp_path: Path) -> None:
+    dsn, name = schema
+    secret = "s3cr3t-Pa55"
+    user, rest = dsn.split("://", 1)[1].split("@", 1)
+    with_password = f"postgresql://{user.split(':')[0]}:{secret}@{rest}"
+    proc = spawn_node(
+        with_password,
+        name,
+        "tests.conformance.refs:REGISTRY",
+        node_id="pw",
+        lease=2.0,
+        partitions=8,
+        log_dir=tmp_path,
+    )
+    log = tmp_path / "pw.log"
+    try:
+        for _ in range(500):
+            if "joined schema" in log.read_text():
+                break
+            await asyncio.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "joined schema" in text and ":***@" in text
+    assert secret not in text
+    eco = Postgres(with_password, REGISTRY, schema=name)
+    assert secret not in repr(eco) and ":***@" in repr(eco)
+
+
+async def test_an_unreachable_server_is_named_without_its_password() -> None:
+    eco = Postgres("postgresql://app:hunter2@127.0.0.1:1/db", REGISTRY, schema="x")
+    with pytest.raises(ConnectionError) as info:
+        await eco.open()
+    assert str(info.value).startswith(
+        "cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/db: "
+    )
+    assert "hunter2" not in str(info.value)
+
+
+def test_redact_hides_passwords_in_both_dsn_forms() -> None:
+    assert redact("postgresql://u:pw@h:5432/d?x=1") == "postgresql://u:***@h:5432/d?x=1"
+    assert redact("host=h user=u password=pw dbname=d") == "host=h user=u password=*** dbname=d"
+    assert redact("postgresql://u@h/d") == "postgresql://u@h/d"

@@ -1,0 +1,109 @@
+"""The library's tables: created in the schema the user names, versioned,
+idempotent and safe to migrate from many processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import pytest
+
+from pachytype import Postgres
+from pachytype._pg_schema import VERSION, SchemaError, current_version, migrate
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from tests.conformance.refs import REGISTRY
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[tuple[str, str]]:
+    dsn = require_postgres()
+    name = new_schema_name()
+    yield dsn, name
+    drop_schemas(dsn, [name])
+
+
+async def test_migrate_creates_every_table_in_the_named_schema(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await migrate(conn, name, 8) == 0
+        tables = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", name
+            )
+        }
+        assert tables == {
+            "meta",
+            "nodes",
+            "leases",
+            "mailbox",
+            "states",
+            "dedupe",
+            "replies",
+            "watches",
+            "dead_letters",
+        }
+        assert await current_version(conn, name) == VERSION
+        assert await conn.fetchval(f'SELECT count(*) FROM "{name}".leases') == 8
+    finally:
+        await conn.close()
+
+
+async def test_migrating_again_changes_nothing(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, name, 8)
+        assert await migrate(conn, name, 8) == VERSION
+        assert await conn.fetchval(f'SELECT count(*) FROM "{name}".leases') == 8
+    finally:
+        await conn.close()
+
+
+async def test_many_processes_migrating_at_once_apply_each_step_once(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    conns = [await asyncpg.connect(dsn) for _ in range(6)]
+    try:
+        found = await asyncio.gather(*(migrate(c, name, 8) for c in conns))
+        assert sorted(found) == [0] + [VERSION] * 5
+        assert await conns[0].fetchval(f'SELECT count(*) FROM "{name}".leases') == 8
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_a_schema_newer_than_the_library_is_refused(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn, name, 8)
+        await conn.execute(f"UPDATE \"{name}\".meta SET value = '99' WHERE key = 'version'")
+        with pytest.raises(SchemaError) as info:
+            await migrate(conn, name, 8)
+        assert str(info.value) == (
+            f"schema {name!r} is at version 99, newer than this pachytype (version {VERSION}); "
+            f"upgrade pachytype on this machine, or use another schema"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_the_partition_count_is_fixed_at_creation(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    async with Postgres(dsn, REGISTRY, schema=name, node=False, partitions=8):
+        pass
+    with pytest.raises(SchemaError, match="was created with 8 partitions, not 16"):
+        async with Postgres(dsn, REGISTRY, schema=name, node=False, partitions=16):
+            pass
+    async with Postgres(dsn, REGISTRY, schema=name, node=False) as eco:
+        assert eco.partitions == 8
+
+
+def test_a_schema_name_that_is_not_a_plain_identifier_is_refused() -> None:
+    with pytest.raises(ValueError) as info:
+        Postgres("postgresql://x@localhost/db", REGISTRY, schema='x"; DROP TABLE users; --')
+    assert "is not a plain lower-case identifier" in str(info.value)

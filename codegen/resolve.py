@@ -107,6 +107,12 @@ class Resolver:
             if binding.attribute is None:
                 return ModuleRef(binding.module)
             return self._attribute(ModuleRef(binding.module), binding.attribute, node)
+        for star in facts.star_imports:
+            # `from .messages import *`: only the package's modules can be read.
+            if star in self.modules:
+                found = self.name(star, name, node)
+                if found is not None:
+                    return found
         if name in _BUILTINS:
             return Sym(Kind.BUILTIN, "builtins", name)
         return None

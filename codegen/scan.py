@@ -61,6 +61,8 @@ class ModuleFacts:
     imports: Mapping[str, Binding]
     classes: Mapping[str, ClassFacts]
     assigns: Mapping[str, AssignFacts]
+    star_imports: tuple[str, ...]
+    """Modules this one imports `*` from, in order."""
     positions: Mapping[cst.CSTNode, CodeRange]
 
     @property
@@ -105,6 +107,7 @@ def scan_module(source: ModuleSource) -> ModuleFacts:
     imports: dict[str, Binding] = {}
     classes: dict[str, ClassFacts] = {}
     assigns: dict[str, AssignFacts] = {}
+    stars: list[str] = []
     for statement in _top_level(wrapper.module.body):
         line = positions[statement].start.line
         if isinstance(statement, cst.ClassDef):
@@ -117,6 +120,7 @@ def scan_module(source: ModuleSource) -> ModuleFacts:
         elif isinstance(statement, cst.ImportFrom):
             base = _from_module(source, statement)
             if isinstance(statement.names, cst.ImportStar):
+                stars.append(base)
                 continue
             for alias in statement.names:
                 name = get_full_name_for_node(alias.name) or ""
@@ -125,7 +129,7 @@ def scan_module(source: ModuleSource) -> ModuleFacts:
             assign = _assignment(statement, line)
             if assign is not None:
                 assigns.setdefault(assign.name, assign)
-    return ModuleFacts(source, imports, classes, assigns, positions)
+    return ModuleFacts(source, imports, classes, assigns, tuple(stars), positions)
 
 
 def _top_level(body: Sequence[cst.CSTNode]) -> Iterator[cst.CSTNode]:

@@ -104,3 +104,20 @@ def test_fingerprint_changes_with_the_state_version_and_state_fields(tmp_path: P
     state = directory / "state" / "account.py"
     state.write_text(state.read_text().replace("    note: str\n", "    memo: str\n"))
     assert fingerprint.fingerprint(generate.scan_package(directory)) not in (before, bumped)
+
+
+def test_star_imports_from_the_package_are_followed(tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "msgs.py").write_text(
+        "from attrs import frozen\n\n\n@frozen\nclass Ring:\n    amount: int = 2\n"
+    )
+    (root / "till.py").write_text(
+        "from pachytype import Entity\n"
+        "from .msgs import *\n\n\n"
+        "class Till(Entity[str, Ring, int]):\n    pass\n"
+    )
+    (till,) = generate.scan_package(root).entities
+    assert [(m.cls.qualname, m.method) for m in till.messages] == [("shop.msgs.Ring", "ring")]
+    assert "    def ring(self, amount: int = 2) -> Envelope[int]:\n" in generate.generate(root).text

@@ -31,6 +31,7 @@ Opener = Callable[[Registry, Path], Ecosystem]
 ECOSYSTEMS: dict[str, Opener] = {
     "inmemory": lambda registry, _dir: InMemory(registry),
     "localdisk": lambda registry, directory: LocalDisk(directory / "eco.db", registry),
+    "simulation": lambda registry, _dir: Simulation(registry).ecosystem(),
 }
 """Every single-node ecosystem the `ecosystem` fixture runs over, by name."""
 

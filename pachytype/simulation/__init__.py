@@ -7,6 +7,7 @@ hypothesis strategies live in `pachytype.simulation.strategies`.
 """
 
 from pachytype.simulation._calm import CalmCheck, at_most
+from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._errors import RunawayError, SimulationError
 from pachytype.simulation._explore import Found, SimulationReport
 from pachytype.simulation._simulation import RunResult, Simulation
@@ -22,8 +23,9 @@ __all__ = [
     "SimulationReport",
     "RunResult",
     "RunawayError",
-    "SimulationError",
+    "SimulatedEcosystem",
     "Simulation",
+    "SimulationError",
     "Step",
     "Trace",
     "at_most",

@@ -16,9 +16,11 @@ from typing import Any, TypeVar, cast
 from attrs import frozen
 
 from pachytype._address import Address, Envelope, Ref
+from pachytype._errors import InitError
 from pachytype._registry import Registry
 from pachytype.simulation import _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
+from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import OnError, Progress, SimulationReport, exhaust, naive
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
 from pachytype.simulation._trace import Outcome, Trace, outcome_of
@@ -77,12 +79,16 @@ class Simulation:
         return timedelta(seconds=self._world.now)
 
     def state(self, ref: Ref[Any, S]) -> S:
-        """The current state of `ref` (its `init` state if never activated)."""
+        """The current state of `ref` (its `init` state if never activated;
+        `InitError` if that `init` raises)."""
         key = ref.key
         if key in self._world.states:
             return cast(S, self._world.states[key])
         self.registry.get(ref.entity_type, ref.id)
-        return cast(S, self._ctx.init_state(key))
+        try:
+            return cast(S, self._ctx.init_state(key))
+        except Exception as error:
+            raise InitError(ref.entity_type, ref.id, error) from error
 
     def outcome(self) -> Outcome:
         """Every activated entity's current state."""
@@ -92,6 +98,12 @@ class Simulation:
     def pending(self) -> int:
         """Messages in flight or waiting for their delay."""
         return self._world.pending()
+
+    def ecosystem(self) -> SimulatedEcosystem:
+        """This simulation behind the async `Ecosystem` interface (`send`,
+        `call`, `state`, `follow`, ...): shuffled, seeded delivery orders for
+        code written against any ecosystem. Delays take real time there."""
+        return SimulatedEcosystem(self)
 
     def reset(self) -> None:
         """Forget every state and message; the clock goes back to zero."""

@@ -1,0 +1,225 @@
+"""The simulation behind the async `Ecosystem` interface (send, call, state,
+follow, dead letters, settle), so code and tests written against any
+ecosystem run on it too.
+
+Design note
+-----------
+* **Same world, paced by the event loop.** The adapter drives the
+  simulation's world with one task, one seeded step at a time: delivery
+  orders are shuffled (per sender -> receiver pair they stay in send order),
+  never faulted. Calls, followers and dead letters are fed from the steps.
+* **Real time here.** Code written against an ecosystem expects a delayed
+  envelope to take its delay, so in this mode the virtual clock follows the
+  event loop's clock (timers fire when due, not at once). For instant
+  virtual time, use `Simulation.run`, `advance` and `exhaust`.
+* **Calls are matched by identity.** A call's message object is looked up
+  when it is delivered from outside to its target, so each call gets the
+  state right after its own message even among equal messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from pachytype._address import Envelope, Key, Ref, unpack
+from pachytype._deadletter import DeadLetter
+from pachytype._ecosystem import Ecosystem
+from pachytype._errors import ActivationError, EcosystemClosedError
+from pachytype.simulation._run import seeded
+from pachytype.simulation._world import TICK, Kind, Step, advance_clock, apply, enabled
+
+if TYPE_CHECKING:
+    from pachytype.simulation._simulation import Simulation
+
+S = TypeVar("S")
+
+_RECENT: Final = 10
+"""How many recent messages a dead letter keeps."""
+
+_TURN: Final = 256
+"""Steps between yields to the event loop."""
+
+_CLOSED: Final = object()
+
+
+class SimulatedEcosystem(Ecosystem):
+    """A `Simulation` as an `Ecosystem`; get one with `Simulation.ecosystem()`.
+
+    >>> async with Simulation(REGISTRY, seed=3).ecosystem() as eco:    # doctest: +SKIP
+    ...     await eco.call(refs.counter("c").increment())
+    1
+    """
+
+    def __init__(self, simulation: Simulation) -> None:
+        self.simulation = simulation
+        self.registry = simulation.registry
+        self._choose = seeded(simulation._rng, 0.0)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._t0 = 0.0
+        self._calls: dict[tuple[Key, int], deque[asyncio.Future[Any]]] = {}
+        self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
+        self._recent: dict[Key, deque[object]] = {}
+        self._dead: list[DeadLetter] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("this simulated ecosystem is already open")
+        loop = asyncio.get_running_loop()
+        self._t0 = loop.time() - self.simulation._world.now  # the world's clock goes on
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = loop.create_task(self._pump(), name="pachytype simulation")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closed = EcosystemClosedError("the ecosystem closed before this message was handled")
+        for waiting in self._calls.values():
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_exception(closed)
+        self._calls.clear()
+        for queues in self._followers.values():
+            for queue in queues:
+                queue.put_nowait(_CLOSED)
+        self._followers.clear()
+
+    def _check_open(self) -> None:
+        if self._task is None:
+            raise EcosystemClosedError(
+                "the ecosystem is not open: use `async with Simulation(REGISTRY).ecosystem() "
+                "as eco:`"
+            )
+
+    # -- the Ecosystem interface -------------------------------------------
+
+    async def send(self, *envelopes: Envelope[Any]) -> None:
+        self._check_open()
+        self._catch_up()
+        self.simulation.send(envelopes)
+        self._kick()
+
+    async def call(self, envelope: Envelope[S]) -> S:
+        self._check_open()
+        to, message, _ = unpack(envelope)
+        self._catch_up()
+        self.simulation.send([envelope])
+        fut: asyncio.Future[S] = asyncio.get_running_loop().create_future()
+        self._calls.setdefault((to.key, id(message)), deque()).append(fut)
+        self._kick()
+        return await fut
+
+    async def state(self, ref: Ref[Any, S]) -> S:
+        return self.simulation.state(ref)
+
+    def follow(self, ref: Ref[Any, S]) -> AsyncIterator[S]:
+        return self._follow(ref)
+
+    async def _follow(self, ref: Ref[Any, S]) -> AsyncIterator[S]:
+        self._check_open()
+        self.registry.get(ref.entity_type, ref.id)
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        queues = self._followers.setdefault(ref.key, [])
+        queues.append(queue)
+        try:
+            yield await self.state(ref)
+            while (item := await queue.get()) is not _CLOSED:
+                yield item  # type: ignore[misc]  # states of `ref`, put by _publish
+        finally:
+            queues.remove(queue)
+            if not queues and self._followers.get(ref.key) is queues:
+                del self._followers[ref.key]
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return list(self._dead)
+
+    async def settle(self) -> None:
+        self._check_open()
+        while True:
+            self._catch_up()
+            if self._idle.is_set() and not self._deliverable():
+                return
+            self._kick()
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    # -- driving the world ---------------------------------------------------
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def _deliverable(self) -> bool:
+        return any(e.kind is not Kind.TICK for e in enabled(self.simulation._world))
+
+    def _catch_up(self) -> None:
+        """Fire the timers due by now (event-loop time) and set the clock to now."""
+        sim = self.simulation
+        elapsed = asyncio.get_running_loop().time() - self._t0
+        world = sim._world
+        while world.timers and world.timers[0][0] <= elapsed:
+            world, _ = apply(world, TICK, sim._ctx)
+        sim._world = advance_clock(world, elapsed)
+
+    async def _pump(self) -> None:
+        sim = self.simulation
+        loop = asyncio.get_running_loop()
+        steps = 0
+        while True:
+            self._catch_up()
+            events = [e for e in enabled(sim._world) if e.kind is not Kind.TICK]
+            if not events:
+                self._idle.set()
+                self._wake.clear()
+                timers = sim._world.timers
+                timeout = None if not timers else max(0.0, self._t0 + timers[0][0] - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            sim._world, step = apply(sim._world, self._choose(events), sim._ctx)
+            self._publish(step)
+            steps += 1
+            if steps % _TURN == 0:
+                await asyncio.sleep(0)
+
+    def _publish(self, step: Step) -> None:
+        """Feed a delivery to the waiting call, the followers or the dead letters."""
+        to = step.to
+        assert to is not None
+        key = to.key
+        recent = self._recent.setdefault(key, deque(maxlen=_RECENT))
+        recent.append(step.message)
+        fut = None
+        if step.sender is None:
+            waiting = self._calls.get((key, id(step.message)))
+            if waiting:
+                fut = waiting.popleft()
+                if not waiting:
+                    del self._calls[(key, id(step.message))]
+        if step.error is not None:
+            error = step.error
+            seq = len(self._dead) + 1
+            self._dead.append(
+                DeadLetter.capture(seq, to, step.message, error, step.before, tuple(recent))
+            )
+            if fut is not None and not fut.done():
+                failure = ActivationError(to.entity_type, to.id, step.message, error)
+                failure.__cause__ = error
+                fut.set_exception(failure)
+            return
+        if fut is not None and not fut.done():
+            fut.set_result(step.after)
+        for queue in self._followers.get(key, ()):
+            queue.put_nowait(step.after)

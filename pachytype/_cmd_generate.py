@@ -8,6 +8,8 @@ problems as `path:LINE: message` and sets the exit code.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import click
 
@@ -38,16 +40,20 @@ def generate(package_dir: Path, output: Path | None, check: bool) -> None:
     problems = codegen_module("problems")
     try:
         generated = api.generate(package_dir, output)
+        if check:
+            _check(api, generated, package_dir, output)
+            return
+        changed = api.write(generated)
     except problems.GenerateError as error:
         for problem in error.problems:
             click.echo(str(problem), err=True)
         raise SystemExit(1) from None
-    if check:
-        if not api.is_fresh(generated):
-            again = f"{package_dir}" + (f" --output {output}" if output is not None else "")
-            click.echo(f"{generated.path} is stale: run `pachytype generate {again}`", err=True)
-            raise SystemExit(1)
-        click.echo(f"{generated.path} is up to date")
-        return
-    changed = api.write(generated)
     click.echo(f"{'wrote' if changed else 'unchanged'} {generated.path}")
+
+
+def _check(api: ModuleType, generated: Any, package_dir: Path, output: Path | None) -> None:
+    if not api.is_fresh(generated):
+        again = f"{package_dir}" + (f" --output {output}" if output is not None else "")
+        click.echo(f"{generated.path} is stale: run `pachytype generate {again}`", err=True)
+        raise SystemExit(1)
+    click.echo(f"{generated.path} is up to date")

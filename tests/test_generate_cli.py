@@ -108,3 +108,17 @@ def test_the_package_name_comes_from_the_directory_layout(tmp_path: Path) -> Non
     text = (copy / "refs.py").read_text()
     assert "# Regenerate with: pachytype generate a/b/ping_pong\n" in text
     assert "import a.b.ping_pong.client as _m_client\n" in text
+
+
+def test_a_file_not_written_by_the_generator_is_never_overwritten(tmp_path: Path) -> None:
+    package = _counter_package(tmp_path)
+    refs = package / "refs.py"
+    refs.write_text('"""My own refs."""\n')
+    result = CliRunner().invoke(main, ["generate", str(package)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"{refs}:1: this file was not written by `pachytype generate` (it does not start "
+        f"with its header), so it is left alone: move it away, or write the refs elsewhere "
+        f"with --output\n"
+    )
+    assert refs.read_text() == '"""My own refs."""\n'

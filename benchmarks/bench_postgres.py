@@ -37,8 +37,8 @@ from pachytype._pg_schema import quote_schema
 from pachytype._pg_testing import (
     drop_schemas,
     new_schema_name,
+    postgres_test_dsn,
     spawn_node,
-    test_dsn,
     unreachable_reason,
     wait_for_owners,
 )
@@ -223,7 +223,7 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
 
 
 def run() -> list[Record]:
-    dsn = test_dsn()
+    dsn = postgres_test_dsn()
     reason = unreachable_reason(dsn)
     if reason is not None:
         print(f"bench_postgres skipped: {reason}")

@@ -30,7 +30,7 @@ DEFAULT_DSN: Final = "postgresql://postgres@127.0.0.1:5432/test"
 _probe: dict[str, str | None] = {}
 
 
-def test_dsn() -> str:
+def postgres_test_dsn() -> str:
     """The DSN tests use."""
     return os.environ.get("PACHYTYPE_TEST_DSN", DEFAULT_DSN)
 
@@ -70,7 +70,7 @@ def unreachable_reason(dsn: str) -> str | None:
 
 def require_postgres() -> str:
     """The test DSN; skip the test if no server answers (fail under CI=true)."""
-    dsn = test_dsn()
+    dsn = postgres_test_dsn()
     reason = unreachable_reason(dsn)
     if reason is not None:
         if os.environ.get("CI", "").lower() == "true":

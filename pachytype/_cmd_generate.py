@@ -49,6 +49,12 @@ def generate(package_dir: Path, output: Path | None, check: bool) -> None:
             click.echo(str(problem), err=True)
         raise SystemExit(1) from None
     click.echo(f"{'wrote' if changed else 'unchanged'} {generated.path}")
+    if not generated.model.entities:
+        click.echo(
+            f"note: no entities in {package_dir}: an entity is a class deriving from "
+            f"pachytype.Entity[Id, Msg, State]",
+            err=True,
+        )
 
 
 def _check(api: ModuleType, generated: Any, package_dir: Path, output: Path | None) -> None:

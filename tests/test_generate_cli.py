@@ -122,3 +122,16 @@ def test_a_file_not_written_by_the_generator_is_never_overwritten(tmp_path: Path
         f"with --output\n"
     )
     assert refs.read_text() == '"""My own refs."""\n'
+
+
+def test_a_package_without_entities_gets_an_empty_registry_and_a_note(tmp_path: Path) -> None:
+    package = tmp_path / "empty"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    result = CliRunner().invoke(main, ["generate", str(package)])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"wrote {package / 'refs.py'}\n"
+        f"note: no entities in {package}: an entity is a class deriving from "
+        f"pachytype.Entity[Id, Msg, State]\n"
+    )

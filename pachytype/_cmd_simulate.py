@@ -171,15 +171,23 @@ def _print_report(console: Console, report: SimulationReport, traces: int) -> No
 
 
 def _outcomes_table(report: SimulationReport) -> Table:
-    table = Table(title="outcomes")
+    """One row per outcome, showing only the entities whose states differ."""
+    outcomes = [f.outcome for f in report.outcomes]
+    everyone = {a for o in outcomes for a in o.states}
+    differ = [a for a in everyone if len({repr(o.states.get(a)) for o in outcomes}) > 1]
+    shown = sorted(differ or everyone, key=repr)
+    title = "outcomes" if len(shown) == len(everyone) else "outcomes (entities that differ)"
+    table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("final states")
     table.add_column("executions", justify="right")
     table.add_column("steps", justify="right")
     for n, found in enumerate(report.outcomes, 1):
-        table.add_row(
-            str(n), _states(found.outcome), f"{found.executions:,}", str(len(found.trace))
-        )
+        states = "\n".join(f"{a!r}: {found.outcome.states.get(a)!r}" for a in shown)
+        table.add_row(str(n), states, f"{found.executions:,}", str(len(found.trace)))
+    if len(shown) < len(everyone):
+        same = ", ".join(repr(a) for a in sorted(everyone - set(shown), key=repr))
+        table.caption = f"the same in every outcome: {same}"
     return table
 
 

@@ -253,6 +253,7 @@ def _exhaust(
         search.outcomes[root.outcome_key()] = [0, 1]
     queue = search.queue
     queue.append((0, None, None))
+    next_report = _PROGRESS_EVERY
     limit: str | None = None
     while queue:
         node, sleep, only = queue.popleft()
@@ -272,7 +273,8 @@ def _exhaust(
             child_sleep = frozenset(u for u in (*sleep, *done) if independent(u, event))
             done.append(event)
             search.arrive(search.step(node, event), node, event, child_sleep)
-        if progress is not None and len(search.worlds) % _PROGRESS_EVERY == 0:
+        if progress is not None and len(search.worlds) >= next_report:
+            next_report = len(search.worlds) + _PROGRESS_EVERY
             progress(len(search.worlds), search.executions)
     return SimulationReport(
         outcomes=search.found(),

@@ -1,0 +1,323 @@
+"""`pachytype lock` and `pachytype check` on a small package written per test:
+each failure, with its exact `file:line: message`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from codegen.generate import generate, write
+from pachytype._cmd_check import check
+from pachytype._cmd_lock import lock
+
+CART = '''\
+"""A shopping cart."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from pachytype import Activation, Entity
+
+
+@frozen
+class AddItem:
+    """Put an item in the cart."""
+
+    name: str
+
+
+@frozen
+class Clear:
+    """Empty the cart."""
+
+
+@frozen
+class CartState:
+    """What is in the cart."""
+
+    items: tuple[str, ...] = ()
+
+
+class Cart(Entity[str, AddItem | Clear, CartState]):
+    """One cart."""
+
+    def init(self, id: str) -> CartState:
+        return CartState()
+
+    def activate(self, msg: AddItem | Clear, state: CartState) -> Activation[CartState]:
+        match msg:
+            case AddItem(name=name):
+                return [], CartState((*state.items, name))
+            case Clear():
+                return [], CartState()
+'''
+
+Edit = Callable[[str, str], None]
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """The package `shop` with its refs.py and pachytype.lock, all up to date."""
+    package = tmp_path / "shop"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""A shop."""\n')
+    (package / "cart.py").write_text(CART)
+    write(generate(package))
+    assert run(lock, package).exit_code == 0
+    return package
+
+
+def run(command: object, package: Path, *args: str) -> Result:
+    runner = CliRunner()
+    return runner.invoke(command, [str(package), *args])  # type: ignore[arg-type]
+
+
+def edit(package: Path, old: str, new: str, *, regenerate: bool = True) -> None:
+    path = package / "cart.py"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+    if regenerate:
+        write(generate(package))
+
+
+def line_of(package: Path, text: str) -> int:
+    lines = (package / "cart.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def static_check(package: Path) -> list[str]:
+    result = run(check, package, "--no-mypy")
+    lines = result.output.splitlines()
+    assert result.exit_code == (1 if lines[:-1] else 0), result.output
+    return lines[:-1]  # the last line is the summary
+
+
+def test_a_fresh_package_passes(shop: Path) -> None:
+    result = run(check, shop, "--no-mypy")
+    assert result.exit_code == 0
+    assert result.output == f"pachytype check {shop}: ok\n"
+
+
+def test_lock_file_is_stable_text(shop: Path) -> None:
+    text = (shop / "pachytype.lock").read_text()
+    assert text.splitlines()[3:7] == ["format 1", "package shop", "", "entity cart shop.cart.Cart"]
+    assert run(lock, shop).output == f"unchanged {shop / 'pachytype.lock'}\n"
+
+
+def test_state_shape_changed_without_a_version_bump(shop: Path) -> None:
+    edit(
+        shop,
+        "    items: tuple[str, ...] = ()\n",
+        "    items: tuple[str, ...] = ()\n    total: int = 0\n",
+    )
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: the state type "
+        "changed shape but state_version is still 1 (pachytype.lock has another shape for "
+        "version 1): bump state_version to 2 and add @upgrade(from_version=1) converting the "
+        "old shape, then run `pachytype lock shop`"
+    ]
+
+
+def test_pachytype_lock_refuses_a_changed_locked_shape_unless_forced(shop: Path) -> None:
+    edit(shop, "    items: tuple[str, ...] = ()\n", "    items: list[str] = []\n")
+    result = run(lock, shop)
+    assert result.exit_code == 1
+    assert "changed shape but state_version is still 1" in result.output
+    assert result.output.splitlines()[-1] == (
+        f"{shop / 'pachytype.lock'} not written: fix the problems above (or pass --force if "
+        "no data of those versions was ever stored)"
+    )
+    assert run(lock, shop, "--force").exit_code == 0
+    assert static_check(shop) == []
+
+
+def test_version_bump_without_an_upgrade_chain(shop: Path) -> None:
+    edit(shop, '    """One cart."""\n', '    """One cart."""\n\n    state_version = 3\n')
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: state_version is 3 "
+        "but no @upgrade chain reaches it from version 1 (missing @upgrade(from_version=1), "
+        "@upgrade(from_version=2)): add them to Cart"
+    ]
+
+
+def test_version_bump_with_its_upgrade_is_locked_with_its_history(shop: Path) -> None:
+    edit(
+        shop,
+        '    """One cart."""\n',
+        '    """One cart."""\n\n    state_version = 2\n\n'
+        "    @upgrade(from_version=1)\n"
+        "    def _total(raw: dict[str, Any]) -> dict[str, Any]:\n"
+        '        return {**raw, "total": 0}\n',
+    )
+    edit(
+        shop,
+        "from pachytype import Activation, Entity\n",
+        "from pachytype import Activation, Entity, upgrade\n",
+    )
+    edit(shop, "from attrs import frozen\n", "from typing import Any\n\nfrom attrs import frozen\n")
+    edit(
+        shop,
+        "    items: tuple[str, ...] = ()\n",
+        "    items: tuple[str, ...] = ()\n    total: int = 0\n",
+    )
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: state_version 2 is "
+        "not locked yet: run `pachytype lock shop`"
+    ]
+    assert run(lock, shop).exit_code == 0
+    states = [
+        line.split()[1]
+        for line in (shop / "pachytype.lock").read_text().splitlines()
+        if line.startswith("  state ")
+    ]
+    assert states == ["1", "2"]
+    assert static_check(shop) == []
+
+
+def test_version_going_down(shop: Path) -> None:
+    edit(shop, '    """One cart."""\n', '    """One cart."""\n\n    state_version = 0\n')
+    problems = static_check(shop)
+    assert problems == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: state_version went "
+        "down to 0 but pachytype.lock has version 1: state stored at version 1 could not be "
+        "read; set state_version = 1 or higher"
+    ]
+
+
+def test_changed_messages_must_be_relocked(shop: Path) -> None:
+    edit(shop, "    name: str\n", "    name: str\n    quantity: int = 1\n")
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: its message classes "
+        "changed since pachytype.lock: messages already waiting in mailboxes must still decode "
+        "(give new fields defaults, keep a removed class until its mail is drained); then run "
+        "`pachytype lock shop` to record the change"
+    ]
+    assert run(lock, shop).exit_code == 0
+    assert static_check(shop) == []
+
+
+def test_missing_lock(shop: Path) -> None:
+    (shop / "pachytype.lock").unlink()
+    assert static_check(shop) == [
+        f"{shop / 'pachytype.lock'}:1: no pachytype.lock: run `pachytype lock shop` and commit it"
+    ]
+
+
+def test_damaged_lock(shop: Path) -> None:
+    path = shop / "pachytype.lock"
+    path.write_text(path.read_text() + "stat 3 abc\n")
+    assert static_check(shop) == [
+        f"{path}:{len(path.read_text().splitlines())}: cannot read 'stat 3 abc'; this file is "
+        "written by `pachytype lock`: restore it from version control or run `pachytype lock` "
+        "again"
+    ]
+
+
+def test_stale_refs(shop: Path) -> None:
+    edit(shop, "    name: str\n", "    name: str\n    quantity: int = 1\n", regenerate=False)
+    stale = f"{shop / 'refs.py'}:1: refs.py is stale: run pachytype generate {shop}"
+    assert stale in static_check(shop)
+
+
+IMPURE = (
+    "Cart.activate is not pure: it {what}; an entity's only effects are the envelopes it "
+    "returns and its new state (add `# pachytype: allow-impure` to the line if you mean it)"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "what"),
+    [
+        ('print("adding", name)', "uses I/O (`builtins.print`)"),
+        ("self.last = name", "mutates `self`"),
+        ("global SEEN", "declares `global`: module state is not the entity's state"),
+        ("SEEN.append(name)", "mutates module state `SEEN` (`.append(...)`)"),
+        ("random.random()", "uses randomness (`random.random`)"),
+        ("now()", "uses the clock (`time.time`)"),
+        ('open("cart.log", "a")', "uses file I/O (`builtins.open`)"),
+        ("state.items.sort()", "mutates its argument `state` in place (`.sort(...)`)"),
+    ],
+)
+def test_impure_activate(shop: Path, code: str, what: str) -> None:
+    edit(
+        shop,
+        "from attrs import frozen\n",
+        "import random\nfrom time import time as now\n\nfrom attrs import frozen\n",
+    )
+    edit(shop, "@frozen\nclass AddItem:", "SEEN: list[str] = []\n\n\n@frozen\nclass AddItem:")
+    edit(
+        shop,
+        "            case AddItem(name=name):\n",
+        f"            case AddItem(name=name):\n                {code}\n",
+    )
+    line = line_of(shop, f"                {code}")
+    assert static_check(shop) == [f"{shop / 'cart.py'}:{line}: " + IMPURE.format(what=what)]
+
+
+def test_awaiting_and_ecosystem_calls(shop: Path) -> None:
+    edit(
+        shop,
+        "    def init(self, id: str) -> CartState:\n        return CartState()\n",
+        "    def init(self, id: str) -> CartState:\n"
+        "        ECO.send(1)\n"
+        "        return CartState()\n",
+    )
+    edit(shop, "@frozen\nclass AddItem:", "ECO: object = None\n\n\n@frozen\nclass AddItem:")
+    line = line_of(shop, "ECO.send(1)")
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line}: Cart.init is not pure: it calls the ecosystem "
+        "(`.send(...)`): return envelopes instead; an entity's only effects are the envelopes "
+        "it returns and its new state (add `# pachytype: allow-impure` to the line if you mean it)"
+    ]
+
+
+def test_the_allow_comment_allows_one_line(shop: Path) -> None:
+    edit(
+        shop,
+        "            case AddItem(name=name):\n",
+        "            case AddItem(name=name):\n"
+        "                print(name)  # pachytype: allow-impure\n",
+    )
+    assert static_check(shop) == []
+
+
+def test_private_construction(shop: Path) -> None:
+    edit(
+        shop,
+        "from pachytype import Activation, Entity\n",
+        "from pachytype import Activation, Entity\nfrom pachytype._address import make_envelope\n",
+    )
+    edit(
+        shop,
+        "                return [], CartState()\n",
+        "                return [make_envelope(Cart.address('x'), Clear())], CartState()\n",
+    )
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'pachytype._address')}: imports from "
+        "`pachytype._address`, a private name of pachytype: envelopes and addresses come only "
+        "from the generated refs (`refs.account(id).deposit(...)`) or `Entity.address(id)`"
+    ]
+
+
+def test_mypy_runs_unless_told_not_to(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MYPY_CACHE_DIR", str(tmp_path / "mypy_cache"))  # tmp paths differ
+    edit(
+        shop,
+        "                return [], CartState()\n",
+        "                return [Cart.address('x').post(CartState())], CartState()\n",
+    )
+    assert static_check(shop) == []
+    result = run(check, shop)
+    assert result.exit_code == 1
+    line = line_of(shop, "post(CartState())")
+    assert (
+        f'{shop / "cart.py"}:{line}: error: Argument 1 to "post" of "Ref" has incompatible '
+        'type "CartState"; expected "AddItem | Clear"'
+    ) in result.output

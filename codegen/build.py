@@ -147,8 +147,9 @@ def _messages(
 ) -> tuple[MessageModel, ...] | None:
     found: dict[str, MessageModel] = {}
     ok = True
-    for member in dict.fromkeys(_message_classes(message_type)):
-        message = _message(resolver, facts, klass, member, problems)
+    members = list(dict.fromkeys(_message_classes(message_type)))
+    for member in members:
+        message = _message(resolver, facts, klass, member, members, problems)
         if message is None:
             ok = False
             continue
@@ -175,6 +176,7 @@ def _message(
     facts: ModuleFacts,
     klass: ClassFacts,
     member: TypeExpr,
+    members: list[TypeExpr],
     problems: list[Problem],
 ) -> MessageModel | None:
     def problem(text: str) -> None:
@@ -193,16 +195,23 @@ def _message(
                 f"(`@frozen class Ping: ...`) or a union of them (`Ping | Pong`)"
             )
         return None
-    subclasses = resolver.subclasses(member)
-    if subclasses:
-        names = [s.name for s in subclasses]
+    # A subclass outside the union would pass mypy (it is a `member`) and then be
+    # refused at run time (messages are matched by exact class): say so now.
+    message_facts = resolver.class_facts(member)
+    is_attrs = attrs_decorator(resolver, message_facts) is not None
+    missing = [
+        s.name
+        for s in resolver.subclasses(member)
+        if Sym(Kind.CLASS, s.module, s.name) not in members
+    ]
+    if missing:
+        union = " | ".join([member.name, *missing] if is_attrs else missing)
         problem(
-            f"the message type `{member.name}` is a base class (of {', '.join(names)}); "
-            f"messages are a union of classes, not a base class: use `{' | '.join(names)}`"
+            f"the message type `{member.name}` is a base class (of {', '.join(missing)}); "
+            f"messages are a union of classes, not a base class: use `{union}`"
         )
         return None
-    message_facts = resolver.class_facts(member)
-    if attrs_decorator(resolver, message_facts) is None:
+    if not is_attrs:
         problems.append(
             Problem(
                 resolver.modules[member.module].path,

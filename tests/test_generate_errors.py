@@ -155,6 +155,34 @@ def test_message_base_class_instead_of_a_union(tmp_path: Path) -> None:
     ]
 
 
+def test_message_class_with_a_subclass_outside_the_union(tmp_path: Path) -> None:
+    found = _problems(
+        tmp_path,
+        {
+            "m.py": """
+            from attrs import frozen
+            from pachytype import Entity
+
+            @frozen
+            class Deposit:
+                amount: int
+
+            @frozen
+            class BigDeposit(Deposit):
+                pass
+
+            class Account(Entity[str, Deposit, int]):
+                pass
+            """
+        },
+    )
+    assert found == [
+        "pkg/m.py:12: entity Account: the message type `Deposit` is a base class (of "
+        "BigDeposit); messages are a union of classes, not a base class: use "
+        "`Deposit | BigDeposit`"
+    ]
+
+
 def test_wrong_number_of_type_arguments(tmp_path: Path) -> None:
     found = _problems(
         tmp_path,

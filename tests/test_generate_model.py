@@ -121,3 +121,21 @@ def test_star_imports_from_the_package_are_followed(tmp_path: Path) -> None:
     (till,) = generate.scan_package(root).entities
     assert [(m.cls.qualname, m.method) for m in till.messages] == [("shop.msgs.Ring", "ring")]
     assert "    def ring(self, amount: int = 2) -> Envelope[int]:\n" in generate.generate(root).text
+
+
+def test_a_message_class_and_its_subclass_may_both_be_in_the_union(tmp_path: Path) -> None:
+    root = tmp_path / "bank"
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    (root / "account.py").write_text(
+        "from attrs import frozen\n"
+        "from pachytype import Entity\n\n\n"
+        "@frozen\nclass Deposit:\n    amount: int\n\n\n"
+        "@frozen\nclass BigDeposit(Deposit):\n    why: str\n\n\n"
+        "class Account(Entity[str, Deposit | BigDeposit, int]):\n    pass\n"
+    )
+    (account,) = generate.scan_package(root).entities
+    assert [(m.method, [f.param for f in m.fields]) for m in account.messages] == [
+        ("big_deposit", ["amount", "why"]),
+        ("deposit", ["amount"]),
+    ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, overload
+from typing import Any, TypeVar, cast, overload
 
 from attrs import frozen
 
-from pachytype._address import Address, Key
+from pachytype._address import Address, Key, Ref
 from pachytype.simulation._world import Kind, Step
+
+S = TypeVar("S")
 
 
 @frozen
@@ -54,7 +56,8 @@ class Trace:
 class Outcome:
     """The final state of every entity that was activated, by address.
 
-    Look states up with any ref to the entity: `outcome[refs.counter("c")]`.
+    Look states up with any ref to the entity: `outcome[refs.counter("c")]`,
+    or typed by the ref: `outcome.state(refs.counter("c"))`.
     """
 
     states: Mapping[Address[Any], object]
@@ -67,6 +70,10 @@ class Outcome:
                 f"{address!r} was never activated in this outcome; activated: "
                 f"{sorted(map(repr, self.states))}"
             ) from None
+
+    def state(self, ref: Ref[Any, S]) -> S:
+        """The state of `ref`, typed by the ref (KeyError if never activated)."""
+        return cast(S, self[ref])
 
     def get(self, address: Address[Any], default: object = None) -> object:
         """The state of `address`, or `default` if it was never activated."""

@@ -162,3 +162,9 @@ def test_the_reduced_search_finds_exactly_the_outcomes_of_the_naive_one(
     assume(naive.complete)
     assert outcome_set(reduced) == outcome_set(naive)
     assert reduced.deliveries <= naive.deliveries
+
+
+def test_a_search_that_ends_exactly_at_max_depth_is_complete() -> None:
+    report = Simulation(REGISTRY).exhaust(pairs(1, 3), max_depth=4)
+    assert report.complete and report.deterministic
+    assert not Simulation(REGISTRY).exhaust(pairs(1, 3), max_depth=3).complete

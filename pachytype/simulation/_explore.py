@@ -73,7 +73,7 @@ _Path = tuple[Event, "_Path"] | None
 @frozen
 class Found:
     """One distinct outcome, a shortest trace reaching it, and how many
-    explored executions ended in it."""
+    explored executions ended in it (a naive search keeps no traces)."""
 
     outcome: Outcome
     trace: Trace
@@ -258,7 +258,8 @@ def _exhaust(
     while queue:
         node, sleep, only = queue.popleft()
         if search.depths[node] >= max_depth:
-            limit = f"max_depth={max_depth} reached"
+            if not search.worlds[node].quiescent:
+                limit = f"max_depth={max_depth} reached"
             continue
         if search.executions >= max_executions:
             limit = f"max_executions={max_executions} reached"

@@ -154,7 +154,7 @@ class Codec:
 
     def encode_message(self, entity_type: str, message: object) -> bytes:
         """`message` as `[tag, fields]` JSON bytes."""
-        codec = self._for(entity_type, None)
+        codec = self._entities.get(entity_type) or self._for(entity_type, None)
         entry = codec.by_class.get(type(message))
         if entry is None:
             codec.etype.check_message(None, message)  # raises WrongMessageError
@@ -167,12 +167,28 @@ class Codec:
 
     def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object:
         """The message encoded in `data` (`id` only names the receiver in errors)."""
-        codec = self._for(entity_type, id)
-        raw = self._load(entity_type, id, "message", data, _MESSAGE_FIX)
+        codec = self._entities.get(entity_type) or self._for(entity_type, id)
+        try:
+            tag, fields = orjson.loads(data)
+            cls, structure = codec.by_tag[tag]
+            if type(fields) is dict:
+                return structure(fields, cls)
+        except Exception:  # anything wrong: the slow path below says what
+            pass
+        raise self._message_error(codec, entity_type, id, data)
+
+    def _message_error(
+        self, codec: _EntityCodec, entity_type: str, id: Hashable, data: bytes
+    ) -> DecodeError:
+        """Why `data` is not a message of `entity_type` (checked again, step by step)."""
+        try:
+            raw = self._load(entity_type, id, "message", data, _MESSAGE_FIX)
+        except DecodeError as error:
+            return error
         if not (
             type(raw) is list and len(raw) == 2 and type(raw[0]) is str and type(raw[1]) is dict
         ):
-            raise DecodeError(
+            return DecodeError(
                 entity_type,
                 id,
                 "message",
@@ -184,7 +200,7 @@ class Codec:
         tag, fields = raw
         found = codec.by_tag.get(tag)
         if found is None:
-            raise DecodeError(
+            return DecodeError(
                 entity_type,
                 id,
                 "message",
@@ -193,13 +209,7 @@ class Codec:
                 tag,
                 _MESSAGE_FIX,
             )
-        cls, structure = found
-        try:
-            return structure(fields, cls)
-        except Exception as error:
-            raise self._explain(
-                entity_type, id, "message", fields, cls, "$[1]", _MESSAGE_FIX
-            ) from (error if isinstance(error, PachytypeError) else None)
+        return self._explain(entity_type, id, "message", fields, found[0], "$[1]", _MESSAGE_FIX)
 
     # -- state ---------------------------------------------------------------
 

@@ -71,7 +71,8 @@ async def _started(conn: asyncpg.Connection, schema: str) -> bool:
 async def _drained(conn: asyncpg.Connection, schema: str) -> bool:
     """Whether the mailbox is empty (an index probe, not a scan)."""
     found: bool = await conn.fetchval(
-        f"SELECT NOT EXISTS (SELECT 1 FROM {quote_schema(schema)}.mailbox ORDER BY seq LIMIT 1)"
+        f"SELECT NOT EXISTS (SELECT 1 FROM {quote_schema(schema)}.mailbox "
+        f"ORDER BY partition, seq LIMIT 1)"
     )
     return found
 
@@ -127,8 +128,9 @@ async def _raw(dsn: str, per_tx: int, rows: int) -> float:
             while done < rows:
                 async with conn.transaction():
                     claimed = await conn.fetch(
-                        f"SELECT seq, msg_id, partition, entity_type, entity_id FROM {s}.mailbox "
-                        f"ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                        f"SELECT ctid, msg_id, partition, entity_type, entity_id "
+                        f"FROM {s}.mailbox ORDER BY partition, seq LIMIT $1 "
+                        f"FOR UPDATE SKIP LOCKED",
                         per_tx,
                     )
                     last = {(r[3], r[4]): r[2] for r in claimed}
@@ -144,7 +146,7 @@ async def _raw(dsn: str, per_tx: int, rows: int) -> float:
                         list(last.values()),
                     )
                     await conn.execute(
-                        f"DELETE FROM {s}.mailbox WHERE seq = ANY($1::bigint[])",
+                        f"DELETE FROM {s}.mailbox WHERE ctid = ANY($1::tid[])",
                         [r[0] for r in claimed],
                     )
                     await conn.execute(

@@ -50,9 +50,10 @@ RECENT: Final = 10
 
 @define
 class Mail:
-    """One claimed mailbox row."""
+    """One claimed mailbox row (`ctid`: its physical address, stable while
+    our transaction holds its row lock; deletes need no index lookup)."""
 
-    seq: int
+    ctid: tuple[int, int]
     msg_id: uuid.UUID
     partition: int
     entity_type: str
@@ -86,7 +87,7 @@ class Reply:
 class Outcome:
     """Everything one batch writes, and what to do after it commits."""
 
-    consumed: list[int] = field(factory=list)  # mailbox seqs to delete
+    consumed: list[tuple[int, int]] = field(factory=list)  # mailbox ctids to delete
     dedupe: list[uuid.UUID] = field(factory=list)  # outside message ids consumed
     # states: (type, id text, partition, version, data, activations)
     states: list[tuple[str, str, int, int, bytes, int]] = field(factory=list)
@@ -150,7 +151,7 @@ def run_batch(
     by_key: dict[Key, list[Mail]] = {}
     for row in mail:
         if row.outside and (row.msg_id in already or row.msg_id in seen):
-            out.consumed.append(row.seq)  # a resent outside message: applied once already
+            out.consumed.append(row.ctid)  # a resent outside message: applied once already
             continue
         seen.add(row.msg_id)
         by_key.setdefault((row.entity_type, row.id_text), []).append(row)
@@ -214,7 +215,7 @@ def _run_entity(
             old = codec.encode_state(entity_type, state)
             _dead(out, key, id, row, message, error, version, old, history)
             continue
-        out.consumed.append(row.seq)
+        out.consumed.append(row.ctid)
         if row.outside:
             out.dedupe.append(row.msg_id)
         out.mail.extend(routed)
@@ -255,7 +256,7 @@ def _dead(
     state: bytes | None,
     history: deque[bytes],
 ) -> None:
-    out.consumed.append(row.seq)
+    out.consumed.append(row.ctid)
     if row.outside:
         out.dedupe.append(row.msg_id)
     out.dead.append(

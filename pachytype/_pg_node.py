@@ -212,9 +212,9 @@ class Node:
             self._turns[w] += 1
             shift = self._turns[w] % len(valid)
             rows = await conn.fetch(
-                f"SELECT m.seq, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
+                f"SELECT m.ctid, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
                 f"m.outside, m.reply FROM unnest($1::int[]) AS p(p), LATERAL ("
-                f"SELECT * FROM {s}.mailbox WHERE partition = p.p "
+                f"SELECT ctid, * FROM {s}.mailbox WHERE partition = p.p "
                 f"AND (deliver_at IS NULL OR deliver_at <= now()) "
                 f"AND (entity_type, entity_id) NOT IN "
                 f"(SELECT * FROM unnest($3::text[], $4::text[])) "
@@ -287,7 +287,7 @@ class Node:
         s = self._s
         remote = sorted({str(m[1]) for m in out.mail if m[1] not in self.ownership.epochs})
         await conn.fetchval(
-            f"WITH d AS (DELETE FROM {s}.mailbox WHERE seq = ANY($1::bigint[])), "
+            f"WITH d AS (DELETE FROM {s}.mailbox WHERE ctid = ANY($1::tid[])), "
             f"st AS (INSERT INTO {s}.states "
             f"(entity_type, entity_id, partition, version, data, activations) "
             f"SELECT * FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::bytea[], "

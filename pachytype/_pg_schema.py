@@ -75,7 +75,7 @@ def _v1(s: str) -> list[str]:
             epoch bigint NOT NULL DEFAULT 0,
             expires_at timestamptz NOT NULL DEFAULT '-infinity')""",
         f"""CREATE TABLE {s}.mailbox (
-            seq bigserial PRIMARY KEY,
+            seq bigserial NOT NULL,
             msg_id uuid NOT NULL,
             partition int NOT NULL,
             entity_type text NOT NULL,
@@ -83,8 +83,8 @@ def _v1(s: str) -> list[str]:
             payload bytea NOT NULL,
             deliver_at timestamptz,
             outside boolean NOT NULL DEFAULT false,
-            reply boolean NOT NULL DEFAULT false)""",
-        f"CREATE INDEX mailbox_claim ON {s}.mailbox (partition, seq)",
+            reply boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (partition, seq))""",
         f"CREATE INDEX mailbox_due ON {s}.mailbox (partition, deliver_at)"
         f" WHERE deliver_at IS NOT NULL",
         f"""CREATE TABLE {s}.states (

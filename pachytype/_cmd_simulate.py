@@ -42,6 +42,7 @@ from pachytype.simulation._explore import Progress as ProgressCallback
 @click.option("--registry", "registry_target", metavar="MODULE:NAME", help="The registry.")
 @click.option("--max-depth", default=10_000, show_default=True, help="Steps per execution.")
 @click.option("--max-executions", default=1_000_000, show_default=True, help="Search bound.")
+@click.option("--max-states", default=1_000_000, show_default=True, help="Worlds kept (memory).")
 @click.option("--traces", default=3, show_default=True, help="Outcome traces to print.")
 @click.option(
     "--check-deterministic",
@@ -56,6 +57,7 @@ def simulate(
     registry_target: str | None,
     max_depth: int,
     max_executions: int,
+    max_states: int,
     traces: int,
     check_deterministic: bool,
 ) -> None:
@@ -80,6 +82,7 @@ def simulate(
                     faults=faults,
                     max_depth=max_depth,
                     max_executions=max_executions,
+                    max_states=max_states,
                     progress=progress,
                 )
             _print_report(console, report, traces)

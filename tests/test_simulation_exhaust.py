@@ -168,3 +168,9 @@ def test_a_search_that_ends_exactly_at_max_depth_is_complete() -> None:
     report = Simulation(REGISTRY).exhaust(pairs(1, 3), max_depth=4)
     assert report.complete and report.deterministic
     assert not Simulation(REGISTRY).exhaust(pairs(1, 3), max_depth=3).complete
+
+
+def test_max_states_bounds_the_memory_a_search_keeps() -> None:
+    report = Simulation(REGISTRY).exhaust(pairs(3, 4), max_states=50)
+    assert not report.complete and report.limit == "max_states=50 reached"
+    assert report.states < 60

@@ -224,3 +224,8 @@ def test_faults_parse_from_text_and_say_what_is_wrong() -> None:
         Faults.parse("lose")
     with pytest.raises(ValueError, match="must be >= 0"):
         Faults(drop=-1)
+
+
+def test_until_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="until must not be negative"):
+        Simulation(REGISTRY).run([], until=timedelta(seconds=-1))

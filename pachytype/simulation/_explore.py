@@ -23,8 +23,9 @@ Design note
   the number of orders); `states` counts distinct worlds; `deliveries`
   counts transitions run. `naive=True` enumerates every order with neither
   reduction nor dedup: the baseline the reduction is measured against.
-* **Bounds.** `max_depth` (steps in one execution) and `max_executions`
-  make the search stop early with `complete=False` and the reason.
+* **Bounds.** `max_depth` (steps in one execution), `max_executions` and
+  `max_states` (worlds kept: the memory bound) make the search stop early
+  with `complete=False` and the reason.
 
 Trade-off: traces are not stored per world; a world keeps its parent and
 the event that made it, and traces are rebuilt by replaying the (pure,
@@ -230,12 +231,13 @@ def exhaust(
     *,
     max_depth: int,
     max_executions: int,
+    max_states: int = 1_000_000,
     on_error: OnError = "raise",
     progress: Progress | None = None,
 ) -> SimulationReport:
     """Explore every delivery order from `root` (see the module's design note)."""
     with _without_cyclic_gc():
-        return _exhaust(root, ctx, max_depth, max_executions, on_error, progress)
+        return _exhaust(root, ctx, max_depth, max_executions, max_states, on_error, progress)
 
 
 def _exhaust(
@@ -243,6 +245,7 @@ def _exhaust(
     ctx: Context,
     max_depth: int,
     max_executions: int,
+    max_states: int,
     on_error: OnError,
     progress: Progress | None,
 ) -> SimulationReport:
@@ -263,6 +266,9 @@ def _exhaust(
             continue
         if search.executions >= max_executions:
             limit = f"max_executions={max_executions} reached"
+            break
+        if len(search.worlds) >= max_states:
+            limit = f"max_states={max_states} reached"
             break
         if sleep is None:
             sleep = search.sleep[node]

@@ -137,6 +137,8 @@ class Simulation:
         an activation raises (unless `on_error="dead_letter"`) and
         `RunawayError` after `max_deliveries` steps.
         """
+        if until is not None and until < timedelta(0):
+            raise ValueError(f"until must not be negative, got {until!r}")
         self.send(envelopes)
         choose: Chooser = seeded(self._rng, fault_rate) if schedule is None else scheduled(schedule)
         start = self._world.with_faults(faults)
@@ -167,6 +169,7 @@ class Simulation:
         faults: Faults = NO_FAULTS,
         max_depth: int = 10_000,
         max_executions: int = 1_000_000,
+        max_states: int = 1_000_000,
         on_error: OnError | None = None,
         progress: Progress | None = None,
         naive_search: bool = False,
@@ -174,19 +177,29 @@ class Simulation:
         """Explore every delivery order of `envelopes` sent from the current world.
 
         Returns a `SimulationReport`: the distinct outcomes with one shortest trace
-        each, `deterministic`, counts, and `complete=False` if `max_depth`
-        or `max_executions` cut the search short. `naive_search=True`
+        each, `deterministic`, counts, and `complete=False` if `max_depth`,
+        `max_executions` or `max_states` (worlds kept in memory) cut the
+        search short. `naive_search=True`
         turns the reductions off (the baseline they are measured against).
         """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
-        search = naive if naive_search else exhaust
-        return search(
+        on_error = on_error or self.on_error
+        if naive_search:
+            return naive(
+                root,
+                self._ctx,
+                max_depth=max_depth,
+                max_executions=max_executions,
+                on_error=on_error,
+            )
+        return exhaust(
             root,
             self._ctx,
             max_depth=max_depth,
             max_executions=max_executions,
-            on_error=on_error or self.on_error,
-            **({} if naive_search else {"progress": progress}),
+            max_states=max_states,
+            on_error=on_error,
+            progress=progress,
         )
 
     def check_drops(

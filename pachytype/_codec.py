@@ -496,6 +496,7 @@ def _converter(codec: Codec, *, detailed: bool) -> Converter:
     converter.register_unstructure_hook_func(_is_address, codec._unstructure_address)
     converter.register_structure_hook_func(_is_address, codec._structure_address)
     converter.register_structure_hook_factory(_is_collection, _collection_structure)
+    converter.register_structure_hook_factory(_is_int_keyed, _int_keyed_structure)
     converter.register_unstructure_hook_factory(_is_tagged_union, _tagged_unstructure)
     converter.register_structure_hook_factory(_is_tagged_union, _tagged_structure)
     converter.register_unstructure_hook_factory(attrs.has, _attrs_unstructure)
@@ -574,6 +575,30 @@ def _collection_structure(tp: Any, converter: Converter) -> Structure:
                 except Exception as error:
                     raise _Item(index, error) from error
             raise
+
+    return structure
+
+
+def _is_int_keyed(tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    return origin in (dict, abc.Mapping) and len(args) == 2 and _supertype(args[0]) is int
+
+
+def _int_keyed_structure(tp: Any, converter: Converter) -> Structure:
+    """`dict[int, V]`: JSON keys are strings, so ints travel as canonical digits."""
+    value_type = typing.get_args(tp)[1]
+    value = converter.get_structure_hook(value_type)
+
+    def structure(raw: Any, _type: Any) -> Any:
+        if type(raw) is not dict:
+            raise _Shape(f"an object of {_spell(tp)}", raw)
+        result = {}
+        for key, item in raw.items():
+            number = int(key) if type(key) is str and key.lstrip("-").isdigit() else None
+            if number is None or str(number) != key:
+                raise _Shape("an int key (canonical digits)", key)
+            result[number] = value(item, value_type)
+        return result
 
     return structure
 

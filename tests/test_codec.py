@@ -242,3 +242,13 @@ def test_pinger_state_round_trips() -> None:
     state = PingerState(me=PingerId("p"), rallies=3, pongs=(1, 2))
     data = codec.encode_state("pinger", state)
     assert codec.decode_state("pinger", "p", data, 1) == state
+
+
+def test_int_keys_travel_as_canonical_digits(codec: Codec) -> None:
+    data = codec.encode_state("ledger", {1: "a", -20: "b"})
+    assert data == b'{"1":"a","-20":"b"}'
+    assert codec.decode_state("ledger", "l", data, 1) == {1: "a", -20: "b"}
+    with pytest.raises(
+        DecodeError, match=r"at \$: expected an int key \(canonical digits\), got '01'"
+    ):
+        codec.decode_state("ledger", "l", b'{"01":"a"}', 1)

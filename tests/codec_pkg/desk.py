@@ -30,3 +30,21 @@ class Desk(Entity[NoteId, Note, tuple[str, ...]]):
 
     def activate(self, msg: Note, state: tuple[str, ...]) -> Activation[tuple[str, ...]]:
         return [], (*state, msg.text)
+
+
+@frozen
+class Entry:
+    """Write `text` at line `at`."""
+
+    at: int
+    text: str
+
+
+class Ledger(Entity[str, Entry, dict[int, str]]):
+    """Lines by number: a map with int keys (JSON keys are strings)."""
+
+    def init(self, id: str) -> dict[int, str]:
+        return {}
+
+    def activate(self, msg: Entry, state: dict[int, str]) -> Activation[dict[int, str]]:
+        return [], {**state, msg.at: msg.text}

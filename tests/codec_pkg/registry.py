@@ -26,6 +26,12 @@ def _entity_types() -> list[EntityType]:
             id_type=_m_desk.NoteId,
         ),
         EntityType(
+            entity=_m_desk.Ledger,
+            messages=(_m_desk.Entry,),
+            state=dict[int, str],
+            id_type=str,
+        ),
+        EntityType(
             entity=_m_boxes.Shelf,
             messages=(_m_boxes.Label,),
             state=str,

@@ -321,3 +321,20 @@ def test_mypy_runs_unless_told_not_to(
         f'{shop / "cart.py"}:{line}: error: Argument 1 to "post" of "Ref" has incompatible '
         'type "CartState"; expected "AddItem | Clear"'
     ) in result.output
+
+
+def test_async_activate_and_await(shop: Path) -> None:
+    edit(
+        shop,
+        "    def activate(self, msg: AddItem | Clear, state: CartState)",
+        "    async def activate(self, msg: AddItem | Clear, state: CartState)",
+    )
+    edit(shop, "        match msg:\n", "        await LATER\n        match msg:\n")
+    edit(shop, "@frozen\nclass AddItem:", "LATER: object = None\n\n\n@frozen\nclass AddItem:")
+    cart = shop / "cart.py"
+    assert static_check(shop) == [
+        f"{cart}:{line_of(shop, 'async def activate')}: "
+        + IMPURE.format(what="`activate` is `async def`; make it a plain `def`"),
+        f"{cart}:{line_of(shop, 'await LATER')}: "
+        + IMPURE.format(what="awaits; activation is synchronous: return envelopes instead"),
+    ]

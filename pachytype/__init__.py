@@ -28,6 +28,7 @@ from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import (
     CalmCheck,
     Faults,
+    InvariantError,
     Outcome,
     RunawayError,
     RunResult,
@@ -52,6 +53,7 @@ __all__ = [
     "Envelope",
     "Faults",
     "InMemory",
+    "InvariantError",
     "InitError",
     "LocalDisk",
     "Outcome",

@@ -8,7 +8,7 @@ hypothesis strategies live in `pachytype.simulation.strategies`.
 
 from pachytype.simulation._calm import CalmCheck, at_most
 from pachytype.simulation._ecosystem import SimulatedEcosystem
-from pachytype.simulation._errors import RunawayError, SimulationError
+from pachytype.simulation._errors import InvariantError, RunawayError, SimulationError
 from pachytype.simulation._explore import Found, SimulationReport
 from pachytype.simulation._simulation import RunResult, Simulation
 from pachytype.simulation._trace import Outcome, Trace
@@ -18,6 +18,7 @@ __all__ = [
     "CalmCheck",
     "Faults",
     "Found",
+    "InvariantError",
     "Kind",
     "Outcome",
     "SimulationReport",

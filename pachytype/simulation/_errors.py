@@ -3,11 +3,12 @@ message it received, and the trace that led there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pachytype._address import Address
 from pachytype._errors import PachytypeError
-from pachytype.simulation._trace import Trace
+from pachytype.simulation._trace import Outcome, Trace
 
 _TRACE_SHOWN = 40
 """Trace lines in an error message (the whole trace is on the exception)."""
@@ -75,3 +76,41 @@ class RunawayError(PachytypeError):
             f"If the system is meant to run this long, raise max_deliveries=...; otherwise "
             f"look for entities that keep messaging each other."
         )
+
+
+class InvariantError(PachytypeError):
+    """An invariant raised on a world the simulation reached.
+
+    Attributes: `invariant` (the function), `error` (what it raised, also the
+    `__cause__`), `outcome` (every activated entity's state in that world)
+    and `trace` (a shortest way there).
+    """
+
+    def __init__(
+        self, invariant: object, error: BaseException, outcome: Outcome, trace: Trace
+    ) -> None:
+        self.invariant = invariant
+        self.error = error
+        self.outcome = outcome
+        self.trace = trace
+        name = getattr(invariant, "__qualname__", repr(invariant))
+        shown = str(error) or "(no message)"
+        super().__init__(
+            f"invariant {name} failed after {len(trace)} steps: "
+            f"{type(error).__name__}: {shown}\n"
+            f"  states: {outcome}\n"
+            f"  trace ({len(trace)} steps):\n{trace.render(last=_TRACE_SHOWN)}\n"
+            f"The trace is deterministic: replay it to debug, or fix the entity whose "
+            f"step broke the invariant."
+        )
+
+
+def check(
+    invariant: Callable[[Outcome], object], outcome: Outcome, trace: Callable[[], Trace]
+) -> None:
+    """Run `invariant` on `outcome`; raise `InvariantError` (with the trace) if it raises."""
+    try:
+        invariant(outcome)
+    except Exception as error:
+        failure = InvariantError(invariant, error, outcome, trace())
+        raise failure from error

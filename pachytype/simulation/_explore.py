@@ -39,11 +39,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Literal
 
 from attrs import frozen
 
-from pachytype.simulation._errors import SimulationError
+from pachytype.simulation._errors import SimulationError, check
 from pachytype.simulation._trace import Outcome, Trace, outcome_of
 from pachytype.simulation._world import (
     Context,
@@ -61,6 +62,11 @@ OnError = Literal["raise", "dead_letter"]
 """On an activation error: stop with a `SimulationError` (showing the entity,
 its state, the messages it received and the trace), or keep the entity's
 state, count a dead letter and go on, as the other ecosystems do."""
+
+Invariant = Callable[[Outcome], object]
+"""Checked on every world a simulation reaches (with the states of the
+entities activated so far); raising (e.g. `assert`) stops the simulation
+with an `InvariantError` and a shortest trace to that world."""
 
 Progress = Callable[[int, int], None]
 """Called now and then during a search with (states, executions) so far."""
@@ -128,10 +134,13 @@ class SimulationReport:
 class _Search:
     """The state of one breadth-first search (plain data, one per call)."""
 
-    def __init__(self, root: World, ctx: Context, on_error: OnError) -> None:
+    def __init__(
+        self, root: World, ctx: Context, on_error: OnError, invariant: Invariant | None = None
+    ) -> None:
         self.root = root
         self.ctx = ctx
         self.on_error = on_error
+        self.invariant = invariant
         self.worlds: list[World] = [root]
         self.parents: list[tuple[int, Event] | None] = [None]
         self.depths: list[int] = [0]
@@ -187,6 +196,8 @@ class _Search:
             self.depths.append(self.depths[parent] + 1)
             self.sleep.append(sleep)
             self.expanded.append(False)
+            if self.invariant is not None:
+                self.check(node)
             if world.quiescent:
                 self.outcomes.setdefault(world.outcome_key(), [node, 0])[1] += 1
             self.queue.append((node, None, None))
@@ -201,6 +212,11 @@ class _Search:
             # Expanded before with more asleep: explore what was asleep then, awake now.
             self.queue.append((node, stored & sleep, stored - sleep))
         # Not expanded yet: it will be, with the smaller stored sleep set.
+
+    def check(self, node: int) -> None:
+        assert self.invariant is not None
+        outcome = outcome_of(self.worlds[node].states, self.ctx.addresses)
+        check(self.invariant, outcome, lambda: self.trace(node))
 
     def found(self) -> tuple[Found, ...]:
         result = []
@@ -234,23 +250,25 @@ def exhaust(
     max_states: int = 1_000_000,
     on_error: OnError = "raise",
     progress: Progress | None = None,
+    invariant: Invariant | None = None,
 ) -> SimulationReport:
     """Explore every delivery order from `root` (see the module's design note)."""
+    search = _Search(root, ctx, on_error, invariant)
     with _without_cyclic_gc():
-        return _exhaust(root, ctx, max_depth, max_executions, max_states, on_error, progress)
+        return _exhaust(search, max_depth, max_executions, max_states, progress)
 
 
 def _exhaust(
-    root: World,
-    ctx: Context,
+    search: _Search,
     max_depth: int,
     max_executions: int,
     max_states: int,
-    on_error: OnError,
     progress: Progress | None,
 ) -> SimulationReport:
     started = time.perf_counter()
-    search = _Search(root, ctx, on_error)
+    root = search.root
+    if search.invariant is not None:
+        search.check(0)
     if root.quiescent:
         search.executions = 1
         search.outcomes[root.outcome_key()] = [0, 1]
@@ -303,14 +321,20 @@ def naive(
     max_depth: int,
     max_executions: int,
     on_error: OnError = "raise",
+    invariant: Invariant | None = None,
 ) -> SimulationReport:
     """Every order, one by one, with no reduction and no dedup (the baseline)."""
     with _without_cyclic_gc():
-        return _naive(root, ctx, max_depth, max_executions, on_error)
+        return _naive(root, ctx, max_depth, max_executions, on_error, invariant)
 
 
 def _naive(
-    root: World, ctx: Context, max_depth: int, max_executions: int, on_error: OnError
+    root: World,
+    ctx: Context,
+    max_depth: int,
+    max_executions: int,
+    on_error: OnError,
+    invariant: Invariant | None,
 ) -> SimulationReport:
     started = time.perf_counter()
     search = _Search(root, ctx, on_error)
@@ -320,6 +344,9 @@ def _naive(
     stack: list[tuple[World, int, _Path]] = [(root, 0, None)]
     while stack:
         world, depth, path = stack.pop()
+        if invariant is not None:
+            trace = partial(_trace_of, root, path, ctx)
+            check(invariant, outcome_of(world.states, ctx.addresses), trace)
         events = enabled(world)
         if not events:
             search.executions += 1
@@ -359,6 +386,10 @@ def _naive(
         seconds=time.perf_counter() - started,
         naive=True,
     )
+
+
+def _trace_of(root: World, path: _Path, ctx: Context) -> Trace:
+    return Trace(tuple(replay(root, _events(path), ctx)))
 
 
 def _events(path: _Path) -> list[Event]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from pachytype.simulation._errors import RunawayError
-from pachytype.simulation._explore import OnError, failure
-from pachytype.simulation._trace import Trace
+from pachytype.simulation._errors import RunawayError, check
+from pachytype.simulation._explore import Invariant, OnError, failure
+from pachytype.simulation._trace import Trace, outcome_of
 from pachytype.simulation._world import Context, Event, Kind, Step, World, apply, enabled
 
 Chooser = Callable[[list[Event]], Event]
@@ -61,11 +61,13 @@ def run(
     max_deliveries: int,
     until: float | None,
     on_error: OnError,
+    invariant: Invariant | None = None,
 ) -> tuple[World, list[Step]]:
     """Step `world` until quiet (or until virtual time `until`); the steps taken.
 
     Raises `SimulationError` on an activation error when `on_error` is
-    "raise", and `RunawayError` after `max_deliveries` steps."""
+    "raise", `InvariantError` when `invariant` raises after a step, and
+    `RunawayError` after `max_deliveries` steps."""
     steps: list[Step] = []
     while True:
         events = enabled(world)
@@ -79,4 +81,7 @@ def run(
         steps.append(step)
         if step.error is not None and on_error == "raise":
             raise failure(step, Trace(tuple(steps)))
+        if invariant is not None:
+            outcome = outcome_of(world.states, ctx.addresses)
+            check(invariant, outcome, lambda: Trace(tuple(steps)))
     return world, steps

@@ -21,7 +21,14 @@ from pachytype._registry import Registry
 from pachytype.simulation import _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
 from pachytype.simulation._ecosystem import SimulatedEcosystem
-from pachytype.simulation._explore import OnError, Progress, SimulationReport, exhaust, naive
+from pachytype.simulation._explore import (
+    Invariant,
+    OnError,
+    Progress,
+    SimulationReport,
+    exhaust,
+    naive,
+)
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
 from pachytype.simulation._trace import Outcome, Trace, outcome_of
 from pachytype.simulation._world import NO_FAULTS, Context, Faults, Step, World
@@ -125,6 +132,7 @@ class Simulation:
         max_deliveries: int = 100_000,
         fault_rate: float = 0.2,
         on_error: OnError | None = None,
+        invariant: Invariant | None = None,
     ) -> RunResult:
         """Send `envelopes`, then deliver until nothing is in flight, firing
         delayed envelopes as the virtual clock jumps to them.
@@ -134,7 +142,8 @@ class Simulation:
         budgets; each delivery becomes a fault with probability `fault_rate`
         while budget remains. `until` stops the clock that far ahead (later
         timers stay set; `advance` moves on). Raises `SimulationError` when
-        an activation raises (unless `on_error="dead_letter"`) and
+        an activation raises (unless `on_error="dead_letter"`),
+        `InvariantError` when `invariant(outcome)` raises after a step, and
         `RunawayError` after `max_deliveries` steps.
         """
         if until is not None and until < timedelta(0):
@@ -150,6 +159,7 @@ class Simulation:
             max_deliveries=max_deliveries,
             until=limit,
             on_error=on_error or self.on_error,
+            invariant=invariant,
         )
         if limit is not None:
             world = _world.advance_clock(world, limit)
@@ -172,6 +182,7 @@ class Simulation:
         max_states: int = 1_000_000,
         on_error: OnError | None = None,
         progress: Progress | None = None,
+        invariant: Invariant | None = None,
         naive_search: bool = False,
     ) -> SimulationReport:
         """Explore every delivery order of `envelopes` sent from the current world.
@@ -179,7 +190,9 @@ class Simulation:
         Returns a `SimulationReport`: the distinct outcomes with one shortest trace
         each, `deterministic`, counts, and `complete=False` if `max_depth`,
         `max_executions` or `max_states` (worlds kept in memory) cut the
-        search short. `naive_search=True`
+        search short. `invariant(outcome)` is checked on every world
+        reached: if it raises, `InvariantError` shows a shortest trace
+        there. `naive_search=True`
         turns the reductions off (the baseline they are measured against).
         """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
@@ -191,6 +204,7 @@ class Simulation:
                 max_depth=max_depth,
                 max_executions=max_executions,
                 on_error=on_error,
+                invariant=invariant,
             )
         return exhaust(
             root,
@@ -200,6 +214,7 @@ class Simulation:
             max_states=max_states,
             on_error=on_error,
             progress=progress,
+            invariant=invariant,
         )
 
     def check_drops(

@@ -79,6 +79,15 @@ class Ownership:
 
 _JOIN_LOCK: Final = "pachytype join"
 
+DEDUPE_RETENTION: Final = 3600.0
+"""Seconds a consumed outside message id is remembered (resends come within seconds)."""
+
+REPLY_RETENTION: Final = 600.0
+"""Seconds a reply row waits for a caller that may have gone away."""
+
+DEAD_NODE_RETENTION: Final = 86_400.0
+"""Seconds a dead node's row stays visible (for `inspect`) before it is swept."""
+
 
 class Membership:
     """One node's side of membership and leases (a thin I/O adapter)."""
@@ -239,6 +248,29 @@ class Membership:
         for r in taken:
             self.ownership.epochs[r["partition"]] = r["epoch"]
             self.takeovers.append((r["partition"], r["epoch"]))
+
+    async def sweep(self, conn: asyncpg.Connection) -> None:
+        """Forget what nobody needs any more: dedupe ids older than
+        `DEDUPE_RETENTION` (a resend comes within seconds), replies nobody
+        fetched, watches and rows of nodes dead for a while."""
+        s = self._s
+        await conn.execute(
+            f"DELETE FROM {s}.dedupe WHERE consumed_at < now() - $1 * interval '1 second'",
+            DEDUPE_RETENTION,
+        )
+        await conn.execute(
+            f"DELETE FROM {s}.replies WHERE created_at < now() - $1 * interval '1 second'",
+            REPLY_RETENTION,
+        )
+        await conn.execute(
+            f"DELETE FROM {s}.watches w USING {s}.nodes n WHERE w.node_id = n.node_id "
+            f"AND n.heartbeat_at < now() - $1 * interval '1 second'",
+            self.lease,
+        )
+        await conn.execute(
+            f"DELETE FROM {s}.nodes WHERE heartbeat_at < now() - $1 * interval '1 second'",
+            DEAD_NODE_RETENTION,
+        )
 
     async def leave(self, conn: asyncpg.Connection) -> None:
         """Hand every partition over and leave the cluster (graceful stop)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Callable
@@ -50,6 +51,9 @@ log = logging.getLogger("pachytype.postgres")
 
 NOTIFY_LIMIT: Final = 7000
 """Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
+
+_SWEEP_EVERY: Final = 40
+"""Heartbeats between sweeps of old dedupe ids, replies and dead nodes."""
 
 LocalCalls = dict[uuid.UUID, "asyncio.Future[Any]"]
 
@@ -141,10 +145,12 @@ class Node:
 
     async def _heartbeat(self) -> None:
         interval = self.membership.lease / 4
-        while True:
+        for beat in itertools.count():
             try:
                 async with self.pool.acquire() as conn:
                     changed = await self.membership.beat(conn)
+                    if beat % _SWEEP_EVERY == _SWEEP_EVERY - 1:
+                        await self.membership.sweep(conn)
                 if changed:
                     self._drop_stale_caches()
                     for event in self._wakes:

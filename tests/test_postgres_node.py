@@ -198,3 +198,61 @@ def test_redact_hides_passwords_in_both_dsn_forms() -> None:
     assert redact("postgresql://u:pw@h:5432/d?x=1") == "postgresql://u:***@h:5432/d?x=1"
     assert redact("host=h user=u password=pw dbname=d") == "host=h user=u password=*** dbname=d"
     assert redact("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+async def test_follow_survives_losing_the_listen_connection(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    async with node(dsn, name, "l") as eco:
+        seen: list[int] = []
+
+        async def watch() -> None:
+            async for state in eco.follow(refs.tally(TallyId("w"))):
+                seen.append(state)
+                if state >= 3:
+                    return
+
+        watcher = asyncio.create_task(watch())
+        await eco.call(refs.tally(TallyId("w")).add(n=1))
+        conn = await asyncpg.connect(dsn)
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'pachytype listen l'"
+            )
+            assert killed == 1
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.2)
+        await eco.call(refs.tally(TallyId("w")).add(n=2))
+        await asyncio.wait_for(watcher, 5)
+        assert seen[0] in (0, 1) and seen[-1] == 3
+
+
+async def test_old_dedupe_ids_replies_and_dead_nodes_are_swept(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    async with node(dsn, name, "s") as eco:
+        await eco.send(refs.tally(TallyId("x")).add(n=1))
+        await eco.settle()
+        conn = await asyncpg.connect(dsn)
+        s = f'"{name}"'
+        try:
+            await conn.execute(
+                f"INSERT INTO {s}.dedupe (msg_id, consumed_at) "
+                f"VALUES ('00000000-0000-7000-8000-000000000001', now() - interval '2 hours')"
+            )
+            await conn.execute(
+                f"INSERT INTO {s}.replies (msg_id, created_at) "
+                f"VALUES ('00000000-0000-7000-8000-000000000002', now() - interval '1 hour')"
+            )
+            await conn.execute(
+                f"INSERT INTO {s}.nodes (node_id, fingerprint, host, pid, heartbeat_at) "
+                f"VALUES ('gone', '', 'h', 1, now() - interval '2 days')"
+            )
+            assert eco.node is not None
+            await eco.node.membership.sweep(conn)
+            assert await conn.fetchval(f"SELECT count(*) FROM {s}.dedupe") == 1  # the recent one
+            assert await conn.fetchval(f"SELECT count(*) FROM {s}.replies") == 0
+            nodes = {r[0] for r in await conn.fetch(f"SELECT node_id FROM {s}.nodes")}
+            assert nodes == {"s"}
+        finally:
+            await conn.close()

@@ -70,6 +70,9 @@ log = logging.getLogger("pachytype.postgres")
 
 DEFAULT_PARTITIONS: Final = 64
 _CLOSED: Final = object()
+_RESYNC: Final = object()
+"""Put in follower queues after the LISTEN connection was lost and restored:
+notifications may have been missed, so re-read the state."""
 
 # A row to insert: (msg id, partition, entity type, id text, payload, delay s)
 _Row = tuple[uuid.UUID, int, str, str, bytes, float]
@@ -191,12 +194,36 @@ class Postgres(Ecosystem):
             self._node = node
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": f"pachytype listen {self.node_id}"[:63]}
+        )
         self._listener = conn
+        conn.add_termination_listener(self._on_listener_lost)
         await conn.add_listener(channel(self.schema, "mail"), self._on_mail)
         await conn.add_listener(channel(self.schema, "members"), self._on_members)
         await conn.add_listener(channel(self.schema, "reply"), self._on_reply)
         await conn.add_listener(channel(self.schema, "state"), self._on_state)
+
+    def _on_listener_lost(self, _conn: object) -> None:
+        if self._pool is not None:
+            log.warning("%s: LISTEN connection lost; reconnecting (polling meanwhile)", self)
+            self._spawn(self._relisten())
+
+    async def _relisten(self) -> None:
+        delay = 0.05
+        while self._pool is not None:
+            try:
+                await self._listen()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            for queues in self._followers.values():
+                for q in queues:
+                    q.put_nowait(_RESYNC)
+            if self._node is not None:
+                self._node.members_changed()
+            return
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -406,13 +433,18 @@ class Postgres(Ecosystem):
                 item = await queue.get()
                 if item is _CLOSED:
                     return
-                n, version, data = _state_item(item)
+                if item is _RESYNC:
+                    n, state = await self._read(pool, key, ref.id)
+                else:
+                    n, version, data = _state_item(item)
+                    if n <= count:
+                        continue
+                    if data is None:  # too big for a notification
+                        n, state = await self._read(pool, key, ref.id)
+                    else:
+                        state = self._c.decode_state(etype.name, ref.id, data, version)
                 if n <= count:
                     continue
-                if data is None:
-                    state = await self.state(ref)
-                else:
-                    state = self._c.decode_state(etype.name, ref.id, data, version)
                 count = n
                 yield state
         finally:
@@ -424,6 +456,18 @@ class Postgres(Ecosystem):
                     await self._pool.execute(
                         f"DELETE FROM {self._s}.watches WHERE watch_id = $1", watch_id
                     )
+
+    async def _read(self, pool: asyncpg.Pool, key: Key, id: Hashable) -> tuple[int, Any]:
+        """`(activation count, state)` as committed now."""
+        row = await pool.fetchrow(
+            f"SELECT version, data, activations FROM {self._s}.states "
+            f"WHERE entity_type = $1 AND entity_id = $2",
+            *key,
+        )
+        if row is None:
+            return 0, self.registry.types[key[0]].instance.init(id)
+        state = self._c.decode_state(key[0], id, row["data"], row["version"])
+        return int(row["activations"]), state
 
     async def _watch(
         self, pool: asyncpg.Pool, watch_id: uuid.UUID, key: Key, id: Hashable

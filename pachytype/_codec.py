@@ -60,6 +60,7 @@ from cattrs.preconf.orjson import make_converter
 from pachytype._address import Address, Envelope, Ref, make_envelope, make_ref, unpack
 from pachytype._errors import DecodeError, EncodeError, PachytypeError, UnknownEntityError
 from pachytype._hints import field_types, unresolved_names
+from pachytype._names import snake_case
 from pachytype._registry import EntityType, Registry
 from pachytype._versioning import upgrade_raw
 
@@ -293,17 +294,20 @@ class Codec:
         name = address.entity_type
         return [name, self.encode_id(name, address.id)]
 
-    def _structure_address(self, raw: object, _type: object) -> Address[Any]:
+    def _structure_address(self, raw: object, type_: object) -> Address[Any]:
         if not (type(raw) is list and len(raw) == 2 and all(type(x) is str for x in raw)):
             raise _Shape("an address [entity type, id text]", raw)
         name, text = raw
         if name not in self.registry.types:
             raise _Shape(f"an entity type of {self.registry.package}", name)
+        ref_class = _ref_class(type_)
+        if ref_class is not Ref and snake_case(ref_class.__name__.removesuffix("Ref")) != name:
+            raise _Shape(f"an address of the entity {ref_class.__name__} refers to", name)
         try:
             id = self.decode_id(name, text)
         except DecodeError as error:
             raise _Shape(f"an id of {name!r} ({self._entities[name].id.expected})", text) from error
-        return make_ref(Ref, name, id)
+        return make_ref(ref_class, name, id)
 
     # -- internals -----------------------------------------------------------
 
@@ -493,6 +497,7 @@ def _converter(codec: Codec, *, detailed: bool) -> Converter:
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(type(None), _structure_none)
     converter.register_unstructure_hook_func(_is_address, codec._unstructure_address)
     converter.register_structure_hook_func(_is_address, codec._structure_address)
     converter.register_structure_hook_factory(_is_collection, _collection_structure)
@@ -579,6 +584,11 @@ def _collection_structure(tp: Any, converter: Converter) -> Structure:
     return structure
 
 
+def _structure_none(value: object, _type: object) -> None:
+    if value is not None:
+        raise _Shape("null", value)
+
+
 def _is_int_keyed(tp: Any) -> bool:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     return origin in (dict, abc.Mapping) and len(args) == 2 and _supertype(args[0]) is int
@@ -601,6 +611,14 @@ def _int_keyed_structure(tp: Any, converter: Converter) -> Structure:
         return result
 
     return structure
+
+
+def _ref_class(tp: object) -> type[Ref[Any, Any]]:
+    """The class to rebuild an address as: a generated ref class (`ClientRef`) when
+    the field names one, so its methods work; a plain `Ref` for `Address[M]`."""
+    if isinstance(tp, type) and issubclass(tp, Ref) and tp is not Ref:
+        return tp
+    return Ref
 
 
 def _is_address(tp: Any) -> bool:

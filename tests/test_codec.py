@@ -252,3 +252,20 @@ def test_int_keys_travel_as_canonical_digits(codec: Codec) -> None:
         DecodeError, match=r"at \$: expected an int key \(canonical digits\), got '01'"
     ):
         codec.decode_state("ledger", "l", b'{"01":"a"}', 1)
+
+
+def test_a_field_typed_with_a_generated_ref_class_decodes_as_that_class() -> None:
+    from tests.golden.ping_pong import refs
+    from tests.golden.ping_pong.client import ClientId
+    from tests.golden.ping_pong.server import Hello
+
+    codec = Codec(refs.REGISTRY)
+    c1 = ClientId("c1")
+    hello = Hello(client=refs.client(c1))
+    decoded = codec.decode_message("server", codec.encode_message("server", hello))
+    assert decoded == hello
+    assert isinstance(decoded, Hello)
+    assert type(decoded.client) is refs.ClientRef
+    assert decoded.client.pong(n=1) == refs.client(c1).pong(n=1)
+    with pytest.raises(DecodeError, match="expected an address of the entity ClientRef refers to"):
+        codec.decode_message("server", b'["Hello",{"client":["server","c1"]}]')

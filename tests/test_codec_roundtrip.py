@@ -10,7 +10,8 @@ import importlib
 import typing
 import uuid
 from collections import abc
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
 from typing import Any, NewType
 
@@ -23,10 +24,16 @@ from pachytype import Address, Ref, Registry
 from pachytype._address import make_ref
 from pachytype._codec import Codec
 from pachytype._hints import field_types
+from pachytype._names import snake_case
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/refs.py"))
-REGISTRIES = [f"examples.{name}.refs" for name in EXAMPLES] + ["tests.codec_pkg.registry"]
+GOLDEN = sorted(p.parent.name for p in (ROOT / "tests" / "golden").glob("*/refs.py"))
+REGISTRIES = [
+    *(f"examples.{name}.refs" for name in EXAMPLES),
+    *(f"tests.golden.{name}.refs" for name in GOLDEN),
+    "tests.codec_pkg.registry",
+]
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -53,8 +60,15 @@ def values(tp: Any, registry: Registry, depth: int = 0) -> st.SearchStrategy[Any
     }
     if tp in simple:
         return simple[tp]
+    if tp is datetime:
+        return st.datetimes(timezones=st.none() | st.just(UTC))
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return st.sampled_from(list(tp))
     if origin in (typing.Union, type(int | str)):
         return st.one_of([values(a, registry, depth) for a in args])
+    if isinstance(tp, type) and issubclass(tp, Ref) and tp is not Ref:  # a generated ref class
+        name = snake_case(tp.__name__.removesuffix("Ref"))
+        return ids(registry, name).map(lambda id: make_ref(tp, name, id))
     if (isinstance(origin, type) and issubclass(origin, Address)) or (
         isinstance(tp, type) and issubclass(tp, Address)
     ):

@@ -157,6 +157,10 @@ class Node:
                         event.set()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("node %s heartbeat failed: %s", self.node_id, error)
+            except Exception:
+                # A bug must not silently stop the heartbeat (the leases would
+                # stay renewed by nobody); log it whole and beat again.
+                log.exception("node %s heartbeat failed unexpectedly", self.node_id)
             self._members.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._members.wait(), interval)
@@ -185,6 +189,13 @@ class Node:
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                     self._caches[w].clear()  # the commit may have happened: trust only the db
                     log.warning("node %s worker %d: batch failed: %s", self.node_id, w, error)
+                    await asyncio.sleep(min(self.poll_interval, 0.2))
+                    continue
+                except Exception:
+                    # A dead worker would strand its partitions while the
+                    # heartbeat keeps their leases: log the bug and go on.
+                    self._caches[w].clear()
+                    log.exception("node %s worker %d: batch failed unexpectedly", self.node_id, w)
                     await asyncio.sleep(min(self.poll_interval, 0.2))
                     continue
             if handled:

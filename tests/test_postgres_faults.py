@@ -93,7 +93,10 @@ class Cluster:
 
     async def check(self) -> None:
         """Every acknowledged bump applied exactly once, in order, with its note."""
-        await asyncio.wait_for(self.client.settle(), 20)
+        try:
+            await asyncio.wait_for(self.client.settle(), 20)
+        except TimeoutError:
+            raise AssertionError(f"mail left over: {await self._leftover()}") from None
         n = self.acked
         assert n > 20, "the load generator barely ran"
         for c in COUNTERS:
@@ -104,6 +107,15 @@ class Cluster:
             expected = {c: n for i, c in enumerate(COUNTERS) if i % AUDITS == a}
             assert audit == AuditState(last=expected, anomalies=0)
         assert await self.client.dead_letters() == []
+
+    async def _leftover(self) -> str:
+        assert self.conn is not None
+        rows = await self.conn.fetch(
+            f"SELECT m.partition, count(*), l.owner, l.epoch, l.expires_at > now() AS valid "
+            f'FROM "{self.schema}".mailbox m JOIN "{self.schema}".leases l USING (partition) '
+            f"GROUP BY m.partition, l.owner, l.epoch, l.expires_at"
+        )
+        return "; ".join(str(dict(r)) for r in rows)
 
     def logs_of(self, node_id: str) -> str:
         return (self.logs / f"{node_id}.log").read_text()

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import Postgres
+from pachytype._pg_inspect import inspect_schema, migrate_schema
 from pachytype._pg_schema import VERSION, SchemaError, current_version, migrate
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from tests.conformance import refs
+from tests.conformance.entities import TallyId
 from tests.conformance.refs import REGISTRY
 
 
@@ -107,3 +111,17 @@ def test_a_schema_name_that_is_not_a_plain_identifier_is_refused() -> None:
     with pytest.raises(ValueError) as info:
         Postgres("postgresql://x@localhost/db", REGISTRY, schema='x"; DROP TABLE users; --')
     assert "is not a plain lower-case identifier" in str(info.value)
+
+
+async def test_inspect_summarises_nodes_partitions_and_mail(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    assert (await inspect_schema(dsn, name)).version == 0
+    assert await migrate_schema(dsn, name, 8) == (0, VERSION)
+    async with Postgres(dsn, REGISTRY, schema=name, node_id="i1") as eco:
+        await eco.call(refs.tally(TallyId("a")).add(n=1))
+        await eco.send(refs.log(1).append(value=1).after(timedelta(hours=1)))
+        summary = await inspect_schema(dsn, name)
+    assert summary.version == VERSION and summary.partitions == 8 and summary.unowned == 0
+    assert [(n.node_id, n.partitions) for n in summary.nodes] == [("i1", 8)]
+    assert (summary.mail_due, summary.mail_delayed, summary.states) == (0, 1, 1)
+    assert summary.dead_letters == 0

@@ -338,7 +338,7 @@ class Postgres(Ecosystem):
                     remote,
                 )
                 break
-            except (OSError, asyncpg.InterfaceError):
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
                 # The commit may or may not have happened: resend the same ids;
                 # the receiver drops a message whose id it already consumed.
                 if attempt == 2:

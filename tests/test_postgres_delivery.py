@@ -1,0 +1,83 @@
+"""Delivery on PostgreSQL: a resent outside message is applied once, and
+mail (delayed or not, calls included) waits in the database for a node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from pachytype import Postgres
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from tests.conformance import refs
+from tests.conformance.entities import TallyId
+from tests.conformance.refs import REGISTRY
+
+
+@pytest.fixture
+async def schema() -> AsyncIterator[tuple[str, str]]:
+    dsn = require_postgres()
+    name = new_schema_name()
+    yield dsn, name
+    drop_schemas(dsn, [name])
+
+
+def open_eco(dsn: str, schema: str, *, node: bool = True) -> Postgres:
+    return Postgres(
+        dsn,
+        REGISTRY,
+        schema=schema,
+        node=node,
+        partitions=8,
+        lease=timedelta(seconds=2),
+        poll_interval=0.1,
+    )
+
+
+async def test_a_resent_outside_message_is_applied_once(schema: tuple[str, str]) -> None:
+    dsn, name = schema
+    async with open_eco(dsn, name) as eco:
+        row = eco._encode(refs.tally(TallyId("once")).add(n=5))
+        await eco._insert([row], reply=False)
+        await eco.settle()
+        await eco._insert([row], reply=False)  # same message id: a resend after a lost ack
+        await eco._insert([row, row], reply=False)
+        await eco.settle()
+        assert await eco.state(refs.tally(TallyId("once"))) == 5
+
+
+async def test_mail_and_calls_wait_in_the_database_until_a_node_runs(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    async with open_eco(dsn, name, node=False) as client:
+        await client.send(refs.tally(TallyId("w")).add(n=1))
+        await client.send(refs.log(1).append(value=7).after(timedelta(milliseconds=300)))
+        call = asyncio.create_task(client.call(refs.tally(TallyId("w")).add(n=2)))
+        await asyncio.sleep(0.3)
+        assert not call.done()
+        started = time.monotonic()
+        async with open_eco(dsn, name):
+            assert await asyncio.wait_for(call, 10) == 3
+            async for log in client.follow(refs.log(1)):
+                if log:
+                    assert log == (7,)
+                    break
+        assert time.monotonic() - started < 5
+
+
+async def test_a_delayed_message_survives_the_node_that_scheduled_it(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    async with open_eco(dsn, name) as eco:
+        await eco.call(refs.emitter("r").remind(to=refs.log(2), value=9, delay_ms=400))
+    await asyncio.sleep(0.5)  # due while no node runs
+    async with open_eco(dsn, name) as eco:
+        async for log in eco.follow(refs.log(2)):
+            if log:
+                assert log == (9,)
+                break

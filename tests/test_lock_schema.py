@@ -107,3 +107,56 @@ async def test_a_stale_refs_py_is_refused(counter_copy: Path) -> None:
         "'stale_counter' changed since it was generated: its fingerprint is "
     )
     assert str(error.value).endswith("; the ecosystem was not opened")
+
+
+OUTER = '''\
+"""A message whose narrowed address names a class of another package, for mypy only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from attrs import frozen
+
+from pachytype import Activation, Address, Entity
+
+if TYPE_CHECKING:
+    from examples.ping_pong.ping import Pong
+
+
+@frozen
+class Ask:
+    """Answer to `reply_to`."""
+
+    reply_to: Address[Pong]
+
+
+class Oracle(Entity[str, Ask, int]):
+    """Counts questions."""
+
+    def init(self, id: str) -> int:
+        return 0
+
+    def activate(self, msg: Ask, state: int) -> Activation[int]:
+        return [], state + 1
+'''
+
+
+async def test_a_type_only_mypy_sees_from_outside_is_no_false_alarm(tmp_path: Path) -> None:
+    package = tmp_path / "outer_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Outer."""\n')
+    (package / "oracle.py").write_text(OUTER)
+    write(generate(package))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        refs = importlib.import_module("outer_pkg.refs")
+        from examples.ping_pong.ping import PingerId
+        from examples.ping_pong.refs import pinger
+
+        async with InMemory(refs.REGISTRY) as eco:
+            assert await eco.call(refs.oracle("o").ask(reply_to=pinger(PingerId("p")))) == 1
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.split(".")[0] == "outer_pkg"]:
+            del sys.modules[name]

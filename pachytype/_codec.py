@@ -236,12 +236,18 @@ class Codec:
         """
         codec = self._for(entity_type, id)
         current = codec.etype.state_version
-        fix = (
-            f"the stored state (version {version}) does not fit "
-            f"{_spell(codec.state_type)} after upgrading: if the state's shape changed, "
-            f"bump state_version to {current + 1} and add "
-            f"@upgrade(from_version={current}) converting the old shape"
-        )
+        if version < current:
+            fix = (
+                f"the @upgrade chain from version {version} to {current} produced data that "
+                f"does not fit {_spell(codec.state_type)}: fix the upgraders"
+            )
+        else:
+            fix = (
+                f"the stored state (version {version}) does not fit "
+                f"{_spell(codec.state_type)}: if the state's shape changed, bump "
+                f"state_version to {current + 1} and add @upgrade(from_version={current}) "
+                f"converting the old shape"
+            )
         raw = self._load(entity_type, id, "state", data, fix)
         raw = upgrade_raw(codec.etype.entity, id, raw, version)
         try:

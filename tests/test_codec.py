@@ -189,9 +189,9 @@ def test_state_of_the_wrong_shape(codec: Codec) -> None:
         codec.decode_state("box", BoxNo(9), b'["Full",{"items":"abc"}]', 1)
     assert str(error.value) == (
         "cannot decode the state of entity 'box' (id 9): at $[1].items: expected a list of "
-        "str, got 'abc'; the stored state (version 1) does not fit Full | Vacant after "
-        "upgrading: if the state's shape changed, bump state_version to 2 and add "
-        "@upgrade(from_version=1) converting the old shape"
+        "str, got 'abc'; the stored state (version 1) does not fit Full | Vacant: if the "
+        "state's shape changed, bump state_version to 2 and add @upgrade(from_version=1) "
+        "converting the old shape"
     )
 
 

@@ -13,7 +13,7 @@ from attrs import frozen
 
 from examples.bank import refs as bank
 from examples.bank.account import Account, AccountId, AccountState
-from pachytype import Activation, Entity, LocalDisk, StateVersionError, upgrade
+from pachytype import Activation, DecodeError, Entity, LocalDisk, StateVersionError, upgrade
 from pachytype._codec import Codec
 from pachytype._versioning import upgrade_raw
 from tests.bank_v1 import account as v1
@@ -140,6 +140,17 @@ def test_bank_v1_bytes_decode_into_cents() -> None:
     assert new.decode_state("account", ALICE, data, 1) == AccountState(balance=700)
     assert new.decode_state("account", ALICE, b'{"balance":700}', 2) == AccountState(700)
     assert Account.state_version == 2
+
+
+def test_an_upgrade_whose_output_does_not_fit_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError) as error:
+        Codec(bank.REGISTRY).decode_state("account", ALICE, b'{"balance":"7"}', 1)
+    assert str(error.value) == (
+        "cannot decode the state of entity 'account' (id 'alice'): at $.balance: expected "
+        f"an int, got '{'7' * 100}'; the "
+        "@upgrade chain from version 1 to 2 produced data that does not fit AccountState: fix "
+        "the upgraders"
+    )
 
 
 async def test_bank_upgrades_state_stored_by_the_v1_code(tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ class Resolver:
         if name in facts.classes:
             return Sym(Kind.CLASS, facts.name, name)
         if name in facts.assigns:
-            return self._assigned(facts, facts.assigns[name])
+            return self._assigned(facts, facts.assigns[name], node)
         binding = facts.imports.get(name)
         if binding is not None:
             if binding.attribute is None:
@@ -134,14 +134,21 @@ class Resolver:
             return found
         return Sym(Kind.EXTERNAL, owner.name, attribute)
 
-    def _assigned(self, facts: ModuleFacts, assign: AssignFacts) -> Sym:
+    def _assigned(self, facts: ModuleFacts, assign: AssignFacts, use: cst.CSTNode) -> Sym:
+        """`use` is where the name is used: problems point there, not at the definition."""
         value = assign.value
         if isinstance(value, cst.Call):
             func = self.expr(facts.name, value.func)
             if isinstance(func, Sym) and is_typing(func, "NewType") and len(value.args) == 2:
                 base = self.expr(facts.name, value.args[1].value)
                 return Sym(Kind.NEWTYPE, facts.name, assign.name, base)
-            raise Unresolved(f"`{assign.name}` is not a type (it is assigned a call)", value)
+            if isinstance(func, Sym) and is_typing(func, "TypeVar"):
+                raise Unresolved(
+                    f"`{assign.name}` is a TypeVar, and the generator needs concrete types",
+                    use,
+                    "generic entity classes are not supported: write the types themselves",
+                )
+            raise Unresolved(f"`{assign.name}` is not a type (it is assigned a call)", use)
         return Sym(Kind.ALIAS, facts.name, assign.name, self.expr(facts.name, value))
 
     def expr(self, module: str, node: cst.BaseExpression) -> TypeExpr:

@@ -342,6 +342,32 @@ def test_message_field_without_a_type(tmp_path: Path) -> None:
     assert found == ["pkg/m.py:6: field `n` of `Ping` has no type: annotate it (`n: int = ...`)"]
 
 
+def test_generic_entity_class(tmp_path: Path) -> None:
+    found = _problems(
+        tmp_path,
+        {
+            "m.py": """
+            from typing import TypeVar
+            from attrs import frozen
+            from pachytype import Entity
+
+            S = TypeVar("S")
+
+            @frozen
+            class Ping:
+                pass
+
+            class Holder(Entity[str, Ping, S]):
+                pass
+            """
+        },
+    )
+    assert found == [
+        "pkg/m.py:11: entity Holder, the state type: `S` is a TypeVar, and the generator needs "
+        "concrete types; generic entity classes are not supported: write the types themselves"
+    ]
+
+
 def test_directory_without_init(tmp_path: Path) -> None:
     with pytest.raises(problems.GenerateError) as raised:
         generate.generate(tmp_path)

@@ -29,4 +29,3 @@ class Account(Entity[AccountId, AccountMsg, AccountState]):
                 return [], AccountState(state.balance + amount)
             case Withdraw(amount=amount) | Transfer(amount=amount):
                 return [], AccountState(state.balance - amount)
-

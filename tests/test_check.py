@@ -338,3 +338,17 @@ def test_async_activate_and_await(shop: Path) -> None:
         f"{cart}:{line_of(shop, 'await LATER')}: "
         + IMPURE.format(what="awaits; activation is synchronous: return envelopes instead"),
     ]
+
+
+def test_a_locked_entity_that_disappeared(shop: Path) -> None:
+    edit(shop, "class Cart(Entity", "class Basket(Entity")
+    lock_file = shop / "pachytype.lock"
+    entity_line = line_of(shop, "class Basket(")
+    locked_line = lock_file.read_text().splitlines().index("entity cart shop.cart.Cart") + 1
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{entity_line}: entity Basket: not in pachytype.lock yet: run "
+        "`pachytype lock shop` and commit it",
+        f"{lock_file}:{locked_line}: entity `cart` (shop.cart.Cart) is locked but no longer in "
+        "the package: its stored state and mail can no longer be read; if it is gone on "
+        "purpose, run `pachytype lock shop`",
+    ]

@@ -113,7 +113,8 @@ class Codec:
         self.registry = registry
         self._fast = _converter(self, detailed=False)
         self._detailed: Converter | None = None
-        self._entities = {t.name: self._entity(t) for t in registry}
+        self._entities: dict[str, _EntityCodec] = {}
+        self._entities.update({t.name: self._entity(t) for t in registry})
 
     # -- ids -----------------------------------------------------------------
 
@@ -300,20 +301,30 @@ class Codec:
         name = address.entity_type
         return [name, self.encode_id(name, address.id)]
 
-    def _structure_address(self, raw: object, type_: object) -> Address[Any]:
-        if not (type(raw) is list and len(raw) == 2 and all(type(x) is str for x in raw)):
-            raise _Shape("an address [entity type, id text]", raw)
-        name, text = raw
-        if name not in self.registry.types:
-            raise _Shape(f"an entity type of {self.registry.package}", name)
+    def _address_structure(self, type_: Any, _converter: Converter) -> Structure:
+        """The hook for one declared address type (`Address[M]`, `ClientRef`)."""
         ref_class = _ref_class(type_)
-        if ref_class is not Ref and snake_case(ref_class.__name__.removesuffix("Ref")) != name:
-            raise _Shape(f"an address of the entity {ref_class.__name__} refers to", name)
-        try:
-            id = self.decode_id(name, text)
-        except DecodeError as error:
-            raise _Shape(f"an id of {name!r} ({self._entities[name].id.expected})", text) from error
-        return make_ref(ref_class, name, id)
+        expected = snake_case(ref_class.__name__.removesuffix("Ref"))
+        entities = self._entities  # filled in by __init__ before any decoding
+
+        def structure(raw: object, _type: object) -> Address[Any]:
+            if not (type(raw) is list and len(raw) == 2):
+                raise _Shape("an address [entity type, id text]", raw)
+            name, text = raw
+            codec = entities.get(name) if type(name) is str else None
+            if codec is None:
+                raise _Shape(f"an entity type of {self.registry.package}", name)
+            if ref_class is not Ref and name != expected:
+                raise _Shape(f"an address of the entity {ref_class.__name__} refers to", name)
+            try:
+                if type(text) is not str:
+                    raise TypeError("not a str")
+                id = codec.id.decode(text)
+            except Exception as error:
+                raise _Shape(f"an id of {name!r} ({codec.id.expected})", text) from error
+            return make_ref(ref_class, name, id)
+
+        return structure
 
     # -- internals -----------------------------------------------------------
 
@@ -505,7 +516,7 @@ def _converter(codec: Codec, *, detailed: bool) -> Converter:
     converter.register_structure_hook(bool, _structure_bool)
     converter.register_structure_hook(type(None), _structure_none)
     converter.register_unstructure_hook_func(_is_address, codec._unstructure_address)
-    converter.register_structure_hook_func(_is_address, codec._structure_address)
+    converter.register_structure_hook_factory(_is_address, codec._address_structure)
     converter.register_structure_hook_factory(_is_collection, _collection_structure)
     converter.register_structure_hook_factory(_is_int_keyed, _int_keyed_structure)
     converter.register_unstructure_hook_factory(_is_tagged_union, _tagged_unstructure)

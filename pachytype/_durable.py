@@ -6,30 +6,41 @@ Design note
 Rules, on top of the core's (one dispatcher, pure activations, all or
 nothing per activation, fairness, passivation):
 
-* **Effects only after commit.** The dispatcher drains ready entities into
-  a `CommitBatch` of plain values (encoded states, new mail, consumed ids,
-  dead letters), awaits `Store.commit`, and only then applies the effects:
-  new mail enters inboxes, `send`s return, `call`s resolve, followers see
-  the new states. Nothing a caller can observe is ever rolled back.
+* **Nothing observable before commit.** The dispatcher builds a
+  `CommitBatch` of plain values (encoded states, new mail, consumed ids,
+  dead letters), awaits `Store.commit`, and only then applies what a caller
+  can see: `send`s return, `call`s resolve or raise, followers get the new
+  states, states become readable. Nothing anyone saw is ever rolled back.
+* **Mail moves early, safely.** New mail (from `send`, from activations,
+  from fired timers) enters its target's inbox while its batch is built,
+  so it may be handled in that same batch or the next. That is safe
+  because batches commit one at a time, in build order: a message is never
+  consumed by a commit earlier than the one that stores it, and a crash
+  loses a suffix of batches, never a batch without its predecessors.
 * **Latest state.** While an entity's commit is in flight it is *busy*: it
-  is not activated again (its new mail waits in its inbox) until that
-  commit is applied, so every activation starts from a committed state.
-* **Group commit, pipelined.** While batch k is being written (on the
-  store's thread), the dispatcher builds batch k+1 from every other ready
-  entity and every `send` that arrived; one commit is in flight at a time,
-  so batches commit in the order they were built. A batch is bounded by
-  `max_batch` activations; a send waits at most for the commit in flight
-  plus its own (no timer-based waiting).
+  is not activated again until that commit is applied, so every activation
+  starts from its predecessor's state, which is committed before the new
+  one is.
+* **Group commit.** One commit at a time: build, commit, apply. Whatever
+  arrives meanwhile (sends, calls, fired timers) joins the next batch, so
+  batches grow with load. A batch is bounded by `max_batch` activations
+  and about `max_batch` new messages from outside; a `send` waits for at
+  most the commit under way plus its own (no timers). Mail stored and
+  consumed by the same batch is not written at all.
+* **Calls first.** An entity with a waiting `call` is served before the
+  entities that only have fire-and-forget mail, so call latency stays low
+  under a flood of sends. `send` applies backpressure: it waits while more
+  than `max_backlog` messages sit in inboxes.
 * **Ids.** Message ids come from one counter (resumed from the store), in
-  commit order; an entity consumes its mail in id order, so the store keeps
+  build order; an entity consumes its mail in id order, so a store may keep
   one consumed cursor per entity (see `pachytype._store`).
-* **Memory.** Live records exist only while an entity has mail (as in the
-  core). Committed states are cached up to `cache_size` entries (least
-  recently committed go first) and re-read from the store when needed.
-* **Encoding at the edges.** `send` encodes in the caller's task, so a
-  message that cannot be encoded is refused before anything is written; an
-  activation's new state and envelopes are encoded in its turn, so an
-  encoding failure is that activation's failure (a dead letter).
+* **Held entities** (state that cannot be loaded, `pachytype._versioning`):
+  never activated, their mail stays stored and unconsumed, `call` and
+  `state` on them raise the load error.
+* **Memory.** Idle live records are dropped in bulk once more than
+  `_LIVE_KEPT` exist; committed states are cached up to `cache_size`
+  (least recently committed go first) and re-read from the store when
+  needed.
 """
 
 from __future__ import annotations
@@ -42,83 +53,40 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
-from pachytype._address import Address, Envelope, Key, _Envelope, not_an_envelope
+from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._registry import EntityType, Registry
-from pachytype._runtime import _CLOSED, _RECENT, _RECENT_KEPT, _SLICE, Runtime, address_of
-from pachytype._store import CommitBatch, DeadRow, EntityWrite, MailRow, Store, TimerRow
+from pachytype._runtime import _CLOSED, _RECENT, _SLICE, Runtime, address_of
+from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
 
-MAX_BATCH: Final = 4096
-"""Default bound on activations per group commit."""
+MAX_BATCH: Final = 1024
+"""Default bound on activations (and on new outside messages) per group commit."""
 
 CACHE_SIZE: Final = 100_000
 """Default number of committed states kept in memory."""
 
-_GC_EVERY: Final = 64
+MAX_BACKLOG: Final = 100_000
+"""Default number of queued messages above which `send` waits."""
+
+_LIVE_KEPT: Final = 20_000
+"""Idle live records kept (with their recent messages) before a bulk drop."""
+
+_GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
 
 _UNBORN: Final = object()
 """Cached in place of a state: the entity has none stored (its `init` applies)."""
 
-
-class Codec(Protocol):
-    """What the durable runtime needs from `pachytype._codec.Codec`."""
-
-    def encode_id(self, entity_type: str, id: Hashable) -> str: ...
-    def decode_id(self, entity_type: str, text: str) -> Hashable: ...
-    def encode_message(self, entity_type: str, message: object) -> bytes: ...
-    def decode_message(self, entity_type: str, data: bytes) -> object: ...
-    def encode_state(self, entity_type: str, state: object) -> bytes: ...
-    def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
+Future: TypeAlias = "asyncio.Future[Any]"
+Mail: TypeAlias = tuple[int, object, "asyncio.Future[Any] | None"]
+"""An inbox entry: (message id, message, future of a `call` or None)."""
 
 
-class _Broken:
-    """Cached in place of a state that cannot be loaded (bad data, failed upgrade)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
-class _Mail:
-    """An inbox entry: a message, its id, and the future of a `call`, if any."""
-
-    __slots__ = ("fut", "id", "message")
-
-    def __init__(self, id: int, message: object, fut: asyncio.Future[Any] | None) -> None:
-        self.id = id
-        self.message = message
-        self.fut = fut
-
-
-class _Live:
-    """An entity with mail. `busy`: a commit with its activation is in flight."""
-
-    __slots__ = ("address", "busy", "etype", "id_text", "inbox", "key", "recent", "scheduled")
-
-    def __init__(
-        self,
-        address: Address[Any],
-        etype: EntityType,
-        id_text: str,
-        recent: deque[object] | None,
-    ) -> None:
-        self.key = address._key
-        self.address = address
-        self.etype = etype
-        self.id_text = id_text
-        self.inbox: deque[_Mail] = deque()
-        self.recent: deque[object] = deque(maxlen=_RECENT) if recent is None else recent
-        self.scheduled = False
-        self.busy = False
-
-
-class _Out:
-    """A checked, encoded message on its way to a commit (not yet numbered)."""
+class Out:
+    """A checked, encoded message on its way into a batch (not yet numbered)."""
 
     __slots__ = ("address", "delay", "etype", "fut", "id_text", "message", "payload")
 
@@ -130,7 +98,7 @@ class _Out:
         message: object,
         payload: bytes,
         delay: float,
-        fut: asyncio.Future[Any] | None,
+        fut: Future | None,
     ) -> None:
         self.address = address
         self.etype = etype
@@ -141,12 +109,63 @@ class _Out:
         self.fut = fut
 
 
+class Codec(Protocol):
+    """What the durable runtime needs from `pachytype._codec.Codec`."""
+
+    def encode_id(self, entity_type: str, id: Hashable) -> str: ...
+    def decode_id(self, entity_type: str, text: str) -> Hashable: ...
+    def encode_message(self, entity_type: str, message: object) -> bytes: ...
+    def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object: ...
+    def encode_state(self, entity_type: str, state: object) -> bytes: ...
+    def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
+
+
+class _Held:
+    """Cached in place of a state that cannot be loaded: the entity is held."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _Live:
+    """An entity in memory: its inbox, recent messages and scheduling flags.
+
+    `scheduled`: in a ready queue or busy; `busy`: a commit with its
+    activation is in flight; `urgent`: in the calls-first queue.
+    """
+
+    __slots__ = (
+        "address",
+        "busy",
+        "etype",
+        "id_text",
+        "inbox",
+        "key",
+        "recent",
+        "scheduled",
+        "urgent",
+    )
+
+    def __init__(self, address: Address[Any], etype: EntityType, id_text: str) -> None:
+        self.key = address._key
+        self.address = address
+        self.etype = etype
+        self.id_text = id_text
+        self.inbox: deque[Mail] = deque()
+        self.recent: deque[object] = deque(maxlen=_RECENT)
+        self.scheduled = False
+        self.busy = False
+        self.urgent = False
+
+
 class _Timer:
     """A delayed message: stored in the timers table, armed on the loop."""
 
     __slots__ = ("due", "handle", "id", "out")
 
-    def __init__(self, id: int, out: _Out, due: float) -> None:
+    def __init__(self, id: int, out: Out, due: float) -> None:
         self.id = id
         self.out = out
         self.due = due
@@ -159,49 +178,34 @@ class _Request:
     __slots__ = ("ack", "outs", "redeliver")
 
     def __init__(
-        self, outs: list[_Out], ack: asyncio.Future[None] | None, redeliver: int | None = None
+        self, outs: list[Out], ack: asyncio.Future[None] | None, redeliver: int | None = None
     ) -> None:
         self.outs = outs
         self.ack = ack
         self.redeliver = redeliver
 
 
-class _Turn:
-    """What one entity's turn does once committed."""
-
-    __slots__ = ("failures", "live", "results", "state", "states")
-
-    def __init__(self, live: _Live) -> None:
-        self.live = live
-        self.state: object = _UNBORN  # _UNBORN: unchanged
-        self.results: list[tuple[asyncio.Future[Any], object]] = []
-        self.failures: list[tuple[asyncio.Future[Any], Exception]] = []
-        self.states: list[object] = []
-
-
 class _Pending:
-    """A built batch's in-memory effects, applied after its commit."""
+    """A built batch's observable effects, applied once it is committed.
 
-    __slots__ = ("acks", "deliver", "first_id", "timers", "turns")
+    `turns`: (entity, new state or _UNBORN if unchanged, states to show
+    followers or None); `results`/`failures`: call outcomes.
+    """
 
-    def __init__(self, first_id: int) -> None:
-        self.first_id = first_id
-        self.turns: list[_Turn] = []
-        self.deliver: list[tuple[int, _Out]] = []
+    __slots__ = ("acks", "failures", "results", "timers", "turns")
+
+    def __init__(self) -> None:
+        self.turns: list[tuple[_Live, object, list[object] | None]] = []
+        self.results: list[tuple[Future, object]] = []
+        self.failures: list[tuple[Future, Exception]] = []
         self.timers: list[_Timer] = []
         self.acks: list[asyncio.Future[None]] = []
 
-    def futures(self) -> Iterable[asyncio.Future[Any]]:
+    def futures(self) -> Iterable[Future]:
         yield from self.acks
-        for _, out in self.deliver:
-            if out.fut is not None:
-                yield out.fut
-        for timer in self.timers:
-            if timer.out.fut is not None:
-                yield timer.out.fut
-        for turn in self.turns:
-            yield from (f for f, _ in turn.results)
-            yield from (f for f, _ in turn.failures)
+        yield from (f for f, _ in self.results)
+        yield from (f for f, _ in self.failures)
+        yield from (t.out.fut for t in self.timers if t.out.fut is not None)
 
 
 class DurableRuntime(Runtime):
@@ -215,6 +219,7 @@ class DurableRuntime(Runtime):
         *,
         max_batch: int = MAX_BATCH,
         cache_size: int = CACHE_SIZE,
+        max_backlog: int = MAX_BACKLOG,
         name: str = "LocalDisk",
     ) -> None:
         super().__init__(registry)
@@ -222,22 +227,26 @@ class DurableRuntime(Runtime):
         self.codec = codec
         self.max_batch = max_batch
         self.cache_size = cache_size
+        self.max_backlog = max_backlog
         self.name = name
         self._cache: dict[Key, object] = {}
         self._dlive: dict[Key, _Live] = {}
         self._dready: deque[_Live] = deque()
-        self._incoming: list[_Request] = []
+        self._urgent: deque[_Live] = deque()
+        self._incoming: deque[_Request] = deque()
+        self._calls: deque[_Request] = deque()
         self._fired: list[_Timer] = []
         self._armed: dict[int, _Timer] = {}
         self._to_load: list[_Live] = []
         self._id_texts: dict[Key, str] = {}
         self._next_id = 1
         self._commits = 0
-        self._inflight_first: int | None = None
+        self._backlog = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._pending: _Pending | None = None
         self._failure: BaseException | None = None
-        self._startup: list[EntityWrite] = []
-        self._startup_dead: list[DeadRow] = []
+        self._startup = CommitBatch()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -256,19 +265,20 @@ class DurableRuntime(Runtime):
         """Stop the dispatcher, fail what waits, close the store."""
         await super().stop()
         closed = EcosystemClosedError(
-            f"the ecosystem closed before this message was handled; it is stored and "
-            f"will be delivered when the {self.name} database is opened again"
+            f"the ecosystem closed before this message was handled; if it was sent, it is "
+            f"stored and will be delivered when the {self.name} database is opened again"
         )
         self._fail_waiting(closed)
         self._dlive.clear()
         self._dready.clear()
+        self._urgent.clear()
         await self.store.close()
 
     def _fail_waiting(self, error: BaseException) -> None:
-        futures: list[asyncio.Future[Any]] = []
+        futures: list[Future] = []
         for live in self._dlive.values():
-            futures.extend(m.fut for m in live.inbox if m.fut is not None)
-        for request in self._incoming:
+            futures.extend(fut for _, _, fut in live.inbox if fut is not None)
+        for request in [*self._incoming, *self._calls]:
             if request.ack is not None:
                 futures.append(request.ack)
             futures.extend(o.fut for o in request.outs if o.fut is not None)
@@ -280,12 +290,14 @@ class DurableRuntime(Runtime):
         if self._pending is not None:
             futures.extend(self._pending.futures())
         self._incoming.clear()
+        self._calls.clear()
         self._armed.clear()
         self._fired.clear()
         self._pending = None
         for fut in futures:
             if not fut.done():
                 fut.set_exception(error)
+        self._drained.set()
 
     def _check_open(self) -> None:
         if self._failure is not None:
@@ -300,35 +312,40 @@ class DurableRuntime(Runtime):
 
     # -- recovery ------------------------------------------------------------
 
+    def _decode_out(self, type_name: str, id_text: str, payload: bytes) -> Out:
+        etype = self.registry.get(type_name, id_text)
+        id = self.codec.decode_id(type_name, id_text)
+        message = self.codec.decode_message(type_name, payload, id)
+        etype.check_message(id, message)
+        return Out(address_of(etype, id), etype, id_text, message, payload, 0.0, None)
+
     def _recover_mail(self, row: MailRow) -> None:
         mail_id, type_name, id_text, payload = row
         try:
-            etype = self.registry.get(type_name, id_text)
-            id = self.codec.decode_id(type_name, id_text)
-            message = self.codec.decode_message(type_name, payload)
-            etype.check_message(id, message)
+            out = self._decode_out(type_name, id_text, payload)
         except Exception as error:
-            # Unreadable stored mail is kept as a dead letter, never dropped.
-            self._startup_dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
-            self._startup.append(EntityWrite(type_name, id_text, None, 0, (mail_id,)))
+            # Stored mail that cannot be decoded is kept as a dead letter, never dropped.
+            self._unreadable(mail_id, type_name, id_text, payload, error)
             return
-        address = address_of(etype, id)
-        self._id_texts[address._key] = id_text
-        self._put(address, etype, id_text, _Mail(mail_id, message, None))
+        self._id_texts[out.address._key] = id_text
+        self._put(out, mail_id)
 
     def _recover_timer(self, row: TimerRow) -> None:
         timer_id, type_name, id_text, payload, due = row
         try:
-            etype = self.registry.get(type_name, id_text)
-            id = self.codec.decode_id(type_name, id_text)
-            message = self.codec.decode_message(type_name, payload)
-            etype.check_message(id, message)
+            out = self._decode_out(type_name, id_text, payload)
         except Exception as error:
-            self._startup_dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
-            self._startup.append(EntityWrite(type_name, id_text, None, 0, (timer_id,)))
+            self._unreadable(timer_id, type_name, id_text, payload, error)
+            self._startup.fired.append(timer_id)
             return
-        out = _Out(address_of(etype, id), etype, id_text, message, payload, 0.0, None)
         self._arm(_Timer(timer_id, out, due))
+
+    def _unreadable(
+        self, mail_id: int, type_name: str, id_text: str, payload: bytes, error: Exception
+    ) -> None:
+        self._startup.dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
+        self._startup.entities.append((type_name, id_text, None, 0, mail_id))
+        self._startup.consumed.append(mail_id)
 
     # -- entry points --------------------------------------------------------
 
@@ -341,27 +358,30 @@ class DurableRuntime(Runtime):
             text = self._id_texts[key] = self.codec.encode_id(etype.name, address._id)
         return text
 
-    def _outs(self, envelopes: Iterable[Envelope[Any]]) -> list[_Out]:
+    def _outs(self, envelopes: Iterable[Envelope[Any]]) -> list[Out]:
         """Check and encode envelopes from outside (raises before anything is sent)."""
         types = self.registry.types
         encode = self.codec.encode_message
+        id_text = self._id_text
         outs = []
         for env in envelopes:
             if type(env) is not _Envelope:
                 raise not_an_envelope(env)
             to = env._to
             etype = types.get(to._entity_type)
-            if etype is None or type(env._message) not in etype.message_set:
+            message = env._message
+            if etype is None or type(message) not in etype.message_set:
                 self.resolve(env)  # raises, with the reason
                 raise AssertionError("unreachable")
-            payload = encode(etype.name, env._message)
+            name = etype.name
             outs.append(
-                _Out(to, etype, self._id_text(etype, to), env._message, payload, env._delay, None)
+                Out(to, etype, id_text(etype, to), message, encode(name, message), env._delay, None)
             )
         return outs
 
     def _submit(self, request: _Request) -> None:
-        self._incoming.append(request)
+        # Calls jump the queue of sends: the next batch takes them all.
+        (self._incoming if request.ack is not None else self._calls).append(request)
         self._wake_up()
 
     def _wake_up(self) -> None:
@@ -375,11 +395,15 @@ class DurableRuntime(Runtime):
         outs = self._outs(envelopes)
         if not outs:
             return
+        while self._backlog > self.max_backlog:
+            self._drained.clear()
+            await self._drained.wait()
+            self._check_open()
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(_Request(outs, ack))
         await ack
 
-    def call(self, envelope: Envelope[Any]) -> asyncio.Future[Any]:
+    def call(self, envelope: Envelope[Any]) -> Future:
         """Commit one envelope; the future gets the target's state after it."""
         self._check_open()
         (out,) = self._outs((envelope,))
@@ -388,13 +412,13 @@ class DurableRuntime(Runtime):
         return out.fut
 
     async def redeliver(self, dead: DeadLetter) -> None:
-        """Re-enqueue a dead letter's message (and forget the dead letter)."""
+        """Re-enqueue a dead letter's message; it leaves the dead letters."""
         self._check_open()
         if isinstance(dead.message, bytes):
             raise PachytypeError(
                 f"dead letter #{dead.seq} for {dead.to!r} holds a message that cannot be "
-                f"decoded ({dead.error_type}: {dead.error}); fix the message classes or "
-                f"upgrade the registry so it decodes, then redeliver it"
+                f"decoded ({dead.error_type}: {dead.error}); fix the message classes so it "
+                f"decodes, then redeliver it"
             )
         (out,) = self._outs((_Envelope(dead.to, dead.message, 0.0),))
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -418,7 +442,7 @@ class DurableRuntime(Runtime):
                 state = _UNBORN
             else:
                 state = self.codec.decode_state(etype.name, ref.id, stored[0], stored[1])
-        if isinstance(state, _Broken):
+        if isinstance(state, _Held):
             raise state.error
         if state is _UNBORN:
             try:
@@ -430,11 +454,9 @@ class DurableRuntime(Runtime):
     async def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
         self._check_open()
         state = await self.read_state(ref)
-        if ref.key in self._cache:
-            # Nothing awaits between here and registering: no commit is missed.
-            cached = self._cache[ref.key]
-            if cached is not _UNBORN and not isinstance(cached, _Broken):
-                state = cached
+        cached = self._cache.get(ref.key, _UNBORN)
+        if cached is not _UNBORN and not isinstance(cached, _Held):
+            state = cached  # committed while we read; nothing awaits from here on
         queue: asyncio.Queue[object] = asyncio.Queue()
         queues = self._followers.setdefault(ref.key, [])
         queues.append(queue)
@@ -453,41 +475,7 @@ class DurableRuntime(Runtime):
     async def stored_dead_letters(self) -> list[DeadLetter]:
         """Every persisted dead letter, oldest first, decoded where possible."""
         self._check_open()
-        return [self._decode_dead(row) for row in await self.store.dead_letters()]
-
-    def _decode_dead(self, row: DeadRow) -> DeadLetter:
-        etype = self.registry.types.get(row.entity_type)
-        id: Hashable = row.id_text
-        message: object = row.message
-        state: object = row.state
-        recent: tuple[object, ...] = row.recent
-        if etype is not None:
-            codec = self.codec
-            with contextlib.suppress(Exception):
-                id = codec.decode_id(etype.name, row.id_text)
-            with contextlib.suppress(Exception):
-                message = codec.decode_message(etype.name, row.message)
-            with contextlib.suppress(Exception):
-                recent = tuple(codec.decode_message(etype.name, m) for m in row.recent)
-            if row.state is not None:
-                with contextlib.suppress(Exception):
-                    state = codec.decode_state(etype.name, id, row.state, row.version)
-            address = address_of(etype, id)
-        else:
-            from pachytype._address import Ref, make_ref
-
-            address = make_ref(Ref, row.entity_type, id)
-        return DeadLetter(
-            seq=row.id,
-            to=address,
-            message=message,
-            error_type=row.error_type,
-            error=row.error,
-            traceback=row.traceback,
-            state=state,
-            recent=recent,
-            at=datetime.fromtimestamp(row.at, UTC),
-        )
+        return [decode_dead(self.registry, self.codec, r) for r in await self.store.dead_letters()]
 
     async def quiesce(self) -> None:
         """Wait until every ready message is handled and committed."""
@@ -498,13 +486,27 @@ class DurableRuntime(Runtime):
 
     # -- inboxes and timers ----------------------------------------------------
 
-    def _put(self, address: Address[Any], etype: EntityType, id_text: str, mail: _Mail) -> None:
-        key = address._key
+    def _live_for(self, out: Out) -> _Live:
+        key = out.address._key
         live = self._dlive.get(key)
         if live is None:
-            live = self._dlive[key] = _Live(address, etype, id_text, self._recent.pop(key, None))
-        live.inbox.append(mail)
-        if not live.scheduled:
+            live = self._dlive[key] = _Live(out.address, out.etype, out.id_text)
+        return live
+
+    def _put(self, out: Out, mail_id: int) -> None:
+        """Put a numbered message in its target's inbox and schedule the target."""
+        key = out.address._key
+        live = self._dlive.get(key)
+        if live is None:
+            live = self._dlive[key] = _Live(out.address, out.etype, out.id_text)
+        fut = out.fut
+        live.inbox.append((mail_id, out.message, fut))
+        self._backlog += 1
+        if fut is not None and not live.urgent and not live.busy:
+            live.urgent = live.scheduled = True
+            self._urgent.append(live)
+            self._wake_up()
+        elif not live.scheduled:
             live.scheduled = True
             self._dready.append(live)
             self._wake_up()
@@ -523,36 +525,26 @@ class DurableRuntime(Runtime):
     # -- the dispatcher --------------------------------------------------------
 
     async def _dispatch(self) -> None:
-        inflight: asyncio.Task[None] | None = None
-        pending: _Pending | None = None
         try:
             while True:
                 built = self._build()
                 if self._to_load:
                     await self._load()
-                if inflight is not None and pending is not None:
-                    await inflight
-                    self._pending = None
-                    self._apply(pending)
-                    inflight = pending = None
-                    self._inflight_first = None
                 if built is not None:
-                    batch, pending = built
-                    self._pending = pending
-                    self._inflight_first = pending.first_id
-                    inflight = asyncio.ensure_future(self.store.commit(batch))
+                    batch, self._pending = built
+                    await self.store.commit(batch)
+                    pending, self._pending = self._pending, None
+                    self._apply(pending)
+                    # Let senders and callers run between two commits.
+                    await asyncio.sleep(0)
                     continue
                 self._wake.clear()
-                if self._dready or self._incoming or self._fired or self._to_load:
+                if self._urgent or self._dready or self._incoming or self._calls or self._fired:
                     await asyncio.sleep(0)
                     continue
                 self._idle.set()
                 await self._wake.wait()
         except asyncio.CancelledError:
-            if inflight is not None:
-                # Let the write finish (or fail) before the store closes.
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(inflight)
             raise
         except BaseException as error:
             self._failure = error
@@ -561,72 +553,89 @@ class DurableRuntime(Runtime):
             raise
 
     def _build(self) -> tuple[CommitBatch, _Pending] | None:
-        batch = CommitBatch()
-        pending = _Pending(self._next_id)
-        if self._startup:
-            batch.entities.extend(self._startup)
-            batch.dead.extend(self._startup_dead)
-            self._startup = []
-            self._startup_dead = []
+        batch, self._startup = self._startup, CommitBatch()
+        pending = _Pending()
+        if self._calls:
+            self._take_requests(self._calls, batch, pending, len(self._calls))
         if self._incoming:
-            self._take_requests(batch, pending)
+            self._take_requests(self._incoming, batch, pending, self.max_batch)
         if self._fired:
-            self._take_fired(batch, pending)
-        ready = self._dready
-        cache = self._cache
+            fired, self._fired = self._fired, []
+            for timer in fired:
+                batch.fired.append(timer.id)
+                self._number(timer.out, batch, pending, due_now=True)
         budget = self.max_batch
-        while ready and budget > 0:
-            live = ready.popleft()
-            if live.key not in cache:
-                self._to_load.append(live)
-                continue
-            live.busy = True
-            budget -= self._turn_durably(live, batch, pending, _SLICE)
-        if not batch and not pending.acks and not pending.turns:
+        cache = self._cache
+        for queue in (self._urgent, self._dready):
+            while queue and budget > 0:
+                live = queue.popleft()
+                live.urgent = False
+                if live.busy or not live.inbox:
+                    continue  # a stale entry: served from the other queue
+                state = cache.get(live.key, cache)
+                if state is cache:
+                    self._to_load.append(live)
+                elif type(state) is _Held:
+                    self._hold(live, state)
+                else:
+                    live.busy = True
+                    budget -= self._turn_durably(live, state, batch, pending, _SLICE)
+        if not (batch or pending.acks or pending.turns):
             return None
+        if batch.mail and batch.consumed:
+            # Mail stored and consumed by the same transaction need not be
+            # written at all: the consumer's cursor and state say it all.
+            gone = set(batch.consumed)
+            batch.mail = [row for row in batch.mail if row[0] not in gone]
         self._commits += 1
         if self._commits % _GC_EVERY == 0:
-            batch.forget_below = self._low_water(pending.first_id)
+            batch.forget_below = self._low_water()
         return batch, pending
 
-    def _take_requests(self, batch: CommitBatch, pending: _Pending) -> None:
-        requests, self._incoming = self._incoming, []
-        for request in requests:
+    def _take_requests(
+        self, incoming: deque[_Request], batch: CommitBatch, pending: _Pending, limit: int
+    ) -> None:
+        taken = 0
+        while incoming and taken < limit:
+            request = incoming.popleft()
             for out in request.outs:
-                self._route_out(out, batch, pending)
+                self._number(out, batch, pending)
+            taken += len(request.outs)
             if request.redeliver is not None:
                 batch.redelivered.append(request.redeliver)
             if request.ack is not None:
                 pending.acks.append(request.ack)
 
-    def _take_fired(self, batch: CommitBatch, pending: _Pending) -> None:
-        fired, self._fired = self._fired, []
-        for timer in fired:
-            out = timer.out
-            mail_id = self._next_id
-            self._next_id += 1
-            batch.mail.append((mail_id, out.etype.name, out.id_text, out.payload))
-            batch.fired.append(timer.id)
-            pending.deliver.append((mail_id, out))
-
-    def _route_out(self, out: _Out, batch: CommitBatch, pending: _Pending) -> None:
+    def _number(
+        self, out: Out, batch: CommitBatch, pending: _Pending, *, due_now: bool = False
+    ) -> None:
+        """Give `out` an id and put it in the batch: in an inbox now, or as a timer."""
         new_id = self._next_id
-        self._next_id += 1
-        if out.delay > 0:
+        self._next_id = new_id + 1
+        if out.delay > 0 and not due_now:
             due = time.time() + out.delay
             batch.timers.append((new_id, out.etype.name, out.id_text, out.payload, due))
             pending.timers.append(_Timer(new_id, out, due))
         else:
             batch.mail.append((new_id, out.etype.name, out.id_text, out.payload))
-            pending.deliver.append((new_id, out))
+            self._put(out, new_id)
 
-    def _low_water(self, floor: int) -> int:
+    def _low_water(self) -> int:
         """The smallest id of any message not yet consumed (all of them are in memory)."""
-        low = floor if self._inflight_first is None else min(floor, self._inflight_first)
+        low = self._next_id
         for live in self._dlive.values():
-            if live.inbox and live.inbox[0].id < low:
-                low = live.inbox[0].id
+            if live.inbox and live.inbox[0][0] < low:
+                low = live.inbox[0][0]
         return low
+
+    def _hold(self, live: _Live, held: _Held) -> None:
+        """Leave a held entity's mail waiting; its callers get the load error."""
+        live.scheduled = False
+        for i, (mail_id, message, fut) in enumerate(live.inbox):
+            if fut is not None:
+                if not fut.done():
+                    fut.set_exception(held.error)
+                live.inbox[i] = (mail_id, message, None)
 
     async def _load(self) -> None:
         """Read the states of entities about to run whose state is not cached."""
@@ -643,104 +652,98 @@ class DurableRuntime(Runtime):
                         live.etype.name, live.address._id, stored[0], stored[1]
                     )
                 except Exception as error:
-                    state = _Broken(error)
+                    state = _Held(error)
                 self._cache[live.key] = state
             self._dready.append(live)
+        self._wake_up()
 
-    def _turn_durably(self, live: _Live, batch: CommitBatch, pending: _Pending, limit: int) -> int:
+    def _turn_durably(
+        self, live: _Live, state: object, batch: CommitBatch, pending: _Pending, limit: int
+    ) -> int:
         """Run up to `limit` messages of one entity into `batch`; returns how many."""
-        turn = _Turn(live)
         etype = live.etype
         inbox = live.inbox
-        state = self._cache[live.key]
-        if isinstance(state, _Broken):
-            return self._refuse(live, turn, batch, pending, state.error)
         if state is _UNBORN:
             try:
                 state = etype.instance.init(live.address._id)
             except Exception as error:
                 mail = inbox.popleft()
-                self._fail(live, turn, batch, mail, [mail], error, None)
-                batch.entities.append(EntityWrite(etype.name, live.id_text, None, 0, (mail.id,)))
-                pending.turns.append(turn)
+                self._backlog -= 1
+                self._fail(live, pending, batch, mail, [mail], error, None)
+                batch.entities.append((etype.name, live.id_text, None, 0, mail[0]))
+                batch.consumed.append(mail[0])
+                pending.turns.append((live, _UNBORN, None))
                 return 1
+        initial = state
+        n = min(len(inbox), limit)
+        items = [inbox.popleft() for _ in range(n)]
         activate = etype.instance.activate
-        route = self._route_durably
-        followed = bool(self._followers) and live.key in self._followers
-        items = [inbox.popleft() for _ in range(min(len(inbox), limit))]
-        outs: list[_Out] = []
-        changed = False
+        followed: list[object] | None = [] if live.key in self._followers else None
+        results = pending.results
+        results_mark = len(results)
         dead_mark = len(batch.dead)
-        for i, mail in enumerate(items):
+        failures_mark = len(pending.failures)
+        outs: list[Out] | None = None
+        changed = False
+        for i, item in enumerate(items):
             try:
-                envelopes, new_state = activate(mail.message, state)
-                routed = [route(live, env) for env in envelopes] if envelopes else None
+                envelopes, new_state = activate(item[1], state)
+                if envelopes:
+                    routed = [self._route_durably(live, env) for env in envelopes]
+                    outs = routed if outs is None else outs + routed
             except Exception as error:
-                self._fail(live, turn, batch, mail, items[: i + 1], error, state)
+                self._fail(live, pending, batch, item, items[: i + 1], error, state)
                 continue
             state = new_state
             changed = True
-            if routed:
-                outs.extend(routed)
-            if mail.fut is not None:
-                turn.results.append((mail.fut, state))
-            if followed:
-                turn.states.append(state)
+            if item[2] is not None:
+                results.append((item[2], state))
+            if followed is not None:
+                followed.append(state)
         data: bytes | None = None
         if changed:
             try:
                 data = self.codec.encode_state(etype.name, state)
             except Exception as error:
-                if len(items) > 1:
-                    # Find the activation whose state cannot be stored: one at a time.
+                # Undo this turn; find the activation whose state cannot be stored.
+                del results[results_mark:], batch.dead[dead_mark:]
+                del pending.failures[failures_mark:]
+                if n > 1:
                     inbox.extendleft(reversed(items))
-                    del batch.dead[dead_mark:]
-                    return self._turn_durably(live, batch, pending, 1)
-                mail = items[0]
-                turn.results.clear()
-                turn.states.clear()
-                outs.clear()
-                self._fail(live, turn, batch, mail, items, _unstorable(etype, live, error), None)
+                    return self._turn_durably(live, initial, batch, pending, 1)
+                self._fail(live, pending, batch, items[0], items, _unstorable(live, error), None)
                 changed = False
-            else:
-                turn.state = state
-        for out in outs:
-            self._route_out(out, batch, pending)
-        batch.entities.append(
-            EntityWrite(etype.name, live.id_text, data, etype.state_version, [m.id for m in items])
-        )
-        live.recent.extend(m.message for m in items[-_RECENT:])
-        pending.turns.append(turn)
-        self.activations += len(items)
-        return len(items)
+                outs = None
+                followed = None
+        if outs:
+            for out in outs:
+                self._number(out, batch, pending)
+        last = items[-1][0]
+        batch.entities.append((etype.name, live.id_text, data, etype.state_version, last))
+        batch.consumed.extend([item[0] for item in items])
+        live.recent.extend([item[1] for item in items[-_RECENT:]])
+        pending.turns.append((live, state if changed else _UNBORN, followed))
+        self._backlog -= n
+        self.activations += n
+        return n
 
-    def _refuse(
-        self, live: _Live, turn: _Turn, batch: CommitBatch, pending: _Pending, error: Exception
-    ) -> int:
-        """Dead-letter one message of an entity whose stored state cannot be loaded."""
-        mail = live.inbox.popleft()
-        self._fail(live, turn, batch, mail, [mail], error, None)
-        batch.entities.append(EntityWrite(live.etype.name, live.id_text, None, 0, (mail.id,)))
-        pending.turns.append(turn)
-        return 1
-
-    def _route_durably(self, live: _Live, env: Envelope[Any]) -> _Out:
+    def _route_durably(self, live: _Live, env: Envelope[Any]) -> Out:
         to, etype, message, delay = self._route(live, env)  # type: ignore[arg-type]
         payload = self.codec.encode_message(etype.name, message)
-        return _Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
+        return Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
 
     def _fail(
         self,
         live: _Live,
-        turn: _Turn,
+        pending: _Pending,
         batch: CommitBatch,
-        mail: _Mail,
-        handled: list[_Mail],
+        mail: Mail,
+        handled: list[Mail],
         error: Exception,
         state: object,
     ) -> None:
         etype = live.etype
-        recent = [*live.recent, *(m.message for m in handled)][-_RECENT:]
+        recent = [*live.recent, *(m[1] for m in handled)][-_RECENT:]
         encode = self.codec.encode_message
         state_data: bytes | None = None
         if state is not None and state is not _UNBORN:
@@ -750,72 +753,107 @@ class DurableRuntime(Runtime):
             _dead_row(
                 etype.name,
                 live.id_text,
-                encode(etype.name, mail.message),
+                encode(etype.name, mail[1]),
                 error,
                 state_data,
                 etype.state_version,
                 tuple(encode(etype.name, m) for m in recent),
             )
         )
-        if mail.fut is not None:
-            failure = ActivationError(etype.name, live.address._id, mail.message, error)
+        fut = mail[2]
+        if fut is not None:
+            failure = ActivationError(etype.name, live.address._id, mail[1], error)
             failure.__cause__ = error
-            turn.failures.append((mail.fut, failure))
+            pending.failures.append((fut, failure))
 
     def _apply(self, pending: _Pending) -> None:
         """A batch is durable: make its effects visible."""
         cache = self._cache
         followers = self._followers
         ready = self._dready
-        for turn in pending.turns:
-            live = turn.live
+        for live, state, followed in pending.turns:
             key = live.key
-            if turn.state is not _UNBORN:
+            if state is not _UNBORN:
                 cache.pop(key, None)
-                cache[key] = turn.state
-            for fut, value in turn.results:
-                if not fut.done():
-                    fut.set_result(value)
-            for fut, failure in turn.failures:
-                if not fut.done():
-                    fut.set_exception(failure)
-            if followers and key in followers:
-                notified = turn.states or ([turn.state] if turn.state is not _UNBORN else [])
-                for q in followers[key]:
-                    for s in notified:
-                        q.put_nowait(s)
+                cache[key] = state
+                if followers and key in followers:
+                    for q in followers[key]:
+                        for s in followed or (state,):
+                            q.put_nowait(s)
             live.busy = False
             if live.inbox:
                 ready.append(live)
             else:
                 live.scheduled = False
-                del self._dlive[key]
-                recent = self._recent
-                recent[key] = live.recent
-                if len(recent) > _RECENT_KEPT:
-                    recent.popitem(last=False)
-        for mail_id, out in pending.deliver:
-            self._put(out.address, out.etype, out.id_text, _Mail(mail_id, out.message, out.fut))
+        for fut, value in pending.results:
+            if not fut.done():
+                fut.set_result(value)
+        for fut, failure in pending.failures:
+            if not fut.done():
+                fut.set_exception(failure)
         for timer in pending.timers:
             self._arm(timer)
         for ack in pending.acks:
             if not ack.done():
                 ack.set_result(None)
+        if ready:
+            self._wake_up()
+        if self._backlog <= self.max_backlog // 2:
+            self._drained.set()
         if len(cache) > self.cache_size:
-            self._evict()
+            self._evict_states()
+        if len(self._dlive) > _LIVE_KEPT:
+            self._drop_idle()
 
-    def _evict(self) -> None:
+    def _evict_states(self) -> None:
         cache = self._cache
         excess = len(cache) - self.cache_size + self.cache_size // 10
         for key in list(itertools.islice(cache, excess)):
             del cache[key]
 
+    def _drop_idle(self) -> None:
+        """Passivate: forget live records with no mail (their states stay stored)."""
+        self._dlive = {k: v for k, v in self._dlive.items() if v.scheduled or v.inbox}
 
-def _unstorable(etype: EntityType, live: _Live, error: Exception) -> Exception:
+
+def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:
+    """A stored dead letter as a `DeadLetter`; parts that do not decode stay bytes."""
+    etype = registry.types.get(row.entity_type)
+    id: Hashable = row.id_text
+    message: object = row.message
+    state: object = row.state
+    recent: tuple[object, ...] = row.recent
+    if etype is not None:
+        with contextlib.suppress(Exception):
+            id = codec.decode_id(etype.name, row.id_text)
+        with contextlib.suppress(Exception):
+            message = codec.decode_message(etype.name, row.message, id)
+        with contextlib.suppress(Exception):
+            recent = tuple(codec.decode_message(etype.name, m, id) for m in row.recent)
+        if row.state is not None:
+            with contextlib.suppress(Exception):
+                state = codec.decode_state(etype.name, id, row.state, row.version)
+        address: Address[Any] = address_of(etype, id)
+    else:
+        address = make_ref(Ref, row.entity_type, id)
+    return DeadLetter(
+        seq=row.id,
+        to=address,
+        message=message,
+        error_type=row.error_type,
+        error=row.error,
+        traceback=row.traceback,
+        state=state,
+        recent=recent,
+        at=datetime.fromtimestamp(row.at, UTC),
+    )
+
+
+def _unstorable(live: _Live, error: Exception) -> Exception:
     failure = PachytypeError(
-        f"entity {etype.name!r} (id {live.address._id!r}) returned a new state that cannot "
-        f"be stored ({type(error).__name__}: {error}); make the state type one the codec "
-        f"can encode (attrs classes, str, int, float, bool, None, tuples, lists, dicts)"
+        f"entity {live.etype.name!r} (id {live.address._id!r}) returned a new state that "
+        f"cannot be stored ({error}); its state is unchanged. Make the state a value of "
+        f"its declared state type"
     )
     failure.__cause__ = error
     return failure

@@ -8,10 +8,13 @@ Design note
   process, or a second `LocalDisk` on the same file, gets `StoreLockedError`
   naming the holder's pid. Readers (`inspect`) need no lock: WAL lets them
   read while the owner writes.
-* **One transaction per group commit**, on a dedicated writer thread (the
-  event loop never blocks on fsync); reads run on a second thread with
-  their own connection. `synchronous=FULL` by default: a commit that
-  returned survives power loss; `NORMAL` trades that for speed.
+* **One transaction per group commit**, on the event loop's thread. A
+  writer thread was tried and measured slower: the sqlite3 module releases
+  and retakes the GIL around every row, and behind a busy loop each retake
+  waits (the GIL convoy). Trade-off: the loop is blocked for each commit
+  (about a millisecond here, fsync included; more on a slow disk).
+  `synchronous=FULL` by default: a commit that returned survives power
+  loss; `NORMAL` trades that for speed.
 * **Consumed cursor.** `entities.consumed` is the highest message id the
   entity handled, written with its state. Mail at or below it is dead
   weight, skipped on recovery and deleted in bulk (`forget_below`), so the
@@ -27,15 +30,13 @@ traceback, state, version, recent, at)`.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sqlite3
 import struct
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 from pachytype._errors import PachytypeError
 from pachytype._store import (
@@ -47,8 +48,6 @@ from pachytype._store import (
     StoredState,
     TimerRow,
 )
-
-T = TypeVar("T")
 
 SCHEMA_VERSION: Final = 1
 
@@ -191,13 +190,7 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
         if batch.mail:
             conn.executemany("INSERT INTO mailbox VALUES (?, ?, ?, ?)", batch.mail)
         if batch.entities:
-            conn.executemany(
-                _UPSERT_ENTITY,
-                [
-                    (w.entity_type, w.id_text, w.state, w.version, w.consumed[-1])
-                    for w in batch.entities
-                ],
-            )
+            conn.executemany(_UPSERT_ENTITY, batch.entities)
         if batch.timers:
             conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?)", batch.timers)
         if batch.fired:
@@ -222,10 +215,15 @@ def read_states(
     """Committed states of `keys`; entities without a stored state are absent."""
     found: dict[EntityKey, StoredState] = {}
     query = "SELECT state, version FROM entities WHERE etype = ? AND eid = ?"
-    for key in keys:
-        row = conn.execute(query, key).fetchone()
-        if row is not None and row[0] is not None:
-            found[key] = (row[0], row[1])
+    execute = conn.execute
+    conn.execute("BEGIN")  # one read transaction, not one per key
+    try:
+        for key in keys:
+            row = execute(query, key).fetchone()
+            if row is not None and row[0] is not None:
+                found[key] = (row[0], row[1])
+    finally:
+        conn.execute("COMMIT")
     return found
 
 
@@ -286,66 +284,54 @@ def unpack_blobs(data: bytes) -> tuple[bytes, ...]:
 
 
 class SqliteStore:
-    """LocalDisk's `Store`: one SQLite file, a writer thread and a reader thread."""
+    """LocalDisk's `Store`: one SQLite file, one connection, used on the loop thread.
+
+    Calls are synchronous inside the async methods: a group commit of a few
+    hundred activations takes a millisecond or two, and a writer thread
+    would cost more than it saves (it must retake the GIL for every row,
+    behind a busy event loop).
+    """
 
     def __init__(self, path: str | os.PathLike[str], synchronous: Synchronous = "FULL") -> None:
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous
         self._lock = FileLock(self.path)
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="pachytype-sqlite-w")
-        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="pachytype-sqlite-r")
+        self._conn: sqlite3.Connection | None = None
 
-    async def _on(self, pool: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn)
-
-    def _w(self) -> sqlite3.Connection:
-        if self._writer is None:
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
             raise PachytypeError(f"the store {str(self.path)!r} is not open")
-        return self._writer
-
-    def _r(self) -> sqlite3.Connection:
-        if self._reader is None:
-            raise PachytypeError(f"the store {str(self.path)!r} is not open")
-        return self._reader
+        return self._conn
 
     async def open(self, fingerprint: str) -> Recovery:
         self._lock.acquire()
         try:
-            return await self._on(self._write_thread, lambda: self._open(fingerprint))
+            conn = connect(self.path, self.synchronous)
+            try:
+                create_schema(conn, fingerprint)
+                recovery = recover(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             self._lock.release()
             raise
-
-    def _open(self, fingerprint: str) -> Recovery:
-        writer = connect(self.path, self.synchronous)
-        create_schema(writer, fingerprint)
-        self._writer = writer
-        self._reader = connect(self.path, self.synchronous)
-        return recover(writer)
+        self._conn = conn
+        return recovery
 
     async def commit(self, batch: CommitBatch) -> None:
-        conn = self._w()
-        await self._on(self._write_thread, lambda: write(conn, batch))
+        write(self._c(), batch)
 
     async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:
-        conn = self._r()
-        return await self._on(self._read_thread, lambda: read_states(conn, keys))
+        return read_states(self._c(), keys)
 
     async def dead_letters(self) -> list[DeadRow]:
-        conn = self._r()
-        return await self._on(self._read_thread, lambda: read_dead(conn))
+        return read_dead(self._c())
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        reader, self._reader = self._reader, None
+        conn, self._conn = self._conn, None
         try:
-            if writer is not None:
-                await self._on(self._write_thread, writer.close)
-            if reader is not None:
-                await self._on(self._read_thread, reader.close)
+            if conn is not None:
+                conn.close()
         finally:
-            self._write_thread.shutdown(wait=False)
-            self._read_thread.shutdown(wait=False)
             self._lock.release()

@@ -30,10 +30,10 @@ The contract, in the order the runtime uses it:
 Message ids are allocated by the runtime from `Recovery.next_id` upward,
 in commit order, so for one receiver ids grow in the order messages enter
 its inbox. That is what makes the per-entity *consumed cursor* a correct
-dedupe record: `EntityWrite.consumed` lists the ids an activation handled
-(increasing); a store may keep only the last one per entity and treat any
-message with an id at or below it as already applied (LocalDisk), or record
-each id (a store whose ids are not commit-ordered must). A message is
+dedupe record: each `EntityRow` carries the last id the entity consumed; a
+store may keep only that and treat any message with an id at or below it
+as already applied (LocalDisk), or record every id of
+`CommitBatch.consumed` (a store whose ids are not commit-ordered must). A message is
 consumed in the same transaction as the state it produced: exactly-once
 effect even when mail is redelivered after a crash.
 
@@ -64,16 +64,10 @@ StoredState: TypeAlias = tuple[bytes, int]
 """`(encoded state, state version it was written with)`."""
 
 
-@frozen
-class EntityWrite:
-    """An entity's outcome in one commit: its new state (None: unchanged, e.g.
-    every message dead-lettered) and the ids of the messages it consumed."""
-
-    entity_type: str
-    id_text: str
-    state: bytes | None
-    version: int
-    consumed: Sequence[int]
+EntityRow: TypeAlias = tuple[str, str, bytes | None, int, int]
+"""`(entity type, id text, new encoded state or None if unchanged, state
+version, id of the last message it consumed)`: an entity's outcome in one
+commit (None: e.g. every message it handled was dead-lettered)."""
 
 
 @frozen
@@ -98,7 +92,8 @@ class DeadRow:
 class CommitBatch:
     """One group commit: everything here is written in one transaction.
 
-    * `entities`: new states and consumed ids (one write per entity).
+    * `entities`: new states and consumed cursors (one row per entity).
+    * `consumed`: every message id consumed (for stores that record each).
     * `mail`: new messages due now (from activations, outside `send`s,
       fired timers and redeliveries).
     * `timers`: new delayed messages.
@@ -109,7 +104,8 @@ class CommitBatch:
       store may delete them (None: no news).
     """
 
-    entities: list[EntityWrite] = field(factory=list)
+    entities: list[EntityRow] = field(factory=list)
+    consumed: list[int] = field(factory=list)
     mail: list[MailRow] = field(factory=list)
     timers: list[TimerRow] = field(factory=list)
     fired: list[int] = field(factory=list)

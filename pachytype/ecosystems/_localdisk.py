@@ -10,31 +10,21 @@ the file resumes everything. See `pachytype._durable` (the dispatcher) and
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pachytype._address import Envelope, Ref
+from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
-from pachytype._durable import CACHE_SIZE, MAX_BATCH, Codec, DurableRuntime
+from pachytype._durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import EcosystemClosedError
 from pachytype._registry import Registry
 from pachytype._sqlite import SqliteStore, Synchronous
 
 S = TypeVar("S")
-
-
-def codec_for(registry: Registry) -> Codec:
-    """The registry's codec (one per registry)."""
-    try:
-        module = importlib.import_module("pachytype._codec")
-    except ImportError:
-        module = importlib.import_module("pachytype._interim_codec")
-    codec: Codec = module.Codec(registry)
-    return codec
 
 
 class LocalDisk(Ecosystem):
@@ -45,7 +35,8 @@ class LocalDisk(Ecosystem):
 
     `synchronous="NORMAL"` is faster but a power loss may lose the last
     commits (never corrupt them); `max_batch` bounds the activations per
-    transaction and `cache_size` the states kept in memory.
+    transaction, `cache_size` the states kept in memory, and `max_backlog`
+    the queued messages above which `send` waits.
     """
 
     def __init__(
@@ -56,12 +47,14 @@ class LocalDisk(Ecosystem):
         synchronous: Synchronous = "FULL",
         max_batch: int = MAX_BATCH,
         cache_size: int = CACHE_SIZE,
+        max_backlog: int = MAX_BACKLOG,
     ) -> None:
         self.path = Path(path)
         self.registry = registry
         self.synchronous: Synchronous = synchronous
         self.max_batch = max_batch
         self.cache_size = cache_size
+        self.max_backlog = max_backlog
         self._runtime: DurableRuntime | None = None
 
     @property
@@ -79,9 +72,10 @@ class LocalDisk(Ecosystem):
         rt = DurableRuntime(
             self.registry,
             SqliteStore(self.path, self.synchronous),
-            codec_for(self.registry),
+            Codec(self.registry),
             max_batch=self.max_batch,
             cache_size=self.cache_size,
+            max_backlog=self.max_backlog,
         )
         await rt.open()
         self._runtime = rt

@@ -221,7 +221,9 @@ class _Module(cst.CSTVisitor):
         func = node.func
         if isinstance(func, cst.Attribute):
             name = func.attr.value
-            if name in _ECOSYSTEM_CALLS and not _is_self(func.value):
+            # `refs.phone(id).call(...)` is a ref method (a message named Call), not eco.call.
+            on_ref = isinstance(func.value, cst.Call)
+            if name in _ECOSYSTEM_CALLS and not on_ref and not _is_self(func.value):
                 self._impure(
                     node, f"calls the ecosystem (`.{name}(...)`): return envelopes instead"
                 )

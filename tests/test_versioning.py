@@ -183,11 +183,6 @@ async def test_state_newer_than_the_code_is_refused_and_kept(tmp_path: Path) -> 
     assert _stored_state(path) == stored  # never overwritten, never replaced by init
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="held rule (pachytype._versioning): LocalDisk still dead-letters the messages "
-    "of an entity whose state cannot be loaded; remove this mark once it holds them",
-)
 async def test_messages_wait_until_code_that_reads_the_state_runs(tmp_path: Path) -> None:
     path = tmp_path / "bank.db"
     async with LocalDisk(path, bank.REGISTRY) as eco:

@@ -109,9 +109,9 @@ class Ledger:
 
 def _run_child(db: Path, journal: Path, start: int, seed: int, rng: random.Random) -> None:
     journal.write_text("")
+    args = [str(db), str(journal), str(start), str(seed)]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.test_crash_localdisk", str(db), str(journal), str(start)]
-        + [str(seed)],
+        [sys.executable, "-m", "tests.test_crash_localdisk", *args],
         cwd=Path(__file__).parent.parent,
         stderr=subprocess.PIPE,
     )

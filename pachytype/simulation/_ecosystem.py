@@ -66,6 +66,7 @@ class SimulatedEcosystem(Ecosystem):
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._recent: dict[Key, deque[object]] = {}
         self._dead: list[DeadLetter] = []
+        self._crash: Exception | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -84,7 +85,8 @@ class SimulatedEcosystem(Ecosystem):
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                if self._crash is None:
+                    await task  # a crashed pump already told its callers
         closed = EcosystemClosedError("the ecosystem closed before this message was handled")
         for waiting in self._calls.values():
             for fut in waiting:
@@ -97,6 +99,10 @@ class SimulatedEcosystem(Ecosystem):
         self._followers.clear()
 
     def _check_open(self) -> None:
+        if self._crash is not None:
+            raise RuntimeError("the simulated ecosystem stopped on an internal error") from (
+                self._crash
+            )
         if self._task is None:
             raise EcosystemClosedError(
                 "the ecosystem is not open: use `async with Simulation(REGISTRY).ecosystem() "
@@ -148,6 +154,7 @@ class SimulatedEcosystem(Ecosystem):
     async def settle(self) -> None:
         self._check_open()
         while True:
+            self._check_open()
             self._catch_up()
             if self._idle.is_set() and not self._deliverable():
                 return
@@ -174,6 +181,21 @@ class SimulatedEcosystem(Ecosystem):
         sim._world = advance_clock(world, elapsed)
 
     async def _pump(self) -> None:
+        try:
+            await self._deliver()
+        except Exception as error:
+            # A bug in the simulation itself, not in an entity (those are dead
+            # letters): fail every waiting caller instead of leaving it hanging.
+            self._crash = error
+            for waiting in self._calls.values():
+                for fut in waiting:
+                    if not fut.done():
+                        fut.set_exception(error)
+            self._calls.clear()
+            self._idle.set()
+            raise
+
+    async def _deliver(self) -> None:
         sim = self.simulation
         loop = asyncio.get_running_loop()
         steps = 0

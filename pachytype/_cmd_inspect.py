@@ -226,4 +226,7 @@ def inspect(db: str, target: str, as_json: bool, limit: int) -> None:
             f"{data['fingerprint'][:12]}, the code's is {registry.fingerprint[:12]}"
         )
     for table in _tables(data, db):
-        console.print(table)
+        if table.row_count:
+            console.print(table)
+        else:
+            console.print(f"{table.title}: none")

@@ -1,19 +1,22 @@
 """`python -m examples.bank`: a short tour of the bank example.
 
-Opens an ecosystem, makes a few deposits and transfers (one of them an
-overdraft, refused), and prints the balances with rich.
+Opens the bank on LocalDisk (`bank.db` in the working directory), makes a
+few deposits and transfers (one of them an overdraft, refused), and prints
+the balances with rich. Running it again continues from the balances the
+previous run left on disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from examples.bank.account import AccountId, money
 from examples.bank.refs import REGISTRY, account
-from pachytype import ActivationError, Ecosystem, InMemory
+from pachytype import ActivationError, Ecosystem, LocalDisk
 
 ALICE, BOB, CAROL = AccountId("alice"), AccountId("bob"), AccountId("carol")
 
@@ -47,12 +50,27 @@ def balances_table(balances: dict[AccountId, int]) -> Table:
     return table
 
 
+DATABASE = Path("bank.db")
+"""Where the demo keeps the bank: in the working directory."""
+
+
 async def main() -> None:
-    """Open an in-memory ecosystem, run the tour, print the balances."""
+    """Open the bank on LocalDisk (`bank.db`), run the tour, print the balances.
+    Run it again: it continues from the state the previous run left."""
     console = Console()
-    async with InMemory(REGISTRY) as eco:
+    again = DATABASE.exists()
+    async with LocalDisk(DATABASE, REGISTRY) as eco:
+        if again:
+            before = [(await eco.state(account(who))).balance for who in (ALICE, BOB, CAROL)]
+            console.print(
+                f"{DATABASE} found: continuing from the previous run's balances "
+                f"(total {money(sum(before))})"
+            )
         balances = await tour(eco, console)
     console.print(balances_table(balances))
+    console.print(
+        f"kept in {DATABASE.resolve()}: run again to continue from here, delete it to start over"
+    )
 
 
 if __name__ == "__main__":

@@ -576,11 +576,14 @@ def _is_collection(tp: Any) -> bool:
     if origin not in _COLLECTIONS:
         return False
     args = typing.get_args(tp)
-    return origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)
+    return bool(args) and args != ((),)
 
 
 def _collection_structure(tp: Any, converter: Converter) -> Structure:
-    """Homogeneous collections from JSON lists only (a string is not a tuple of chars)."""
+    """Collections from JSON lists only (a string is not a tuple of chars)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        return _fixed_tuple_structure(tp, converter)
     build = _COLLECTIONS[typing.get_origin(tp)]
     item_type = typing.get_args(tp)[0]
     item = converter.get_structure_hook(item_type)
@@ -597,6 +600,25 @@ def _collection_structure(tp: Any, converter: Converter) -> Structure:
                 except Exception as error:
                     raise _Item(index, error) from error
             raise
+
+    return structure
+
+
+def _fixed_tuple_structure(tp: Any, converter: Converter) -> Structure:
+    """`tuple[A, B]`: a list of exactly that many items, each of its type."""
+    types_ = typing.get_args(tp)
+    hooks = [converter.get_structure_hook(t) for t in types_]
+
+    def structure(raw: Any, _type: Any) -> Any:
+        if type(raw) is not list or len(raw) != len(types_):
+            raise _Shape(f"a list of {len(types_)} items ({_spell(tp)})", raw)
+        items = []
+        for index, (hook, item_type, x) in enumerate(zip(hooks, types_, raw, strict=True)):
+            try:
+                items.append(hook(x, item_type))
+            except Exception as error:
+                raise _Item(index, error) from error
+        return tuple(items)
 
     return structure
 

@@ -93,7 +93,7 @@ def test_message_with_narrowed_address_imported_only_for_mypy_round_trips(codec:
     data = codec.encode_message("box", put)
     assert data == (
         b'["Put",{"item":"cup","notify":["desk","d1"],"label":"kitchen","tags":["a","b"],'
-        b'"weight":0.5,"fragile":true,"desk":"d1"}]'
+        b'"weight":0.5,"fragile":true,"desk":"d1","size":[1,1]}]'
     )
     assert codec.decode_message("box", data) == put
     note = Note("hello", by=Box.address(BoxNo(3)))
@@ -269,3 +269,12 @@ def test_a_field_typed_with_a_generated_ref_class_decodes_as_that_class() -> Non
     assert decoded.client.pong(n=1) == refs.client(c1).pong(n=1)
     with pytest.raises(DecodeError, match="expected an address of the entity ClientRef refers to"):
         codec.decode_message("server", b'["Hello",{"client":["server","c1"]}]')
+
+
+def test_fixed_tuples_need_a_list_of_that_length(codec: Codec) -> None:
+    put = Put("cup", notify=Desk.address(NoteId("d")), size=(2, 3))
+    assert codec.decode_message("box", codec.encode_message("box", put)) == put
+    with pytest.raises(DecodeError, match=r"at \$\[1\]\.size: expected a list of 2 items"):
+        codec.decode_message("box", b'["Put",{"item":"x","notify":["desk","d"],"size":"ab"}]')
+    with pytest.raises(DecodeError, match=r"at \$\[1\]\.size\[1\]: expected an int, got 'b'"):
+        codec.decode_message("box", b'["Put",{"item":"x","notify":["desk","d"],"size":[1,"b"]}]')

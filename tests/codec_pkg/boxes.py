@@ -27,6 +27,7 @@ class Put:
     weight: float = 1.0
     fragile: bool = False
     desk: NoteId | None = None
+    size: tuple[int, int] = (1, 1)
 
 
 @frozen

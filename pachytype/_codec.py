@@ -298,8 +298,12 @@ class Codec:
     # -- addresses (converter hooks) -------------------------------------------
 
     def _unstructure_address(self, address: Address[Any]) -> list[str]:
-        name = address.entity_type
-        return [name, self.encode_id(name, address.id)]
+        name, id = address._key
+        codec = self._entities.get(name)
+        try:
+            return [name, codec.id.encode(id)]  # type: ignore[union-attr]
+        except (AttributeError, TypeError, ValueError):
+            return [name, self.encode_id(name, id)]  # raises, naming what is wrong
 
     def _address_structure(self, type_: Any, _converter: Converter) -> Structure:
         """The hook for one declared address type (`Address[M]`, `ClientRef`)."""

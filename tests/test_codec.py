@@ -278,3 +278,13 @@ def test_fixed_tuples_need_a_list_of_that_length(codec: Codec) -> None:
         codec.decode_message("box", b'["Put",{"item":"x","notify":["desk","d"],"size":"ab"}]')
     with pytest.raises(DecodeError, match=r"at \$\[1\]\.size\[1\]: expected an int, got 'b'"):
         codec.decode_message("box", b'["Put",{"item":"x","notify":["desk","d"],"size":[1,"b"]}]')
+
+
+def test_an_address_outside_the_registry_is_not_encoded(codec: Codec) -> None:
+    stranger = counter_refs.counter(CounterId("c"))  # another package's entity
+    with pytest.raises(EncodeError) as error:
+        codec.encode_message("desk", Note("hi", by=stranger))  # type: ignore[arg-type]
+    assert str(error.value).startswith(
+        "cannot encode the Note message of entity 'desk' (id unknown): unknown entity type "
+        "'counter' (id 'c'): registry of 'tests.codec_pkg' has "
+    )

@@ -10,9 +10,9 @@ from pachytype.simulation._calm import CalmCheck, at_most
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._errors import InvariantError, RunawayError, SimulationError
 from pachytype.simulation._explore import Found, SimulationReport
+from pachytype.simulation._faults import Faults
 from pachytype.simulation._simulation import RunResult, Simulation
-from pachytype.simulation._trace import Outcome, Trace
-from pachytype.simulation._world import Faults, Kind, Step
+from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 
 __all__ = [
     "CalmCheck",

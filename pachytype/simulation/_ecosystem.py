@@ -30,7 +30,8 @@ from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError
 from pachytype.simulation._run import seeded
-from pachytype.simulation._world import TICK, Kind, Step, advance_clock, apply, enabled
+from pachytype.simulation._trace import Kind, Step
+from pachytype.simulation._world import TICK, advance_clock, apply, enabled
 
 if TYPE_CHECKING:
     from pachytype.simulation._simulation import Simulation

@@ -45,12 +45,11 @@ from typing import Literal
 from attrs import frozen
 
 from pachytype.simulation._errors import SimulationError, check
-from pachytype.simulation._trace import Outcome, Trace, outcome_of
+from pachytype.simulation._faults import Faults
+from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
 from pachytype.simulation._world import (
     Context,
     Event,
-    Faults,
-    Step,
     World,
     advance,
     apply,

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 from pachytype.simulation._errors import RunawayError, check
 from pachytype.simulation._explore import Invariant, OnError, failure
-from pachytype.simulation._trace import Trace, outcome_of
-from pachytype.simulation._world import Context, Event, Kind, Step, World, apply, enabled
+from pachytype.simulation._trace import Kind, Step, Trace, outcome_of
+from pachytype.simulation._world import Context, Event, World, apply, enabled
 
 Chooser = Callable[[list[Event]], Event]
 """Picks the next event among the enabled ones (never called with none)."""

@@ -29,9 +29,10 @@ from pachytype.simulation._explore import (
     exhaust,
     naive,
 )
+from pachytype.simulation._faults import NO_FAULTS, Faults
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
-from pachytype.simulation._trace import Outcome, Trace, outcome_of
-from pachytype.simulation._world import NO_FAULTS, Context, Faults, Step, World
+from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
+from pachytype.simulation._world import Context, World
 
 S = TypeVar("S")
 

@@ -1,16 +1,67 @@
-"""What a simulation shows people: the trace of steps and the outcome (final states)."""
+"""What a simulation shows people: the steps of an execution (its trace) and
+the outcome (every activated entity's final state)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar, cast, overload
 
-from attrs import frozen
+from attrs import field, frozen
 
-from pachytype._address import Address, Key, Ref
-from pachytype.simulation._world import Kind, Step
+from pachytype._address import Address, Envelope, Key, Ref
 
 S = TypeVar("S")
+
+
+class Kind(enum.IntEnum):
+    """What a step did (an int enum: events are hashed on every step of a search)."""
+
+    DELIVER = 1
+    DROP = 2
+    DUPLICATE = 3
+    TICK = 4
+
+
+@frozen
+class Step:
+    """One step of a trace: a message delivered (or dropped, or duplicated)
+    at `time`, with the target's state before and after and what it sent;
+    or the clock moving (`kind` TICK). `error` is set when activation raised
+    (the state is then unchanged)."""
+
+    kind: Kind
+    time: float
+    sender: Address[Any] | None
+    to: Address[Any] | None
+    message: object
+    before: object
+    after: object
+    sent: tuple[Envelope[Any], ...]
+    error: BaseException | None = field(default=None, eq=False)
+
+    def describe(self) -> str:
+        """One line, e.g. `t=0 <log 'l'> <- Append(value=1) from <relay 1>: () -> (1,)`."""
+        at = f"t={self.time:g}"
+        if self.kind is Kind.TICK:
+            return f"{at} clock advances"
+        sender = "outside" if self.sender is None else repr(self.sender)
+        head = f"{at} {self.to!r} <- {self.message!r} from {sender}"
+        if self.kind is Kind.DROP:
+            return f"{head}: DROPPED"
+        dup = " (DUPLICATED: it stays in flight)" if self.kind is Kind.DUPLICATE else ""
+        if self.error is not None:
+            return (
+                f"{head}{dup}: RAISED {type(self.error).__name__}: {self.error} "
+                f"(state stays {self.before!r})"
+            )
+        sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
+        return f"{head}{dup}: {self.before!r} -> {self.after!r}{sent}"
+
+
+def _after(envelope: Envelope[Any]) -> str:
+    seconds = envelope.delay.total_seconds()
+    return f" after {seconds:g}s" if seconds else ""
 
 
 @frozen

@@ -28,89 +28,22 @@ Design note
 from __future__ import annotations
 
 import bisect
-import enum
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from attrs import define, field, frozen
+from attrs import define, evolve
 
 from pachytype._address import Address, Envelope, Key, _Envelope, make_envelope, unpack
 from pachytype._errors import WrongMessageError
 from pachytype._registry import EntityType, Registry
+from pachytype.simulation._faults import NO_FAULTS, Faults
+from pachytype.simulation._trace import Kind, Step
 
 Channel = tuple[Key | None, Key]
 """(sender, target); the sender is None for envelopes sent from outside."""
 
 Timer = tuple[float, Channel, object]
 """A delayed message: (due virtual time in seconds, channel, message)."""
-
-
-class Kind(enum.IntEnum):
-    """What a step did (an int enum: events are hashed on every step of a search)."""
-
-    DELIVER = 1
-    DROP = 2
-    DUPLICATE = 3
-    TICK = 4
-
-
-def _non_negative(_instance: object, attribute: Any, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"Faults({attribute.name}=...) must be >= 0, got {value!r}")
-
-
-@frozen
-class Faults:
-    """The faults a simulation may inject, each switchable.
-
-    Faults hit the network: messages one entity sends another. Envelopes
-    from outside (the scenario's stimulus) and an entity's messages to
-    itself (its reminders) are never lost, duplicated or reordered.
-
-    `drop` and `duplicate` are budgets: at most that many messages are lost,
-    or delivered twice, in one execution (exhaustive search tries every way
-    of spending them, including not spending them). `reorder` lets any
-    message in flight overtake the others (by default messages from one
-    sender to one receiver arrive in send order).
-
-    >>> Faults(drop=1, reorder=True)
-    Faults(drop=1, duplicate=0, reorder=True)
-    """
-
-    drop: int = field(default=0, validator=_non_negative)
-    duplicate: int = field(default=0, validator=_non_negative)
-    reorder: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> Faults:
-        """`"drop=2,duplicate,reorder"` -> `Faults(drop=2, duplicate=1, reorder=True)`."""
-        counts = {"drop": 0, "duplicate": 0}
-        reorder = False
-        for raw in text.split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            name, _, value = item.partition("=")
-            name = name.strip()
-            if name == "reorder" and not value:
-                reorder = True
-            elif name in counts and (not value or value.strip().isdigit()):
-                counts[name] = int(value) if value else 1
-            else:
-                raise ValueError(
-                    f"unknown fault {item!r}: use drop[=N], duplicate[=N] or reorder, "
-                    f"comma-separated (e.g. 'drop=2,reorder')"
-                )
-        return cls(drop=counts["drop"], duplicate=counts["duplicate"], reorder=reorder)
-
-    def __str__(self) -> str:
-        parts = [f"{n}={v}" for n, v in (("drop", self.drop), ("duplicate", self.duplicate)) if v]
-        if self.reorder:
-            parts.append("reorder")
-        return ",".join(parts) or "none"
-
-
-NO_FAULTS: Final = Faults()
 
 
 class Event(NamedTuple):
@@ -131,47 +64,6 @@ def independent(a: Event, b: Event) -> bool:
     if a.channel[1] == b.channel[1]:
         return False
     return a.kind is Kind.DELIVER or b.kind is Kind.DELIVER
-
-
-@frozen
-class Step:
-    """One step of a trace: a message delivered (or dropped, or duplicated)
-    at `time`, with the target's state before and after and what it sent;
-    or the clock moving (`kind` TICK). `error` is set when activation raised
-    (the state is then unchanged)."""
-
-    kind: Kind
-    time: float
-    sender: Address[Any] | None
-    to: Address[Any] | None
-    message: object
-    before: object
-    after: object
-    sent: tuple[Envelope[Any], ...]
-    error: BaseException | None = field(default=None, eq=False)
-
-    def describe(self) -> str:
-        """One line: `t=0.000 <ping 1> <- Pong() from <pong 1>: 0 -> 1, sent 1`."""
-        at = f"t={self.time:g}"
-        if self.kind is Kind.TICK:
-            return f"{at} clock advances"
-        sender = "outside" if self.sender is None else repr(self.sender)
-        head = f"{at} {self.to!r} <- {self.message!r} from {sender}"
-        if self.kind is Kind.DROP:
-            return f"{head}: DROPPED"
-        dup = " (DUPLICATED: it stays in flight)" if self.kind is Kind.DUPLICATE else ""
-        if self.error is not None:
-            return (
-                f"{head}{dup}: RAISED {type(self.error).__name__}: {self.error} "
-                f"(state stays {self.before!r})"
-            )
-        sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
-        return f"{head}{dup}: {self.before!r} -> {self.after!r}{sent}"
-
-
-def _after(envelope: Envelope[Any]) -> str:
-    seconds = envelope.delay.total_seconds()
-    return f" after {seconds:g}s" if seconds else ""
 
 
 class Context:
@@ -273,15 +165,8 @@ class World:
             return frozenset((k, freeze(s)) for k, s in self.states.items())
 
     def with_faults(self, faults: Faults) -> World:
-        return World(
-            self.states,
-            self.channels,
-            self.timers,
-            self.now,
-            faults.drop,
-            faults.duplicate,
-            faults.reorder,
-        )
+        """This world with fresh fault budgets."""
+        return evolve(self, drops=faults.drop, duplicates=faults.duplicate, reorder=faults.reorder)
 
     def pending(self) -> int:
         """Messages in flight or waiting on a timer."""
@@ -295,7 +180,7 @@ def send(world: World, ctx: Context, envelopes: Iterable[Envelope[Any]]) -> Worl
     timers = list(world.timers)
     for key, message, delay in routed:
         _post(channels, timers, world.now, (None, key), message, delay)
-    return _replace(world, world.states, channels, tuple(timers))
+    return evolve(world, channels=channels, timers=tuple(timers))
 
 
 def enabled(world: World) -> list[Event]:
@@ -442,28 +327,7 @@ def advance_clock(world: World, to_time: float) -> World:
     """`world` with its clock at `to_time` (no timer may be due before it)."""
     if world.timers and world.timers[0][0] < to_time:
         raise ValueError("fire the timers due before moving the clock past them")
-    return _replace_time(world, max(world.now, to_time))
-
-
-def _replace_time(world: World, now: float) -> World:
-    return World(
-        world.states,
-        world.channels,
-        world.timers,
-        now,
-        world.drops,
-        world.duplicates,
-        world.reorder,
-    )
-
-
-def _replace(
-    world: World,
-    states: Mapping[Key, object],
-    channels: Mapping[Channel, tuple[object, ...]],
-    timers: tuple[Timer, ...],
-) -> World:
-    return World(states, channels, timers, world.now, world.drops, world.duplicates, world.reorder)
+    return evolve(world, now=max(world.now, to_time))
 
 
 def _post(

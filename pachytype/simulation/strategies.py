@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from pachytype.simulation._world import Faults
+from pachytype.simulation._faults import Faults
 
 _WIDEST_CHOICE = 64
 """Choices are taken modulo the number of enabled events; larger adds nothing useful."""

@@ -186,9 +186,9 @@ def _live_schema(package: str, etypes: Sequence[EntityType]) -> Schema:
             EntitySchema(
                 name=etype.name,
                 cls=_qualified(entity),
-                id=canonical(etype.id_type),
+                id=canonical(etype.id_type, package),
                 messages=tuple(sorted(_qualified(m) for m in etype.messages)),
-                state=canonical(etype.state),
+                state=canonical(etype.state, package),
                 state_version=etype.state_version,
             )
         )
@@ -206,20 +206,22 @@ def _live_classes(package: str, roots: list[Any]) -> dict[str, ClassSchema]:
             # Ref classes of the generated module are not scanned by the generator.
             if name in found or not _in_package(cls, package) or issubclass(cls, Address):
                 continue
-            schema = _class_schema(cls)
+            schema = _class_schema(cls, package)
             found[name] = schema
             if attrs.has(cls):
                 pending.extend(field_types(cls).values())
     return dict(sorted(found.items()))
 
 
-def _class_schema(cls: type) -> ClassSchema:
+def _class_schema(cls: type, package: str) -> ClassSchema:
     if not attrs.has(cls):
         return ClassSchema(_qualified(cls), False, ())
     hints = field_types(cls)
     made = [a for a in attrs.fields(cls) if a.init]
     ordered = [a for a in made if not a.kw_only] + [a for a in made if a.kw_only]
-    fields = tuple(FieldSchema(a.name, canonical(hints[a.name]), a.kw_only) for a in ordered)
+    fields = tuple(
+        FieldSchema(a.name, canonical(hints[a.name], package), a.kw_only) for a in ordered
+    )
     return ClassSchema(_qualified(cls), True, fields)
 
 
@@ -234,8 +236,8 @@ def _classes_in(tp: Any) -> list[type]:
     return found
 
 
-def _in_package(cls: type, package: str) -> bool:
-    module = cls.__module__
+def _in_package(cls: Any, package: str) -> bool:
+    module = str(cls.__module__)
     return module == package or module.startswith(package + ".")
 
 
@@ -255,27 +257,36 @@ _UNRESOLVED = "<unresolved:"
 _TYPING_BUILTINS = {"List", "Dict", "Set", "FrozenSet", "Tuple", "Type"}
 
 
-def canonical(tp: Any) -> str:
-    """`tp` fully qualified, NewTypes expanded (`codegen.typeexpr.canonical`'s spelling)."""
-    tp = _supertype(tp)
+def canonical(tp: Any, package: str | None = None) -> str:
+    """`tp` fully qualified, NewTypes expanded (`codegen.typeexpr.canonical`'s spelling).
+
+    With `package`, only the package's own NewTypes are expanded: the generator
+    cannot see inside another distribution, so it spells those by name too.
+    """
+    while isinstance(tp, NewType) and (package is None or _in_package(tp, package)):
+        tp = tp.__supertype__
+    if isinstance(tp, NewType):
+        return f"{tp.__module__}.{tp.__name__}"
     if tp is None or tp is type(None):
         return "None"
     if tp is Ellipsis:
         return "..."
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(canonical(a) for a in args)
+        return " | ".join(canonical(a, package) for a in args)
     if origin is typing.Literal:
         return f"typing.Literal[{', '.join(_literal(a) for a in args)}]"
     if origin is not None:
-        spelled = [canonical(a) if not isinstance(a, list) else _bracket(a) for a in args]
+        spelled = [
+            _bracket(a, package) if isinstance(a, list) else canonical(a, package) for a in args
+        ]
         head = _head(tp, origin)
         return f"{head}[{', '.join(spelled)}]" if args else head
     return _named(tp)
 
 
-def _bracket(items: list[Any]) -> str:
-    return f"[{', '.join(canonical(i) for i in items)}]"
+def _bracket(items: list[Any], package: str | None) -> str:
+    return f"[{', '.join(canonical(i, package) for i in items)}]"
 
 
 def _head(tp: Any, origin: Any) -> str:

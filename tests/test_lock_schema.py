@@ -160,3 +160,52 @@ async def test_a_type_only_mypy_sees_from_outside_is_no_false_alarm(tmp_path: Pa
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.split(".")[0] == "outer_pkg"]:
             del sys.modules[name]
+
+
+ASKER = '''\
+"""Ids and fields whose NewType comes from another package."""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from examples.ping_pong.ping import PingerId
+from pachytype import Activation, Entity
+
+
+@frozen
+class Hail:
+    """From a pinger."""
+
+    by: PingerId
+
+
+class Porter(Entity[PingerId, Hail, tuple[PingerId, ...]]):
+    """Remembers who hailed."""
+
+    def init(self, id: PingerId) -> tuple[PingerId, ...]:
+        return ()
+
+    def activate(self, msg: Hail, state: tuple[PingerId, ...]) -> Activation[tuple[PingerId, ...]]:
+        return [], (*state, msg.by)
+'''
+
+
+def test_a_newtype_of_another_package_is_spelled_by_name_on_both_sides(tmp_path: Path) -> None:
+    package = tmp_path / "porter_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Porter."""\n')
+    (package / "porter.py").write_text(ASKER)
+    static = static_schema(scan_package(package))
+    write(generate(package))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        registry = importlib.import_module("porter_pkg.refs").REGISTRY
+        live = live_schema(registry)
+        assert live == static
+        assert live.entities[0].id == "examples.ping_pong.ping.PingerId"
+        assert fingerprint(live) == registry.fingerprint
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.split(".")[0] == "porter_pkg"]:
+            del sys.modules[name]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import find, given, settings
 
-from pachytype import Faults, Simulation
+from pachytype import Faults, RunResult, Simulation
 from pachytype.simulation import Kind
-from pachytype.simulation.strategies import faults, schedules
+from pachytype.simulation.strategies import executions, faults, schedules
 from tests.simulation import refs
 from tests.simulation.refs import REGISTRY
 
@@ -62,3 +62,18 @@ def test_fault_budgets_shrink_towards_none() -> None:
         return drawn.drop > 0
 
     assert find(faults(drop=3, duplicate=2, reorder=True), drops_something) == Faults(drop=1)
+
+
+def test_drawn_runs_shrink_to_a_minimal_failing_one_and_print_its_trace() -> None:
+    from examples.racy import refs as racy
+    from examples.racy import scenarios
+
+    def loses_stock(run: RunResult) -> bool:
+        return run.state(racy.stock("shelf")) != 8
+
+    strategy = executions(racy.REGISTRY, scenarios.lost_update())
+    minimal = find(strategy, loses_stock, settings=settings(derandomize=True, database=None))
+    assert minimal.state(racy.stock("shelf")) == 3  # the plainest order loses Ann's update
+    text = repr(minimal)
+    assert text.startswith("RunResult(<clerk 'ann'>: ")
+    assert "   8. t=0 <stock 'shelf'> <- Put(count=3) from <clerk 'bob'>: 5 -> 3" in text

@@ -37,7 +37,7 @@ from pachytype.simulation._world import Context, World
 S = TypeVar("S")
 
 
-@frozen
+@frozen(repr=False)
 class RunResult:
     """What `Simulation.run` did: the outcome (every activated entity's state
     after the run), the trace of this run, and the virtual time it ended at."""
@@ -49,6 +49,10 @@ class RunResult:
     def state(self, ref: Ref[Any, S]) -> S:
         """The state of `ref` after the run (KeyError if it was never activated)."""
         return cast(S, self.outcome[ref])
+
+    def __repr__(self) -> str:
+        # Multi-line on purpose: hypothesis prints a failing run with its trace.
+        return f"RunResult({self.outcome}; now={self.now}; trace:\n{self.trace}\n)"
 
     @property
     def dead_letters(self) -> tuple[Step, ...]:

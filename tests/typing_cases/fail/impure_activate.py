@@ -21,4 +21,4 @@ class Async(Entity[str, CounterMsg, int]):
 
 class Chatty(Entity[str, Increment, int]):
     def activate(self, msg: Increment, state: int) -> Activation[int]:
-        return [Ecosystem.send], state  # E: List item 0 has incompatible type "def send(self, self: Ecosystem, *envelopes: Envelope[Any]) -> Coroutine[Any, Any, None]"; expected "Envelope[Any]"
+        return [Ecosystem.send], state  # E: List item 0 has incompatible type "def send(

@@ -1,7 +1,7 @@
 """LocalDisk durable throughput and call latency, beside raw sqlite3 doing the same writes.
 
 * `localdisk.durable`: 10,000 sink entities x 20 messages, fire and forget,
-  sent from outside by 4 concurrent senders in batches of 2,500 (each
+  sent from outside by 8 concurrent senders in batches of 500 (each
   `send` returns once its messages are committed); activations/s from the
   first send until every activation is committed. `synchronous=FULL`.
 * Baselines, same file settings (WAL, `synchronous=FULL`), in the same run:
@@ -30,8 +30,8 @@ from pachytype import LocalDisk
 
 ENTITIES = 10_000
 PER_ENTITY = 20
-SENDERS = 4
-BATCH = 2_500
+SENDERS = 8
+BATCH = 500
 RAW_SINGLE = 3_000
 RAW_BATCHED = 200_000
 RAW_PER_TX = 1_000

@@ -27,8 +27,9 @@ nothing per activation, fairness, passivation):
   and about `max_batch` new messages from outside; a `send` waits for at
   most the commit under way plus its own (no timers). Mail stored and
   consumed by the same batch is not written at all.
-* **Calls first.** An entity with a waiting `call` is served before the
-  entities that only have fire-and-forget mail, so call latency stays low
+* **Calls first.** When `call`s wait, the next batch is a short one
+  (`_CALL_BATCH` activations) that takes them and serves their entities
+  before those with only fire-and-forget mail, so call latency stays low
   under a flood of sends. `send` applies backpressure: it waits while more
   than `max_backlog` messages sit in inboxes.
 * **Ids.** Message ids come from one counter (resumed from the store), in
@@ -62,7 +63,7 @@ from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _CLOSED, _RECENT, _SLICE, Runtime, address_of
 from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
 
-MAX_BATCH: Final = 1024
+MAX_BATCH: Final = 512
 """Default bound on activations (and on new outside messages) per group commit."""
 
 CACHE_SIZE: Final = 100_000
@@ -73,6 +74,9 @@ MAX_BACKLOG: Final = 100_000
 
 _LIVE_KEPT: Final = 20_000
 """Idle live records kept (with their recent messages) before a bulk drop."""
+
+_CALL_BATCH: Final = 64
+"""Activations in a batch built while `call`s wait (kept short for their latency)."""
 
 _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
@@ -241,6 +245,7 @@ class DurableRuntime(Runtime):
         self._id_texts: dict[Key, str] = {}
         self._next_id = 1
         self._commits = 0
+        self._short = False
         self._backlog = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -555,16 +560,22 @@ class DurableRuntime(Runtime):
     def _build(self) -> tuple[CommitBatch, _Pending] | None:
         batch, self._startup = self._startup, CommitBatch()
         pending = _Pending()
-        if self._calls:
-            self._take_requests(self._calls, batch, pending, len(self._calls))
-        if self._incoming:
-            self._take_requests(self._incoming, batch, pending, self.max_batch)
-        if self._fired:
-            fired, self._fired = self._fired, []
-            for timer in fired:
-                batch.fired.append(timer.id)
-                self._number(timer.out, batch, pending, due_now=True)
         budget = self.max_batch
+        short = bool(self._calls) and not self._short
+        self._short = short  # never two short batches in a row: sends must progress
+        if self._calls:
+            # Waiting callers first: their mail and (urgent queue) their turns.
+            self._take_requests(self._calls, batch, pending, len(self._calls))
+        if short:
+            budget = _CALL_BATCH
+        else:
+            if self._incoming:
+                self._take_requests(self._incoming, batch, pending, self.max_batch)
+            if self._fired:
+                fired, self._fired = self._fired, []
+                for timer in fired:
+                    batch.fired.append(timer.id)
+                    self._number(timer.out, batch, pending, due_now=True)
         cache = self._cache
         for queue in (self._urgent, self._dready):
             while queue and budget > 0:
@@ -678,7 +689,8 @@ class DurableRuntime(Runtime):
         n = min(len(inbox), limit)
         items = [inbox.popleft() for _ in range(n)]
         activate = etype.instance.activate
-        followed: list[object] | None = [] if live.key in self._followers else None
+        followers = self._followers
+        followed: list[object] | None = [] if followers and live.key in followers else None
         results = pending.results
         results_mark = len(results)
         dead_mark = len(batch.dead)
@@ -720,8 +732,12 @@ class DurableRuntime(Runtime):
                 self._number(out, batch, pending)
         last = items[-1][0]
         batch.entities.append((etype.name, live.id_text, data, etype.state_version, last))
-        batch.consumed.extend([item[0] for item in items])
-        live.recent.extend([item[1] for item in items[-_RECENT:]])
+        if n == 1:
+            batch.consumed.append(last)
+            live.recent.append(items[0][1])
+        else:
+            batch.consumed.extend([item[0] for item in items])
+            live.recent.extend([item[1] for item in items[-_RECENT:]])
         pending.turns.append((live, state if changed else _UNBORN, followed))
         self._backlog -= n
         self.activations += n

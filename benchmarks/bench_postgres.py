@@ -39,6 +39,7 @@ from pachytype._pg_testing import (
     new_schema_name,
     postgres_test_dsn,
     spawn_node,
+    stop_processes,
     unreachable_reason,
     wait_for_owners,
 )
@@ -105,10 +106,7 @@ async def _durable(dsn: str, nodes: int, logs: Path) -> float:
             async with Postgres(dsn, refs.REGISTRY, schema=schema, node=False) as eco:
                 assert await eco.state(refs.sink(ENTITIES - 1)) == PER_ENTITY
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(20)
+            stop_processes(procs, grace=20)
             await conn.close()
         return total / elapsed
     finally:
@@ -179,10 +177,7 @@ async def _takeover(dsn: str, logs: Path) -> float:
         os.kill(procs["t2"].pid, signal.SIGKILL)
         return await wait_for_owners(conn, schema, {"t1"}, 30)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-            p.wait(20)
+        stop_processes(list(procs.values()), grace=20)
         await conn.close()
         drop_schemas(dsn, [schema])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -88,9 +89,16 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
     """Drop `schemas` (and everything in them), from any context."""
 
     async def drop() -> None:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(dsn, server_settings={"lock_timeout": "10s"})
         try:
             for schema in schemas:
+                # Sessions of this schema's nodes left by a failed test would
+                # hold locks the DROP waits for: end them first.
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE $1 AND pid <> pg_backend_pid()",
+                    f"pachytype {schema} %",
+                )
                 await conn.execute(f"DROP SCHEMA IF EXISTS {quote_schema(schema)} CASCADE")
         finally:
             await conn.close()
@@ -136,6 +144,20 @@ def spawn_node(
         stderr=subprocess.STDOUT,
         cwd=Path(__file__).resolve().parent.parent,
     )
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 10) -> None:
+    """Resume (if paused) and SIGTERM each process; SIGKILL what is left after `grace` s."""
+    for proc in processes:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def lease_owners(conn: asyncpg.Connection, schema: str) -> dict[int, str | None]:

@@ -29,6 +29,7 @@ from pachytype._pg_testing import (
     new_schema_name,
     require_postgres,
     spawn_node,
+    stop_processes,
     wait_for_owners,
 )
 from tests.test_postgres_workload import refs
@@ -135,16 +136,13 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await cluster.balanced({"n1", "n2", "n3"})
         yield cluster
     finally:
-        for proc in cluster.nodes.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.terminate()
-        for proc in cluster.nodes.values():
-            proc.wait(10)
-        await cluster.client.close()
-        if cluster.conn is not None:
-            await cluster.conn.close()
-        drop_schemas(dsn, [schema])
+        stop_processes(list(cluster.nodes.values()))
+        try:
+            await asyncio.wait_for(cluster.client.close(), 10)
+            if cluster.conn is not None:
+                await asyncio.wait_for(cluster.conn.close(), 10)
+        finally:
+            drop_schemas(dsn, [schema])
 
 
 async def _until_schema(conn: asyncpg.Connection, schema: str) -> None:

@@ -24,6 +24,7 @@ from pachytype._pg_testing import (
     new_schema_name,
     require_postgres,
     spawn_node,
+    stop_processes,
     wait_for_owners,
 )
 from tests.conformance import refs
@@ -145,10 +146,7 @@ async def test_sigterm_hands_partitions_over_before_exit(
         assert handover < 2.0  # well under the 5 s lease: handed over, not expired
         assert "handing its partitions over" in (tmp_path / "p2.log").read_text()
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-            p.wait(10)
+        stop_processes(list(procs.values()))
         await conn.close()
 
 
@@ -217,7 +215,8 @@ async def test_follow_survives_losing_the_listen_connection(schema: tuple[str, s
         try:
             killed = await conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'pachytype listen l'"
+                "WHERE application_name = $1",
+                f"pachytype {name} listen l",
             )
             assert killed == 1
         finally:

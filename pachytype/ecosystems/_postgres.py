@@ -138,7 +138,7 @@ class Postgres(Ecosystem):
         self._codec = Codec(self.registry)
         settings = {
             "idle_in_transaction_session_timeout": str(max(int(self._lease * 500), 100)),
-            "application_name": f"pachytype {self.node_id}"[:63],
+            "application_name": f"pachytype {self.schema} {self.node_id}"[:63],
         }
         try:
             pool = await asyncpg.create_pool(
@@ -195,7 +195,10 @@ class Postgres(Ecosystem):
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": f"pachytype listen {self.node_id}"[:63]}
+            self._dsn,
+            server_settings={
+                "application_name": f"pachytype {self.schema} listen {self.node_id}"[:63]
+            },
         )
         self._listener = conn
         conn.add_termination_listener(self._on_listener_lost)

@@ -11,7 +11,10 @@
   (`raw sqlite, 1 tx/activation`) and 1,000 activations per transaction
   (`raw sqlite, 1,000/tx`).
 * `localdisk.call_p50` / `localdisk.call_p99`: latency of sequential `call`s
-  to one entity made while the durable load above runs.
+  to one entity made while the durable load above runs (in the same event
+  loop as the senders, so it includes waiting for their encoding).
+
+The durable run is the best of REPEAT (its call latencies are that run's).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ BATCH = 500
 RAW_SINGLE = 3_000
 RAW_BATCHED = 200_000
 RAW_PER_TX = 1_000
+REPEAT = 3
 _PAYLOAD = b'["Hit",{"n":1}]'
 
 
@@ -115,8 +119,11 @@ def _percentile(values: list[float], q: float) -> float:
 def run() -> list[Record]:
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         directory = Path(tmp)
-        gc.collect()
-        durable, latencies = asyncio.run(_durable(directory / "eco.db"))
+        runs = []
+        for attempt in range(REPEAT):
+            gc.collect()
+            runs.append(asyncio.run(_durable(directory / f"eco-{attempt}.db")))
+        durable, latencies = max(runs, key=lambda run: run[0])
         single = _raw(directory / "single.db", RAW_SINGLE, 1)
         batched = _raw(directory / "batched.db", RAW_BATCHED, RAW_PER_TX)
     p50 = statistics.median(latencies)

@@ -27,6 +27,12 @@ Rules this module keeps:
 * **Followers and calls are cheap when unused.** The hot path pays one
   truthiness test for followers and one `is None` test for call futures.
 
+Durable ecosystems reuse this core through `pachytype._durable.DurableRuntime`
+(a subclass: same checks, routing, followers and dead-letter capture), which
+adds a `Store` (`pachytype._store`) and group commits: effects become
+visible only after their commit. InMemory keeps this module's direct path,
+untouched, so it pays nothing for durability.
+
 Trade-off: activations run on the event loop thread. They are pure and
 short by contract; a slow `activate` delays every entity of the ecosystem.
 """

@@ -249,7 +249,10 @@ class Node:
             missing: list[Key] = []
             for m in mail:
                 key = (m.entity_type, m.id_text)
-                _, entries = cache.setdefault(m.partition, (parts[m.partition], {}))
+                epoch, entries = cache.setdefault(m.partition, (parts[m.partition], {}))
+                if epoch != parts[m.partition]:  # cached under another ownership
+                    entries = {}
+                    cache[m.partition] = (parts[m.partition], entries)
                 if key in entries:
                     known[key] = entries[key]
                 elif key not in known:

@@ -255,3 +255,12 @@ async def test_old_dedupe_ids_replies_and_dead_nodes_are_swept(schema: tuple[str
             assert nodes == {"s"}
         finally:
             await conn.close()
+
+
+def test_nonsense_settings_are_refused_before_connecting() -> None:
+    with pytest.raises(ValueError) as info:
+        Postgres("postgresql://u@h/d", REGISTRY, schema="s", workers=0)
+    assert str(info.value) == (
+        "Postgres(schema='s'): workers (0) and batch (2000) must be >= 1, "
+        "lease (0:00:05) and poll_interval (0.5) positive"
+    )

@@ -88,6 +88,19 @@ class Postgres(Ecosystem):
 
     >>> async with Postgres("postgresql://app@db/prod", REGISTRY, schema="bank") as eco:
     ...     await eco.call(refs.account("alice").deposit(amount=5))  # doctest: +SKIP
+
+    * `schema`: where the library keeps its tables (created and migrated on
+      open); ecosystems in different schemas never see each other.
+    * `node`: take a share of the partitions and activate entities (default);
+      `node=False` is a client that only sends, calls, reads and follows.
+    * `partitions`: fixed when the schema is created (default 64); omit it
+      afterwards.
+    * `lease`: how long a silent node keeps its partitions; a dead node's
+      entities resume elsewhere within about `lease` (+ a heartbeat).
+    * `workers`, `batch`: activation loops per node and messages per
+      transaction; `poll_interval`: how often idle loops look for mail
+      without being notified.
+    * `node_id`: this node's name in the leases (default host-pid-random).
     """
 
     def __init__(
@@ -105,6 +118,11 @@ class Postgres(Ecosystem):
         node_id: str | None = None,
     ) -> None:
         quote_schema(schema)  # refuse a bad name now, not at open
+        if workers < 1 or batch < 1 or lease <= timedelta(0) or poll_interval <= 0:
+            raise ValueError(
+                f"Postgres(schema={schema!r}): workers ({workers}) and batch ({batch}) must be "
+                f">= 1, lease ({lease}) and poll_interval ({poll_interval}) positive"
+            )
         self.registry = registry
         self.schema = schema
         self.is_node = node

@@ -246,6 +246,7 @@ class DurableRuntime(Runtime):
         self._next_id = 1
         self._commits = 0
         self._short = False
+        self._live_limit = _LIVE_KEPT
         self._backlog = 0
         self._drained = asyncio.Event()
         self._drained.set()
@@ -650,7 +651,8 @@ class DurableRuntime(Runtime):
 
     async def _load(self) -> None:
         """Read the states of entities about to run whose state is not cached."""
-        lives, self._to_load = self._to_load, []
+        # A bounded slice per call: reads block the loop, like commits.
+        lives, self._to_load = self._to_load[: self.max_batch], self._to_load[self.max_batch :]
         keys = [(live.etype.name, live.id_text) for live in lives]
         found = await self.store.load_states(keys)
         for live, key in zip(lives, keys, strict=True):
@@ -818,7 +820,7 @@ class DurableRuntime(Runtime):
             self._drained.set()
         if len(cache) > self.cache_size:
             self._evict_states()
-        if len(self._dlive) > _LIVE_KEPT:
+        if len(self._dlive) > self._live_limit:
             self._drop_idle()
 
     def _evict_states(self) -> None:
@@ -830,6 +832,8 @@ class DurableRuntime(Runtime):
     def _drop_idle(self) -> None:
         """Passivate: forget live records with no mail (their states stay stored)."""
         self._dlive = {k: v for k, v in self._dlive.items() if v.scheduled or v.inbox}
+        # With many entities holding mail, do not rescan at every commit.
+        self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
 
 
 def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:

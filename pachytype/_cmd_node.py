@@ -109,7 +109,7 @@ async def _run(
 @click.option("--workers", default=2, show_default=True, help="Activation loops in this node.")
 @click.option("--partitions", type=int, default=None, help="Partition count (new schema only).")
 @click.option("--node-id", default=None, help="Node id (default: host-pid-random).")
-@click.option("--verbose", "-v", is_flag=True, help="Log every lease change.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @click.argument("registry")
 def node(
     dsn: str,

@@ -204,6 +204,7 @@ class Membership:
     async def _release(self, conn: asyncpg.Connection, partitions: list[int]) -> None:
         if not partitions:
             return
+        log.info("node %s hands over partitions %s", self.node_id, partitions)
         self.ownership.drop(partitions)  # workers stop claiming before we wait
         s = self._s
         async with conn.transaction():
@@ -248,6 +249,10 @@ class Membership:
         for r in taken:
             self.ownership.epochs[r["partition"]] = r["epoch"]
             self.takeovers.append((r["partition"], r["epoch"]))
+        if taken:
+            log.info(
+                "node %s took partitions %s", self.node_id, sorted(r["partition"] for r in taken)
+            )
 
     async def sweep(self, conn: asyncpg.Connection) -> None:
         """Forget what nobody needs any more: dedupe ids older than

@@ -93,6 +93,11 @@ class StoreLockedError(PachytypeError):
 
 def connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL on."""
+    if synchronous not in ("FULL", "NORMAL", "OFF"):
+        raise ValueError(
+            f"synchronous={synchronous!r} for {str(path)!r}: use 'FULL' (the default: a "
+            f"returned commit survives power loss), 'NORMAL' or 'OFF'"
+        )
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")

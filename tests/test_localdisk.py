@@ -263,3 +263,27 @@ async def test_a_message_is_applied_once_even_if_its_row_is_still_stored(tmp_pat
     async with LocalDisk(db, REGISTRY) as eco:
         await eco.settle()
         assert await eco.state(tally("once")) == 2
+
+
+async def test_senders_wait_when_the_backlog_is_full_and_everything_arrives(
+    tmp_path: Path,
+) -> None:
+    async with LocalDisk(
+        tmp_path / "eco.db", REGISTRY, max_backlog=50, synchronous="NORMAL"
+    ) as eco:
+
+        async def sender(k: int) -> None:
+            for _ in range(20):
+                await eco.send(*(tally(f"b{k}").add(n=1) for _ in range(30)))
+
+        await asyncio.wait_for(asyncio.gather(*(sender(k) for k in range(4))), 30)
+        await eco.settle()
+        assert [await eco.state(tally(f"b{k}")) for k in range(4)] == [600] * 4
+
+
+async def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:
+    eco = LocalDisk(tmp_path / "eco.db", REGISTRY, synchronous="FAST")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"synchronous='FAST' .* use 'FULL'"):
+        await eco.open()
+    async with LocalDisk(tmp_path / "eco.db", REGISTRY):  # the lock was released
+        pass

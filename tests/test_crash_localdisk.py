@@ -7,6 +7,8 @@ every acknowledged message's effect exactly once, in send order, and pass
 The workload (one child = one run of `python -m tests.test_crash_localdisk`):
 * outside sends `log(v % LOGS).append(value=v)` for increasing v, in batches;
 * `emitter(e).emit(to=log(RELAY + e), values=(v,))`: entity-to-entity mail;
+* `emitter(r).remind(to=log(DELAYED + e), value=v, delay_ms=0..300)`: delayed
+  entity-to-entity mail, often pending at a kill;
 * `call`s of `tally("t").add(n=1)`.
 The child writes `try`/`ack` lines to a file before and after each operation;
 `ack` lines are the acknowledged operations. CRASH_KILLS sets the number of
@@ -23,7 +25,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from attrs import define, field
@@ -35,6 +36,7 @@ from tests.conformance.refs import REGISTRY
 
 LOGS = 16
 RELAY = 1_000
+DELAYED = 2_000
 EMITTERS = 4
 KILLS = int(os.environ.get("CRASH_KILLS", "24"))
 
@@ -53,6 +55,16 @@ async def _work(db: str, journal: str, start: int, seed: int) -> None:
                     await eco.send(*(refs.log(x % LOGS).append(value=x) for x in values))
                     out.write(f"ack send {values.start} {values.stop}\n")
                     v = values.stop
+                elif kind < 0.8:
+                    e = v % EMITTERS
+                    out.write(f"try remind {v} {e}\n")
+                    ms = rng.randint(0, 300)
+                    remind = refs.emitter(f"r{e}").remind(
+                        to=refs.log(DELAYED + e), value=v, delay_ms=ms
+                    )
+                    await eco.send(remind)
+                    out.write(f"ack remind {v} {e}\n")
+                    v += 1
                 elif kind < 0.9:
                     e = v % EMITTERS
                     out.write(f"try emit {v} {e}\n")
@@ -73,6 +85,8 @@ class Ledger:
     acked_values: set[int] = field(factory=set)
     tried_emits: dict[int, int] = field(factory=dict)  # value -> emitter
     acked_emits: set[int] = field(factory=set)
+    tried_reminds: dict[int, int] = field(factory=dict)  # value -> emitter
+    acked_reminds: set[int] = field(factory=set)
     tried_calls: int = 0
     acked_calls: int = 0
     operations: int = 0
@@ -96,6 +110,12 @@ class Ledger:
                         self.tried_emits[int(a)] = int(e)
                     else:
                         self.acked_emits.add(int(a))
+                    top = max(top, int(a) + 1)
+                case ["remind", a, e]:
+                    if tried:
+                        self.tried_reminds[int(a)] = int(e)
+                    else:
+                        self.acked_reminds.add(int(a))
                     top = max(top, int(a) + 1)
                 case ["call"]:
                     if tried:
@@ -140,17 +160,24 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         if kill % 8 == 7:
             assert _integrity(db) == "ok"
 
-    logs, emitted, relayed, tally = asyncio.run(_final_states(db))
+    logs, emitted, relayed, tally, delayed, reminded = asyncio.run(_final_states(db))
     found = [v for state in logs.values() for v in state]
     lost = ledger.acked_values - set(found)
-    duplicated = len(found) - len(set(found))
     relayed_values = [v for state in relayed.values() for v in state]
+    delayed_values = [v for state in delayed.values() for v in state]
+    every = [*found, *relayed_values, *delayed_values]
+    duplicated = len(every) - len(set(every))
+    lost_elsewhere = (ledger.acked_reminds - set(delayed_values)) | (
+        ledger.acked_emits - set(relayed_values)
+    )
     print(
         f"\ncrash test: {KILLS} SIGKILLs in {time.monotonic() - started:.1f}s, "
         f"{ledger.operations} acknowledged operations, {len(ledger.acked_values)} acknowledged "
         f"sends ({len(found)} delivered), {len(ledger.acked_emits)} acknowledged relays "
-        f"({len(relayed_values)} delivered), {ledger.acked_calls} acknowledged calls; "
-        f"lost {len(lost)}, duplicated {duplicated}"
+        f"({len(relayed_values)} delivered), {len(ledger.acked_reminds)} acknowledged "
+        f"delayed messages ({len(delayed_values)} delivered), "
+        f"{ledger.acked_calls} acknowledged calls; "
+        f"lost {len(lost) + len(lost_elsewhere)}, duplicated {duplicated}"
     )
     assert KILLS >= 1 and ledger.operations > KILLS
     # no acknowledged message lost, nothing applied twice, nothing invented
@@ -167,6 +194,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     for e in range(EMITTERS):
         assert emitted[e] == len(relayed[RELAY + e])
         assert all(ledger.tried_emits[v] == e for v in relayed[RELAY + e])
+    # delayed messages: each acknowledged reminder fires once, across the kills
+    assert ledger.acked_reminds <= set(delayed_values) <= set(ledger.tried_reminds)
+    assert len(delayed_values) == len(set(delayed_values))
+    for e in range(EMITTERS):
+        assert reminded[e] == len(delayed[DELAYED + e])
     # calls: every acknowledged one counted, none counted twice
     assert ledger.acked_calls <= tally <= ledger.tried_calls
     assert _integrity(db) == "ok"
@@ -174,15 +206,24 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
 
 async def _final_states(
     db: Path,
-) -> tuple[dict[int, tuple[int, ...]], dict[int, int], dict[int, tuple[int, ...]], int]:
+) -> tuple[
+    dict[int, tuple[int, ...]],
+    dict[int, int],
+    dict[int, tuple[int, ...]],
+    int,
+    dict[int, tuple[int, ...]],
+    dict[int, int],
+]:
     async with LocalDisk(db, REGISTRY) as eco:
+        await asyncio.sleep(0.4)  # the last reminders come due (delays are <= 300 ms)
         await eco.settle()
         logs = {k: await eco.state(refs.log(k)) for k in range(LOGS)}
         emitted = {e: await eco.state(refs.emitter(f"e{e}")) for e in range(EMITTERS)}
         relayed = {RELAY + e: await eco.state(refs.log(RELAY + e)) for e in range(EMITTERS)}
+        delayed = {DELAYED + e: await eco.state(refs.log(DELAYED + e)) for e in range(EMITTERS)}
+        reminded = {e: await eco.state(refs.emitter(f"r{e}")) for e in range(EMITTERS)}
         tally = await eco.state(refs.tally(TallyId("t")))
-    by_log: dict[int, tuple[int, ...]] = defaultdict(tuple, logs)
-    return dict(by_log), emitted, relayed, tally
+    return logs, emitted, relayed, tally, delayed, reminded
 
 
 def _integrity(db: Path) -> str:

@@ -608,10 +608,32 @@ class DurableRuntime(Runtime):
         self, incoming: deque[_Request], batch: CommitBatch, pending: _Pending, limit: int
     ) -> None:
         taken = 0
+        mail = batch.mail
+        lives = self._dlive
+        ready = self._dready
         while incoming and taken < limit:
             request = incoming.popleft()
+            next_id = self._next_id
+            # The common case (no delay, no call) inline: this loop runs once
+            # per message sent from outside.
             for out in request.outs:
-                self._number(out, batch, pending)
+                if out.delay > 0 or out.fut is not None:
+                    self._backlog += next_id - self._next_id
+                    self._next_id = next_id
+                    self._number(out, batch, pending)
+                    next_id = self._next_id
+                    continue
+                mail.append((next_id, out.etype.name, out.id_text, out.payload))
+                live = lives.get(out.address._key)
+                if live is None:
+                    live = lives[out.address._key] = _Live(out.address, out.etype, out.id_text)
+                live.inbox.append((next_id, out.message, None))
+                next_id += 1
+                if not live.scheduled:
+                    live.scheduled = True
+                    ready.append(live)
+            self._backlog += next_id - self._next_id  # the inline ones
+            self._next_id = next_id
             taken += len(request.outs)
             if request.redeliver is not None:
                 batch.redelivered.append(request.redeliver)

@@ -279,6 +279,7 @@ async def test_senders_wait_when_the_backlog_is_full_and_everything_arrives(
         await asyncio.wait_for(asyncio.gather(*(sender(k) for k in range(4))), 30)
         await eco.settle()
         assert [await eco.state(tally(f"b{k}")) for k in range(4)] == [600] * 4
+        assert eco._rt._backlog == 0  # every queued message was counted out again
 
 
 async def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:

@@ -182,6 +182,8 @@ async def test_a_node_paused_past_its_lease_commits_nothing_when_resumed(
     print(f"SIGSTOP: takeover {takeover:.2f}s, rejoined {rejoined:.2f}s after SIGCONT")
     assert takeover <= LEASE + 1
     assert paused.poll() is None, "the paused node must survive its fencing"
+    log = cluster.logs_of("n3")
+    assert "lost partitions" in log or "(fenced)" in log, "n3 never noticed it lost its lease"
 
 
 async def test_a_node_added_mid_run_gets_its_share(cluster: Cluster) -> None:

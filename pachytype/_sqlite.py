@@ -51,6 +51,9 @@ from pachytype._store import (
 
 SCHEMA_VERSION: Final = 1
 
+_READ_CHUNK: Final = 500
+"""Ids per `IN (...)` query when loading states."""
+
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
 
 _SCHEMA: Final = """
@@ -218,15 +221,22 @@ def read_states(
     conn: sqlite3.Connection, keys: Sequence[EntityKey]
 ) -> dict[EntityKey, StoredState]:
     """Committed states of `keys`; entities without a stored state are absent."""
+    by_type: dict[str, list[str]] = {}
+    for etype, eid in keys:
+        by_type.setdefault(etype, []).append(eid)
     found: dict[EntityKey, StoredState] = {}
-    query = "SELECT state, version FROM entities WHERE etype = ? AND eid = ?"
-    execute = conn.execute
-    conn.execute("BEGIN")  # one read transaction, not one per key
+    conn.execute("BEGIN")  # one read transaction for every chunk
     try:
-        for key in keys:
-            row = execute(query, key).fetchone()
-            if row is not None and row[0] is not None:
-                found[key] = (row[0], row[1])
+        for etype, eids in by_type.items():
+            for at in range(0, len(eids), _READ_CHUNK):
+                chunk = eids[at : at + _READ_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for eid, state, version in conn.execute(
+                    f"SELECT eid, state, version FROM entities "
+                    f"WHERE etype = ? AND eid IN ({marks}) AND state IS NOT NULL",
+                    (etype, *chunk),
+                ):
+                    found[(etype, eid)] = (state, version)
     finally:
         conn.execute("COMMIT")
     return found

@@ -16,26 +16,32 @@ The contract, in the order the runtime uses it:
    makes this process the only writer (LocalDisk: an `flock`; Postgres:
    partition leases) and returns a `Recovery`: the next free message id,
    every message not yet consumed (in id order) and every pending timer.
-2. The runtime runs *group commits*, one at a time, in order: it builds a
-   `CommitBatch` (plain values), awaits `commit(batch)`, and only when that
-   returns applies the effects in memory (delivers the new mail to inboxes,
-   resolves `send`/`call`, notifies followers). `commit` must be atomic
-   (all of the batch or nothing) and durable when it returns.
-3. `load_states(keys)` reads committed states for entities about to be
-   activated whose state is not cached; `load_state` for `eco.state(ref)`.
-   A store must return what its last finished `commit` wrote (the runtime
-   never reads an entity whose commit is in flight).
+2. The runtime runs *group commits*, one at a time, in build order: it
+   builds a `CommitBatch` (plain values), awaits `commit(batch)`, and only
+   when that returns makes anything observable (`send`s return, `call`s
+   resolve, followers see states). `commit` must be atomic (all of the
+   batch or nothing) and durable when it returns. Mail may be *consumed*
+   in the same batch that stores it (the runtime then leaves its row out
+   of `mail`: the consumer's cursor and state record it) or in a later one,
+   never an earlier one.
+3. `load_states(keys)` reads committed states of entities about to be
+   activated whose state is not cached, and for `eco.state(ref)`. It must
+   return what the last finished `commit` wrote.
 4. `dead_letters()` lists persisted dead letters; `close()` releases the lock.
 
 Message ids are allocated by the runtime from `Recovery.next_id` upward,
-in commit order, so for one receiver ids grow in the order messages enter
+in build order, so for one receiver ids grow in the order messages enter
 its inbox. That is what makes the per-entity *consumed cursor* a correct
 dedupe record: each `EntityRow` carries the last id the entity consumed; a
 store may keep only that and treat any message with an id at or below it
 as already applied (LocalDisk), or record every id of
-`CommitBatch.consumed` (a store whose ids are not commit-ordered must). A message is
-consumed in the same transaction as the state it produced: exactly-once
-effect even when mail is redelivered after a crash.
+`CommitBatch.consumed` (a store whose ids are not commit-ordered must). A
+message is consumed in the same transaction as the state it produced:
+exactly-once effect even when mail is redelivered after a crash.
+
+The stores: `pachytype._sqlite.SqliteStore` (LocalDisk). A multi-node store
+(Postgres) implements the same calls, fences `commit` with its partition
+epoch, and allocates ids per node (e.g. blocks from a sequence).
 
 Trade-offs: the whole backlog of unconsumed mail is loaded at `open` (one
 node owns all of it); mail of a store with several nodes is routed by that

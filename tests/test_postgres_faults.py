@@ -53,6 +53,8 @@ class Cluster:
         self.acked = 0
         self._stop = asyncio.Event()
         self._load: asyncio.Task[None] | None = None
+        self._caller: asyncio.Task[None] | None = None
+        self.calls = 0
         self.client = Postgres(dsn, refs.REGISTRY, schema=schema, node=False, poll_interval=0.1)
         self.conn: asyncpg.Connection | None = None
 
@@ -84,13 +86,27 @@ class Cluster:
             self.acked = n  # the send returned: these bumps are acknowledged
             await asyncio.sleep(0.01)
 
+    async def _call(self) -> None:
+        """Calls through the fault: each must return the state right after it."""
+        n = 0
+        caller = refs.counter("caller")
+        while not self._stop.is_set():
+            n += 1
+            bump = caller.bump(src="caller", n=n, audit=refs.audit("a-caller"))
+            state = await asyncio.wait_for(self.client.call(bump), LEASE + 5)
+            assert state == CounterState(seen=n, activations=n, anomalies=0)
+            self.calls = n
+
     def load(self) -> None:
-        self._load = asyncio.get_running_loop().create_task(self._generate())
+        loop = asyncio.get_running_loop()
+        self._load = loop.create_task(self._generate())
+        self._caller = loop.create_task(self._call())
 
     async def stop_load(self) -> None:
         self._stop.set()
-        assert self._load is not None
+        assert self._load is not None and self._caller is not None
         await self._load
+        await self._caller
 
     async def check(self) -> None:
         """Every acknowledged bump applied exactly once, in order, with its note."""
@@ -107,6 +123,9 @@ class Cluster:
             audit = await self.client.state(refs.audit(f"a{a}"))
             expected = {c: n for i, c in enumerate(COUNTERS) if i % AUDITS == a}
             assert audit == AuditState(last=expected, anomalies=0)
+        assert self.calls > 5, "the caller barely ran"
+        audit = await self.client.state(refs.audit("a-caller"))
+        assert audit == AuditState(last={"caller": self.calls}, anomalies=0)
         assert await self.client.dead_letters() == []
 
     async def _leftover(self) -> str:
@@ -161,7 +180,10 @@ async def test_kill_9_a_node_under_load(cluster: Cluster) -> None:
     await asyncio.sleep(0.5)
     await cluster.stop_load()
     await cluster.check()
-    print(f"kill -9: takeover {takeover:.2f}s (lease {LEASE}s), {cluster.acked} rounds")
+    print(
+        f"kill -9: takeover {takeover:.2f}s (lease {LEASE}s), {cluster.acked} rounds, "
+        f"{cluster.calls} calls"
+    )
     assert takeover <= LEASE + 1
 
 

@@ -20,9 +20,9 @@ from .fields import attrs_decorator, class_model
 from .model import ClassModel, EntityModel, MessageModel, PackageModel
 from .package import PackageSource
 from .problems import GenerateError, Problem
-from .resolve import Resolver, Unresolved, is_pachytype
+from .resolve import Resolver, Unresolved, is_pachytype, is_typing
 from .scan import ClassFacts, ModuleFacts
-from .typeexpr import Kind, Sym, TypeExpr, Union, expand, qualified, symbols
+from .typeexpr import Kind, Lit, Sym, TypeExpr, Union, expand, qualified, symbols
 
 # Attributes every ref already has: a message method must not hide them.
 _REF_ATTRIBUTES = frozenset({"post", "entity_type", "id", "key"})
@@ -107,6 +107,18 @@ def _entity(
     version = _state_version(facts, klass, problems)
     if messages is None or version is None:
         return None
+    # Checked only once the rest is sound, so one mistake reads as one problem.
+    if not _defines(klass, "init") and not _allows_none(state_type):
+        problems.append(
+            Problem(
+                facts.path,
+                klass.line,
+                f"entity {klass.name}: it has no init, so an id never seen starts in state "
+                f"None, but its state type does not allow None; define "
+                f"`def init(self, id) -> ...` returning the first state, or add `| None` "
+                f"to the state type",
+            )
+        )
     return EntityModel(
         sym=Sym(Kind.CLASS, facts.name, klass.name),
         name=snake_case(klass.name),
@@ -119,6 +131,29 @@ def _entity(
         state_version=version,
         upgrades=_upgrades(resolver, facts, klass, problems),
     )
+
+
+def _defines(klass: ClassFacts, method: str) -> bool:
+    """Whether the class body itself defines `method` (a `def`)."""
+    return any(
+        isinstance(line, cst.FunctionDef) and line.name.value == method
+        for line in klass.node.body.body
+    )
+
+
+def _allows_none(expr: TypeExpr) -> bool:
+    """Whether `None` is a value of the type (`None`, `X | None`, `Any`, an alias of those)."""
+    match expr:
+        case Lit(code="None"):
+            return True
+        case Union(items=items):
+            return any(_allows_none(item) for item in items)
+        case Sym(kind=Kind.ALIAS | Kind.NEWTYPE, target=target) if target is not None:
+            return _allows_none(target)
+        case Sym(kind=Kind.EXTERNAL):
+            return is_typing(expr, "Any")
+        case _:
+            return False
 
 
 def _unresolved(facts: ModuleFacts, klass: ClassFacts, role: str, error: Unresolved) -> Problem:

@@ -206,6 +206,35 @@ def test_wrong_number_of_type_arguments(tmp_path: Path) -> None:
     ]
 
 
+def test_entity_without_init_whose_state_does_not_allow_none(tmp_path: Path) -> None:
+    found = _problems(
+        tmp_path,
+        {
+            "m.py": """
+            from attrs import frozen
+            from pachytype import Activation, Entity
+
+            @frozen
+            class Ping:
+                pass
+
+            class Pinger(Entity[str, Ping, int]):
+                def activate(self, msg: Ping, state: int) -> Activation[int]:
+                    return [], state + 1
+
+            class Quiet(Entity[str, Ping, int | None]):
+                def activate(self, msg: Ping, state: int | None) -> Activation[int | None]:
+                    return [], state
+            """
+        },
+    )
+    assert found == [
+        "pkg/m.py:8: entity Pinger: it has no init, so an id never seen starts in state None, "
+        "but its state type does not allow None; define `def init(self, id) -> ...` returning "
+        "the first state, or add `| None` to the state type"
+    ]
+
+
 def test_two_entities_with_the_same_name(tmp_path: Path) -> None:
     found = _problems(
         tmp_path,
@@ -218,14 +247,14 @@ def test_two_entities_with_the_same_name(tmp_path: Path) -> None:
             class Ping:
                 pass
 
-            class HTTPServer(Entity[str, Ping, int]):
+            class HTTPServer(Entity[str, Ping, int | None]):
                 pass
             """,
             "b.py": """
             from pachytype import Entity
             from .a import Ping
 
-            class HttpServer(Entity[str, Ping, int]):
+            class HttpServer(Entity[str, Ping, int | None]):
                 pass
             """,
         },
@@ -334,7 +363,7 @@ def test_message_field_without_a_type(tmp_path: Path) -> None:
             class Ping:
                 n = attr.ib()
 
-            class Pinger(Entity[str, Ping, int]):
+            class Pinger(Entity[str, Ping, None]):
                 pass
             """
         },

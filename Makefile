@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := $(sort $(dir $(wildcard examples/*/refs.py)))
+# Generated refs of the test and benchmark packages must be fresh too.
+GENERATED := tests/conformance tests/simulation benchmarks/workload
 
 .PHONY: setup demo test lint typecheck check pytest bench clean
 
@@ -30,6 +32,9 @@ check: setup
 	@for pkg in $(EXAMPLES); do \
 		echo "pachytype check $$pkg"; \
 		$(BIN)/pachytype check $$pkg --no-mypy || exit 1; \
+	done
+	@for pkg in $(GENERATED); do \
+		$(BIN)/pachytype generate $$pkg --check || exit 1; \
 	done
 
 pytest: setup

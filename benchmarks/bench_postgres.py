@@ -13,6 +13,8 @@ asyncpg doing the same writes, and the takeover time after kill -9.
   SKIP LOCKED`), upserts a state, deletes the row and records the dedupe
   id; `raw.100pertx` does the same 100 rows per transaction with array
   statements. No decoding, no Python activation: the database's share.
+* `postgres.call`: milliseconds per sequential `call` to one entity whose
+  node runs in the caller's process (send committed, activation committed).
 * `postgres.takeover`: two nodes with the default 5 s lease; seconds from
   kill -9 of one until the other owns every partition.
 
@@ -50,6 +52,7 @@ PER_ENTITY = 20
 PARTITIONS = 32
 RAW_SINGLE = 5_000
 REPEAT = 2
+CALLS = 300
 """Durable runs per figure, best kept (the machine may be busy with other work)."""
 REGISTRY = "benchmarks.workload.refs:REGISTRY"
 
@@ -185,12 +188,28 @@ async def _takeover(dsn: str, logs: Path) -> float:
         drop_schemas(dsn, [schema])
 
 
+async def _call_latency(dsn: str) -> float:
+    """Milliseconds per sequential `call` to one entity owned by this process."""
+    schema = new_schema_name("pt_call")
+    try:
+        async with Postgres(dsn, refs.REGISTRY, schema=schema, partitions=PARTITIONS) as eco:
+            for _ in range(20):  # warm up: connections, caches
+                await eco.call(refs.sink(0).hit(n=1))
+            started = time.perf_counter()
+            for _ in range(CALLS):
+                await eco.call(refs.sink(0).hit(n=1))
+            return (time.perf_counter() - started) / CALLS * 1000
+    finally:
+        drop_schemas(dsn, [schema])
+
+
 async def _all(dsn: str, logs: Path) -> list[Record]:
     raw_single = await _raw(dsn, 1, RAW_SINGLE)
     raw_batched = await _raw(dsn, 100, ENTITIES * PER_ENTITY)
     one = max([await _durable(dsn, 1, logs) for _ in range(REPEAT)])
     two = max([await _durable(dsn, 2, logs) for _ in range(REPEAT)])
     takeover = await _takeover(dsn, logs)
+    call = await _call_latency(dsn)
     note = f"{ENTITIES:,} sinks x {PER_ENTITY} hits, {PARTITIONS} partitions, node processes"
     return [
         Record("postgres.raw.1pertx", raw_single, "activations/s", note="asyncpg, same writes"),
@@ -210,6 +229,12 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
             "postgres.raw.100pertx",
             raw_batched,
             note=note + "; target >= 40,000/s and >= 0.5x",
+        ),
+        Record(
+            "postgres.call",
+            call,
+            "ms",
+            note="sequential calls to one entity; two commits each (the send, the activation)",
         ),
         Record(
             "postgres.takeover",

@@ -160,7 +160,11 @@ class Postgres(Ecosystem):
         }
         try:
             pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._workers + 4, server_settings=settings
+                self._dsn,
+                min_size=1,
+                max_size=self._workers + 4,
+                server_settings=settings,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError) as error:
             raise ConnectionError(
@@ -566,6 +570,12 @@ class Postgres(Ecosystem):
             f"WHERE deliver_at IS NULL OR deliver_at <= now())"
         ):
             await asyncio.sleep(0.005)
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool connections are returned as they were taken: no session state is
+    ever changed on them (advisory locks are transaction-scoped, LISTEN has its
+    own connection), so asyncpg's reset query (a round trip per use) is skipped."""
 
 
 def _rebuild(error_type: str, text: str) -> BaseException:

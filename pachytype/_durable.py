@@ -63,7 +63,7 @@ from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _CLOSED, _RECENT, _SLICE, Runtime, address_of
 from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
 
-MAX_BATCH: Final = 512
+MAX_BATCH: Final = 256
 """Default bound on activations (and on new outside messages) per group commit."""
 
 CACHE_SIZE: Final = 100_000
@@ -77,6 +77,9 @@ _LIVE_KEPT: Final = 20_000
 
 _CALL_BATCH: Final = 64
 """Activations in a batch built while `call`s wait (kept short for their latency)."""
+
+_ENCODE_SLICE: Final = 128
+"""Messages of one `send` encoded between two yields to the event loop."""
 
 _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
@@ -398,7 +401,16 @@ class DurableRuntime(Runtime):
     async def send_durably(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """Send envelopes; return once they are committed."""
         self._check_open()
-        outs = self._outs(envelopes)
+        envs = envelopes if isinstance(envelopes, list | tuple) else list(envelopes)
+        if len(envs) <= _ENCODE_SLICE:
+            outs = self._outs(envs)
+        else:
+            # Encode a big send in slices, letting calls and the dispatcher run.
+            outs = []
+            for at in range(0, len(envs), _ENCODE_SLICE):
+                outs.extend(self._outs(envs[at : at + _ENCODE_SLICE]))
+                await asyncio.sleep(0)
+            self._check_open()
         if not outs:
             return
         while self._backlog > self.max_backlog:

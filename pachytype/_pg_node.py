@@ -33,8 +33,8 @@ import base64
 import contextlib
 import itertools
 import logging
+import time
 import uuid
-from collections.abc import Callable
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -51,6 +51,9 @@ log = logging.getLogger("pachytype.postgres")
 
 NOTIFY_LIMIT: Final = 7000
 """Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
+
+RETRY_BLOCKED: Final = 30.0
+"""Seconds before an entity blocked by undecodable bytes is tried again."""
 
 _SWEEP_EVERY: Final = 40
 """Heartbeats between sweeps of old dedupe ids, replies and dead nodes."""
@@ -87,6 +90,8 @@ class Node:
         self.local_calls = local_calls
         self.blocked: dict[Key, PachytypeError] = {}
         """Entities whose stored bytes did not decode; their mail stays in place."""
+        self.retry_blocked = RETRY_BLOCKED
+        self._blocked_at: dict[Key, float] = {}
         self.activations = 0
         self._s = quote_schema(self.schema)
         self._wakes = [asyncio.Event() for _ in range(workers)]
@@ -101,7 +106,6 @@ class Node:
         self._mail_channel = channel(self.schema, "mail")
         self._reply_channel = channel(self.schema, "reply")
         self._state_channel = channel(self.schema, "state")
-        self.on_blocked: Callable[[Key, PachytypeError], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -213,8 +217,18 @@ class Node:
         )
         return self.poll_interval if due is None else float(due)
 
+    def _unblock_due(self) -> None:
+        """Give blocked entities another try now and then: someone may have
+        fixed the row (or deployed code that reads it)."""
+        now = time.monotonic()
+        for key in [k for k, at in self._blocked_at.items() if now - at >= self.retry_blocked]:
+            del self._blocked_at[key]
+            self.blocked.pop(key, None)
+
     async def _batch(self, conn: asyncpg.Connection, w: int, parts: dict[int, int]) -> int:
         s = self._s
+        if self._blocked_at:
+            self._unblock_due()
         async with conn.transaction():
             leases = await conn.fetch(
                 f"SELECT partition, epoch FROM {s}.leases "
@@ -396,12 +410,12 @@ class Node:
             epoch, entries = cache.setdefault(p, (parts[p], {}))
             if epoch == parts[p]:
                 entries[key] = cached
+        now = time.monotonic()
         for key, error in out.blocked.items():
             if key not in self.blocked:
                 self.blocked[key] = error
+                self._blocked_at[key] = now
                 log.error("node %s: %s", self.node_id, error)
-                if self.on_blocked is not None:
-                    self.on_blocked(key, error)
         for reply in out.replies:
             fut = self.local_calls.get(reply.msg_id)
             if fut is None or fut.done():

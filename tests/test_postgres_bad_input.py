@@ -19,7 +19,7 @@ from pachytype._pg_batch import new_message_id
 from pachytype._pg_partition import partition_of
 from pachytype._pg_testing import drop_schemas, new_schema_name, postgres_test_dsn, require_postgres
 from tests.conformance import refs
-from tests.conformance.entities import Append, TallyId
+from tests.conformance.entities import Add, Append, TallyId
 from tests.conformance.refs import REGISTRY
 
 PARTITIONS = 8
@@ -81,6 +81,18 @@ async def test_a_corrupt_mailbox_row_stays_and_blocks_only_its_entity(
         assert rows[0]["payload"] == b"\xff\x00 not json"
         assert len(rows) == 2  # the later, valid message waits behind it (order kept)
         assert await eco.state(refs.tally(TallyId("bad"))) == 0
+        # Someone repairs the row: the entity is tried again and catches up, in order.
+        await conn.execute(
+            f'UPDATE "{eco.schema}".mailbox SET payload = $1 WHERE payload = $2',
+            Codec(REGISTRY).encode_message("tally", Add(n=10)),
+            b"\xff\x00 not json",
+        )
+        assert eco.node is not None
+        eco.node.retry_blocked = 0.05
+        await asyncio.sleep(0.1)
+        await eco.send(refs.tally(TallyId("good")).add(n=1))  # wake the worker
+        assert await eco.call(refs.tally(TallyId("bad")).add(n=100)) == 111
+        assert eco.blocked() == {}
     finally:
         await conn.close()
 

@@ -31,8 +31,9 @@ then start the new ones. Stored states of older `state_version`s are
 upgraded on load by the `@upgrade` chain and written back in the new
 version at their next activation. Mail written by the old version is
 decoded by the new one; a message whose class no longer decodes blocks its
-entity (its rows stay, the error is logged and listed by `blocked()`)
-until it is fixed or deleted, so nothing is silently lost.
+entity (its rows stay, the error is logged and listed by `blocked()`; the
+entity is tried again every 30 s, so a repaired row or a deploy that reads
+it unblocks it), so nothing is silently lost.
 """
 
 from __future__ import annotations

@@ -19,7 +19,15 @@ from attrs import frozen
 
 from examples.bank import refs as bank
 from examples.bank.account import AccountId, AccountState
-from pachytype import Activation, Entity, EntityType, LocalDisk, Registry
+from pachytype import (
+    Activation,
+    DeadLetter,
+    Entity,
+    EntityType,
+    LocalDisk,
+    PachytypeError,
+    Registry,
+)
 from pachytype._errors import StateVersionError
 from pachytype._sqlite import StoreLockedError
 from tests.bank_v1.registry import REGISTRY as BANK_V1
@@ -288,3 +296,29 @@ async def test_an_unknown_synchronous_mode_is_refused(tmp_path: Path) -> None:
         await eco.open()
     async with LocalDisk(tmp_path / "eco.db", REGISTRY):  # the lock was released
         pass
+
+
+async def test_stored_mail_that_cannot_be_decoded_becomes_a_dead_letter(tmp_path: Path) -> None:
+    db = tmp_path / "eco.db"
+    async with LocalDisk(db, REGISTRY) as eco:
+        await eco.call(tally("bad").add(n=1))
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO mailbox VALUES (1000, 'tally', 'bad', ?)", (b'["Add",{"n":"x"}]',))
+    conn.execute("INSERT INTO mailbox VALUES (1001, 'ghost', 'g', ?)", (b'["Boo",{}]',))
+    conn.execute("INSERT INTO mailbox VALUES (1002, 'tally', 'bad', ?)", (b'["Add",{"n":2}]',))
+    conn.commit()
+    conn.close()
+    dead: list[DeadLetter] = []
+    for _ in range(2):  # a second opening does not make them dead letters again
+        async with LocalDisk(db, REGISTRY) as eco:
+            await eco.settle()
+            assert await eco.state(tally("bad")) == 3
+            dead = await eco.dead_letters()
+            with pytest.raises(PachytypeError, match="holds a message that cannot be decoded"):
+                await eco.redeliver(dead[0])
+    assert [(d.error_type, d.message) for d in dead] == [
+        ("DecodeError", b'["Add",{"n":"x"}]'),
+        ("UnknownEntityError", b'["Boo",{}]'),
+    ]
+    assert "cannot decode the message of entity 'tally'" in dead[0].error
+    assert dead[1].to.entity_type == "ghost"

@@ -564,11 +564,12 @@ class DurableRuntime(Runtime):
                 await self._wake.wait()
         except asyncio.CancelledError:
             raise
-        except BaseException as error:
+        except Exception as error:
+            # The store failed: nothing more can be made durable. Waiters get
+            # the error, later calls a clear one; close() still works.
             self._failure = error
             self._fail_waiting(error)
             self._idle.set()
-            raise
 
     def _build(self) -> tuple[CommitBatch, _Pending] | None:
         batch, self._startup = self._startup, CommitBatch()

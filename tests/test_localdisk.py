@@ -29,7 +29,7 @@ from pachytype import (
     Registry,
 )
 from pachytype._errors import StateVersionError
-from pachytype._sqlite import StoreLockedError
+from pachytype._sqlite import SqliteStore, StoreLockedError
 from tests.bank_v1.registry import REGISTRY as BANK_V1
 from tests.conformance import refs
 from tests.conformance.entities import TallyId
@@ -322,3 +322,18 @@ async def test_stored_mail_that_cannot_be_decoded_becomes_a_dead_letter(tmp_path
     ]
     assert "cannot decode the message of entity 'tally'" in dead[0].error
     assert dead[1].to.entity_type == "ghost"
+
+
+async def test_a_failing_store_fails_the_waiters_and_refuses_work_clearly(tmp_path: Path) -> None:
+    db = tmp_path / "eco.db"
+    async with LocalDisk(db, REGISTRY) as eco:
+        await eco.call(tally("s").add(n=1))
+        store = eco._rt.store
+        assert isinstance(store, SqliteStore)
+        store._c().close()  # the disk goes away, as far as SQLite can tell
+        with pytest.raises(sqlite3.ProgrammingError):
+            await eco.send(tally("s").add(n=1))
+        with pytest.raises(PachytypeError, match=r"the LocalDisk store failed .* open it again"):
+            await eco.call(tally("s").add(n=1))
+    async with LocalDisk(db, REGISTRY) as eco:  # closing released the lock
+        assert await eco.state(tally("s")) == 1

@@ -3,7 +3,8 @@
 Entities with their states (decoded and pretty-printed, upgraded to the
 code's version in memory only), mailbox depths, delayed messages and dead
 letters, as rich tables, or as JSON with `--json`. Read-only: it works while
-the owning process runs (WAL readers do not block the writer).
+the owning process runs (WAL readers do not block the writer). With `--dsn`
+it shows a PostgreSQL ecosystem's summary (`pachytype._pg_inspect`).
 """
 
 from __future__ import annotations
@@ -202,14 +203,60 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
     return [entities, mailboxes, timers, dead]
 
 
+def _postgres_summary(dsn: str, schema: str) -> dict[str, Any]:
+    """`inspect --dsn`: the PostgreSQL ecosystem's summary (pachytype._pg_inspect)."""
+    import asyncio
+
+    import attrs
+
+    from pachytype._pg_inspect import inspect_schema
+
+    summary = asyncio.run(inspect_schema(dsn, schema))
+    return attrs.asdict(summary)
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"PostgreSQL ecosystem {summary['schema']!r} at {summary['dsn']}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if key != "nodes":
+            table.add_row(key.replace("_", " "), str(value))
+    for node in summary["nodes"]:
+        table.add_row(
+            f"node {node['node_id']}",
+            f"{node['host']} pid {node['pid']}, {node['partitions']} partitions, "
+            f"heartbeat {node['heartbeat_at']}",
+        )
+    return table
+
+
 @click.command()
-@click.option("--db", "db", required=True, metavar="PATH", help="The LocalDisk database file.")
-@click.argument("target", metavar="MODULE:REGISTRY")
+@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
+@click.option("--dsn", metavar="DSN", help="A PostgreSQL ecosystem instead (a summary).")
+@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+@click.argument("target", metavar="MODULE:REGISTRY", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--limit", default=100, show_default=True, help="Entities to list.")
-def inspect(db: str, target: str, as_json: bool, limit: int) -> None:
+def inspect(
+    db: str | None, dsn: str | None, schema: str, target: str | None, as_json: bool, limit: int
+) -> None:
     """Show a LocalDisk database: entities and states, mailboxes, delayed
-    messages, dead letters (read-only; safe while it runs)."""
+    messages, dead letters (read-only; safe while it runs). With --dsn, a
+    summary of a PostgreSQL ecosystem."""
+    console = Console()
+    if dsn is not None:
+        summary = _postgres_summary(dsn, schema)
+        if as_json:
+            click.echo(orjson.dumps(_plain(summary), option=orjson.OPT_INDENT_2).decode())
+        else:
+            console.print(_summary_table(summary))
+        return
+    if db is None or target is None:
+        raise click.UsageError(
+            "give --db PATH and MODULE:REGISTRY (e.g. pachytype inspect --db bank.db "
+            "examples.bank.refs:REGISTRY), or --dsn DSN for a PostgreSQL ecosystem"
+        )
     registry = load_registry(target)
     conn = open_db(db)
     try:
@@ -219,7 +266,6 @@ def inspect(db: str, target: str, as_json: bool, limit: int) -> None:
     if as_json:
         click.echo(orjson.dumps(_plain(data), option=orjson.OPT_INDENT_2).decode())
         return
-    console = Console()
     if data["fingerprint"] not in (None, "", registry.fingerprint):
         console.print(
             f"[yellow]note:[/] the database was last opened with registry fingerprint "

@@ -118,17 +118,33 @@ def migrate_all(
 
 
 @click.command()
-@click.option("--db", "db", required=True, metavar="PATH", help="The LocalDisk database file.")
-@click.argument("target", metavar="MODULE:REGISTRY")
+@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
+@click.option("--dsn", metavar="DSN", help="A PostgreSQL ecosystem instead: its tables.")
+@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+@click.argument("target", metavar="MODULE:REGISTRY", required=False)
 @click.option("--batch", default=500, show_default=True, help="States per transaction.")
-def migrate(db: str, target: str, batch: int) -> None:
-    """Upgrade every stored state to the code's state_version, in batches
-    (safe to interrupt: run it again to continue)."""
+def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, batch: int) -> None:
+    """Upgrade every stored state of a LocalDisk database to the code's
+    state_version, in batches (safe to interrupt: run it again to continue).
+    With --dsn, bring a PostgreSQL ecosystem's tables to this version."""
+    console = Console()
+    if dsn is not None:
+        import asyncio
+
+        from pachytype._pg_inspect import migrate_schema
+
+        found, now = asyncio.run(migrate_schema(dsn, schema))
+        console.print(f"schema {schema!r}: tables at version {found}, now {now}")
+        return
+    if db is None or target is None:
+        raise click.UsageError(
+            "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
+            "examples.bank.refs:REGISTRY), or --dsn DSN for a PostgreSQL ecosystem"
+        )
     from pachytype._cmd_inspect import load_registry, open_db
 
     registry = load_registry(target)
     open_db(db).close()  # a clear error if it is not a LocalDisk database
-    console = Console()
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

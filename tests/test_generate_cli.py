@@ -28,7 +28,8 @@ def _counter_package(root: Path) -> Path:
                 amount: int
 
             class Till(Entity[str, Ring, int]):
-                pass
+                def init(self, id: str) -> int:
+                    return 0
             """
         )
     )

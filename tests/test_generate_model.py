@@ -116,7 +116,8 @@ def test_star_imports_from_the_package_are_followed(tmp_path: Path) -> None:
     (root / "till.py").write_text(
         "from pachytype import Entity\n"
         "from .msgs import *\n\n\n"
-        "class Till(Entity[str, Ring, int]):\n    pass\n"
+        "class Till(Entity[str, Ring, int]):\n"
+        "    def init(self, id: str) -> int:\n        return 0\n"
     )
     (till,) = generate.scan_package(root).entities
     assert [(m.cls.qualname, m.method) for m in till.messages] == [("shop.msgs.Ring", "ring")]
@@ -132,7 +133,8 @@ def test_a_message_class_and_its_subclass_may_both_be_in_the_union(tmp_path: Pat
         "from pachytype import Entity\n\n\n"
         "@frozen\nclass Deposit:\n    amount: int\n\n\n"
         "@frozen\nclass BigDeposit(Deposit):\n    why: str\n\n\n"
-        "class Account(Entity[str, Deposit | BigDeposit, int]):\n    pass\n"
+        "class Account(Entity[str, Deposit | BigDeposit, int]):\n"
+        "    def init(self, id: str) -> int:\n        return 0\n"
     )
     (account,) = generate.scan_package(root).entities
     assert [(m.method, [f.param for f in m.fields]) for m in account.messages] == [

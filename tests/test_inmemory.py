@@ -15,7 +15,7 @@ from tests.conformance.refs import REGISTRY
 
 
 async def test_idle_entities_are_passivated_so_memory_stays_bounded() -> None:
-    ids = 200_000
+    ids = 50_000
     async with InMemory(REGISTRY) as eco:
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]

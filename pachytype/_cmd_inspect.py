@@ -9,10 +9,7 @@ it shows a PostgreSQL ecosystem's summary (`pachytype._pg_inspect`).
 
 from __future__ import annotations
 
-import importlib
-import os
 import sqlite3
-import sys
 import time
 from collections.abc import Hashable
 from pathlib import Path
@@ -24,37 +21,11 @@ from rich.console import Console
 from rich.pretty import Pretty
 from rich.table import Table
 
+from pachytype._cli_support import load_registry
 from pachytype._codec import Codec
 from pachytype._durable import decode_dead
 from pachytype._registry import Registry
 from pachytype._sqlite import connect_readonly, read_dead
-
-
-def load_registry(target: str) -> Registry:
-    """Import `MODULE:ATTRIBUTE` (from the current directory too); it must be a Registry."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(
-            f"{target!r} is not MODULE:REGISTRY; for example examples.bank.refs:REGISTRY",
-            param_hint="MODULE:REGISTRY",
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise click.BadParameter(
-            f"cannot import {module_name!r} ({error}); run from the project's root directory",
-            param_hint="MODULE:REGISTRY",
-        ) from error
-    registry = getattr(module, attribute, None)
-    if not isinstance(registry, Registry):
-        raise click.BadParameter(
-            f"{target!r} is not a pachytype Registry (got {type(registry).__name__}); point "
-            f"at the REGISTRY of a generated refs.py",
-            param_hint="MODULE:REGISTRY",
-        )
-    return registry
 
 
 def open_db(path: str) -> sqlite3.Connection:

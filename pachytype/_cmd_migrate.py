@@ -141,7 +141,8 @@ def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, ba
             "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
             "examples.bank.refs:REGISTRY), or --dsn DSN for a PostgreSQL ecosystem"
         )
-    from pachytype._cmd_inspect import load_registry, open_db
+    from pachytype._cli_support import load_registry
+    from pachytype._cmd_inspect import open_db
 
     registry = load_registry(target)
     open_db(db).close()  # a clear error if it is not a LocalDisk database

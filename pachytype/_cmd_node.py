@@ -11,48 +11,19 @@ lines are visible to every user of the machine).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import os
 import signal
-import sys
 from datetime import timedelta
 
 import click
 
+from pachytype._cli_support import load_registry
 from pachytype._errors import PachytypeError
 from pachytype._pg_dsn import redact
 from pachytype._registry import Registry
 from pachytype.ecosystems._postgres import Postgres
 
 log = logging.getLogger("pachytype.node")
-
-
-def load_registry(target: str) -> Registry:
-    """Import `MODULE:ATTRIBUTE` (from the current directory too) and check it is a Registry."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(
-            f"{target!r} is not MODULE:REGISTRY; for example examples.bank.refs:REGISTRY",
-            param_hint="REGISTRY",
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise click.BadParameter(
-            f"cannot import {module_name!r} ({error}); run from the project's root directory",
-            param_hint="REGISTRY",
-        ) from error
-    registry = getattr(module, attribute, None)
-    if not isinstance(registry, Registry):
-        raise click.BadParameter(
-            f"{target!r} is not a pachytype Registry (got {type(registry).__name__}); point "
-            f"at the REGISTRY of a generated refs.py",
-            param_hint="REGISTRY",
-        )
-    return registry
 
 
 async def _run(
@@ -126,7 +97,7 @@ def node(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    loaded = load_registry(registry)
+    loaded = load_registry(registry, param_hint="REGISTRY")
     try:
         asyncio.run(_run(dsn, loaded, schema, lease, workers, partitions, node_id))
     except (ConnectionError, OSError, PachytypeError) as error:

@@ -60,7 +60,7 @@ from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref,
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._registry import EntityType, Registry
-from pachytype._runtime import _CLOSED, _RECENT, _SLICE, Runtime, address_of
+from pachytype._runtime import _RECENT, _SLICE, Runtime, address_of
 from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
 
 MAX_BATCH: Final = 256
@@ -475,20 +475,8 @@ class DurableRuntime(Runtime):
         cached = self._cache.get(ref.key, _UNBORN)
         if cached is not _UNBORN and not isinstance(cached, _Held):
             state = cached  # committed while we read; nothing awaits from here on
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        queues = self._followers.setdefault(ref.key, [])
-        queues.append(queue)
-        try:
-            yield state
-            while True:
-                item = await queue.get()
-                if item is _CLOSED:
-                    return
-                yield item
-        finally:
-            queues.remove(queue)
-            if not queues and self._followers.get(ref.key) is queues:
-                del self._followers[ref.key]
+        async for item in self._followed(ref, state):
+            yield item
 
     async def stored_dead_letters(self) -> list[DeadLetter]:
         """Every persisted dead letter, oldest first, decoded where possible."""

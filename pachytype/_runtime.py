@@ -291,15 +291,22 @@ class Runtime:
             except Exception as error:
                 raise InitError(etype.name, ref.id, error) from error
 
-    async def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
+    def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
         """The current state, then every committed state, until the ecosystem closes."""
         self._check_open()
         self.registry.get(ref.entity_type, ref.id)
+        return self._followed(ref, self.state(ref))
+
+    async def _followed(self, ref: Address[Any], current: Any) -> AsyncIterator[Any]:
+        """`current`, then each state the dispatcher commits for `ref`.
+
+        The caller reads `current` and calls this with no await in between,
+        so no commit can fall between the two."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         queues = self._followers.setdefault(ref.key, [])
         queues.append(queue)
         try:
-            yield self.state(ref)
+            yield current
             while True:
                 item = await queue.get()
                 if item is _CLOSED:

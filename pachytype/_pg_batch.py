@@ -9,10 +9,15 @@ Design note
   encoded), or becomes a dead letter (state unchanged), exactly as in the
   in-memory runtime: an invalid envelope returned by `activate` fails the
   whole activation.
-* Bytes that do not decode (a corrupt row, a message of an unknown class)
-  *block* the entity: its rows stay in the mailbox, untouched, and the
-  error is reported; the entity's earlier messages in the batch still
-  commit. Nothing stored is ever overwritten by a failed decode.
+* A stored message that does not decode (a corrupt row, a message of an
+  unknown class, mail for an unknown entity type or an id that does not
+  decode) becomes a dead letter carrying its raw bytes and the error, and
+  is consumed in the same transaction; the entity carries on with its next
+  message (the rule of `pachytype._versioning`, as on LocalDisk).
+* State that cannot be loaded (`StateVersionError`, a `DecodeError` on the
+  state) *holds* the entity: its rows stay in the mailbox, untouched and in
+  order, and the error is reported. Nothing stored is ever overwritten by
+  a failed decode.
 * Outside messages are deduplicated by id (`dedupe` table): the batch is
   given the ids already consumed and drops those rows.
 """
@@ -24,7 +29,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any, Final
 
 from attrs import define, field
@@ -99,7 +104,8 @@ class Outcome:
     )
     replies: list[Reply] = field(factory=list)
     cache: dict[Key, Cached] = field(factory=dict)  # new cache entries after commit
-    blocked: dict[Key, PachytypeError] = field(factory=dict)
+    blocked: dict[Key, PachytypeError] = field(factory=dict)  # held: state does not load
+    undecodable: list[PachytypeError] = field(factory=list)  # mail dead-lettered as bytes
     # per activation, for followers: (type, id text, activations, version, data)
     committed: list[tuple[str, str, int, int, bytes]] = field(factory=list)
 
@@ -177,8 +183,13 @@ def _run_entity(
         if etype is None:
             raise UnknownEntityError(entity_type, id_text, list(registry.types), registry.package)
         id = codec.decode_id(entity_type, id_text)
+    except (DecodeError, UnknownEntityError) as error:
+        for row in rows:  # no entity to hold: the mail itself is unreadable
+            _undecodable(out, key, id_text, row, error)
+        return
+    try:
         cached = _load(codec, key, id, states, stored)
-    except (DecodeError, StateVersionError, UnknownEntityError) as error:
+    except (DecodeError, StateVersionError) as error:
         out.blocked[key] = error
         return
     activate = etype.instance.activate
@@ -189,12 +200,12 @@ def _run_entity(
             cached = Cached(etype.instance.init(id), 0)
         except Exception as error:
             for row in rows:
-                history.append(row.payload)
                 try:
                     message = codec.decode_message(entity_type, row.payload, id)
                 except DecodeError as bad:
-                    out.blocked[key] = bad
-                    return
+                    _undecodable(out, key, id, row, bad)
+                    continue
+                history.append(row.payload)
                 _dead(out, key, id, row, message, error, None, None, history)
             return
     state, count = cached.state, cached.activations
@@ -203,8 +214,8 @@ def _run_entity(
         try:
             message = codec.decode_message(entity_type, row.payload, id)
         except DecodeError as bad:
-            out.blocked[key] = bad
-            break
+            _undecodable(out, key, id, row, bad)
+            continue
         history.append(row.payload)
         try:
             envelopes, new_state = activate(message, state)
@@ -254,7 +265,7 @@ def _dead(
     error: Exception,
     version: int | None,
     state: bytes | None,
-    history: deque[bytes],
+    history: Iterable[bytes],
 ) -> None:
     out.consumed.append(row.ctid)
     if row.outside:
@@ -274,6 +285,13 @@ def _dead(
     )
     if row.reply:
         out.replies.append(Reply(row.msg_id, key[0], id, message, error=error))
+
+
+def _undecodable(out: Outcome, key: Key, id: Hashable, row: Mail, error: PachytypeError) -> None:
+    """Dead-letter a stored message that cannot be decoded, as its raw bytes
+    (nothing lost; `recent` is just this message, as on LocalDisk)."""
+    _dead(out, key, id, row, row.payload, error, None, None, [row.payload])
+    out.undecodable.append(error)
 
 
 def _route(

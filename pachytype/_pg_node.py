@@ -53,7 +53,7 @@ NOTIFY_LIMIT: Final = 7000
 """Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
 
 RETRY_BLOCKED: Final = 30.0
-"""Seconds before an entity blocked by undecodable bytes is tried again."""
+"""Seconds before an entity held by a state that cannot be loaded is tried again."""
 
 _SWEEP_EVERY: Final = 40
 """Heartbeats between sweeps of old dedupe ids, replies and dead nodes."""
@@ -89,7 +89,8 @@ class Node:
         self.poll_interval = poll_interval
         self.local_calls = local_calls
         self.blocked: dict[Key, PachytypeError] = {}
-        """Entities whose stored bytes did not decode; their mail stays in place."""
+        """Entities held because their stored state cannot be loaded; their mail
+        stays in place, in order."""
         self.retry_blocked = RETRY_BLOCKED
         self._blocked_at: dict[Key, float] = {}
         self.activations = 0
@@ -218,8 +219,8 @@ class Node:
         return self.poll_interval if due is None else float(due)
 
     def _unblock_due(self) -> None:
-        """Give blocked entities another try now and then: someone may have
-        fixed the row (or deployed code that reads it)."""
+        """Give held entities another try now and then: someone may have fixed
+        the state row (or deployed code that loads it)."""
         now = time.monotonic()
         for key in [k for k, at in self._blocked_at.items() if now - at >= self.retry_blocked]:
             del self._blocked_at[key]
@@ -416,6 +417,8 @@ class Node:
                 self.blocked[key] = error
                 self._blocked_at[key] = now
                 log.error("node %s: %s", self.node_id, error)
+        for error in out.undecodable:
+            log.error("node %s: a stored message became a dead letter: %s", self.node_id, error)
         for reply in out.replies:
             fut = self.local_calls.get(reply.msg_id)
             if fut is None or fut.done():

@@ -1,6 +1,7 @@
-"""Bad input on PostgreSQL: a stored row that does not decode gives a clear
-error and stays exactly as it was; a malformed message from outside is
-refused at `send` and nothing is written."""
+"""Bad input on PostgreSQL: a stored message that does not decode becomes a
+dead letter (raw bytes kept) and its entity carries on; a stored state that
+does not decode holds its entity (clear error, row untouched, mail waiting in
+order); a malformed message from outside is refused at `send`, nothing written."""
 
 from __future__ import annotations
 
@@ -49,55 +50,55 @@ def _id_text(id: str) -> str:
     return Codec(REGISTRY).encode_id("tally", id)
 
 
-async def test_a_corrupt_mailbox_row_stays_and_blocks_only_its_entity(
+async def _insert_raw(
+    conn: asyncpg.Connection, schema: str, entity_type: str, id_text: str, payload: bytes
+) -> None:
+    """A mailbox row written behind the library's back (no checks, no NOTIFY)."""
+    await conn.execute(
+        f'INSERT INTO "{schema}".mailbox (msg_id, partition, entity_type, entity_id, '
+        f"payload, outside) VALUES ($1, $2, $3, $4, $5, true)",
+        new_message_id(),
+        partition_of(entity_type, id_text, PARTITIONS),
+        entity_type,
+        id_text,
+        payload,
+    )
+
+
+async def test_a_corrupt_mailbox_row_becomes_a_dead_letter_and_its_entity_carries_on(
     eco: Postgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     conn = await _conn(eco)
     try:
         bad = _id_text("bad")
-        await conn.execute(
-            f'INSERT INTO "{eco.schema}".mailbox (msg_id, partition, entity_type, entity_id, '
-            f"payload, outside) VALUES ($1, $2, 'tally', $3, $4, true)",
-            new_message_id(),
-            partition_of("tally", bad, PARTITIONS),
-            bad,
-            b"\xff\x00 not json",
-        )
+        await _insert_raw(conn, eco.schema, "tally", bad, b"\xff\x00 not json")
+        await _insert_raw(conn, eco.schema, "ghost", '"g"', b'["Boo",{}]')
         with caplog.at_level(logging.ERROR, logger="pachytype.postgres"):
             await eco.send(refs.tally(TallyId("bad")).add(n=1))
-            assert await eco.call(refs.tally(TallyId("good")).add(n=1)) == 1
-            for _ in range(100):
-                if eco.blocked():
-                    break
-                await asyncio.sleep(0.02)
-        ((key, error),) = eco.blocked().items()
-        assert key == ("tally", bad)
-        assert isinstance(error, DecodeError)
-        assert str(error).startswith("cannot decode the message of entity 'tally' (id 'bad')")
-        assert str(error) in caplog.text
-        rows = await conn.fetch(
-            f'SELECT payload FROM "{eco.schema}".mailbox WHERE entity_id = $1 ORDER BY seq', bad
-        )
-        assert rows[0]["payload"] == b"\xff\x00 not json"
-        assert len(rows) == 2  # the later, valid message waits behind it (order kept)
-        assert await eco.state(refs.tally(TallyId("bad"))) == 0
-        # Someone repairs the row: the entity is tried again and catches up, in order.
-        await conn.execute(
-            f'UPDATE "{eco.schema}".mailbox SET payload = $1 WHERE payload = $2',
-            Codec(REGISTRY).encode_message("tally", Add(n=10)),
-            b"\xff\x00 not json",
-        )
-        assert eco.node is not None
-        eco.node.retry_blocked = 0.05
-        await asyncio.sleep(0.1)
-        await eco.send(refs.tally(TallyId("good")).add(n=1))  # wake the worker
-        assert await eco.call(refs.tally(TallyId("bad")).add(n=100)) == 111
+            assert await eco.call(refs.tally(TallyId("bad")).add(n=10)) == 11
+            await eco.settle()
         assert eco.blocked() == {}
+        assert await conn.fetchval(f'SELECT count(*) FROM "{eco.schema}".mailbox') == 0
+        dead = await eco.dead_letters()
+        assert [(d.to.entity_type, d.error_type, d.message) for d in dead] == [
+            ("tally", "DecodeError", b"\xff\x00 not json"),
+            ("ghost", "UnknownEntityError", b'["Boo",{}]'),
+        ]
+        (letter, ghost) = dead
+        assert letter.to == refs.tally(TallyId("bad"))
+        assert letter.error.startswith("cannot decode the message of entity 'tally' (id 'bad')")
+        assert "keep old messages decodable" in letter.error  # what to do
+        assert letter.recent == (b"\xff\x00 not json",)  # raw bytes: nothing lost
+        assert letter.state is None
+        assert "DecodeError" in letter.traceback
+        assert "'ghost'" in ghost.error
+        assert letter.error in caplog.text
+        assert await eco.state(refs.tally(TallyId("bad"))) == 11
     finally:
         await conn.close()
 
 
-async def test_a_corrupt_state_row_is_a_clear_error_and_is_not_overwritten(
+async def test_a_corrupt_state_row_holds_its_entity_and_its_mail_waits_in_order(
     eco: Postgres,
 ) -> None:
     conn = await _conn(eco)
@@ -113,17 +114,37 @@ async def test_a_corrupt_state_row_is_a_clear_error_and_is_not_overwritten(
         with pytest.raises(DecodeError) as info:
             await eco.state(refs.tally(TallyId("rot")))
         assert str(info.value).startswith("cannot decode the state of entity 'tally' (id 'rot')")
-        await eco.send(refs.tally(TallyId("rot")).add(n=1))
+        await eco.send(refs.tally(TallyId("rot")).add(n=1), refs.tally(TallyId("rot")).add(n=2))
         for _ in range(100):
             if eco.blocked():
                 break
             await asyncio.sleep(0.02)
         assert str(eco.blocked()[("tally", rot)]) == str(info.value)
+        assert await eco.call(refs.tally(TallyId("other")).add(n=1)) == 1  # others run
         stored = await conn.fetchval(
             f'SELECT data FROM "{eco.schema}".states WHERE entity_id = $1', rot
         )
-        assert await conn.fetchval(f'SELECT count(*) FROM "{eco.schema}".mailbox') == 1
         assert stored == b"{broken"
+        waiting = await conn.fetch(
+            f'SELECT payload FROM "{eco.schema}".mailbox WHERE entity_id = $1 ORDER BY seq', rot
+        )
+        codec = Codec(REGISTRY)
+        assert [r["payload"] for r in waiting] == [
+            codec.encode_message("tally", Add(n=1)),
+            codec.encode_message("tally", Add(n=2)),
+        ]
+        assert await eco.dead_letters() == []
+        # Someone repairs the state: the entity is tried again and catches up, in order.
+        await conn.execute(
+            f'UPDATE "{eco.schema}".states SET data = $1 WHERE entity_id = $2',
+            codec.encode_state("tally", 5),
+            rot,
+        )
+        assert eco.node is not None
+        eco.node.retry_blocked = 0.05
+        await asyncio.sleep(0.1)
+        assert await eco.call(refs.tally(TallyId("rot")).add(n=100)) == 108
+        assert eco.blocked() == {}
     finally:
         await conn.close()
 

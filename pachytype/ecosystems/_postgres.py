@@ -30,10 +30,17 @@ nodes (SIGTERM hands their partitions over; mail stays in the mailbox),
 then start the new ones. Stored states of older `state_version`s are
 upgraded on load by the `@upgrade` chain and written back in the new
 version at their next activation. Mail written by the old version is
-decoded by the new one; a message whose class no longer decodes blocks its
-entity (its rows stay, the error is logged and listed by `blocked()`; the
-entity is tried again every 30 s, so a repaired row or a deploy that reads
-it unblocks it), so nothing is silently lost.
+decoded by the new one; a stored message that no longer decodes (its class
+was removed or changed incompatibly, its entity type is gone, the row is
+corrupt) becomes a dead letter holding its raw bytes and the error
+(`DecodeError`; `UnknownEntityError` for a type that is gone), written in
+the transaction that consumes it, and the entity carries on with its next
+message; the error is logged, nothing is silently lost. Only state
+that cannot be loaded (`StateVersionError`, or a `DecodeError` on the
+state) holds its entity (`pachytype._versioning`): its mail waits in the
+mailbox, unconsumed and in order, the error is logged and listed by
+`blocked()`, and the entity is tried again every 30 s, so a repaired state
+row or a deploy that loads it releases it.
 """
 
 from __future__ import annotations
@@ -49,11 +56,13 @@ from datetime import timedelta
 from typing import Any, Final, TypeVar, cast
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import attrs
 import orjson
 
 from pachytype._address import Envelope, Ref, not_an_envelope, unpack
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
+from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._pg_batch import Key, new_message_id
@@ -63,7 +72,7 @@ from pachytype._pg_node import Node
 from pachytype._pg_partition import partition_of
 from pachytype._pg_schema import SchemaError, migrate, quote_schema, stored_partitions
 from pachytype._registry import Registry
-from pachytype._runtime import address_of
+from pachytype._store import DeadRow
 
 S = TypeVar("S")
 
@@ -281,8 +290,11 @@ class Postgres(Ecosystem):
         return self._node
 
     def blocked(self) -> dict[tuple[str, str], PachytypeError]:
-        """Entities this node cannot activate because stored bytes do not decode,
-        `(entity type, id text) -> error`; their mail stays in the mailbox."""
+        """Entities this node holds because their stored state cannot be loaded
+        (`StateVersionError`, or `DecodeError` on the state), `(entity type, id
+        text) -> error`; their mail waits in the mailbox, in order, and they are
+        tried again every 30 s. (A stored *message* that does not decode is not
+        listed here: it becomes a dead letter and its entity carries on.)"""
         return dict(self._node.blocked) if self._node is not None else {}
 
     def _open_pool(self) -> asyncpg.Pool:
@@ -544,25 +556,22 @@ class Postgres(Ecosystem):
         return [self._dead_letter(r) for r in rows]
 
     def _dead_letter(self, r: Any) -> DeadLetter:
-        entity_type = r["entity_type"]
-        etype = self.registry.get(entity_type, r["entity_id"])
-        id = self._c.decode_id(entity_type, r["entity_id"])
-        state = (
-            None
-            if r["state"] is None
-            else self._c.decode_state(entity_type, id, r["state"], r["state_version"])
-        )
-        return DeadLetter(
-            seq=r["seq"],
-            to=address_of(etype, id),
-            message=self._c.decode_message(entity_type, r["message"], id),
+        """A stored dead letter, decoded as LocalDisk does: parts that do not
+        decode (an undecodable message, say) stay raw bytes."""
+        row = DeadRow(
+            entity_type=r["entity_type"],
+            id_text=r["entity_id"],
+            message=r["message"],
             error_type=r["error_type"],
             error=r["error"],
             traceback=r["traceback"],
-            state=state,
-            recent=tuple(self._c.decode_message(entity_type, m, id) for m in r["recent"]),
-            at=r["at"],
+            state=r["state"],
+            version=r["state_version"] or 0,
+            recent=tuple(r["recent"]),
+            at=0.0,
+            id=r["seq"],
         )
+        return attrs.evolve(decode_dead(self.registry, self._c, row), at=r["at"])
 
     async def settle(self) -> None:
         pool = self._open_pool()

@@ -21,7 +21,9 @@ from pachytype._errors import (
     UnknownEntityError,
     WrongMessageError,
 )
+from pachytype._pg_lease import FingerprintMismatchError
 from pachytype._registry import EntityType, Registry
+from pachytype._sqlite import StoreLockedError
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
 from pachytype.ecosystems._postgres import Postgres
@@ -52,6 +54,7 @@ __all__ = [
     "EntityType",
     "Envelope",
     "Faults",
+    "FingerprintMismatchError",
     "InMemory",
     "InitError",
     "InvariantError",
@@ -68,6 +71,7 @@ __all__ = [
     "SimulationReport",
     "StaleRegistryError",
     "StateVersionError",
+    "StoreLockedError",
     "Trace",
     "UnknownEntityError",
     "Upgrade",

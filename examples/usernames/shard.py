@@ -1,0 +1,111 @@
+"""The Shard: the owner of every username that hashes into it.
+
+Design note. Uniqueness needs one place that decides, per name: the shard
+the name hashes to. `shard_of` uses `zlib.crc32`, not `hash()` (salted
+per process), so every node and every run agrees on where a name lives.
+A shard handles one message at a time (single activation), so of two
+claims for a free name the first it receives wins and the second is told
+`Taken`. A claim by the name's owner is answered `Claimed` again
+(idempotent); a release by a user who does not own the name is refused
+with an error, a release of a free name is a no-op. The owners are a dict
+in the state, copied, never mutated, on every change.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import NewType
+
+from attrs import evolve, field, frozen
+
+from examples.usernames import signup
+from pachytype import Activation, Address, Entity
+
+ShardId = NewType("ShardId", int)
+
+SHARDS = 8
+"""How many shards the names are spread over (changing it moves names)."""
+
+
+def shard_of(name: str) -> ShardId:
+    """The shard that owns `name`: stable across processes and machines."""
+    return ShardId(zlib.crc32(name.encode()) % SHARDS)
+
+
+class WrongShard(ValueError):
+    """A name sent to a shard that does not own it."""
+
+    def __init__(self, name: str, shard: ShardId) -> None:
+        super().__init__(
+            f"name {name!r} belongs to shard {shard_of(name)}, not shard {shard}; "
+            f"address shards with shard_of(name)"
+        )
+
+
+class NotOwner(ValueError):
+    """A release of a name by a user who does not hold it."""
+
+    def __init__(self, name: str, user: signup.UserId) -> None:
+        super().__init__(
+            f"release of {name!r} by user {user!r} refused: the name belongs to another "
+            f"user; only its owner can release it"
+        )
+
+
+@frozen
+class Claim:
+    """Give `name` to `user` if it is free; answer at `reply_to`."""
+
+    name: str
+    user: signup.UserId
+    reply_to: Address[signup.Claimed | signup.Taken]
+
+
+@frozen
+class Release:
+    """Free `name`, held by `user`."""
+
+    name: str
+    user: signup.UserId
+
+
+ShardMsg = Claim | Release
+
+
+@frozen
+class ShardState:
+    """Which shard I am, and who owns each of my names that is taken."""
+
+    me: ShardId
+    owners: dict[str, signup.UserId] = field(factory=dict)
+
+
+class Shard(Entity[ShardId, ShardMsg, ShardState]):
+    """Grants each of its names to one user at a time."""
+
+    def init(self, id: ShardId) -> ShardState:
+        return ShardState(me=id)
+
+    def activate(self, msg: ShardMsg, state: ShardState) -> Activation[ShardState]:
+        match msg:
+            case Claim(name=name, user=user, reply_to=reply_to):
+                _check_mine(name, state.me)
+                owner = state.owners.get(name)
+                if owner is not None and owner != user:
+                    return [reply_to.post(signup.Taken(name))], state
+                owners = {**state.owners, name: user}
+                return [reply_to.post(signup.Claimed(name))], evolve(state, owners=owners)
+            case Release(name=name, user=user):
+                _check_mine(name, state.me)
+                owner = state.owners.get(name)
+                if owner is None:
+                    return [], state
+                if owner != user:
+                    raise NotOwner(name, user)
+                owners = {n: u for n, u in state.owners.items() if n != name}
+                return [], evolve(state, owners=owners)
+
+
+def _check_mine(name: str, shard: ShardId) -> None:
+    if shard_of(name) != shard:
+        raise WrongShard(name, shard)

@@ -12,7 +12,6 @@ isolated ecosystems (its own database file for durable ones)::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,7 +46,6 @@ class EcosystemFactory:
     kind: str
     directory: Path
     _open: Opener
-    _counter: itertools.count[int]
 
     @property
     def durable(self) -> bool:
@@ -64,7 +62,7 @@ class EcosystemFactory:
 def ecosystem(request: pytest.FixtureRequest, tmp_path: Path) -> EcosystemFactory:
     """A factory of ecosystems of one kind, once per kind in `ECOSYSTEMS`."""
     kind: str = request.param
-    return EcosystemFactory(kind, tmp_path, ECOSYSTEMS[kind], itertools.count())
+    return EcosystemFactory(kind, tmp_path, ECOSYSTEMS[kind])
 
 
 @pytest.fixture

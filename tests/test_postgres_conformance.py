@@ -7,7 +7,6 @@ test); every test function of the suite is collected again in this module.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -40,5 +39,5 @@ def ecosystem(tmp_path: Path) -> Iterator[EcosystemFactory]:
         )
 
     DURABLE.add("postgres")
-    yield EcosystemFactory("postgres", tmp_path, open_postgres, itertools.count())
+    yield EcosystemFactory("postgres", tmp_path, open_postgres)
     drop_schemas(dsn, list(schemas.values()))

@@ -324,18 +324,40 @@ class DurableRuntime(Runtime):
     def _decode_out(self, type_name: str, id_text: str, payload: bytes) -> Out:
         etype = self.registry.get(type_name, id_text)
         id = self.codec.decode_id(type_name, id_text)
-        message = self.codec.decode_message(type_name, payload, id)
+        return Out(
+            address_of(etype, id),
+            etype,
+            id_text,
+            self._decode_message(etype, id, payload),
+            payload,
+            0.0,
+            None,
+        )
+
+    def _decode_message(self, etype: EntityType, id: Hashable, payload: bytes) -> object:
+        message = self.codec.decode_message(etype.name, payload, id)
         etype.check_message(id, message)
-        return Out(address_of(etype, id), etype, id_text, message, payload, 0.0, None)
+        return message
 
     def _recover_mail(self, row: MailRow) -> None:
         mail_id, type_name, id_text, payload = row
         try:
-            out = self._decode_out(type_name, id_text, payload)
+            etype = self.registry.get(type_name, id_text)
+            id = self.codec.decode_id(type_name, id_text)
         except Exception as error:
-            # Stored mail that cannot be decoded is kept as a dead letter, never dropped.
+            # No mail of this (type, id) can ever be delivered: each row is a
+            # dead letter now, consumed in id order.
             self._unreadable(mail_id, type_name, id_text, payload, error)
             return
+        try:
+            message: object = self._decode_message(etype, id, payload)
+        except Exception as error:
+            # The entity exists and may have earlier mail waiting (it may be
+            # held): the bad row keeps its place in the inbox and becomes a
+            # dead letter when its turn comes, so the consumed cursor never
+            # passes mail that is still waiting.
+            message = Unreadable(payload, error)
+        out = Out(address_of(etype, id), etype, id_text, message, payload, 0.0, None)
         self._id_texts[out.address._key] = id_text
         self._put(out, mail_id)
 
@@ -344,7 +366,9 @@ class DurableRuntime(Runtime):
         try:
             out = self._decode_out(type_name, id_text, payload)
         except Exception as error:
-            self._unreadable(timer_id, type_name, id_text, payload, error)
+            # Deleted with its dead letter; no entity's consumed cursor moves
+            # (a timer id is not in any entity's mail order).
+            self._startup.dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
             self._startup.fired.append(timer_id)
             return
         self._arm(_Timer(timer_id, out, due))
@@ -353,8 +377,8 @@ class DurableRuntime(Runtime):
         self, mail_id: int, type_name: str, id_text: str, payload: bytes, error: Exception
     ) -> None:
         self._startup.dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
-        self._startup.entities.append((type_name, id_text, None, 0, mail_id))
         self._startup.consumed.append(mail_id)
+        self._startup.entities.append((type_name, id_text, None, 0, mail_id))
 
     # -- entry points --------------------------------------------------------
 
@@ -723,6 +747,9 @@ class DurableRuntime(Runtime):
         outs: list[Out] | None = None
         changed = False
         for i, item in enumerate(items):
+            if type(item[1]) is Unreadable:
+                self._fail(live, pending, batch, item, items[: i + 1], item[1].error, state)
+                continue
             try:
                 envelopes, new_state = activate(item[1], state)
                 if envelopes:
@@ -794,11 +821,11 @@ class DurableRuntime(Runtime):
             _dead_row(
                 etype.name,
                 live.id_text,
-                encode(etype.name, mail[1]),
+                _payload(encode, etype.name, mail[1]),
                 error,
                 state_data,
                 etype.state_version,
-                tuple(encode(etype.name, m) for m in recent),
+                tuple(_payload(encode, etype.name, m) for m in recent),
             )
         )
         fut = mail[2]
@@ -890,6 +917,25 @@ def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:
         recent=recent,
         at=datetime.fromtimestamp(row.at, UTC),
     )
+
+
+class Unreadable:
+    """Stored mail that no longer decodes, kept at its place in its entity's
+    inbox: it becomes a dead letter (with its raw bytes) when its turn comes."""
+
+    __slots__ = ("error", "payload")
+
+    def __init__(self, payload: bytes, error: Exception) -> None:
+        self.payload = payload
+        self.error = error
+
+
+def _payload(encode: Any, entity_type: str, message: object) -> bytes:
+    """A message as stored (an unreadable one keeps its original bytes)."""
+    if type(message) is Unreadable:
+        return message.payload
+    data: bytes = encode(entity_type, message)
+    return data
 
 
 def _unstorable(live: _Live, error: Exception) -> Exception:

@@ -508,8 +508,10 @@ class DurableRuntime(Runtime):
         return [decode_dead(self.registry, self.codec, r) for r in await self.store.dead_letters()]
 
     async def quiesce(self) -> None:
-        """Wait until every ready message is handled and committed."""
+        """Wait until every ready message is handled and committed (raises once
+        the store failed: the dispatcher is gone, nothing will settle)."""
         while not self._idle.is_set() or self._wake.is_set():
+            self._check_open()
             await self._idle.wait()
             await asyncio.sleep(0)
         self._check_open()

@@ -75,6 +75,17 @@ class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""
 
 
+class DatabaseFileError(PachytypeError):
+    """A LocalDisk database path that does not name a usable database file (a
+    directory, a device, `:memory:`, a file that is not SQLite, a database lost
+    next to its write-ahead log, a truncated log), or database files deleted or
+    replaced while open. Nothing was written to them."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        super().__init__(f"cannot use {str(path)!r} as a LocalDisk database: {problem}")
+
+
 class DecodeError(PachytypeError, ValueError):
     """Stored or received bytes that do not decode into the registry's types.
 

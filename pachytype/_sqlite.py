@@ -3,11 +3,20 @@ synchronous file access `pachytype inspect` and `migrate` use.
 
 Design note
 -----------
-* **One writer, proven.** `open` takes an exclusive `flock` on `<db>.lock`
-  (released by the kernel when the process dies, even on SIGKILL); a second
-  process, or a second `LocalDisk` on the same file, gets `StoreLockedError`
-  naming the holder's pid. Readers (`inspect`) need no lock: WAL lets them
-  read while the owner writes.
+* **One writer, proven.** `open` takes an exclusive `flock` on the database
+  file itself, i.e. on its inode (released by the kernel when the process
+  dies, even on SIGKILL): a second process, or a second `LocalDisk` in this
+  one, reaching the file by any path (symlink, hard link, `..`) gets
+  `StoreLockedError` naming the holder's pid. `FileLock` says why its
+  descriptor lives exactly as long as the store. Readers (`inspect`) need
+  no lock: WAL lets them read while the owner writes.
+* **The right files, or none.** `open` refuses, naming the path, what is not
+  a LocalDisk database (`DatabaseFileError`): a directory, a device,
+  `:memory:`, a file that is not SQLite, a database missing or empty next to
+  its `-wal`, a `-wal` truncated below what its index recorded. After every
+  commit the store checks the path still names the files it writes (a
+  database deleted or replaced while open fails the store instead of
+  acknowledging commits that went into unlinked files).
 * **One transaction per group commit**, on the event loop's thread. A
   writer thread was tried and measured slower: the sqlite3 module releases
   and retakes the GIL around every row, and behind a busy loop each retake
@@ -30,15 +39,18 @@ traceback, state, version, recent, at)`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
+import stat
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pachytype._errors import PachytypeError
+from pachytype._errors import DatabaseFileError, PachytypeError
 from pachytype._store import (
     CommitBatch,
     DeadRow,
@@ -117,31 +129,249 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class FileLock:
-    """An exclusive, non-blocking `flock` on `<db>.lock` holding our pid."""
+_HELD: dict[tuple[int, int], FileLock] = {}
+"""The database files this process holds, by (device, inode)."""
 
-    def __init__(self, db: Path) -> None:
-        self.path = db.with_name(db.name + ".lock")
+_HELD_GUARD: Final = threading.Lock()
+
+
+class FileLock:
+    """The single-writer lock: an exclusive `flock` on the database file itself.
+
+    It locks the file's inode, so every spelling of the path (a symlink, a
+    hard link, `..`, a relative path) meets the same lock, and there is no
+    side file an operator could delete as "stale". The kernel drops it when
+    the process dies, SIGKILL included.
+
+    The descriptor must outlive the SQLite connection: SQLite locks the same
+    file with POSIX `fcntl` locks, and closing *any* descriptor of a file
+    drops every fcntl lock the process holds on it. So `release` is called
+    after `conn.close()`, and a second open of a file this process already
+    holds is refused from a process-wide table (`_HELD`) without closing the
+    descriptor it opened to find out (that one is closed with the holder's).
+    `flock` and `fcntl` locks are independent on Linux local file systems;
+    NFS emulates `flock` with `fcntl` (LocalDisk, like SQLite's WAL mode,
+    needs a local file system).
+
+    `acquire` also refuses files that are not a LocalDisk database (see
+    `check_files`), and `check_in_place` (after each commit) notices a
+    database deleted or replaced while open.
+    """
+
+    def __init__(self, db: Path, *, check_wal: bool = True) -> None:
         self.db = db
+        self.check_wal = check_wal
         self._fd: int | None = None
+        self._key: tuple[int, int] | None = None
+        self._wal: tuple[int, int] | None = None
+        self._parked: list[int] = []
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            os.close(fd)
-            pid = f"pid {holder}" if holder else "pid unknown"
-            raise StoreLockedError(self.db, f"{pid}, lock file {str(self.path)!r}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
+        check_path(self.db)
+        with _HELD_GUARD:
+            fd = _open_database(self.db)
+            info = os.fstat(fd)
+            key = (info.st_dev, info.st_ino)
+            holder = _HELD.get(key)
+            if holder is not None:
+                # Closing `fd` now would drop the holder's SQLite locks: park it.
+                holder._parked.append(fd)
+                raise StoreLockedError(
+                    self.db, f"pid {os.getpid()}, this process: as {str(holder.db)!r}"
+                )
+            try:
+                if not stat.S_ISREG(info.st_mode):
+                    raise _not_a_file(self.db, info.st_mode)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise StoreLockedError(self.db, _flock_holder(info)) from None
+                check_files(self.db, fd, check_wal=self.check_wal)
+            except BaseException:
+                os.close(fd)  # no connection of this process uses the file
+                raise
+            self._fd, self._key = fd, key
+            _HELD[key] = self
+
+    def note_wal(self) -> None:
+        """Remember the `-wal` file SQLite opened (checked by `check_in_place`)."""
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(_wal_path(self.db))
+            self._wal = (info.st_dev, info.st_ino)
+
+    def check_in_place(self) -> None:
+        """Raise if the path no longer names the files this lock holds.
+
+        SQLite does not notice (in WAL mode) a database or `-wal` deleted or
+        replaced while open: it goes on writing into the unlinked files, and
+        everything it commits from then on is lost when it closes.
+        """
+        for path, key in ((self.db, self._key), (_wal_path(self.db), self._wal)):
+            if key is None:
+                continue
+            try:
+                info = os.stat(path)
+                found: tuple[int, int] | None = (info.st_dev, info.st_ino)
+            except FileNotFoundError:
+                found = None
+            if found != key:
+                raise DatabaseFileError(
+                    self.db,
+                    f"{str(path)!r} was {'deleted' if found is None else 'replaced'} while "
+                    f"this LocalDisk had it open; the last commit went to the removed file "
+                    f"and was not acknowledged, and nothing more will be. Close the "
+                    f"ecosystem and put the database files back (the .db, -wal and -shm "
+                    f"together, never one of them alone) before opening it again",
+                )
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor drops the flock
+        """Drop the lock: call only once the SQLite connection is closed."""
+        with _HELD_GUARD:
+            fd, self._fd = self._fd, None
+            if self._key is not None and _HELD.get(self._key) is self:
+                del _HELD[self._key]
+            parked, self._parked = self._parked, []
+            for other in [*parked, *([] if fd is None else [fd])]:
+                os.close(other)  # closing the descriptor drops the flock
+
+
+def _wal_path(db: Path) -> Path:
+    return db.with_name(db.name + "-wal")
+
+
+def _open_database(db: Path) -> int:
+    """A descriptor of `db`, creating it unless a `-wal` says it was lost."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO must not block
+    try:
+        return os.open(db, flags)
+    except FileNotFoundError:
+        wal = _wal_path(db)
+        if wal.exists() and wal.stat().st_size > 0:
+            raise DatabaseFileError(
+                db, _LOST_DATABASE.format(what="is missing", wal=str(wal))
+            ) from None
+    except IsADirectoryError:
+        raise _not_a_file(db, stat.S_IFDIR) from None
+    return os.open(db, flags | os.O_CREAT, 0o644)
+
+
+_LOST_DATABASE: Final = (
+    "the database file {what} but its write-ahead log {wal!r} exists: the database "
+    "was deleted or truncated while its log was kept, and SQLite would start a new, "
+    "empty database over that log. Restore the database file (with its -wal and "
+    "-shm, as they were), or move the -wal and -shm files away to start afresh"
+)
+
+
+def check_path(db: Path) -> None:
+    """Refuse, before opening anything, what cannot be a database file."""
+    if str(db) == ":memory:" or str(db).startswith("file:"):
+        raise DatabaseFileError(
+            db,
+            "LocalDisk stores on disk, in a file: give the path of a database file "
+            "(it is created if missing); for an ecosystem in memory use InMemory",
+        )
+    try:
+        mode = os.stat(db).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise _not_a_file(db, mode)
+
+
+def _not_a_file(db: Path, mode: int) -> DatabaseFileError:
+    if stat.S_ISDIR(mode):
+        return DatabaseFileError(
+            db,
+            f"it is a directory: give the path of the database file, "
+            f"e.g. {str(db / 'eco.db')!r} (it is created if missing)",
+        )
+    return DatabaseFileError(
+        db,
+        "it is not a regular file (a device, a FIFO or a socket): give the path of a "
+        "database file on a local file system (it is created if missing)",
+    )
+
+
+_HEADER: Final = b"SQLite format 3\x00"
+
+
+def check_files(db: Path, fd: int, *, check_wal: bool = True) -> None:
+    """Refuse a file that is not an SQLite database, a database emptied next to
+    its `-wal`, and (`check_wal`) a `-wal` shorter than its index says."""
+    size = os.fstat(fd).st_size
+    wal = _wal_path(db)
+    if size == 0:
+        if wal.exists() and wal.stat().st_size > 0:
+            raise DatabaseFileError(db, _LOST_DATABASE.format(what="is empty", wal=str(wal)))
+        return
+    header = os.pread(fd, 100, 0)
+    if len(header) < 100 or not header.startswith(_HEADER):
+        raise DatabaseFileError(
+            db,
+            f"it is not an SQLite database (it starts with {header[:16]!r}): check the "
+            f"path; LocalDisk creates its database itself when the file does not exist",
+        )
+    problem = wal_truncation(db) if check_wal else None
+    if problem is not None:
+        raise DatabaseFileError(db, problem)
+
+
+def wal_truncation(db: Path) -> str | None:
+    """What is wrong if the `-wal` holds fewer frames than its index (`-shm`)
+    records as committed, else None.
+
+    SQLite itself ignores a short log: it replays the frames it finds and
+    silently drops the transactions that were in the missing part. The
+    index survives a crash (it is a file, not memory), so when its header is
+    intact and belongs to this log (same salts) its frame count is what the
+    log held; a log cut below it lost committed transactions. (A log cut at
+    a transaction boundary with no index left cannot be told from an older
+    log: that is where SQLite does not allow detecting it.) Only meaningful
+    with `synchronous=FULL`: with NORMAL the log is not synced at commit, so
+    after a power loss the index may legitimately be ahead of it.
+    """
+    wal, shm = _wal_path(db), db.with_name(db.name + "-shm")
+    try:
+        with open(wal, "rb") as f:
+            wal_header = f.read(32)
+            wal_size = os.fstat(f.fileno()).st_size
+        with open(shm, "rb") as f:
+            index = f.read(96)
+    except FileNotFoundError:
+        return None
+    if len(index) < 96 or index[:48] != index[48:96]:
+        return None  # no index, or one being written: SQLite rebuilds it
+    version, _, _, initialised, _, page_size, frames = struct.unpack("=IIIBBHI", index[:20])
+    if version != 3007000 or not initialised or frames == 0:
+        return None
+    page_size = 65536 if page_size == 1 else page_size
+    salts = index[32:40]
+    if len(wal_header) == 32 and wal_header[16:24] != salts:
+        return None  # the index belongs to an older log
+    present = max(0, wal_size - 32) // (24 + page_size)
+    if present >= frames:
+        return None
+    return (
+        f"its write-ahead log {str(wal)!r} is truncated: its index records {frames} "
+        f"committed frame(s), the log holds {present}; opening it would silently drop "
+        f"the transactions committed in the missing part. Put back the complete -wal "
+        f"file (from where it was copied), or, to accept losing those transactions, "
+        f"delete {str(shm)!r} and open again"
+    )
+
+
+def _flock_holder(info: os.stat_result) -> str:
+    """Who holds the flock on this inode, from /proc/locks (Linux)."""
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields or len(fields) < 6:
+                continue  # a waiter, not a holder
+            if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5] == inode:
+                return f"pid {fields[4]}"
+    return "pid unknown"
 
 
 def create_schema(conn: sqlite3.Connection, fingerprint: str) -> None:
@@ -310,7 +540,7 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str], synchronous: Synchronous = "FULL") -> None:
         self.path = Path(path)
         self.synchronous: Synchronous = synchronous
-        self._lock = FileLock(self.path)
+        self._lock = FileLock(self.path, check_wal=synchronous == "FULL")
         self._conn: sqlite3.Connection | None = None
 
     def _c(self) -> sqlite3.Connection:
@@ -324,6 +554,7 @@ class SqliteStore:
             conn = connect(self.path, self.synchronous)
             try:
                 create_schema(conn, fingerprint)
+                self._lock.note_wal()
                 recovery = recover(conn)
             except BaseException:
                 conn.close()
@@ -336,6 +567,7 @@ class SqliteStore:
 
     async def commit(self, batch: CommitBatch) -> None:
         write(self._c(), batch)
+        self._lock.check_in_place()  # never acknowledge a commit into deleted files
 
     async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:
         return read_states(self._c(), keys)

@@ -15,8 +15,12 @@ for attrs to compute, so no mutable default is ever shared.
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
+
+from pachytype._schema import literal as _schema_literal  # noqa: PLC2701 (one spelling)
 
 from .literals import literal_code
 from .model import ClassModel, FieldModel
@@ -45,6 +49,9 @@ def class_model(resolver: Resolver, sym: Sym, problems: list[Problem]) -> ClassM
     klass = resolver.class_facts(sym)
     decorator = attrs_decorator(resolver, klass)
     if decorator is None:
+        flavour = _enum_flavour(resolver, klass)
+        if flavour is not None:
+            return ClassModel(sym, False, (), _enum_members(resolver, klass, flavour, problems))
         return ClassModel(sym, False, ())
     own = _own_fields(resolver, klass, decorator, problems)
     inherited: list[FieldModel] = []
@@ -242,3 +249,102 @@ def _call_default(resolver: Resolver, module: str, call: cst.Call) -> tuple[bool
     if value is None:
         return False, None
     return True, literal_code(value)
+
+
+# -- enums ---------------------------------------------------------------------
+
+_ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"})
+
+
+def _enum_flavour(resolver: Resolver, klass: ClassFacts, depth: int = 0) -> str | None:
+    """`Enum`, `StrEnum`, `Flag`... if the class is an enum (through package bases too)."""
+    for base in klass.node.bases:
+        try:
+            sym = resolver.expr(klass.module, base.value)
+        except Unresolved:
+            continue
+        if not isinstance(sym, Sym):
+            continue
+        if sym.kind is Kind.EXTERNAL and sym.module == "enum" and sym.name in _ENUM_BASES:
+            return sym.name
+        if sym.kind is Kind.CLASS and depth < 20:
+            found = _enum_flavour(resolver, resolver.class_facts(sym), depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _enum_members(
+    resolver: Resolver, klass: ClassFacts, flavour: str, problems: list[Problem]
+) -> tuple[tuple[str, str], ...]:
+    """The members as `enum` makes them: `NAME = literal` or `NAME = auto()`, aliases
+    (a value seen before) left out. Stored data holds the values, so the lock needs
+    them; a value the generator cannot compute is a problem naming the member."""
+    facts = resolver.modules[klass.module]
+    members: list[tuple[str, str]] = []
+    values: list[object] = []
+    for line in klass.node.body.body:
+        if not isinstance(line, cst.SimpleStatementLine):
+            continue
+        for statement in line.body:
+            if not (
+                isinstance(statement, cst.Assign)
+                and len(statement.targets) == 1
+                and isinstance(statement.targets[0].target, cst.Name)
+            ):
+                continue
+            name = statement.targets[0].target.value
+            if name.startswith("_"):
+                continue
+            value = _enum_value(resolver, klass.module, statement.value, name, flavour, values)
+            if value is _UNKNOWN:
+                problems.append(
+                    Problem(
+                        facts.path,
+                        facts.line(statement),
+                        f"enum member `{klass.name}.{name}`: its value is not a literal the "
+                        f"generator can read, and stored data holds enum values, so the schema "
+                        f'lock must know it; write a literal (`{name} = "{name.lower()}"`) '
+                        f"or `auto()`",
+                    )
+                )
+                continue
+            if value in values:
+                continue  # an alias: iterating the enum skips it
+            values.append(value)
+            members.append((name, _schema_literal(value)))
+    return tuple(members)
+
+
+_UNKNOWN = object()
+
+
+def _enum_value(
+    resolver: Resolver,
+    module: str,
+    node: cst.BaseExpression,
+    name: str,
+    flavour: str,
+    previous: list[object],
+) -> object:
+    if isinstance(node, cst.Call) and not node.args:
+        sym = _decorator_sym(resolver, module, node.func)
+        if sym is not None and sym.module == "enum" and sym.name == "auto":
+            return _auto(name, flavour, previous)
+    code = literal_code(node)
+    if code is None:
+        return _UNKNOWN
+    return ast.literal_eval(code)
+
+
+def _auto(name: str, flavour: str, previous: list[object]) -> object:
+    """What `enum.auto()` gives (Python 3.11's `_generate_next_value_` of each flavour)."""
+    if flavour == "StrEnum":
+        return name.lower()
+    ints = [v for v in previous if isinstance(v, int) and not isinstance(v, bool)]
+    if flavour in ("Flag", "IntFlag"):
+        return 1 << max(ints).bit_length() if ints else 1
+    last = previous[-1] if previous else None
+    if isinstance(last, int) and not isinstance(last, bool):
+        return last + 1
+    return 1 if last is None else _UNKNOWN

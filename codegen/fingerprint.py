@@ -42,7 +42,11 @@ def _class(model: ClassModel) -> _schema.ClassSchema:
     return _schema.ClassSchema(
         model.qualname,
         model.is_attrs,
-        tuple(_schema.FieldSchema(f.name, f.canonical_type, f.kw_only) for f in model.fields),
+        tuple(
+            _schema.FieldSchema(f.name, f.canonical_type, f.kw_only, f.has_default)
+            for f in model.fields
+        ),
+        tuple(_schema.MemberSchema(name, value) for name, value in model.members),
     )
 
 

@@ -1,50 +1,66 @@
 """The schema lock: `pachytype.lock`, the shapes a package's stored data may have.
 
 Design note. Stored state outlives code: state written at `state_version`
-N must still be readable after every deploy. The lock records, per entity,
-the structural fingerprint of its state type at every `state_version` it
-has had, and the fingerprint of its message union (messages wait in
-mailboxes across deploys too). Users commit it; `pachytype check` compares
-the code with it:
+N must still be readable after every deploy, and mail waits in mailboxes
+across deploys too. The lock records, per entity, the structural
+fingerprint of its state type at every `state_version` it has had, the
+fingerprint and classes of its message union, and the shape of every class
+they are made of (fields with their types and whether they have a default,
+enum members with their values): what decoding depends on. Users commit
+it; `pachytype check` compares the code with it, and `codegen.evolution`
+says whether each difference is one old data survives:
 
-- the state's shape changed but `state_version` did not: stored state of
-  that version would no longer fit; bump the version and add an upgrader;
+- a compatible change (a field added with a default, a new enum or Literal
+  value, a new message class...) needs no ceremony: `check` says why it is
+  fine and asks for `pachytype lock`, which records it;
+- the state's shape changed incompatibly but `state_version` did not:
+  stored state of that version would no longer decode; bump the version
+  and add an upgrader (`lock` refuses);
+- the messages changed incompatibly (a removed class, a retyped field):
+  waiting mail would no longer decode; `check` says how to drain it first
+  (`lock` refuses until forced);
 - `state_version` rose without `@upgrade` functions reaching it from the
-  oldest version the lock knows (data of any locked version may exist);
-- `state_version` went down; an entity or a version is not locked yet;
-  the message union changed; a locked entity disappeared.
+  oldest version the lock knows; it went down; an entity or a version is
+  not locked yet; a locked entity disappeared.
 
-`pachytype lock` writes the current fingerprints and keeps the older
-versions' lines (the history is what makes the chain check possible). It
-refuses to overwrite the shape of a version that is already locked (the
-mistake the lock exists to catch) unless forced.
+`pachytype lock` writes the current shapes and keeps the older versions'
+fingerprint lines (the history is what makes the chain check possible).
 
-The file is plain text, one fact per line, sorted, so diffs read well:
+The file is plain text, one fact per line, so diffs read well:
 
     entity account examples.bank.account.Account
       messages 5d41...
+      message examples.bank.account.Deposit
       state 1 7c21...
-      state 2 9a0b...
+      state 2 9a0b... examples.bank.account.AccountState
+
+    class examples.bank.account.AccountState attrs
+      field balance: int = ...
 
 Fingerprints come from `pachytype._schema` over the generator's static
-model, the same numbers the runtime computes from live classes.
+model, the same numbers the runtime computes from live classes. Format 1
+files (fingerprints only) are still read; their changes cannot be
+classified, so any change of shape counts as incompatible until they are
+rewritten by `pachytype lock`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 
 from pachytype import _schema  # noqa: PLC2701 (shared with the runtime)
 
+from .evolution import Change, message_changes, state_changes
 from .fingerprint import schema as schema_of
 from .model import EntityModel, PackageModel
 from .problems import Problem
 
 LOCK_NAME = "pachytype.lock"
-FORMAT = 1
+FORMAT = 2
 
 
 @frozen
@@ -58,6 +74,10 @@ class LockedEntity:
     """`state_version -> state fingerprint`."""
     line: int = 0
     """Where the entity's block starts in the file (0: not read from a file)."""
+    message_classes: tuple[str, ...] = ()
+    """Qualified names of the message classes, sorted (empty in a format 1 file)."""
+    state_type: str = ""
+    """The canonical state type of the newest version ("" in a format 1 file)."""
 
 
 @frozen
@@ -66,6 +86,9 @@ class Lock:
 
     package: str
     entities: Mapping[str, LockedEntity]
+    classes: Mapping[str, _schema.ClassSchema] = field(factory=dict)
+    """The shape of every class the states and messages are made of (newest versions)."""
+    format: int = FORMAT
 
 
 class LockError(Exception):
@@ -81,22 +104,29 @@ def lock_path(directory: Path) -> Path:
     return directory / LOCK_NAME
 
 
-def current(model: PackageModel) -> Lock:
-    """The lock the code in `model` implies (only its current state versions)."""
+def current(model: PackageModel, lock_format: int = FORMAT) -> Lock:
+    """The lock the code in `model` implies (only its current state versions);
+    `lock_format=1` gives the fingerprints a format 1 file would hold."""
     schema = schema_of(model)
     entities = {}
+    roots: list[str] = []
     for entity in schema.entities:
+        state = _schema.state_fingerprint(schema, entity, lock_format)
         entities[entity.name] = LockedEntity(
             name=entity.name,
             cls=entity.cls,
-            messages=_schema.messages_fingerprint(schema, entity),
-            states={entity.state_version: _schema.state_fingerprint(schema, entity)},
+            messages=_schema.messages_fingerprint(schema, entity, lock_format),
+            states={entity.state_version: state},
+            message_classes=tuple(sorted(entity.messages)),
+            state_type=entity.state,
         )
-    return Lock(model.package, entities)
+        roots += [entity.state, *entity.messages]
+    classes = {name: schema.classes[name] for name in _schema.reachable(schema, roots)}
+    return Lock(model.package, entities, classes, lock_format)
 
 
 def merged(model: PackageModel, previous: Lock | None) -> Lock:
-    """The lock to write: the code's fingerprints, older versions kept from `previous`."""
+    """The lock to write: the code's shapes, older versions' fingerprints kept from `previous`."""
     now = current(model)
     if previous is None:
         return now
@@ -106,7 +136,7 @@ def merged(model: PackageModel, previous: Lock | None) -> Lock:
         states = dict(old.states) if old is not None else {}
         states.update(entity.states)
         entities[name] = evolve(entity, states=dict(sorted(states.items())), line=0)
-    return Lock(now.package, entities)
+    return Lock(now.package, entities, now.classes)
 
 
 # -- the file ------------------------------------------------------------------
@@ -124,15 +154,38 @@ def render(lock: Lock, command_path: str) -> str:
     for name in sorted(lock.entities):
         entity = lock.entities[name]
         lines += ["", f"entity {entity.name} {entity.cls}", f"  messages {entity.messages}"]
-        lines += [f"  state {v} {fp}" for v, fp in sorted(entity.states.items())]
+        lines += [f"  message {m}" for m in entity.message_classes]
+        newest = max(entity.states, default=0)
+        for version, fp in sorted(entity.states.items()):
+            typed = version == newest and entity.state_type
+            lines.append(
+                f"  state {version} {fp} {entity.state_type}"
+                if typed
+                else f"  state {version} {fp}"
+            )
+    for name, c in sorted(lock.classes.items()):
+        kind = "attrs" if c.is_attrs else "enum" if c.members else "class"
+        lines += ["", f"class {name} {kind}"]
+        for f in c.fields:
+            word = "kw_only" if f.kw_only else "field"
+            lines.append(f"  {word} {f.name}: {f.type}{' = ...' if f.default else ''}")
+        lines += [f"  member {m.name} = {m.value}" for m in c.members]
     return "\n".join(lines) + "\n"
+
+
+_FIELD = re.compile(r"(field|kw_only) (\w+): (.+?)( = \.\.\.)?")
+_MEMBER = re.compile(r"member (\w+) = (.+)")
+_STATE = re.compile(r"state (\d+) (\w+)(?: (.+))?")
 
 
 def parse(text: str, path: str) -> Lock:
     """Read a lock file (raises `LockError` naming the line)."""
     package = ""
+    lock_format = FORMAT
     entities: dict[str, LockedEntity] = {}
+    classes: dict[str, _schema.ClassSchema] = {}
     entity: LockedEntity | None = None
+    klass: _schema.ClassSchema | None = None
 
     def bad(number: int, what: str) -> LockError:
         return LockError(
@@ -148,24 +201,46 @@ def parse(text: str, path: str) -> Lock:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if klass is not None and (found := _FIELD.fullmatch(line)):
+            word, name, type_, default = found.groups()
+            made = _schema.FieldSchema(name, type_, word == "kw_only", default is not None)
+            klass = classes[klass.name] = evolve(klass, fields=(*klass.fields, made))
+            continue
+        if klass is not None and (found := _MEMBER.fullmatch(line)):
+            member = _schema.MemberSchema(*found.groups())
+            klass = classes[klass.name] = evolve(klass, members=(*klass.members, member))
+            continue
+        if entity is not None and klass is None and (found := _STATE.fullmatch(line)):
+            version, fp, type_ = found.groups()
+            states = {**entity.states, int(version): fp}
+            entity = entities[entity.name] = evolve(
+                entity, states=states, state_type=type_ or entity.state_type
+            )
+            continue
         words = line.split()
         match words:
             case ["format", version]:
-                if version != str(FORMAT):
-                    raise bad(number, f"unknown lock format {version!r} (this pachytype reads 1)")
+                if version not in ("1", str(FORMAT)):
+                    raise bad(
+                        number, f"unknown lock format {version!r} (this pachytype reads 1 and 2)"
+                    )
+                lock_format = int(version)
             case ["package", name]:
                 package = name
             case ["entity", name, cls]:
-                entity = LockedEntity(name, cls, "", {}, number)
+                entity, klass = LockedEntity(name, cls, "", {}, number), None
                 entities[name] = entity
-            case ["messages", fp] if entity is not None:
+            case ["messages", fp] if entity is not None and klass is None:
                 entity = entities[entity.name] = evolve(entity, messages=fp)
-            case ["state", version, fp] if entity is not None and version.isdigit():
-                states = {**entity.states, int(version): fp}
-                entity = entities[entity.name] = evolve(entity, states=states)
+            case ["message", cls] if entity is not None and klass is None:
+                names = tuple(sorted((*entity.message_classes, cls)))
+                entity = entities[entity.name] = evolve(entity, message_classes=names)
+            case ["class", name, ("attrs" | "enum" | "class") as kind]:
+                entity, klass = None, _schema.ClassSchema(name, kind == "attrs", ())
+                classes[name] = klass
             case _:
                 raise bad(number, f"cannot read {line!r}")
-    return Lock(package, entities)
+    return Lock(package, entities, classes, lock_format)
 
 
 def read(directory: Path) -> Lock | None:
@@ -202,8 +277,22 @@ def _findings(model: PackageModel, lock: Lock | None, path: str) -> list[_Findin
         return [(Problem(path, 1, f"no {LOCK_NAME}: run `{command}` and commit it"), False)]
     now = current(model)
     found: list[_Finding] = []
+    if lock.format == 1:
+        # Compare with the fingerprints format 1 held; ask for the full shapes.
+        now = current(model, 1)
+        found.append(
+            (
+                Problem(
+                    path,
+                    1,
+                    f"{LOCK_NAME} is format 1 (fingerprints only): run `{command}` to record "
+                    f"the shapes too, so that later changes can be told compatible or not",
+                ),
+                False,
+            )
+        )
     for entity in model.entities:
-        found.extend(_entity_findings(entity, now.entities[entity.name], lock, command))
+        found.extend(_entity_findings(entity, now, lock, command))
     for name, locked in sorted(lock.entities.items()):
         if name not in now.entities:
             text = (
@@ -215,12 +304,11 @@ def _findings(model: PackageModel, lock: Lock | None, path: str) -> list[_Findin
     return found
 
 
-def _entity_findings(
-    entity: EntityModel, now: LockedEntity, lock: Lock, command: str
-) -> list[_Finding]:
+def _entity_findings(entity: EntityModel, code: Lock, lock: Lock, command: str) -> list[_Finding]:
     def problem(text: str, refused: bool = False) -> _Finding:
         return Problem(entity.path, entity.line, f"entity {entity.sym.name}: {text}"), refused
 
+    now = code.entities[entity.name]
     locked = lock.entities.get(entity.name)
     if locked is None:
         return [problem(f"not in {LOCK_NAME} yet: run `{command}` and commit it")]
@@ -228,15 +316,27 @@ def _entity_findings(
     version = entity.state_version
     newest = max(locked.states, default=version)
     if version in locked.states and locked.states[version] != now.states[version]:
-        found.append(
-            problem(
-                f"the state type changed shape but state_version is still {version} "
-                f"({LOCK_NAME} has another shape for version {version}): bump state_version "
-                f"to {newest + 1} and add @upgrade(from_version={newest}) converting the old "
-                f"shape, then run `{command}`",
-                refused=True,
+        changes = _state_changes(locked, now, version == newest, lock, code)
+        bad = [c for c in changes if not c.compatible]
+        if changes and not bad:
+            found.append(
+                problem(
+                    f"the state of version {version} changed compatibly ({_list(changes)}): "
+                    f"state already stored decodes with the new code, so state_version stays "
+                    f"{version} and needs no upgrader; run `{command}` to record it"
+                )
             )
-        )
+        else:
+            why = f" ({_list(bad)})" if bad else ""
+            found.append(
+                problem(
+                    f"the state type changed shape but state_version is still {version}"
+                    f"{why}: state stored at version {version} would not decode; bump "
+                    f"state_version to {newest + 1} and add @upgrade(from_version={newest}) "
+                    f"converting the old shape, then run `{command}`",
+                    refused=True,
+                )
+            )
     if version < newest:
         found.append(
             problem(
@@ -260,11 +360,64 @@ def _entity_findings(
     elif version > newest:
         found.append(problem(f"state_version {version} is not locked yet: run `{command}`"))
     if locked.messages != now.messages:
-        found.append(
-            problem(
-                f"its message classes changed since {LOCK_NAME}: messages already waiting in "
-                f"mailboxes must still decode (give new fields defaults, keep a removed class "
-                f"until its mail is drained); then run `{command}` to record the change"
-            )
-        )
+        found.append(_message_finding(entity, locked, now, lock, code, command))
     return found
+
+
+def _state_changes(
+    locked: LockedEntity, now: LockedEntity, is_newest: bool, lock: Lock, code: Lock
+) -> list[Change]:
+    """How the state changed; empty when the lock cannot tell (format 1, an old version)."""
+    if not (is_newest and locked.state_type):
+        return []
+    return state_changes(locked.state_type, now.state_type, lock.classes, code.classes)
+
+
+def _message_finding(
+    entity: EntityModel,
+    locked: LockedEntity,
+    now: LockedEntity,
+    lock: Lock,
+    code: Lock,
+    command: str,
+) -> _Finding:
+    name = entity.sym.name
+
+    def problem(text: str, refused: bool) -> _Finding:
+        return Problem(entity.path, entity.line, f"entity {name}: {text}"), refused
+
+    changes = (
+        message_changes(locked.message_classes, now.message_classes, lock.classes, code.classes)
+        if locked.message_classes
+        else []
+    )
+    bad = [c for c in changes if not c.compatible]
+    if changes and not bad:
+        return problem(
+            f"its messages changed compatibly ({_list(changes)}): mail already waiting in "
+            f"mailboxes decodes with the new code; run `{command}` to record it",
+            refused=False,
+        )
+    removed = [m.rsplit(".", 1)[-1] for m in locked.message_classes if m not in now.message_classes]
+    why = f" ({_list(bad)})" if bad else ""
+    if removed:
+        classes = ", ".join(f"`{r}`" for r in removed)
+        them = "them" if len(removed) > 1 else "it"
+        drain = (
+            f"mail of {classes} may still wait in mailboxes (delayed mail too) and would "
+            f"become dead letters; drain it first: deploy with {them} still in {name}'s "
+            f"message union, handled as a no-op, and stop sending {them}; when `pachytype "
+            f"inspect` shows none of that mail waiting, remove {them} and run "
+            f"`{command} --force`"
+        )
+    else:
+        drain = (
+            "mail already waiting in mailboxes would not decode; add a new message class (or "
+            "a new field with a default) instead and keep the old one until its mail is "
+            f"drained, or, once no old mail waits, run `{command} --force`"
+        )
+    return problem(f"its messages changed incompatibly{why}: {drain}", refused=True)
+
+
+def _list(changes: list[Change]) -> str:
+    return "; ".join(c.text for c in changes)

@@ -42,6 +42,9 @@ class ClassModel:
     sym: Sym
     is_attrs: bool
     fields: tuple[FieldModel, ...]
+    members: tuple[tuple[str, str], ...] = ()
+    """An enum's members `(name, value as a literal)`, in definition order,
+    aliases left out (as iterating the enum gives them); empty otherwise."""
 
     @property
     def qualname(self) -> str:

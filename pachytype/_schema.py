@@ -38,6 +38,7 @@ run-time views give the same numbers.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
@@ -59,11 +60,22 @@ if TYPE_CHECKING:
 
 @frozen
 class FieldSchema:
-    """One `__init__` parameter of a class: attribute name, canonical type, kw_only."""
+    """One `__init__` parameter of a class: attribute name, canonical type, kw_only,
+    and whether it has a default (data lacking the field decodes only if it has)."""
 
     name: str
     type: str
     kw_only: bool
+    default: bool
+
+
+@frozen
+class MemberSchema:
+    """One member of an enum class: its name and its value, spelled as a literal
+    (`"red"`, `2`). Stored data holds the value, so decoding depends on it."""
+
+    name: str
+    value: str
 
 
 @frozen
@@ -74,6 +86,8 @@ class ClassSchema:
     """Fully qualified: `examples.bank.account.AccountState`."""
     is_attrs: bool
     fields: tuple[FieldSchema, ...]
+    members: tuple[MemberSchema, ...] = ()
+    """An enum's members in definition order (aliases left out); empty otherwise."""
 
 
 @frozen
@@ -121,8 +135,17 @@ def describe(schema: Schema) -> dict[str, Any]:
     }
 
 
-def _class(c: ClassSchema) -> dict[str, Any]:
-    return {"attrs": c.is_attrs, "fields": [[f.name, f.type, f.kw_only] for f in c.fields]}
+def _class(c: ClassSchema, lock_format: int = 2) -> dict[str, Any]:
+    if lock_format == 1:
+        # What format 1 locks hashed: no defaults, no enum members.
+        return {"attrs": c.is_attrs, "fields": [[f.name, f.type, f.kw_only] for f in c.fields]}
+    described: dict[str, Any] = {
+        "attrs": c.is_attrs,
+        "fields": [[f.name, f.type, f.kw_only, f.default] for f in c.fields],
+    }
+    if c.members:
+        described["members"] = [[m.name, m.value] for m in c.members]
+    return described
 
 
 def _hash(value: object) -> str:
@@ -150,21 +173,25 @@ def reachable(schema: Schema, types_: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def state_fingerprint(schema: Schema, entity: EntitySchema) -> str:
-    """The structure of the entity's state: its type and every class it reaches."""
+def state_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int = 2) -> str:
+    """The structure of the entity's state: its type and every class it reaches
+    (`lock_format=1`: as format 1 locks hashed it, without defaults and enum members)."""
     classes = reachable(schema, [entity.state])
     return _hash(
-        {"state": entity.state, "classes": {n: _class(schema.classes[n]) for n in classes}}
+        {
+            "state": entity.state,
+            "classes": {n: _class(schema.classes[n], lock_format) for n in classes},
+        }
     )
 
 
-def messages_fingerprint(schema: Schema, entity: EntitySchema) -> str:
+def messages_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int = 2) -> str:
     """The structure of the entity's message union: its classes and what they reach."""
     classes = reachable(schema, entity.messages)
     return _hash(
         {
             "messages": sorted(entity.messages),
-            "classes": {n: _class(schema.classes[n]) for n in classes},
+            "classes": {n: _class(schema.classes[n], lock_format) for n in classes},
         }
     )
 
@@ -214,13 +241,19 @@ def _live_classes(package: str, roots: list[Any]) -> dict[str, ClassSchema]:
 
 
 def _class_schema(cls: type, package: str) -> ClassSchema:
+    if isinstance(cls, enum.EnumMeta):
+        members = tuple(MemberSchema(m.name, literal(m.value)) for m in list[Any](cls))
+        return ClassSchema(_qualified(cls), False, (), members)
     if not attrs.has(cls):
         return ClassSchema(_qualified(cls), False, ())
     hints = field_types(cls)
     made = [a for a in attrs.fields(cls) if a.init]
     ordered = [a for a in made if not a.kw_only] + [a for a in made if a.kw_only]
     fields = tuple(
-        FieldSchema(a.name, canonical(hints[a.name], package), a.kw_only) for a in ordered
+        FieldSchema(
+            a.name, canonical(hints[a.name], package), a.kw_only, a.default is not attrs.NOTHING
+        )
+        for a in ordered
     )
     return ClassSchema(_qualified(cls), True, fields)
 
@@ -275,7 +308,7 @@ def canonical(tp: Any, package: str | None = None) -> str:
     if origin in (typing.Union, types.UnionType):
         return " | ".join(canonical(a, package) for a in args)
     if origin is typing.Literal:
-        return f"typing.Literal[{', '.join(_literal(a) for a in args)}]"
+        return f"typing.Literal[{', '.join(literal(a) for a in args)}]"
     if origin is not None:
         spelled = [
             _bracket(a, package) if isinstance(a, list) else canonical(a, package) for a in args
@@ -310,7 +343,16 @@ def _named(tp: Any) -> str:
     return f"{module}.{name}"
 
 
-def _literal(value: object) -> str:
+def literal(value: object) -> str:
+    """A literal value as the generator spells it (`codegen.literals.literal_code`)."""
+    if isinstance(value, tuple):
+        items = [literal(v) for v in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if isinstance(value, bytes):
+        spelled = repr(value)
+        if spelled.startswith("b'") and '"' not in value.decode("latin-1"):
+            return 'b"' + spelled[2:-1].replace("\\'", "'") + '"'
+        return spelled
     if isinstance(value, str):
         spelled = repr(value)
         if spelled.startswith("'") and '"' not in value:

@@ -105,21 +105,73 @@ def test_a_fresh_package_passes(shop: Path) -> None:
 
 def test_lock_file_is_stable_text(shop: Path) -> None:
     text = (shop / "pachytype.lock").read_text()
-    assert text.splitlines()[3:7] == ["format 1", "package shop", "", "entity cart shop.cart.Cart"]
+    assert text.splitlines()[3:7] == ["format 2", "package shop", "", "entity cart shop.cart.Cart"]
+    assert text.splitlines()[8:11] == [
+        "  message shop.cart.AddItem",
+        "  message shop.cart.Clear",
+        text.splitlines()[10],
+    ]
+    assert text.splitlines()[10].startswith("  state 1 ")
+    assert text.splitlines()[10].endswith(" shop.cart.CartState")
+    assert text.splitlines()[12:] == [
+        "class shop.cart.AddItem attrs",
+        "  field name: str",
+        "",
+        "class shop.cart.CartState attrs",
+        "  field items: tuple[str, ...] = ...",
+        "",
+        "class shop.cart.Clear attrs",
+    ]
     assert run(lock, shop).output == f"unchanged {shop / 'pachytype.lock'}\n"
 
 
-def test_state_shape_changed_without_a_version_bump(shop: Path) -> None:
+def test_a_format_1_lock_is_read_and_asks_to_be_rewritten(shop: Path) -> None:
+    path = shop / "pachytype.lock"
+    text = path.read_text()
+    # What format 1 held: fingerprints without defaults and enum members, no shapes.
+    from codegen.generate import scan_package
+    from codegen.lock import current, render
+
+    old = current(scan_package(shop), 1)
+    lines = render(old, "shop").replace("format 2", "format 1").splitlines()
+    path.write_text("\n".join(line for line in lines if not line.startswith("  message ")) + "\n")
+    assert static_check(shop) == [
+        f"{path}:1: pachytype.lock is format 1 (fingerprints only): run `pachytype lock shop` "
+        "to record the shapes too, so that later changes can be told compatible or not"
+    ]
+    assert run(lock, shop).exit_code == 0
+    assert path.read_text() == text
+
+
+def test_a_state_field_with_a_default_needs_no_version_bump(shop: Path) -> None:
     edit(
         shop,
         "    items: tuple[str, ...] = ()\n",
         "    items: tuple[str, ...] = ()\n    total: int = 0\n",
     )
     assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: the state of version "
+        "1 changed compatibly (field `CartState.total` added with a default: data stored "
+        "without it gets the default): state already stored decodes with the new code, so "
+        "state_version stays 1 and needs no upgrader; run `pachytype lock shop` to record it"
+    ]
+    assert run(lock, shop).exit_code == 0
+    assert static_check(shop) == []
+
+
+def test_state_shape_changed_without_a_version_bump(shop: Path) -> None:
+    edit(
+        shop,
+        "    items: tuple[str, ...] = ()\n",
+        "    items: tuple[str, ...] = ()\n    total: int = field(kw_only=True)\n",
+    )
+    edit(shop, "from attrs import frozen\n", "from attrs import field, frozen\n")
+    assert static_check(shop) == [
         f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: the state type "
-        "changed shape but state_version is still 1 (pachytype.lock has another shape for "
-        "version 1): bump state_version to 2 and add @upgrade(from_version=1) converting the "
-        "old shape, then run `pachytype lock shop`"
+        "changed shape but state_version is still 1 (field `CartState.total` added without a "
+        "default: data stored without it would not decode; give it a default): state stored "
+        "at version 1 would not decode; bump state_version to 2 and add "
+        "@upgrade(from_version=1) converting the old shape, then run `pachytype lock shop`"
     ]
 
 
@@ -189,15 +241,49 @@ def test_version_going_down(shop: Path) -> None:
     ]
 
 
-def test_changed_messages_must_be_relocked(shop: Path) -> None:
+def test_a_message_field_with_a_default_is_recorded_without_ceremony(shop: Path) -> None:
     edit(shop, "    name: str\n", "    name: str\n    quantity: int = 1\n")
     assert static_check(shop) == [
-        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: its message classes "
-        "changed since pachytype.lock: messages already waiting in mailboxes must still decode "
-        "(give new fields defaults, keep a removed class until its mail is drained); then run "
-        "`pachytype lock shop` to record the change"
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: its messages changed "
+        "compatibly (field `AddItem.quantity` added with a default: data stored without it "
+        "gets the default): mail already waiting in mailboxes decodes with the new code; run "
+        "`pachytype lock shop` to record it"
     ]
     assert run(lock, shop).exit_code == 0
+    assert static_check(shop) == []
+
+
+def test_a_new_message_class_is_recorded_without_ceremony(shop: Path) -> None:
+    edit(
+        shop,
+        "@frozen\nclass CartState:",
+        '@frozen\nclass Pay:\n    """Pay."""\n\n\n@frozen\nclass CartState:',
+    )
+    edit(shop, "AddItem | Clear", "AddItem | Clear | Pay")
+    edit(shop, "            case Clear():\n", "            case Clear() | Pay():\n")
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: its messages changed "
+        "compatibly (new message class `Pay`: mail already waiting holds none of it): mail "
+        "already waiting in mailboxes decodes with the new code; run `pachytype lock shop` to "
+        "record it"
+    ]
+    assert run(lock, shop).exit_code == 0
+    assert static_check(shop) == []
+
+
+def test_a_removed_message_class_says_how_to_drain_its_mail(shop: Path) -> None:
+    edit(shop, "AddItem | Clear", "AddItem")
+    edit(shop, "            case Clear():\n                return [], CartState()\n", "")
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: its messages changed "
+        "incompatibly (message class `Clear` removed): mail of `Clear` may still wait in "
+        "mailboxes (delayed mail too) and would become dead letters; drain it first: deploy "
+        "with it still in Cart's message union, handled as a no-op, and stop sending it; when "
+        "`pachytype inspect` shows none of that mail waiting, remove it and run "
+        "`pachytype lock shop --force`"
+    ]
+    assert run(lock, shop).exit_code == 1
+    assert run(lock, shop, "--force").exit_code == 0
     assert static_check(shop) == []
 
 

@@ -49,5 +49,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "benchmarks.workload",
     _entity_types,
-    fingerprint="4c8aeccb37b5372d153e12e02a8c9e9d7f865d6ec58d1e43a605ed3e3e1bb8ff",
+    fingerprint="df412b83634df2fba4e6333b9821088edd50926a9435c8402fa5c4546c16c8c5",
 )

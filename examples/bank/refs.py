@@ -57,5 +57,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.bank",
     _entity_types,
-    fingerprint="8c6564584ef274563fecdf76295c2820fd5aa31766c76072a5d956b37dcc8301",
+    fingerprint="111453864592fa2cca7c3f8d1f0140667b40cecb5233b772f08c9417164d338b",
 )

@@ -57,5 +57,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.counter",
     _entity_types,
-    fingerprint="a97301b6b69454537a67e47fd08ce586d7c8dbfd034427e5368be531e1af7563",
+    fingerprint="bc6f85d2276d2e7f7b47e9d0e763bfa48c085068e741b2dd4d4e467cb53fec29",
 )

@@ -79,5 +79,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.ping_pong",
     _entity_types,
-    fingerprint="e29af3658372c2c6066372e06a663d6842405029129839e13459988cdce9799f",
+    fingerprint="4ca826dcd5ecc00ca6c889a8fd3d0a54dcedaaa512fa998b45b559073b8bb79b",
 )

@@ -85,5 +85,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.racy",
     _entity_types,
-    fingerprint="900aeabb8a9a310de438787d1d8e751101f9f1c652a211b2119f8dc7f0ae954e",
+    fingerprint="a90dae32425d477abb9192bc0d0d4ab1a605b096f7ad42bc1dc8ac5a15d7050a",
 )

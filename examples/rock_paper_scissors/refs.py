@@ -73,5 +73,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.rock_paper_scissors",
     _entity_types,
-    fingerprint="87b4f04ff3f48854218e905b155f0d147a24ee4fcea62498e7db06bf9e7f7d76",
+    fingerprint="3af1f8f1eabb99a5a150f4a114ed667dadf707664a021798e9166517de1fc33b",
 )

@@ -139,5 +139,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.tcp",
     _entity_types,
-    fingerprint="89b92e8258cb31a02c5d7f59c7f7bb3b7ebe00d6c8fe209c4b833e014f882bd8",
+    fingerprint="a10379b3150d66f3469999f289e8605e943105428ff8ee02c85306d9977773e9",
 )

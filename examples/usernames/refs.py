@@ -93,5 +93,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.usernames",
     _entity_types,
-    fingerprint="a4167f82b937d7ec4d2db18d0615601f69aab6827c09c7b855cf6c6b78e5c37e",
+    fingerprint="984a6fb8ac37a7efa2f4bce9f15b7d22040ddb087ddac053e50b4be1c8aafbd6",
 )

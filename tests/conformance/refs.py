@@ -108,5 +108,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.conformance",
     _entity_types,
-    fingerprint="0cae7950983f33ac13da50774172ab8911c25a983bdc8d1a452318111ed55fc7",
+    fingerprint="cf8a3dd43e10f3a93470cfe8e8eb3d448e5131a06fdedff1f48d35a306312850",
 )

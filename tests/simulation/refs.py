@@ -171,5 +171,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.simulation",
     _entity_types,
-    fingerprint="29b1c2bba00ee7a619a65113b6022395eb2a911f9cb57ae2ffcf39cb3fe03395",
+    fingerprint="e2aa3dffbfa22601f41239aaf96b84c46f45c4c360d9824dbed83e9877e76547",
 )

@@ -73,5 +73,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.test_postgres_workload",
     _entity_types,
-    fingerprint="7e2386aed44e811b6b660bf4391b23777fee7dbe1b0fc80c0b02d68867ca8cc9",
+    fingerprint="abb9d7338e2fae29682deb9aac83e7775b4dd832d116caa7488d00a9f91c5126",
 )

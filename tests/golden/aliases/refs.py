@@ -132,5 +132,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.aliases",
     _entity_types,
-    fingerprint="e922e657d33d6d27ff31d1b30264d1ccabd36d27a2e5f547afcf787b5ab278f1",
+    fingerprint="1f83228f3b7e93d888b1f4ce9b686ff9cf00fabf787912421c6e9ecc72332f2e",
 )

@@ -127,5 +127,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.fields",
     _entity_types,
-    fingerprint="5411ca5230abe11e69b0b53912e4543d4b3e1c5cd447a577ac1836763b798d52",
+    fingerprint="1399fde3b03fec943984b118c255d37c1de4bfd5d3e0d77ce35aa65a24d8979c",
 )

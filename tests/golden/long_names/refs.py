@@ -89,5 +89,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.long_names",
     _entity_types,
-    fingerprint="c53f390daec1e79d36d8ec2e4287f0549ee245c92bd9c1783621b5017ac47e06",
+    fingerprint="888614ab67f065e559f7285ab8557fb525cf11d0d3bae45463d56c73ab450bcc",
 )

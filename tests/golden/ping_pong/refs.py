@@ -87,5 +87,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.golden.ping_pong",
     _entity_types,
-    fingerprint="dc33004e30d8afca6e05f1340d94521d9abbd46017238ed6a7a7dbc63f191e61",
+    fingerprint="a9084c00cf92f092549a59e36b50b6b9c0f3385a6cf838b45d8f88eae3407da0",
 )

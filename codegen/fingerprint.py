@@ -5,9 +5,11 @@ check (which rebuilds the same `Schema` from the live classes) and this
 module cannot drift apart; here we only turn the model into a `Schema`.
 Covers each entity's name, class, id type, message classes and state type
 (canonical spellings), its state_version, and the fields of every package
-class they are made of. Renaming an alias or a NewType, reordering a union
-of messages or changing a default does not change it; renaming a class or a
-field, changing a type or bumping state_version does.
+class they are made of (with whether each field has a default, and enum
+members' values). Renaming an alias or a NewType, reordering a union of
+messages or changing a default's value does not change it; renaming a class
+or a field, changing a type, an enum value or a default's presence, or
+bumping state_version does.
 """
 
 from __future__ import annotations

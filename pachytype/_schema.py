@@ -21,19 +21,22 @@ spelling cannot be compared: better no check than a false alarm).
 What the description holds, per entity: its type name, class, canonical id
 type, message classes (sorted) and state type, and `state_version`; and,
 for every class of the package reachable from those, whether it is an attrs
-class and its `__init__` fields (name, canonical type, kw_only), in init
-order. Canonical types are fully qualified with aliases and NewTypes
+class and its `__init__` fields (name, canonical type, kw_only, whether it
+has a default), in init order, and for an enum its members with their
+values (stored data holds enum values, so renaming a value matters). Canonical types are fully qualified with aliases and NewTypes
 expanded (`tuple[examples.tcp.stream.Segment, ...]`, `pachytype.Address[...]`,
 `X | None`), the way `codegen.typeexpr.canonical` spells them. Renaming a
-NewType or an alias, reordering the message union or changing a default
-does not change the fingerprint; renaming a class or a field, changing a
-type or bumping `state_version` does.
+NewType or an alias, reordering the message union or changing a default's
+value does not change the fingerprint; renaming a class or a field, changing
+a type, an enum value or whether a field has a default, or bumping
+`state_version` does.
 
 The schema lock (`pachytype lock`) keeps, per entity and state version, the
 fingerprint of the state's structure (`state_fingerprint`: the state type
 and every package class reachable from it) and of the message union
 (`messages_fingerprint`), both computed here from a `Schema`, so static and
-run-time views give the same numbers.
+run-time views give the same numbers (`lock_format=1` reproduces what
+format 1 locks hashed, so old lock files are still compared correctly).
 """
 
 from __future__ import annotations

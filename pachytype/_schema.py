@@ -24,7 +24,8 @@ for every class of the package reachable from those, whether it is an attrs
 class and its `__init__` fields (name, canonical type, kw_only, whether it
 has a default), in init order, and for an enum its members with their
 values (stored data holds enum values, so renaming a value matters).
-Canonical types are fully qualified with aliases and NewTypes expanded (`tuple[examples.tcp.stream.Segment, ...]`, `pachytype.Address[...]`,
+Canonical types are fully qualified with aliases and NewTypes expanded
+(`tuple[examples.tcp.stream.Segment, ...]`, `pachytype.Address[...]`,
 `X | None`), the way `codegen.typeexpr.canonical` spells them. Renaming a
 NewType or an alias, reordering the message union or changing a default's
 value does not change the fingerprint; renaming a class or a field, changing

@@ -3,8 +3,15 @@
 Entities with their states (decoded and pretty-printed, upgraded to the
 code's version in memory only), mailbox depths, delayed messages and dead
 letters, as rich tables, or as JSON with `--json`. Read-only: it works while
-the owning process runs (WAL readers do not block the writer). With `--dsn`
-it shows a PostgreSQL ecosystem's summary (`pachytype._pg_inspect`).
+the owning process runs (WAL readers do not block the writer).
+
+With `--dsn` (or `PACHYTYPE_DSN` in the environment, and no `--db`) it shows
+a PostgreSQL schema the same way, after a summary of its nodes and
+partitions (`pachytype._pg_inspect` reads it); MODULE:REGISTRY is optional
+there (without it states and messages are shown as stored), and every list
+is cut at `--limit` rows. Mistakes (no DSN, a bad schema name, an
+unreachable server, a schema without tables) are one line naming the DSN
+without its password.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Hashable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 import orjson
@@ -21,11 +29,21 @@ from rich.console import Console
 from rich.pretty import Pretty
 from rich.table import Table
 
-from pachytype._cli_support import load_registry
+from pachytype._cli_support import (
+    check_schema_name,
+    choose_store,
+    dsn_option,
+    load_registry,
+    postgres_errors,
+)
 from pachytype._codec import Codec
 from pachytype._durable import decode_dead
+from pachytype._pg_dsn import redact
 from pachytype._registry import Registry
 from pachytype._sqlite import connect_readonly, read_dead
+
+if TYPE_CHECKING:  # imported when run: it imports asyncpg
+    from pachytype._pg_inspect import SchemaContents
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -174,59 +192,218 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
     return [entities, mailboxes, timers, dead]
 
 
-def _postgres_summary(dsn: str, schema: str) -> dict[str, Any]:
-    """`inspect --dsn`: the PostgreSQL ecosystem's summary (pachytype._pg_inspect)."""
+def _read_postgres(dsn: str, schema: str, limit: int) -> SchemaContents:
     import asyncio
 
+    from pachytype._pg_inspect import connect, read_schema, summarize
+
+    async def read() -> SchemaContents:
+        conn = await connect(dsn, schema, "inspect")
+        try:
+            if (await summarize(conn, dsn, schema)).version == 0:
+                raise click.ClickException(
+                    f"schema {schema!r} at {redact(dsn)} holds no pachytype tables: check "
+                    f"--schema (nodes create the tables when they first start, and so does "
+                    f"`pachytype migrate --dsn`)"
+                )
+            return await read_schema(conn, dsn, schema, limit)
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def gather_postgres(contents: SchemaContents, registry: Registry | None) -> dict[str, Any]:
+    """Everything `inspect --dsn` shows, as plain data: decoded with `registry`,
+    or as stored (text) without one."""
     import attrs
 
-    from pachytype._pg_inspect import inspect_schema
+    codec = Codec(registry) if registry is not None else None
 
-    summary = asyncio.run(inspect_schema(dsn, schema))
-    return attrs.asdict(summary)
+    def message(etype: str, data: bytes) -> object:
+        if codec is None:
+            return bytes(data).decode(errors="replace")
+        return _decode_message(codec, etype, data)
+
+    entities = []
+    for st in contents.states:
+        if codec is None:
+            state: object = st.data.decode(errors="replace")
+            problem = None
+        else:
+            state, problem = _decode_state(
+                codec, (st.entity_type, st.entity_id, st.data, st.version)
+            )
+        entities.append(
+            {
+                "entity_type": st.entity_type,
+                "id": st.entity_id,
+                "version": st.version,
+                "activations": st.activations,
+                "state": state,
+                "problem": problem,
+                "pending": st.pending,
+            }
+        )
+    dead = []
+    for d in contents.dead:
+        if registry is not None and codec is not None:
+            letter = decode_dead(registry, codec, d)
+            shown: tuple[object, object, list[object], str] = (
+                letter.message,
+                letter.state,
+                list(letter.recent),
+                letter.at.isoformat(),
+            )
+        else:
+            raw_state = None if d.state is None else d.state.decode(errors="replace")
+            recent: list[object] = [m.decode(errors="replace") for m in d.recent]
+            at = datetime.fromtimestamp(d.at, UTC).isoformat()
+            shown = (d.message.decode(errors="replace"), raw_state, recent, at)
+        dead.append(
+            {
+                "seq": d.id,
+                "entity_type": d.entity_type,
+                "to": d.id_text,
+                "message": shown[0],
+                "error": f"{d.error_type}: {d.error}",
+                "state": shown[1],
+                "recent": shown[2],
+                "at": shown[3],
+            }
+        )
+    known = set(registry.types) if registry is not None else set()
+    summary = attrs.asdict(contents.summary)
+    summary["dead_letters_total"] = summary.pop("dead_letters")
+    return {
+        **summary,
+        "fingerprint": contents.fingerprint,
+        "entity_types": dict(contents.entity_types),
+        "unknown_entity_types": (
+            sorted(t for t, _ in contents.entity_types if t not in known)
+            if registry is not None
+            else []
+        ),
+        "entities_total": contents.summary.states,
+        "entities": entities,
+        "mailboxes": [{"entity_type": t, "id": i, "pending": n} for t, i, n in contents.mailboxes],
+        "timers": [
+            {
+                "id": m.seq,
+                "entity_type": m.entity_type,
+                "to": m.entity_id,
+                "message": message(m.entity_type, m.payload),
+                "due_in_s": round(m.due_in_s, 3),
+            }
+            for m in contents.delayed
+        ],
+        "dead_letters": dead,
+    }
+
+
+SUMMARY_KEYS: Final = (
+    "version",
+    "partitions",
+    "unowned",
+    "mail_due",
+    "mail_delayed",
+    "states",
+    "dead_letters_total",
+)
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"PostgreSQL ecosystem {summary['schema']!r} at {summary['dsn']}")
+    table = Table(title=f"PostgreSQL ecosystem {summary['schema']!r}")
     table.add_column("what")
     table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if key != "nodes":
-            table.add_row(key.replace("_", " "), str(value))
+    table.add_row("dsn", summary["dsn"])
+    for key in SUMMARY_KEYS:
+        table.add_row(key.replace("_", " "), str(summary[key]))
     for node in summary["nodes"]:
         table.add_row(
             f"node {node['node_id']}",
             f"{node['host']} pid {node['pid']}, {node['partitions']} partitions, "
-            f"heartbeat {node['heartbeat_at']}",
+            f"heartbeat {node['heartbeat_at']}, fingerprint {node['fingerprint'][:12]}",
         )
     return table
 
 
+def _postgres_notes(
+    data: dict[str, Any], registry: Registry | None, target: str | None
+) -> list[str]:
+    """What the operator should know before trusting the tables."""
+    if registry is None:
+        return [
+            "states and messages are shown as stored (JSON); give MODULE:REGISTRY "
+            "(e.g. examples.bank.refs:REGISTRY) to decode them"
+        ]
+    notes = []
+    if data["unknown_entity_types"]:
+        listed = ", ".join(
+            f"{t!r} ({data['entity_types'][t]})" for t in data["unknown_entity_types"]
+        )
+        notes.append(
+            f"entity types stored here that {target} does not define: {listed}; is it the "
+            f"registry the nodes run?"
+        )
+    theirs = {n["fingerprint"] for n in data["nodes"]} | {data["fingerprint"]}
+    theirs -= {None, "", registry.fingerprint}
+    if theirs:
+        notes.append(
+            f"nodes of this schema ran registry fingerprint(s) "
+            f"{', '.join(sorted(f[:12] for f in theirs))}; {target}'s is "
+            f"{registry.fingerprint[:12]}"
+        )
+    return notes
+
+
+def _inspect_postgres(
+    dsn: str, schema: str, target: str | None, as_json: bool, limit: int, console: Console
+) -> None:
+    check_schema_name(schema)
+    with postgres_errors(dsn):
+        registry = load_registry(target) if target is not None else None
+        contents = _read_postgres(dsn, schema, limit)
+        data = gather_postgres(contents, registry)
+    if as_json:
+        click.echo(orjson.dumps(_plain(data), option=orjson.OPT_INDENT_2).decode())
+        return
+    console.print(_summary_table(data))
+    for note in _postgres_notes(data, registry, target):
+        console.print(f"[yellow]note:[/] {note}")
+    for table in _tables(data, f"schema {schema!r}"):
+        if table.row_count:
+            console.print(table)
+        else:
+            console.print(f"{table.title}: none")
+
+
 @click.command()
 @click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
-@click.option("--dsn", metavar="DSN", help="A PostgreSQL ecosystem instead (a summary).")
+@dsn_option(
+    "A PostgreSQL ecosystem instead (default: the PACHYTYPE_DSN environment variable, "
+    "which keeps the password off `ps`)."
+)
 @click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
 @click.argument("target", metavar="MODULE:REGISTRY", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@click.option("--limit", default=100, show_default=True, help="Entities to list.")
+@click.option("--limit", default=100, show_default=True, help="Rows to list per table.")
 def inspect(
     db: str | None, dsn: str | None, schema: str, target: str | None, as_json: bool, limit: int
 ) -> None:
-    """Show a LocalDisk database: entities and states, mailboxes, delayed
-    messages, dead letters (read-only; safe while it runs). With --dsn, a
-    summary of a PostgreSQL ecosystem."""
+    """Show a LocalDisk database or (with --dsn or PACHYTYPE_DSN) a PostgreSQL
+    schema: entities and states, mailboxes, delayed messages, dead letters
+    (read-only; safe while it runs)."""
     console = Console()
-    if dsn is not None:
-        summary = _postgres_summary(dsn, schema)
-        if as_json:
-            click.echo(orjson.dumps(_plain(summary), option=orjson.OPT_INDENT_2).decode())
-        else:
-            console.print(_summary_table(summary))
+    if choose_store(db, dsn, "inspect") == "dsn":
+        assert dsn is not None
+        _inspect_postgres(dsn, schema, target, as_json, limit, console)
         return
-    if db is None or target is None:
+    assert db is not None
+    if target is None:
         raise click.UsageError(
             "give --db PATH and MODULE:REGISTRY (e.g. pachytype inspect --db bank.db "
-            "examples.bank.refs:REGISTRY), or --dsn DSN for a PostgreSQL ecosystem"
+            "examples.bank.refs:REGISTRY)"
         )
     registry = load_registry(target)
     conn = open_db(db)

@@ -1,5 +1,7 @@
 """`pachytype migrate --db PATH MODULE:REGISTRY`: upgrade every stored state of
-a LocalDisk database to the code's `state_version`.
+a LocalDisk database to the code's `state_version`; `pachytype migrate --dsn
+DSN [MODULE:REGISTRY]` (or `PACHYTYPE_DSN`) does the same for a PostgreSQL
+schema, after bringing its tables to this version.
 
 Design note. States are upgraded lazily on load anyway; `migrate` does it
 ahead of time, e.g. before removing an old `@upgrade`. It walks the states
@@ -10,6 +12,15 @@ transaction that rewrites a state only if its version is still the one read
 the database's single-writer lock, so it refuses to run beside a live
 LocalDisk. A state that cannot be upgraded is left exactly as stored,
 reported, and makes the command exit 1.
+
+On PostgreSQL the same holds per batch (one statement each), but live
+nodes may run beside it: a row is rewritten only if its version and
+activation count are still the ones read (a node that committed the entity
+meanwhile wrote the current version itself). It refuses to run while live
+nodes run another registry (they could not read the upgraded states), and
+when the registry defines none of the stored entity types (a wrong
+registry or schema); states of types it does not define are left alone
+and counted.
 """
 
 from __future__ import annotations
@@ -22,7 +33,15 @@ from attrs import define, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pachytype._cli_support import (
+    check_schema_name,
+    choose_store,
+    dsn_option,
+    load_registry,
+    postgres_errors,
+)
 from pachytype._codec import Codec
+from pachytype._pg_dsn import redact
 from pachytype._registry import Registry
 from pachytype._sqlite import FileLock, StoreLockedError, connect, transaction
 
@@ -117,43 +136,133 @@ def migrate_all(
         lock.release()
 
 
-@click.command()
-@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
-@click.option("--dsn", metavar="DSN", help="A PostgreSQL ecosystem instead: its tables.")
-@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
-@click.argument("target", metavar="MODULE:REGISTRY", required=False)
-@click.option("--batch", default=500, show_default=True, help="States per transaction.")
-def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, batch: int) -> None:
-    """Upgrade every stored state of a LocalDisk database to the code's
-    state_version, in batches (safe to interrupt: run it again to continue).
-    With --dsn, bring a PostgreSQL ecosystem's tables to this version."""
-    console = Console()
-    if dsn is not None:
-        import asyncio
-
-        from pachytype._pg_inspect import migrate_schema
-
-        found, now = asyncio.run(migrate_schema(dsn, schema))
-        console.print(f"schema {schema!r}: tables at version {found}, now {now}")
-        return
-    if db is None or target is None:
-        raise click.UsageError(
-            "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
-            "examples.bank.refs:REGISTRY), or --dsn DSN for a PostgreSQL ecosystem"
-        )
-    from pachytype._cli_support import load_registry
-    from pachytype._cmd_inspect import open_db
-
-    registry = load_registry(target)
-    open_db(db).close()  # a clear error if it is not a LocalDisk database
-    columns = (
+def _progress(console: Console) -> Progress:
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        console=console,
     )
+
+
+def _migrate_postgres(
+    dsn: str, schema: str, target: str | None, batch: int, console: Console
+) -> None:
+    """`migrate --dsn`: the tables to this version, then (with a registry) every
+    stored state to the code's `state_version` (`pachytype._pg_inspect`)."""
+    import asyncio
+
+    from pachytype._pg_inspect import (
+        StateMigration,
+        connect,
+        foreign_nodes,
+        migrate_states,
+        migrate_tables,
+        pending_states,
+        stored_types,
+    )
+    from pachytype._pg_schema import VERSION
+
+    check_schema_name(schema)
+    registry = load_registry(target) if target is not None else None
+
+    async def run() -> tuple[int, StateMigration | None, dict[str, int]]:
+        conn = await connect(dsn, schema, "migrate")
+        try:
+            found = await migrate_tables(conn, schema)
+            if found == 0:
+                console.print(
+                    f"schema {schema!r} did not exist at {redact(dsn)}: created its tables"
+                )
+            console.print(f"schema {schema!r}: tables at version {found}, now {VERSION}")
+            if registry is None:
+                return found, None, {}
+            types = await stored_types(conn, schema)
+            unknown = {t: n for t, n in types.items() if t not in registry.types}
+            if types and len(unknown) == len(types):
+                raise click.ClickException(
+                    f"{target} defines none of the entity types stored in schema {schema!r} "
+                    f"({', '.join(sorted(types))}): wrong registry, or wrong --schema?"
+                )
+            others = await foreign_nodes(conn, schema, registry.fingerprint)
+            if others:
+                listed = ", ".join(f"{n} ({f[:12]})" for n, f in others)
+                raise click.ClickException(
+                    f"live nodes of schema {schema!r} run another registry than {target} "
+                    f"(fingerprint {registry.fingerprint[:12]}): {listed}; stop them first "
+                    f"(they cannot read upgraded states), or migrate with the registry they run"
+                )
+            with _progress(console) as progress:
+                task = progress.add_task(
+                    "upgrading states", total=await pending_states(conn, schema, registry)
+                )
+                outcome = await migrate_states(
+                    conn, schema, registry, batch, lambda n: progress.advance(task, n)
+                )
+                # Live nodes upgrade states too: the count made first may be high.
+                progress.update(task, total=progress.tasks[0].completed)
+            return found, outcome, unknown
+        finally:
+            await conn.close()
+
+    with postgres_errors(dsn):
+        _found, outcome, unknown = asyncio.run(run())
+    if outcome is None:
+        console.print(
+            "stored states were not touched: give MODULE:REGISTRY to upgrade them to the "
+            "code's state_version"
+        )
+        return
+    console.print(f"upgraded {outcome.upgraded} state(s) to the current version")
+    if outcome.overtaken:
+        console.print(
+            f"{outcome.overtaken} state(s) were committed by a live node meanwhile "
+            f"(it wrote the current version)"
+        )
+    for etype, n in sorted(unknown.items()):
+        console.print(
+            f"[yellow]note:[/] {n} state(s) of entity type {etype!r}, which {target} does "
+            f"not define, were left as stored"
+        )
+    if outcome.failed:
+        for problem in outcome.failed:
+            console.print(f"[red]not upgraded[/] {problem}")
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
+@dsn_option(
+    "A PostgreSQL ecosystem instead (default: the PACHYTYPE_DSN environment variable, "
+    "which keeps the password off `ps`)."
+)
+@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+@click.argument("target", metavar="MODULE:REGISTRY", required=False)
+@click.option("--batch", default=500, show_default=True, help="States per transaction.")
+def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, batch: int) -> None:
+    """Upgrade every stored state of a LocalDisk database, or (with --dsn or
+    PACHYTYPE_DSN) of a PostgreSQL schema, to the code's state_version, in
+    batches (safe to interrupt: run it again to continue). With --dsn it
+    first brings the schema's tables to this version (creating them if
+    missing); without MODULE:REGISTRY it does only that."""
+    console = Console()
+    if choose_store(db, dsn, "migrate") == "dsn":
+        assert dsn is not None
+        _migrate_postgres(dsn, schema, target, batch, console)
+        return
+    assert db is not None
+    if target is None:
+        raise click.UsageError(
+            "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
+            "examples.bank.refs:REGISTRY)"
+        )
+    from pachytype._cmd_inspect import open_db
+
+    registry = load_registry(target)
+    open_db(db).close()  # a clear error if it is not a LocalDisk database
     try:
-        with Progress(*columns, console=console) as progress:
+        with _progress(console) as progress:
             outcome = migrate_all(Path(db), registry, batch, progress)
     except StoreLockedError as error:
         raise click.ClickException(str(error)) from error

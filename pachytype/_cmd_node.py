@@ -3,7 +3,8 @@
 The node joins the schema's cluster (refused if live nodes run other entity
 types), takes its fair share of partitions and activates their entities.
 On SIGTERM or SIGINT it finishes the batches in flight, hands its
-partitions over and exits 0. The DSN's password is never printed: prefer
+partitions over and exits 0. The DSN's password is never printed (every
+log record is scrubbed of it, errors are one line without it): prefer
 `PACHYTYPE_DSN` in the environment to `--dsn` on the command line (command
 lines are visible to every user of the machine).
 """
@@ -17,9 +18,14 @@ from datetime import timedelta
 
 import click
 
-from pachytype._cli_support import load_registry
-from pachytype._errors import PachytypeError
-from pachytype._pg_dsn import redact
+from pachytype._cli_support import (
+    check_schema_name,
+    dsn_option,
+    load_registry,
+    postgres_errors,
+    require_dsn,
+)
+from pachytype._pg_dsn import SecretFilter, redact
 from pachytype._registry import Registry
 from pachytype.ecosystems._postgres import Postgres
 
@@ -67,12 +73,7 @@ async def _run(
 
 
 @click.command()
-@click.option(
-    "--dsn",
-    envvar="PACHYTYPE_DSN",
-    required=True,
-    help="PostgreSQL DSN (or PACHYTYPE_DSN; the environment keeps the password off `ps`).",
-)
+@dsn_option()
 @click.option("--schema", default="pachytype", show_default=True, help="Schema of the tables.")
 @click.option(
     "--lease", default=5.0, show_default=True, help="Partition lease, seconds (takeover time)."
@@ -83,7 +84,7 @@ async def _run(
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @click.argument("registry")
 def node(
-    dsn: str,
+    dsn: str | None,
     schema: str,
     lease: float,
     workers: int,
@@ -93,12 +94,14 @@ def node(
     registry: str,
 ) -> None:
     """Run a PostgreSQL node for REGISTRY (MODULE:ATTRIBUTE, e.g. examples.bank.refs:REGISTRY)."""
+    dsn = require_dsn(dsn, "node")
+    check_schema_name(schema)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretFilter(dsn))  # whatever logs it, the password is not printed
     loaded = load_registry(registry, param_hint="REGISTRY")
-    try:
+    with postgres_errors(dsn):
         asyncio.run(_run(dsn, loaded, schema, lease, workers, partitions, node_id))
-    except (ConnectionError, OSError, PachytypeError) as error:
-        raise click.ClickException(redact(str(error))) from None

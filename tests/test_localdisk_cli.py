@@ -138,26 +138,3 @@ def test_inspect_and_migrate_say_what_they_need(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, [command, "--db", str(tmp_path / "x.db")])
         assert result.exit_code == 2
         assert "give --db PATH and MODULE:REGISTRY" in result.output
-
-
-def test_inspect_and_migrate_a_postgres_ecosystem_by_dsn() -> None:
-    from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
-
-    dsn = require_postgres()
-    schema = new_schema_name()
-    try:
-        migrated = CliRunner().invoke(main, ["migrate", "--dsn", dsn, "--schema", schema])
-        assert migrated.exit_code == 0, migrated.output
-        assert f"schema {schema!r}: tables at version 0, now" in migrated.output
-        shown = CliRunner().invoke(main, ["inspect", "--dsn", dsn, "--schema", schema, "--json"])
-        assert shown.exit_code == 0, shown.output
-        summary = json.loads(shown.output)
-        assert summary["schema"] == schema and summary["version"] >= 1
-        assert summary["partitions"] == 64 and summary["nodes"] == []
-        table = CliRunner().invoke(
-            main, ["inspect", "--dsn", dsn, "--schema", schema], env={"COLUMNS": "200"}
-        )
-        assert table.exit_code == 0, table.output
-        assert f"PostgreSQL ecosystem {schema!r}" in table.output
-    finally:
-        drop_schemas(dsn, [schema])

@@ -66,7 +66,7 @@ from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._pg_batch import Key, new_message_id
-from pachytype._pg_dsn import redact
+from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
 from pachytype._pg_node import Node
 from pachytype._pg_partition import partition_of
@@ -176,11 +176,9 @@ class Postgres(Ecosystem):
                 server_settings=settings,
                 reset=_keep_session,
             )
-        except (OSError, asyncpg.PostgresError) as error:
-            raise ConnectionError(
-                f"cannot connect to PostgreSQL at {redact(self._dsn)}: {error}; check the DSN "
-                f"and that the server is running"
-            ) from None
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # asyncpg quotes pieces of a malformed DSN (the password too): never chain it.
+            raise ConnectionError(connect_error(self._dsn, error)) from None
         self._pool = pool
         try:
             await self._prepare(pool)

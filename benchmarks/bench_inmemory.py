@@ -41,9 +41,9 @@ def _batches() -> list[list[Envelope[int]]]:
     return [[s.hit(n=1) for s in sinks] for _ in range(PER_ENTITY)]
 
 
-async def _fanout_pachytype() -> float:
+async def _fanout_pachytype(roundtrip: bool) -> float:
     batches = _batches()
-    async with InMemory(refs.REGISTRY) as eco:
+    async with InMemory(refs.REGISTRY, roundtrip=roundtrip) as eco:
         started = time.perf_counter()
         for batch in batches:
             await eco.send(*batch)
@@ -79,10 +79,10 @@ async def _fanout_asyncio() -> float:
     return elapsed
 
 
-async def _call_pachytype() -> float:
+async def _call_pachytype(roundtrip: bool) -> float:
     target = refs.sink(0)
     envelopes = [target.hit(n=1) for _ in range(CALLS)]
-    async with InMemory(refs.REGISTRY) as eco:
+    async with InMemory(refs.REGISTRY, roundtrip=roundtrip) as eco:
         started = time.perf_counter()
         for env in envelopes:
             await eco.call(env)
@@ -115,9 +115,11 @@ async def _call_asyncio() -> float:
 
 def run() -> list[Record]:
     total = ENTITIES * PER_ENTITY
-    fanout = total / _best(_fanout_pachytype)
+    fanout = total / _best(lambda: _fanout_pachytype(roundtrip=False))
+    fanout_codec = total / _best(lambda: _fanout_pachytype(roundtrip=True))
     fanout_base = total / _best(_fanout_asyncio)
-    call = CALLS / _best(_call_pachytype)
+    call = CALLS / _best(lambda: _call_pachytype(roundtrip=False))
+    call_codec = CALLS / _best(lambda: _call_pachytype(roundtrip=True))
     call_base = CALLS / _best(_call_asyncio)
     return [
         Record(
@@ -126,7 +128,15 @@ def run() -> list[Record]:
             "activations/s",
             "asyncio task+Queue per actor",
             fanout_base,
-            f"{ENTITIES:,} entities x {PER_ENTITY} msgs",
+            f"{ENTITIES:,} entities x {PER_ENTITY} msgs, roundtrip=False",
+        ),
+        Record(
+            "inmemory.fanout.roundtrip",
+            fanout_codec,
+            "activations/s",
+            "inmemory.fanout (roundtrip=False)",
+            fanout,
+            "the default: every message and state through the codec",
         ),
         Record(
             "inmemory.call",
@@ -134,6 +144,14 @@ def run() -> list[Record]:
             "round trips/s",
             "asyncio Queue ping-pong",
             call_base,
-            f"{CALLS:,} sequential calls",
+            f"{CALLS:,} sequential calls, roundtrip=False",
+        ),
+        Record(
+            "inmemory.call.roundtrip",
+            call_codec,
+            "round trips/s",
+            "inmemory.call (roundtrip=False)",
+            call,
+            "the default: every message and state through the codec",
         ),
     ]

@@ -57,10 +57,13 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeAlias
 
 from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
+from pachytype._core.envelopes import check_returned
+from pachytype._core.held import Held
+from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._registry import EntityType, Registry
-from pachytype._runtime import _RECENT, _SLICE, Runtime, address_of
+from pachytype._runtime import _SLICE, Runtime, address_of
 from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
 
 MAX_BATCH: Final = 256
@@ -83,9 +86,6 @@ _ENCODE_SLICE: Final = 128
 
 _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
-
-_UNBORN: Final = object()
-"""Cached in place of a state: the entity has none stored (its `init` applies)."""
 
 Future: TypeAlias = "asyncio.Future[Any]"
 Mail: TypeAlias = tuple[int, object, "asyncio.Future[Any] | None"]
@@ -127,15 +127,6 @@ class Codec(Protocol):
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
 
 
-class _Held:
-    """Cached in place of a state that cannot be loaded: the entity is held."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-
 class _Live:
     """An entity in memory: its inbox, recent messages and scheduling flags.
 
@@ -161,7 +152,7 @@ class _Live:
         self.etype = etype
         self.id_text = id_text
         self.inbox: deque[Mail] = deque()
-        self.recent: deque[object] = deque(maxlen=_RECENT)
+        self.recent: deque[object] = deque(maxlen=RECENT)
         self.scheduled = False
         self.busy = False
         self.urgent = False
@@ -195,7 +186,7 @@ class _Request:
 class _Pending:
     """A built batch's observable effects, applied once it is committed.
 
-    `turns`: (entity, new state or _UNBORN if unchanged, states to show
+    `turns`: (entity, new state or UNBORN if unchanged, states to show
     followers or None); `results`/`failures`: call outcomes.
     """
 
@@ -454,7 +445,8 @@ class DurableRuntime(Runtime):
         return out.fut
 
     async def redeliver(self, dead: DeadLetter) -> None:
-        """Re-enqueue a dead letter's message; it leaves the dead letters."""
+        """Re-enqueue a dead letter's message; it leaves the dead letters in the
+        same commit."""
         self._check_open()
         if isinstance(dead.message, bytes):
             raise PachytypeError(
@@ -462,10 +454,27 @@ class DurableRuntime(Runtime):
                 f"decoded ({dead.error_type}: {dead.error}); fix the message classes so it "
                 f"decodes, then redeliver it"
             )
+        await self._check_dead(dead, "redeliver")
         (out,) = self._outs((_Envelope(dead.to, dead.message, 0.0),))
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(_Request([out], ack, redeliver=dead.seq))
         await ack
+
+    async def discard(self, dead: DeadLetter) -> None:
+        """Delete a dead letter without delivering its message."""
+        self._check_open()
+        await self._check_dead(dead, "discard")
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Request([], ack, redeliver=dead.seq))
+        await ack
+
+    async def _check_dead(self, dead: DeadLetter, what: str) -> None:
+        if not any(row.id == dead.seq for row in await self.store.dead_letters()):
+            raise PachytypeError(
+                f"cannot {what} dead letter #{dead.seq} for {dead.to!r}: it is not among "
+                f"the {self.name} dead letters (already redelivered or discarded); list "
+                f"them again with `await eco.dead_letters()`"
+            )
 
     async def read_state(self, ref: Address[Any]) -> Any:
         """The entity's committed state (its `init` state if none is stored)."""
@@ -481,12 +490,12 @@ class DurableRuntime(Runtime):
             if key in self._cache:  # committed while we read: newer
                 state = self._cache[key]
             elif stored is None:
-                state = _UNBORN
+                state = UNBORN
             else:
                 state = self.codec.decode_state(etype.name, ref.id, stored[0], stored[1])
-        if isinstance(state, _Held):
+        if isinstance(state, Held):
             raise state.error
-        if state is _UNBORN:
+        if state is UNBORN:
             try:
                 return etype.instance.init(ref.id)
             except Exception as error:
@@ -496,8 +505,8 @@ class DurableRuntime(Runtime):
     async def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
         self._check_open()
         state = await self.read_state(ref)
-        cached = self._cache.get(ref.key, _UNBORN)
-        if cached is not _UNBORN and not isinstance(cached, _Held):
+        cached = self._cache.get(ref.key, UNBORN)
+        if cached is not UNBORN and not isinstance(cached, Held):
             state = cached  # committed while we read; nothing awaits from here on
         async for item in self._followed(ref, state):
             yield item
@@ -614,7 +623,7 @@ class DurableRuntime(Runtime):
                 state = cache.get(live.key, cache)
                 if state is cache:
                     self._to_load.append(live)
-                elif type(state) is _Held:
+                elif type(state) is Held:
                     self._hold(live, state)
                 else:
                     live.busy = True
@@ -689,7 +698,7 @@ class DurableRuntime(Runtime):
                 low = live.inbox[0][0]
         return low
 
-    def _hold(self, live: _Live, held: _Held) -> None:
+    def _hold(self, live: _Live, held: Held) -> None:
         """Leave a held entity's mail waiting; its callers get the load error."""
         live.scheduled = False
         for i, (mail_id, message, fut) in enumerate(live.inbox):
@@ -707,14 +716,14 @@ class DurableRuntime(Runtime):
         for live, key in zip(lives, keys, strict=True):
             stored = found.get(key)
             if stored is None:
-                self._cache[live.key] = _UNBORN
+                self._cache[live.key] = UNBORN
             else:
                 try:
                     state = self.codec.decode_state(
                         live.etype.name, live.address._id, stored[0], stored[1]
                     )
                 except Exception as error:
-                    state = _Held(error)
+                    state = Held(error)
                 self._cache[live.key] = state
             self._dready.append(live)
         self._wake_up()
@@ -722,83 +731,67 @@ class DurableRuntime(Runtime):
     def _turn_durably(
         self, live: _Live, state: object, batch: CommitBatch, pending: _Pending, limit: int
     ) -> int:
-        """Run up to `limit` messages of one entity into `batch`; returns how many."""
+        """Run up to `limit` messages of one entity (`run_turn`) into `batch`; returns how many."""
         etype = live.etype
         inbox = live.inbox
-        if state is _UNBORN:
-            try:
-                state = etype.instance.init(live.address._id)
-            except Exception as error:
-                mail = inbox.popleft()
-                self._backlog -= 1
-                self._fail(live, pending, batch, mail, [mail], error, None)
-                batch.entities.append((etype.name, live.id_text, None, 0, mail[0]))
-                batch.consumed.append(mail[0])
-                pending.turns.append((live, _UNBORN, None))
-                return 1
-        initial = state
         n = min(len(inbox), limit)
         items = [inbox.popleft() for _ in range(n)]
-        activate = etype.instance.activate
-        followers = self._followers
-        followed: list[object] | None = [] if followers and live.key in followers else None
-        results = pending.results
-        results_mark = len(results)
-        dead_mark = len(batch.dead)
-        failures_mark = len(pending.failures)
-        outs: list[Out] | None = None
-        changed = False
-        for i, item in enumerate(items):
-            if type(item[1]) is Unreadable:
-                self._fail(live, pending, batch, item, items[: i + 1], item[1].error, state)
-                continue
-            try:
-                envelopes, new_state = activate(item[1], state)
-                if envelopes:
-                    routed = [self._route_durably(live, env) for env in envelopes]
-                    outs = routed if outs is None else outs + routed
-            except Exception as error:
-                self._fail(live, pending, batch, item, items[: i + 1], error, state)
-                continue
-            state = new_state
-            changed = True
-            if item[2] is not None:
-                results.append((item[2], state))
-            if followed is not None:
-                followed.append(state)
-        data: bytes | None = None
-        if changed:
-            try:
-                data = self.codec.encode_state(etype.name, state)
-            except Exception as error:
-                # Undo this turn; find the activation whose state cannot be stored.
-                del results[results_mark:], batch.dead[dead_mark:]
-                del pending.failures[failures_mark:]
-                if n > 1:
-                    inbox.extendleft(reversed(items))
-                    return self._turn_durably(live, initial, batch, pending, 1)
-                self._fail(live, pending, batch, items[0], items, _unstorable(live, error), None)
-                changed = False
-                outs = None
-                followed = None
-        if outs:
-            for out in outs:
-                self._number(out, batch, pending)
+        followed = bool(self._followers) and live.key in self._followers
+        calls = any(item[2] is not None for item in items)
+        turn = run_turn(
+            etype,
+            live.address,
+            state,
+            [item[1] for item in items],
+            live.recent,
+            self._route_durably,
+            store_state=self._state_encoder(etype, live.address._id),
+            keep_states=calls or followed,
+        )
+        failed: set[int] = set()
+        for failure in turn.failures:
+            failed.add(failure.index)
+            self._fail(live, pending, batch, failure, items[failure.index][2])
+        shown: list[object] | None = [] if followed else None
+        states = turn.states
+        if states is not None:
+            for i, item in enumerate(items):
+                if i in failed:
+                    continue
+                if item[2] is not None:
+                    pending.results.append((item[2], states[i]))
+                if shown is not None:
+                    shown.append(states[i])
+        for out in turn.routed:
+            self._number(out, batch, pending)
         last = items[-1][0]
+        data = turn.stored if turn.changed else None
+        assert data is None or type(data) is bytes
         batch.entities.append((etype.name, live.id_text, data, etype.state_version, last))
         if n == 1:
             batch.consumed.append(last)
-            live.recent.append(items[0][1])
         else:
             batch.consumed.extend([item[0] for item in items])
-            live.recent.extend([item[1] for item in items[-_RECENT:]])
-        pending.turns.append((live, state if changed else _UNBORN, followed))
+        pending.turns.append((live, turn.state if turn.changed else UNBORN, shown))
         self._backlog -= n
         self.activations += n
         return n
 
-    def _route_durably(self, live: _Live, env: Envelope[Any]) -> Out:
-        to, etype, message, delay = self._route(live, env)  # type: ignore[arg-type]
+    def _state_encoder(self, etype: EntityType, id: Hashable) -> StoreState:
+        codec = self.codec
+        name, version = etype.name, etype.state_version
+
+        def store(state: object) -> bytes:
+            data = codec.encode_state(name, state)
+            # What cannot be read back must not be written: it would hold the
+            # entity at its next load.
+            codec.decode_state(name, id, data, version)
+            return data
+
+        return store
+
+    def _route_durably(self, sender: Address[Any], env: Envelope[Any]) -> Out:
+        to, etype, message, delay = check_returned(self.registry, sender, env)
         payload = self.codec.encode_message(etype.name, message)
         return Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
 
@@ -807,34 +800,38 @@ class DurableRuntime(Runtime):
         live: _Live,
         pending: _Pending,
         batch: CommitBatch,
-        mail: Mail,
-        handled: list[Mail],
-        error: Exception,
-        state: object,
+        failure: Failure,
+        fut: Future | None,
     ) -> None:
         etype = live.etype
-        recent = [*live.recent, *(m[1] for m in handled)][-_RECENT:]
         encode = self.codec.encode_message
         state_data: bytes | None = None
-        if state is not None and state is not _UNBORN:
+        if failure.state is not None and failure.state is not UNBORN:
             with contextlib.suppress(Exception):
-                state_data = self.codec.encode_state(etype.name, state)
+                state_data = self.codec.encode_state(etype.name, failure.state)
+        recent: list[bytes] = []
+        for m in failure.recent:
+            with contextlib.suppress(Exception):  # a message that cannot be stored is left out
+                recent.append(_payload(encode, etype.name, m))
+        try:
+            message = _payload(encode, etype.name, failure.message)
+        except Exception:
+            message = repr(failure.message).encode()  # kept for the operator, never decoded
         batch.dead.append(
             _dead_row(
                 etype.name,
                 live.id_text,
-                _payload(encode, etype.name, mail[1]),
-                error,
+                message,
+                failure.error,
                 state_data,
                 etype.state_version,
-                tuple(_payload(encode, etype.name, m) for m in recent),
+                tuple(recent),
             )
         )
-        fut = mail[2]
         if fut is not None:
-            failure = ActivationError(etype.name, live.address._id, mail[1], error)
-            failure.__cause__ = error
-            pending.failures.append((fut, failure))
+            error = ActivationError(etype.name, live.address._id, failure.message, failure.error)
+            error.__cause__ = failure.error
+            pending.failures.append((fut, error))
 
     def _apply(self, pending: _Pending) -> None:
         """A batch is durable: make its effects visible."""
@@ -843,7 +840,7 @@ class DurableRuntime(Runtime):
         ready = self._dready
         for live, state, followed in pending.turns:
             key = live.key
-            if state is not _UNBORN:
+            if state is not UNBORN:
                 cache.pop(key, None)
                 cache[key] = state
                 if followers and key in followers:
@@ -921,33 +918,12 @@ def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:
     )
 
 
-class Unreadable:
-    """Stored mail that no longer decodes, kept at its place in its entity's
-    inbox: it becomes a dead letter (with its raw bytes) when its turn comes."""
-
-    __slots__ = ("error", "payload")
-
-    def __init__(self, payload: bytes, error: Exception) -> None:
-        self.payload = payload
-        self.error = error
-
-
 def _payload(encode: Any, entity_type: str, message: object) -> bytes:
     """A message as stored (an unreadable one keeps its original bytes)."""
     if type(message) is Unreadable:
         return message.payload
     data: bytes = encode(entity_type, message)
     return data
-
-
-def _unstorable(live: _Live, error: Exception) -> Exception:
-    failure = PachytypeError(
-        f"entity {live.etype.name!r} (id {live.address._id!r}) returned a new state that "
-        f"cannot be stored ({error}); its state is unchanged. Make the state a value of "
-        f"its declared state type"
-    )
-    failure.__cause__ = error
-    return failure
 
 
 def _dead_row(

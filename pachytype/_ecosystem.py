@@ -75,6 +75,16 @@ class Ecosystem(ABC):
         """Messages whose activation raised, oldest first."""
 
     @abstractmethod
+    async def redeliver(self, dead_letter: DeadLetter) -> None:
+        """Send a dead letter's message to its entity again (after a fix); it
+        leaves the dead letters. Raises if it is not (or no longer) one of
+        this ecosystem's dead letters, or if its message cannot be decoded."""
+
+    @abstractmethod
+    async def discard(self, dead_letter: DeadLetter) -> None:
+        """Forget a dead letter without delivering its message."""
+
+    @abstractmethod
     async def settle(self) -> None:
         """Wait until no entity has mail ready (delayed envelopes not counted).
         Useful in tests after fire-and-forget `send`s."""

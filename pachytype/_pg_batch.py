@@ -24,33 +24,32 @@ Design note
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 from attrs import define, field
 
-from pachytype._address import Envelope, _Envelope
+from pachytype._address import Address, Envelope, Ref, make_ref
 from pachytype._codec import Codec
+from pachytype._core.envelopes import check_returned
+from pachytype._core.turn import RECENT, UNBORN, Failure, Unreadable, run_turn
 from pachytype._errors import (
     DecodeError,
     PachytypeError,
     StateVersionError,
     UnknownEntityError,
-    WrongMessageError,
 )
 from pachytype._pg_partition import partition_of
 from pachytype._registry import Registry
 
 Key = tuple[str, str]
 """`(entity type, id text)`."""
-
-RECENT: Final = 10
-"""Messages a dead letter keeps as context."""
 
 
 @define
@@ -120,13 +119,13 @@ def new_message_id() -> uuid.UUID:
 
 
 class Recent:
-    """The most recent messages (encoded) of recently active entities (bounded)."""
+    """The most recent messages of recently active entities (bounded)."""
 
     def __init__(self, entities: int = 10_000) -> None:
-        self._by_key: OrderedDict[Key, deque[bytes]] = OrderedDict()
+        self._by_key: OrderedDict[Key, deque[object]] = OrderedDict()
         self._limit = entities
 
-    def of(self, key: Key) -> deque[bytes]:
+    def of(self, key: Key) -> deque[object]:
         found = self._by_key.pop(key, None)
         if found is None:
             found = deque(maxlen=RECENT)
@@ -192,52 +191,62 @@ def _run_entity(
     except (DecodeError, StateVersionError) as error:
         out.blocked[key] = error
         return
-    activate = etype.instance.activate
-    history = recent.of(key)
-    partition = rows[0].partition
-    if cached is None:
-        try:
-            cached = Cached(etype.instance.init(id), 0)
-        except Exception as error:
-            for row in rows:
-                try:
-                    message = codec.decode_message(entity_type, row.payload, id)
-                except DecodeError as bad:
-                    _undecodable(out, key, id, row, bad)
-                    continue
-                history.append(row.payload)
-                _dead(out, key, id, row, message, error, None, None, history)
-            return
-    state, count = cached.state, cached.activations
-    changed = False
-    for row in rows:
-        try:
-            message = codec.decode_message(entity_type, row.payload, id)
-        except DecodeError as bad:
-            _undecodable(out, key, id, row, bad)
-            continue
-        history.append(row.payload)
-        try:
-            envelopes, new_state = activate(message, state)
-            routed = [_route(registry, codec, partitions, etype.name, id, e) for e in envelopes]
-            data = codec.encode_state(entity_type, new_state)
-        except Exception as error:
-            version = etype.state_version
-            old = codec.encode_state(entity_type, state)
-            _dead(out, key, id, row, message, error, version, old, history)
-            continue
+    messages = [_decode(codec, entity_type, id, row) for row in rows]
+    address: Address[Any] = make_ref(Ref, etype.name, id)
+    name, version = etype.name, etype.state_version
+
+    def store(state: object) -> bytes:
+        data = codec.encode_state(name, state)
+        codec.decode_state(name, id, data, version)  # what cannot be read back is not written
+        return data
+
+    def route(sender: Address[Any], env: Envelope[Any]) -> _Row:
+        return _route(registry, codec, partitions, sender, env)
+
+    turn = run_turn(
+        etype,
+        address,
+        UNBORN if cached is None else cached.state,
+        messages,
+        recent.of(key),
+        route,
+        store_state=store,
+        keep_states=True,
+    )
+    failures = {f.index: f for f in turn.failures}
+    states_after = turn.states
+    assert states_after is not None
+    count = 0 if cached is None else cached.activations
+    for i, row in enumerate(rows):
         out.consumed.append(row.ctid)
         if row.outside:
             out.dedupe.append(row.msg_id)
-        out.mail.extend(routed)
-        state, count, changed = new_state, count + 1, True
-        out.committed.append((entity_type, id_text, count, etype.state_version, data))
+        failure = failures.get(i)
+        if failure is not None:
+            _dead(out, codec, key, id, row, failure, version)
+            continue
+        count += 1
+        state = states_after[i]
+        data = turn.stored if i == len(rows) - 1 else codec.encode_state(name, state)
+        assert type(data) is bytes
+        out.committed.append((entity_type, id_text, count, version, data))
         if row.reply:
-            out.replies.append(Reply(row.msg_id, entity_type, id, message, state=state))
-    if changed:
-        _, _, _, version, data = out.committed[-1]
-        out.states.append((entity_type, id_text, partition, version, data, count))
-    out.cache[key] = Cached(state, count)
+            out.replies.append(Reply(row.msg_id, entity_type, id, messages[i], state=state))
+    out.mail.extend(turn.routed)
+    if turn.changed:
+        assert type(turn.stored) is bytes
+        partition = rows[0].partition
+        out.states.append((entity_type, id_text, partition, version, turn.stored, count))
+        out.cache[key] = Cached(turn.state, count)
+    elif cached is not None:
+        out.cache[key] = cached
+
+
+def _decode(codec: Codec, entity_type: str, id: Hashable, row: Mail) -> object:
+    try:
+        return codec.decode_message(entity_type, row.payload, id)
+    except DecodeError as error:
+        return Unreadable(row.payload, error)
 
 
 def _load(
@@ -258,18 +267,43 @@ def _load(
 
 def _dead(
     out: Outcome,
+    codec: Codec,
     key: Key,
     id: Hashable,
     row: Mail,
-    message: object,
-    error: Exception,
+    failure: Failure,
+    version: int,
+) -> None:
+    state: bytes | None = None
+    if failure.state is not None:
+        with contextlib.suppress(Exception):
+            state = codec.encode_state(key[0], failure.state)
+    recent: list[bytes] = []
+    for message in failure.recent:
+        with contextlib.suppress(Exception):  # a message that cannot be stored is left out
+            recent.append(_payload(codec, key[0], message))
+    _dead_row(out, key, row, failure.error, version if state is not None else None, state, recent)
+    if type(failure.message) is Unreadable:
+        out.undecodable.append(failure.error)  # type: ignore[arg-type]  # a DecodeError
+    if row.reply:
+        out.replies.append(Reply(row.msg_id, key[0], id, failure.message, error=failure.error))
+
+
+def _payload(codec: Codec, entity_type: str, message: object) -> bytes:
+    if type(message) is Unreadable:
+        return message.payload
+    return codec.encode_message(entity_type, message)
+
+
+def _dead_row(
+    out: Outcome,
+    key: Key,
+    row: Mail,
+    error: BaseException,
     version: int | None,
     state: bytes | None,
-    history: Iterable[bytes],
+    recent: list[bytes],
 ) -> None:
-    out.consumed.append(row.ctid)
-    if row.outside:
-        out.dedupe.append(row.msg_id)
     out.dead.append(
         (
             key[0],
@@ -280,45 +314,40 @@ def _dead(
             "".join(traceback.format_exception(error)),
             version,
             state,
-            list(history),
+            recent,
         )
     )
-    if row.reply:
-        out.replies.append(Reply(row.msg_id, key[0], id, message, error=error))
 
 
 def _undecodable(out: Outcome, key: Key, id: Hashable, row: Mail, error: PachytypeError) -> None:
     """Dead-letter a stored message that cannot be decoded, as its raw bytes
     (nothing lost; `recent` is just this message, as on LocalDisk)."""
-    _dead(out, key, id, row, row.payload, error, None, None, [row.payload])
+    out.consumed.append(row.ctid)
+    if row.outside:
+        out.dedupe.append(row.msg_id)
+    _dead_row(out, key, row, error, None, None, [row.payload])
     out.undecodable.append(error)
+    if row.reply:
+        out.replies.append(Reply(row.msg_id, key[0], id, row.payload, error=error))
+
+
+_Row = tuple[uuid.UUID, int, str, str, bytes, float]
 
 
 def _route(
     registry: Registry,
     codec: Codec,
     partitions: int,
-    sender_type: str,
-    sender_id: Hashable,
+    sender: Address[Any],
     env: Envelope[Any],
-) -> tuple[uuid.UUID, int, str, str, bytes, float]:
-    if type(env) is not _Envelope:
-        raise TypeError(
-            f"entity {sender_type!r} (id {sender_id!r}) returned {env!r} among its "
-            f"envelopes; return envelopes built by refs (refs.x(id).message(...))"
-        )
-    to = env._to
-    etype = registry.get(to._entity_type, to._id)
-    if type(env._message) not in etype.message_set:
-        raise WrongMessageError(
-            etype.name, to._id, env._message, [m.__qualname__ for m in etype.messages]
-        )
+) -> _Row:
+    to, etype, message, delay = check_returned(registry, sender, env)
     id_text = codec.encode_id(etype.name, to._id)
     return (
         new_message_id(),
         partition_of(etype.name, id_text, partitions),
         etype.name,
         id_text,
-        codec.encode_message(etype.name, env._message),
-        env._delay,
+        codec.encode_message(etype.name, message),
+        delay,
     )

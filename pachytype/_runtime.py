@@ -46,15 +46,13 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from typing import Any, Final
 
-from pachytype._address import Address, Envelope, Key, _Envelope, make_ref, not_an_envelope, unpack
+from pachytype._address import Address, Envelope, Key, _Envelope, make_ref, not_an_envelope
 from pachytype._address import Ref as _Ref
+from pachytype._codec import Codec
+from pachytype._core.envelopes import Checked, Route, check_outside, check_returned, checker
+from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
 from pachytype._deadletter import DeadLetter
-from pachytype._errors import (
-    ActivationError,
-    EcosystemClosedError,
-    InitError,
-    WrongMessageError,
-)
+from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._registry import EntityType, Registry
 
 _SLICE: Final = 64
@@ -63,8 +61,10 @@ _SLICE: Final = 64
 _TURN: Final = 2048
 """Activations between yields to the event loop."""
 
-_RECENT: Final = 10
-"""How many recent messages a dead letter keeps."""
+_RECENT: Final = RECENT
+
+MAX_BACKLOG: Final = 100_000
+"""Default number of queued messages above which an outside `send` waits."""
 
 _RECENT_KEPT: Final = 10_000
 """How many idle entities keep their recent messages (least recently active go first)."""
@@ -86,7 +86,7 @@ class _Call:
 class _Live:
     """An entity with mail: its inbox and recent messages. Dropped when idle."""
 
-    __slots__ = ("address", "etype", "inbox", "key", "recent", "scheduled")
+    __slots__ = ("address", "calls", "etype", "inbox", "key", "recent", "scheduled")
 
     def __init__(
         self, key: Key, address: Address[Any], etype: EntityType, recent: deque[object] | None
@@ -97,13 +97,26 @@ class _Live:
         self.inbox: deque[object] = deque()  # messages, or _Call for `call`s
         self.recent: deque[object] = deque(maxlen=_RECENT) if recent is None else recent
         self.scheduled = False
+        self.calls = 0  # `_Call`s in the inbox: turns without any skip unwrapping
 
 
 class Runtime:
     """The in-process engine every ecosystem drives (InMemory uses it as is)."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        codec: Codec | None = None,
+        max_backlog: int = MAX_BACKLOG,
+    ) -> None:
         self.registry = registry
+        self._codec = codec
+        self._routing: Route = checker(registry) if codec is None else self._round_trip_route
+        self.max_backlog = max_backlog
+        self._backlog = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
         self.states: dict[Key, Any] = {}
         self._live: dict[Key, _Live] = {}
         self._recent: OrderedDict[Key, deque[object]] = OrderedDict()
@@ -148,6 +161,14 @@ class Runtime:
             for q in queues:
                 q.put_nowait(_CLOSED)
         self._followers.clear()
+        self._drained.set()  # waiting senders wake up and find the ecosystem closed
+
+    async def backpressure(self) -> None:
+        """Wait while more than `max_backlog` messages are queued (outside `send`s call this)."""
+        while self._backlog > self.max_backlog:
+            self._drained.clear()
+            await self._drained.wait()
+            self._check_open()
 
     def _check_open(self) -> None:
         if self._task is None:
@@ -159,10 +180,30 @@ class Runtime:
 
     def resolve(self, envelope: Envelope[Any]) -> tuple[Address[Any], EntityType, object, float]:
         """Check an envelope from outside: known entity type, right message class."""
-        to, message, delay = unpack(envelope)
-        etype = self.registry.get(to._entity_type, to._id)
-        etype.check_message(to._id, message)
-        return to, etype, message, delay
+        return check_outside(self.registry, envelope)
+
+    # -- the codec round trip (InMemory's default) -------------------------------
+
+    def _round_trip(self, etype: EntityType, to: Address[Any], message: object) -> object:
+        """`message` encoded and decoded back, as a durable ecosystem would store it."""
+        codec = self._codec
+        assert codec is not None
+        codec.encode_id(etype.name, to._id)  # refused at send, as on a durable ecosystem
+        return codec.decode_message(etype.name, codec.encode_message(etype.name, message), to._id)
+
+    def _round_trip_route(self, sender: Address[Any], envelope: Envelope[Any]) -> Checked:
+        to, etype, message, delay = check_returned(self.registry, sender, envelope)
+        return to, etype, self._round_trip(etype, to, message), delay
+
+    def _stored_state(self, etype: EntityType, address: Address[Any]) -> StoreState:
+        codec = self._codec
+        assert codec is not None
+        name, id, version = etype.name, address._id, etype.state_version
+
+        def store(state: object) -> object:
+            return codec.decode_state(name, id, codec.encode_state(name, state), version)
+
+        return store
 
     def send(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """Validate every envelope, then enqueue them all (all or none)."""
@@ -183,6 +224,10 @@ class Runtime:
                 if etype is None or type(env._message) not in etype.message_set:
                     self.resolve(env)  # raises, with the reason
                     raise AssertionError("unreachable")
+                message = env._message
+                if self._codec is not None:
+                    message = self._round_trip(etype, to, message)
+                    env = _Envelope(to, message, env._delay)
                 if env._delay > 0:
                     sent.append(env)
                     continue
@@ -190,7 +235,7 @@ class Runtime:
                 live = live_map.get(key)
                 if live is None:
                     live = live_map[key] = _Live(key, to, etype, self._recent.pop(key, None))
-                live.inbox.append(env._message)
+                live.inbox.append(message)
                 sent.append(env)
                 if not live.scheduled:
                     live.scheduled = True
@@ -198,9 +243,11 @@ class Runtime:
         except BaseException:
             self._take_back(sent)
             raise
+        self._backlog += len(sent)
         for env in sent:
             if env._delay > 0:
                 to = env._to
+                self._backlog -= 1  # counted when it fires
                 self.deliver(to, types[to._entity_type], env._message, env._delay, None)
         if ready and not self._wake.is_set():
             self._wake.set()
@@ -222,14 +269,18 @@ class Runtime:
         """Enqueue one envelope; the future gets the target's state after it."""
         self._check_open()
         to, etype, message, delay = self.resolve(envelope)
+        if self._codec is not None:
+            message = self._round_trip(etype, to, message)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if delay == 0 and not self._ready and to._key not in self._live:
             # Nothing else is waiting to run: activate right here in the
             # caller's task, sparing two task switches per round trip.
             live = _Live(to._key, to, etype, self._recent.pop(to._key, None))
             live.inbox.append(_Call(message, fut))
+            live.calls = 1
             live.scheduled = True
             self._live[to._key] = live
+            self._backlog += 1
             self._turn(live)
             if self._ready and not self._wake.is_set():
                 self._wake.set()
@@ -271,7 +322,12 @@ class Runtime:
         live = self._live.get(key)
         if live is None:
             live = self._live[key] = _Live(key, to, etype, self._recent.pop(key, None))
-        live.inbox.append(message if fut is None else _Call(message, fut))
+        if fut is None:
+            live.inbox.append(message)
+        else:
+            live.inbox.append(_Call(message, fut))
+            live.calls += 1
+        self._backlog += 1
         if not live.scheduled:
             live.scheduled = True
             self._ready.append(live)
@@ -321,6 +377,32 @@ class Runtime:
         """Every dead letter so far, oldest first."""
         return list(self._dead)
 
+    def _take_dead(self, dead_letter: DeadLetter, what: str) -> DeadLetter:
+        for i, kept in enumerate(self._dead):
+            if kept.seq == dead_letter.seq:
+                return self._dead.pop(i)
+        raise PachytypeError(
+            f"cannot {what} dead letter #{dead_letter.seq} for {dead_letter.to!r}: it is not "
+            f"among this ecosystem's dead letters (already redelivered or discarded); list "
+            f"them again with `await eco.dead_letters()`"
+        )
+
+    def resend_dead(self, dead_letter: DeadLetter) -> None:
+        """Send a dead letter's message to its entity again; it leaves the dead letters."""
+        self._check_open()
+        kept = self._take_dead(dead_letter, "redeliver")
+        try:
+            self.send([_Envelope(kept.to, kept.message, 0.0)])
+        except BaseException:
+            self._dead.insert(0, kept)
+            self._dead.sort(key=lambda d: d.seq)
+            raise
+
+    def drop_dead(self, dead_letter: DeadLetter) -> None:
+        """Forget a dead letter (its message is not delivered)."""
+        self._check_open()
+        self._take_dead(dead_letter, "discard")
+
     async def quiesce(self) -> None:
         """Wait until no entity has mail (delayed envelopes not counted)."""
         while self._ready or self._wake.is_set():
@@ -341,59 +423,70 @@ class Runtime:
             budget = _TURN
             while ready and budget > 0:
                 budget -= self._turn(ready.popleft())
+            if self._backlog <= self.max_backlog // 2:
+                self._drained.set()
             await asyncio.sleep(0)
 
     def _turn(self, live: _Live) -> int:
-        """Handle up to `_SLICE` messages of one entity; returns how many."""
+        """Handle up to `_SLICE` messages of one entity (`run_turn`); returns how many."""
         key = live.key
-        states = self.states
-        etype = live.etype
         inbox = live.inbox
-        recent = live.recent
-        activate = etype.instance.activate
-        try:
-            state = states[key]
-        except KeyError:
-            try:
-                state = etype.instance.init(live.address._id)
-            except Exception as error:
-                message, fut = _split(inbox.popleft())
-                self._dead_letter(live, message, fut, error, None)
-                return self._after_turn(live, 1)
-        followers = self._followers.get(key) if self._followers else None
         batch = [inbox.popleft() for _ in range(min(len(inbox), _SLICE))]
-        noted = 0  # batch[:noted] are already in `recent`
-        for i, item in enumerate(batch):
-            if type(item) is _Call:
-                message, fut = item.message, item.fut
-            else:
-                message, fut = item, None
-            try:
-                envelopes, new_state = activate(message, state)
-                routed = [self._route(live, env) for env in envelopes] if envelopes else None
-            except Exception as error:
-                states[key] = state
-                recent.extend(_message(m) for m in batch[noted : i + 1])
-                noted = i + 1
-                self._dead_letter(live, message, fut, error, state)
-                continue
-            state = new_state
-            if routed:
-                enqueue = self._enqueue
-                for to, target_type, msg, delay in routed:
-                    if delay > 0:
-                        self.deliver(to, target_type, msg, delay, None)
-                    else:
-                        enqueue(to, target_type, msg, None)
-            if fut is not None and not fut.done():
-                fut.set_result(state)
-            if followers:
-                for q in followers:
-                    q.put_nowait(state)
-        states[key] = state
-        recent.extend(_message(m) for m in batch[max(noted, len(batch) - _RECENT) :])
+        calls = live.calls
+        if calls:
+            messages = [item.message if type(item) is _Call else item for item in batch]
+            live.calls = calls - sum(1 for item in batch if type(item) is _Call)
+        else:
+            messages = batch
+        followers = self._followers.get(key) if self._followers else None
+        etype = live.etype
+        turn = run_turn(
+            etype,
+            live.address,
+            self.states.get(key, UNBORN),
+            messages,
+            live.recent,
+            self._routing,
+            store_state=self._stored_state(etype, live.address) if self._codec else None,
+            keep_states=bool(calls or followers),
+        )
+        if turn.changed:
+            self.states[key] = turn.stored if self._codec else turn.state
+        if turn.routed:
+            enqueue = self._enqueue
+            for to, target_type, msg, delay in turn.routed:
+                if delay > 0:
+                    self.deliver(to, target_type, msg, delay, None)
+                else:
+                    enqueue(to, target_type, msg, None)
+        failed = self._failed(live, batch, turn) if turn.failures else ()
+        states = turn.states
+        if states is not None:
+            if turn.changed and self._codec:
+                states[-1] = (
+                    turn.stored if not failed or len(batch) - 1 not in failed else states[-1]
+                )
+            for i, item in enumerate(batch):
+                if i in failed:
+                    continue
+                if type(item) is _Call and not item.fut.done():
+                    item.fut.set_result(states[i])
+                if followers:
+                    for q in followers:
+                        q.put_nowait(states[i])
         self.activations += len(batch)
+        self._backlog -= len(batch)
         return self._after_turn(live, len(batch))
+
+    def _failed(self, live: _Live, batch: list[object], turn: Turn) -> set[int]:
+        """Dead-letter the failures of a turn; returns their indexes."""
+        failed = set()
+        for failure in turn.failures:
+            failed.add(failure.index)
+            item = batch[failure.index]
+            fut = item.fut if type(item) is _Call else None
+            self._dead_letter(live, failure, fut)
+        return failed
 
     def _after_turn(self, live: _Live, handled: int) -> int:
         if live.inbox:
@@ -409,51 +502,17 @@ class Runtime:
                 recent.popitem(last=False)
         return handled
 
-    def _route(
-        self, sender: _Live, env: Envelope[Any]
-    ) -> tuple[Address[Any], EntityType, object, float]:
-        if type(env) is not _Envelope:
-            raise TypeError(
-                f"entity {sender.etype.name!r} (id {sender.address._id!r}) returned "
-                f"{env!r} among its envelopes; return envelopes built by refs "
-                f"(refs.x(id).message(...))"
-            )
-        to = env._to
-        message = env._message
-        try:
-            etype = self.registry.types[to._entity_type]
-        except KeyError:
-            etype = self.registry.get(to._entity_type, to._id)  # raises, with the message
-        if type(message) not in etype.message_set:
-            raise WrongMessageError(
-                etype.name, to._id, message, [m.__qualname__ for m in etype.messages]
-            )
-        return to, etype, message, env._delay
-
-    def _dead_letter(
-        self,
-        live: _Live,
-        message: object,
-        fut: asyncio.Future[Any] | None,
-        error: Exception,
-        state: object,
-    ) -> None:
-        recent = tuple(live.recent) or (message,)
+    def _dead_letter(self, live: _Live, failure: Failure, fut: asyncio.Future[Any] | None) -> None:
+        message, error = failure.message, failure.error
         self._dead.append(
-            DeadLetter.capture(next(self._dead_seq), live.address, message, error, state, recent)
+            DeadLetter.capture(
+                next(self._dead_seq), live.address, message, error, failure.state, failure.recent
+            )
         )
         if fut is not None and not fut.done():
-            failure = ActivationError(live.etype.name, live.address._id, message, error)
-            failure.__cause__ = error
-            fut.set_exception(failure)
-
-
-def _split(item: object) -> tuple[object, asyncio.Future[Any] | None]:
-    return (item.message, item.fut) if type(item) is _Call else (item, None)
-
-
-def _message(item: object) -> object:
-    return item.message if type(item) is _Call else item
+            activation_error = ActivationError(live.etype.name, live.address._id, message, error)
+            activation_error.__cause__ = error
+            fut.set_exception(activation_error)
 
 
 def address_of(etype: EntityType, id: Hashable) -> Address[Any]:

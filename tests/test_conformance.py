@@ -16,6 +16,7 @@ from pachytype import (
     ActivationError,
     EcosystemClosedError,
     InitError,
+    PachytypeError,
     UnknownEntityError,
     WrongMessageError,
 )
@@ -282,3 +283,57 @@ async def test_state_survives_reopening_on_durable_ecosystems(
         assert await eco.state(tally("dur")) == 7
         assert await eco.state(refs.log(9)) == (1, 2, 3)
         assert await eco.call(tally("dur").add(n=1)) == 8
+
+
+async def test_a_new_state_that_cannot_be_stored_fails_only_its_message(
+    ecosystem: EcosystemFactory,
+) -> None:
+    """Every ecosystem stores (or round-trips) new states through the codec: a
+    state of the wrong type fails its message; the others of the batch apply."""
+    async with ecosystem(REGISTRY) as eco:
+        with pytest.raises(ActivationError, match="cannot be stored") as info:
+            await eco.call(tally("sp").spoil())
+        assert "'tally' (id 'sp')" in str(info.value)
+        assert await eco.state(tally("sp")) == 0
+        await eco.send(tally("sp").add(n=1), tally("sp").spoil(), tally("sp").add(n=2))
+        await eco.settle()
+        assert await eco.state(tally("sp")) == 3
+        dead = await eco.dead_letters()
+        assert [d.message for d in dead] == [refs.tally(TallyId("sp")).spoil().message] * 2
+        assert dead[-1].state == 1
+        assert all("cannot be stored" in d.error for d in dead)
+
+
+async def test_a_dead_letter_can_be_redelivered_or_discarded_once(
+    ecosystem: EcosystemFactory,
+) -> None:
+    async with ecosystem(REGISTRY) as eco:
+        await eco.send(tally("rd").fail(reason="first"), tally("rd").fail(reason="second"))
+        await eco.settle()
+        first, second = await eco.dead_letters()
+        await eco.redeliver(first)  # fails again: a new dead letter takes its place
+        await eco.settle()
+        again = await eco.dead_letters()
+        assert [d.error for d in again] == ["second", "first"]
+        assert again[-1].seq != first.seq
+        await eco.discard(second)
+        assert [d.error for d in await eco.dead_letters()] == ["first"]
+        for gone, act in ((first, eco.redeliver), (second, eco.discard)):
+            with pytest.raises(PachytypeError, match=rf"dead letter #{gone.seq} .*not among"):
+                await act(gone)
+        assert [d.error for d in await eco.dead_letters()] == ["first"]
+
+
+async def test_a_redelivered_message_is_applied_after_the_fix(ecosystem: EcosystemFactory) -> None:
+    """Redelivery after a fix: here the entity refused to be born; its mail is
+    redelivered to the same id once init accepts it (simulated by a new id
+    taking the dead letter's message)."""
+    async with ecosystem(REGISTRY) as eco:
+        with pytest.raises(ActivationError):
+            await eco.call(tally("unborn").add(n=4))
+        (dead,) = await eco.dead_letters()
+        assert dead.message == Add(4)
+        await eco.redeliver(dead)  # init still refuses: dead again, nothing lost
+        await eco.settle()
+        (again,) = await eco.dead_letters()
+        assert again.message == Add(4) and again.seq != dead.seq

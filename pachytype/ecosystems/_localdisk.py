@@ -107,5 +107,8 @@ class LocalDisk(Ecosystem):
         on it); it leaves the dead letters in the same transaction."""
         await self._rt.redeliver(dead_letter)
 
+    async def discard(self, dead_letter: DeadLetter) -> None:
+        await self._rt.discard(dead_letter)
+
     async def settle(self) -> None:
         await self._rt.quiesce()

@@ -59,7 +59,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import attrs
 import orjson
 
-from pachytype._address import Envelope, Ref, not_an_envelope, unpack
+from pachytype._address import Envelope, Ref, make_envelope, not_an_envelope, unpack
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
@@ -570,6 +570,47 @@ class Postgres(Ecosystem):
             id=r["seq"],
         )
         return attrs.evolve(decode_dead(self.registry, self._c, row), at=r["at"])
+
+    async def redeliver(self, dead_letter: DeadLetter) -> None:
+        """Send a dead letter's message again; the dead letter is deleted in
+        the transaction that puts the message back in the mailbox."""
+        if isinstance(dead_letter.message, bytes):
+            raise PachytypeError(
+                f"dead letter #{dead_letter.seq} for {dead_letter.to!r} holds a message that "
+                f"cannot be decoded ({dead_letter.error_type}: {dead_letter.error}); fix the "
+                f"message classes so it decodes, then redeliver it"
+            )
+        row = self._encode(make_envelope(dead_letter.to, dead_letter.message))
+        pool = self._open_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await self._delete_dead(conn, dead_letter, "redeliver")
+            await conn.execute(
+                f"INSERT INTO {self._s}.mailbox (msg_id, partition, entity_type, entity_id, "
+                f"payload, outside, reply) VALUES ($1, $2, $3, $4, $5, true, false)",
+                *row[:5],
+            )
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", channel(self.schema, "mail"), str(row[1])
+            )
+        if self._node is not None:
+            self._node.wake(row[1])
+
+    async def discard(self, dead_letter: DeadLetter) -> None:
+        """Delete a dead letter without delivering its message."""
+        pool = self._open_pool()
+        async with pool.acquire() as conn:
+            await self._delete_dead(conn, dead_letter, "discard")
+
+    async def _delete_dead(self, conn: Any, dead_letter: DeadLetter, what: str) -> None:
+        found = await conn.fetchval(
+            f"DELETE FROM {self._s}.dead_letters WHERE seq = $1 RETURNING seq", dead_letter.seq
+        )
+        if found is None:
+            raise PachytypeError(
+                f"cannot {what} dead letter #{dead_letter.seq} for {dead_letter.to!r}: it is "
+                f"not among the Postgres dead letters of schema {self.schema!r} (already "
+                f"redelivered or discarded); list them again with `await eco.dead_letters()`"
+            )
 
     async def settle(self) -> None:
         pool = self._open_pool()

@@ -25,10 +25,10 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from pachytype._address import Envelope, Key, Ref, unpack
+from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
-from pachytype._errors import ActivationError, EcosystemClosedError
+from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
 from pachytype.simulation._run import seeded
 from pachytype.simulation._trace import Kind, Step
 from pachytype.simulation._world import TICK, advance_clock, apply, enabled
@@ -67,6 +67,7 @@ class SimulatedEcosystem(Ecosystem):
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._recent: dict[Key, deque[object]] = {}
         self._dead: list[DeadLetter] = []
+        self._dead_seq = 0
         self._crash: Exception | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -152,6 +153,25 @@ class SimulatedEcosystem(Ecosystem):
     async def dead_letters(self) -> list[DeadLetter]:
         return list(self._dead)
 
+    def _take_dead(self, dead_letter: DeadLetter, what: str) -> DeadLetter:
+        for i, kept in enumerate(self._dead):
+            if kept.seq == dead_letter.seq:
+                return self._dead.pop(i)
+        raise PachytypeError(
+            f"cannot {what} dead letter #{dead_letter.seq} for {dead_letter.to!r}: it is not "
+            f"among this ecosystem's dead letters (already redelivered or discarded); list "
+            f"them again with `await eco.dead_letters()`"
+        )
+
+    async def redeliver(self, dead_letter: DeadLetter) -> None:
+        self._check_open()
+        kept = self._take_dead(dead_letter, "redeliver")
+        await self.send(make_envelope(kept.to, kept.message))
+
+    async def discard(self, dead_letter: DeadLetter) -> None:
+        self._check_open()
+        self._take_dead(dead_letter, "discard")
+
     async def settle(self) -> None:
         self._check_open()
         while True:
@@ -233,7 +253,8 @@ class SimulatedEcosystem(Ecosystem):
                     del self._calls[(key, id(step.message))]
         if step.error is not None:
             error = step.error
-            seq = len(self._dead) + 1
+            self._dead_seq += 1
+            seq = self._dead_seq
             self._dead.append(
                 DeadLetter.capture(seq, to, step.message, error, step.before, tuple(recent))
             )

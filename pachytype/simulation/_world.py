@@ -28,13 +28,16 @@ Design note
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 from attrs import define, evolve
 
-from pachytype._address import Address, Envelope, Key, _Envelope, make_envelope, unpack
-from pachytype._errors import WrongMessageError
+from pachytype._address import Address, Envelope, Key, make_envelope
+from pachytype._codec import Codec
+from pachytype._core.envelopes import check_outside, check_returned
+from pachytype._core.turn import Turn, run_turn
 from pachytype._registry import EntityType, Registry
 from pachytype.simulation._faults import NO_FAULTS, Faults
 from pachytype.simulation._trace import Kind, Step
@@ -76,29 +79,35 @@ class Context:
         self.registry = registry
         self.types = registry.types
         self.addresses: dict[Key, Address[Any]] = {}
+        self.codec = Codec(registry)
+
+    def turn(self, target: Key, state: object, message: object) -> Turn:
+        """`target` handles `message` in `state`, by the rules every ecosystem
+        keeps (`pachytype._core.turn`): its new state and the envelopes it
+        sent must be storable, as on a durable ecosystem."""
+        etype = self.etype(target)
+        codec = self.codec
+        name, version = etype.name, etype.state_version
+
+        def store(new_state: object) -> object:
+            return codec.decode_state(name, target[1], codec.encode_state(name, new_state), version)
+
+        return run_turn(
+            etype, self.addresses[target], state, (message,), deque(), self.route, store_state=store
+        )
 
     def route(self, sender: Address[Any], env: object) -> tuple[Key, object, float]:
         """Check an envelope returned by `sender`'s activate, as the runtime does."""
-        if type(env) is not _Envelope:
-            raise TypeError(
-                f"entity {sender.entity_type!r} (id {sender.id!r}) returned {env!r} among "
-                f"its envelopes; return envelopes built by refs (refs.x(id).message(...))"
-            )
-        to, message, delay = unpack(env)
-        etype = self.types.get(to.entity_type)
-        if etype is None:
-            etype = self.registry.get(to.entity_type, to.id)  # raises, with the message
-        if type(message) not in etype.message_set:
-            raise WrongMessageError(
-                etype.name, to.id, message, [m.__qualname__ for m in etype.messages]
-            )
+        to, etype, message, delay = check_returned(self.registry, sender, env)
+        self.codec.encode_message(etype.name, message)  # raises if it could not be stored
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 
     def resolve(self, envelope: Envelope[Any]) -> tuple[Key, object, float]:
         """Check an envelope sent from outside (raises like every ecosystem's `send`)."""
-        to, message, delay = unpack(envelope)
-        self.registry.get(to.entity_type, to.id).check_message(to.id, message)
+        to, etype, message, delay = check_outside(self.registry, envelope)
+        self.codec.encode_id(etype.name, to._id)  # what a durable ecosystem refuses at send,
+        self.codec.encode_message(etype.name, message)  # this one refuses too
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 
@@ -267,11 +276,14 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
         return new, step, None
     states = world.states
     before: object = None
+    to = ctx.addresses[target]
     try:
         before = states[target] if target in states else ctx.init_state(target)
-        envelopes, after = ctx.etype(target).instance.activate(message, before)
-        to = ctx.addresses[target]
-        routed = [ctx.route(to, env) for env in envelopes]
+        turn = ctx.turn(target, before, message)
+        if turn.failures:
+            raise turn.failures[0].error
+        after = turn.state
+        routed: list[tuple[Key, object, float]] = turn.routed
     except Exception as error:
         failed = World(
             states, channels, world.timers, world.now, world.drops, duplicates, world.reorder

@@ -32,7 +32,12 @@ class SendBad:
     """Return an envelope carrying a message its target does not accept."""
 
 
-TallyMsg = Add | Fail | SendBad
+@frozen
+class Spoil:
+    """Return a new state that is not an int (so it cannot be stored)."""
+
+
+TallyMsg = Add | Fail | SendBad | Spoil
 
 
 class Tally(Entity[TallyId, TallyMsg, int]):
@@ -52,6 +57,8 @@ class Tally(Entity[TallyId, TallyMsg, int]):
             case SendBad():
                 bad = Address.post(refs.log(7), Add(1))  # type: ignore[misc]  # on purpose
                 return [bad], state + 1000
+            case Spoil():
+                return [], "spoiled"  # type: ignore[return-value]  # on purpose
 
 
 @frozen

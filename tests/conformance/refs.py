@@ -66,6 +66,10 @@ class TallyRef(_TallyRefBase):
         """Send `SendBad`."""
         return self.post(_m_entities.SendBad())
 
+    def spoil(self) -> Envelope[int]:
+        """Send `Spoil`."""
+        return self.post(_m_entities.Spoil())
+
 
 def emitter(id: str) -> EmitterRef:
     """The `Emitter` with this id."""
@@ -98,7 +102,7 @@ def _entity_types() -> list[EntityType]:
         ),
         EntityType(
             entity=_m_entities.Tally,
-            messages=(_m_entities.Add, _m_entities.Fail, _m_entities.SendBad),
+            messages=(_m_entities.Add, _m_entities.Fail, _m_entities.SendBad, _m_entities.Spoil),
             state=int,
             id_type=str,
         ),
@@ -108,5 +112,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.conformance",
     _entity_types,
-    fingerprint="cf8a3dd43e10f3a93470cfe8e8eb3d448e5131a06fdedff1f48d35a306312850",
+    fingerprint="1e3cad98ac6484b7053e216d14e39d6e2c496350f15cc9cf3237ff6ccd8644b0",
 )

@@ -1,0 +1,282 @@
+"""One turn: an entity handles a slice of its inbox. Pure: no I/O, no asyncio.
+
+Design note
+-----------
+Every ecosystem runs `run_turn`; what differs is only what they do with
+its result (commit it, show it to followers, answer calls). The rules:
+
+* **Unborn.** An entity with no committed state starts from `init(id)`.
+  If `init` raises, each message of the slice becomes a failure with that
+  error (state `None`); the entity stays unborn and tries again with its
+  next message.
+* **All or nothing per message.** `activate` runs against the current
+  state; every envelope it returns goes through `route` (checked, and
+  encoded by durable ecosystems) before anything of it is kept. If
+  `activate` or `route` raises, the state is unchanged, none of its
+  envelopes is sent and the message is a failure.
+* **Unreadable mail** (`Unreadable`: stored bytes that no longer decode)
+  fails at its place in the inbox, so mail before and after it is handled
+  in order.
+* **Storable state.** With `store_state` (encode, or encode and decode
+  back), the final state of the slice must survive it. If it does not, the
+  slice is run again one message at a time (activations are pure, so
+  running them again is safe) and the message whose new state cannot be
+  stored fails with `unstorable`; the others apply.
+* **Recent messages.** `recent` (a bounded deque of the entity's latest
+  messages) is updated in place; a failure carries a snapshot of it that
+  ends with the failing message (OTP's "last message received").
+
+Trade-off: `store_state` runs once per slice, not once per message, so the
+common case pays one encode per turn; the rare failure pays a re-run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from pachytype._address import Address
+from pachytype._core.envelopes import Route
+from pachytype._errors import PachytypeError
+from pachytype._registry import EntityType
+
+RECENT: Final = 10
+"""How many recent messages a dead letter keeps."""
+
+
+class _Unborn:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNBORN"
+
+
+UNBORN: Final[Any] = _Unborn()
+"""In place of a state: the entity has none committed (its `init` applies)."""
+
+
+class Unreadable:
+    """Stored mail that no longer decodes, kept at its place in its entity's
+    inbox: it fails (and becomes a dead letter with its raw bytes) in turn."""
+
+    __slots__ = ("error", "payload")
+
+    def __init__(self, payload: bytes, error: Exception) -> None:
+        self.payload = payload
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.payload!r})"
+
+
+class Failure:
+    """A message of the slice that failed: the entity kept `state`."""
+
+    __slots__ = ("error", "index", "message", "recent", "state")
+
+    def __init__(
+        self,
+        index: int,
+        message: object,
+        error: Exception,
+        state: object,
+        recent: tuple[object, ...],
+    ) -> None:
+        self.index = index
+        self.message = message
+        self.error = error
+        self.state = state
+        """The state the message was handled in (None if `init` raised)."""
+        self.recent = recent
+
+    def __repr__(self) -> str:
+        return f"Failure({self.index}, {self.message!r}, {self.error!r})"
+
+
+class Turn:
+    """What a slice did.
+
+    * `state`: the state after the slice (the one given, or UNBORN, if no
+      message changed it; see `changed`);
+    * `stored`: `store_state(state)` when it changed and a `store_state` was given;
+    * `routed`: what `route` returned for each envelope sent, in order;
+    * `failures`: the failed messages, in order;
+    * `states`: with `keep_states`, the state after each message (failed
+      ones repeat the state before them), for calls and followers.
+    """
+
+    __slots__ = ("changed", "failures", "routed", "state", "states", "stored")
+
+    def __init__(self, state: object, keep_states: bool) -> None:
+        self.state = state
+        self.changed = False
+        self.stored: object = None
+        self.routed: list[Any] = []
+        self.failures: list[Failure] = []
+        self.states: list[object] | None = [] if keep_states else None
+
+    def outcome(self, index: int) -> Failure | None:
+        """The failure of message `index`, if it failed (failures are few: a scan)."""
+        for failure in self.failures:
+            if failure.index == index:
+                return failure
+        return None
+
+
+StoreState = Callable[[object], object]
+"""Prepare a new state for storage (encode it); raising means it cannot be stored."""
+
+
+def run_turn(
+    etype: EntityType,
+    address: Address[Any],
+    state: object,
+    messages: Sequence[object],
+    recent: deque[object],
+    route: Route,
+    *,
+    store_state: StoreState | None = None,
+    keep_states: bool = False,
+) -> Turn:
+    """Handle `messages` (in order) at `address`, starting from `state` (or UNBORN)."""
+    if store_state is None:
+        return _run(etype, address, state, messages, recent, route, keep_states)
+    before = tuple(recent)
+    turn = _run(etype, address, state, messages, recent, route, keep_states)
+    if not turn.changed:
+        return turn
+    try:
+        turn.stored = store_state(turn.state)
+    except Exception as error:
+        recent.clear()
+        recent.extend(before)
+        if len(messages) == 1:
+            return _unstorable_turn(etype, address, state, messages[0], recent, error, keep_states)
+        return _one_by_one(etype, address, state, messages, recent, route, store_state, keep_states)
+    return turn
+
+
+def _run(
+    etype: EntityType,
+    address: Address[Any],
+    state: object,
+    messages: Sequence[object],
+    recent: deque[object],
+    route: Route,
+    keep_states: bool,
+) -> Turn:
+    if state is UNBORN:
+        try:
+            state = etype.instance.init(address._id)
+        except Exception as error:
+            return _init_failed(messages, recent, error, keep_states)
+    turn = Turn(state, keep_states)
+    states = turn.states
+    routed = turn.routed
+    activate = etype.instance.activate
+    noted = 0  # messages[:noted] are already in `recent`
+    failed: Exception
+    for i, message in enumerate(messages):
+        if type(message) is Unreadable:
+            failed = message.error
+        else:
+            try:
+                envelopes, new_state = activate(message, state)
+                if envelopes:
+                    routed.extend([route(address, env) for env in envelopes])
+            except Exception as error:
+                failed = error
+            else:
+                state = new_state
+                turn.changed = True
+                if states is not None:
+                    states.append(state)
+                continue
+        recent.extend(messages[noted : i + 1])
+        noted = i + 1
+        turn.failures.append(Failure(i, message, failed, state, tuple(recent)))
+        if states is not None:
+            states.append(state)
+    recent.extend(messages[max(noted, len(messages) - RECENT) :])
+    turn.state = state
+    return turn
+
+
+def _init_failed(
+    messages: Sequence[object], recent: deque[object], error: Exception, keep_states: bool
+) -> Turn:
+    turn = Turn(UNBORN, keep_states)
+    for i, message in enumerate(messages):
+        recent.append(message)
+        turn.failures.append(Failure(i, message, error, None, tuple(recent)))
+        if turn.states is not None:
+            turn.states.append(None)
+    return turn
+
+
+def _unstorable_turn(
+    etype: EntityType,
+    address: Address[Any],
+    state: object,
+    message: object,
+    recent: deque[object],
+    error: Exception,
+    keep_states: bool,
+) -> Turn:
+    recent.append(message)
+    turn = Turn(state, keep_states)
+    kept = None if state is UNBORN else state
+    turn.failures.append(
+        Failure(0, message, unstorable(etype, address, error), kept, tuple(recent))
+    )
+    if turn.states is not None:
+        turn.states.append(kept)
+    return turn
+
+
+def _one_by_one(
+    etype: EntityType,
+    address: Address[Any],
+    state: object,
+    messages: Sequence[object],
+    recent: deque[object],
+    route: Route,
+    store_state: StoreState,
+    keep_states: bool,
+) -> Turn:
+    """Run the slice again message by message, to find the unstorable state(s)."""
+    whole = Turn(state, keep_states)
+    for i, message in enumerate(messages):
+        one = run_turn(
+            etype,
+            address,
+            whole.state,
+            [message],
+            recent,
+            route,
+            store_state=store_state,
+            keep_states=keep_states,
+        )
+        whole.routed.extend(one.routed)
+        for failure in one.failures:
+            failure.index = i
+            whole.failures.append(failure)
+        if whole.states is not None and one.states is not None:
+            whole.states.extend(one.states)
+        if one.changed:
+            whole.state = one.state
+            whole.stored = one.stored
+            whole.changed = True
+    return whole
+
+
+def unstorable(etype: EntityType, address: Address[Any], error: Exception) -> PachytypeError:
+    """The failure of a message whose new state cannot be stored."""
+    failure = PachytypeError(
+        f"entity {etype.name!r} (id {address._id!r}) returned a new state that cannot be "
+        f"stored ({error}); its state is unchanged. Make the state a value of its "
+        f"declared state type"
+    )
+    failure.__cause__ = error
+    return failure

@@ -12,25 +12,32 @@ never imported):
    mutating method on a module-level name), no in-place mutation of its
    arguments (the committed state must stay as it was if `activate`
    raises). Names are followed through
-   imports (`from time import time as now` is still the clock). A line
-   ending in `# pachytype: allow-impure` is skipped: the escape hatch for
-   a deliberate exception (a debug print, a cache the author vouches for).
+   imports (`from time import time as now` is still the clock), and so
+   are calls: from `init`/`activate` into the package's own functions
+   (same module or imported, module functions and the entity's methods),
+   transitively, so `open()` or `urlopen()` two helpers deep is found and
+   reported once, at its line, with the call chain that reaches it. A
+   module-level object made by an impure call (`log =
+   logging.getLogger(...)`, `session = requests.Session()`) is impure to
+   use. A line ending in `# pachytype: allow-impure` is skipped: the
+   escape hatch for a deliberate exception (a debug print, a cache the
+   author vouches for); on a call line it vouches for the whole helper.
 2. **No private construction**: outside the generated `refs.py`, user code
    must not reach `Envelope`/`Address` through pachytype's private names
    (`pachytype._address`, `pachytype._generated`, `make_ref`,
    `make_envelope`, `_Envelope`, the `_key=` argument).
 
 The lint is a heuristic for mistakes, not a sandbox: a determined author
-can hide I/O behind a helper function; the rules catch the common slips
-and point at the line.
+can hide I/O behind a callable passed around as a value or a method of an
+object; the rules catch the common slips and point at the line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import libcst as cst
+from attrs import Factory, define, frozen
 from libcst.metadata import (
     MetadataWrapper,
     PositionProvider,
@@ -111,20 +118,130 @@ def lint(model: PackageModel, modules: Sequence[ModuleSource]) -> list[Problem]:
     for entity in model.entities:
         entities_by_path.setdefault(entity.path, []).append(entity.sym.name)
     found: list[Problem] = []
+    functions: dict[_Key, _Function] = {}
     for module in modules:
-        path = str(module.path)
-        found.extend(lint_module(module.path, entities_by_path.get(path, [])))
-    return sorted(found)
+        visitor = _scan_module(module, set(entities_by_path.get(str(module.path), [])))
+        found.extend(visitor.problems)
+        for function in visitor.functions:
+            functions[function.key] = function
+    found.extend(_purity(functions, {m.name: m for m in modules}))
+    return sorted(set(found))
 
 
-def lint_module(path: Path, entity_classes: Sequence[str]) -> list[Problem]:
-    """Problems in one module: purity of `entity_classes`' `init`/`activate`,
-    and private construction anywhere in the module."""
-    source = path.read_text(encoding="utf-8")
+_Key = tuple[str, str]
+"""A function of the package: (module, `name` or `Class.name`)."""
+
+
+@frozen
+class _Call:
+    """A call that may reach another function of the package."""
+
+    line: int
+    names: tuple[str, ...]
+    """What the callee may be: qualified names as libcst spells them (`.util.f`, `f`)."""
+    allowed: bool
+
+
+@define
+class _Function:
+    """One function or method of the package, as the purity check needs it."""
+
+    key: _Key
+    path: str
+    entity: str | None
+    """The entity class whose `init`/`activate` this is, if it is one."""
+    effects: list[tuple[int, str]] = Factory(list)
+    """(line, what) of each impure thing it does itself (allowed lines left out)."""
+    calls: list[_Call] = Factory(list)
+
+
+def _scan_module(module: ModuleSource, entity_classes: set[str]) -> _Module:
+    source = module.path.read_text(encoding="utf-8")
     wrapper = MetadataWrapper(cst.parse_module(source))
-    visitor = _Module(str(path), source.splitlines(), set(entity_classes), wrapper)
+    visitor = _Module(str(module.path), module.name, source.splitlines(), entity_classes, wrapper)
     wrapper.visit(visitor)
-    return visitor.problems
+    return visitor
+
+
+def _purity(functions: dict[_Key, _Function], modules: dict[str, ModuleSource]) -> list[Problem]:
+    """Each impure effect reachable from an `init`/`activate`, once, with its call chain."""
+    found: list[Problem] = []
+    reported: set[tuple[str, int, str]] = set()
+    entries = sorted((f for f in functions.values() if f.entity is not None), key=_order)
+    for entry in entries:
+        who = f"{entry.entity}.{entry.key[1].rpartition('.')[2]}"
+        chains: dict[_Key, list[tuple[_Function, int]]] = {entry.key: []}
+        pending = [entry]
+        while pending:
+            function = pending.pop(0)
+            chain = chains[function.key]
+            for line, what in function.effects:
+                if (function.path, line, what) in reported:
+                    continue
+                reported.add((function.path, line, what))
+                via = "".join(
+                    f"calls `{_spell_key(callee.key)}` ({caller.path}:{at}), which "
+                    for caller, at, callee in _hops(entry, chain)
+                )
+                found.append(_impure_problem(function.path, line, who, via + what))
+            for call in function.calls:
+                if call.allowed:
+                    continue
+                callee = _resolve(call, function, functions, modules)
+                if callee is None or callee.key in chains:
+                    continue
+                chains[callee.key] = [*chain, (callee, call.line)]
+                pending.append(callee)
+    return found
+
+
+def _order(function: _Function) -> tuple[str, str]:
+    return function.path, function.key[1]
+
+
+def _hops(
+    entry: _Function, chain: list[tuple[_Function, int]]
+) -> list[tuple[_Function, int, _Function]]:
+    """The chain as (caller, line of the call, callee) steps."""
+    callers = [entry, *[callee for callee, _ in chain]]
+    return [(callers[i], line, callee) for i, (callee, line) in enumerate(chain)]
+
+
+def _spell_key(key: _Key) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+def _resolve(
+    call: _Call,
+    caller: _Function,
+    functions: dict[_Key, _Function],
+    modules: dict[str, ModuleSource],
+) -> _Function | None:
+    module = caller.key[0]
+    for name in call.names:
+        if (module, name) in functions:
+            return functions[(module, name)]
+        absolute = name
+        if name.startswith("."):
+            level = len(name) - len(name.lstrip("."))
+            base = modules[module].package.split(".")
+            base = base[: len(base) - (level - 1)] if level > 1 else base
+            absolute = ".".join([*base, name.lstrip(".")])
+        parts = absolute.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            key = (".".join(parts[:cut]), ".".join(parts[cut:]))
+            if key in functions:
+                return functions[key]
+    return None
+
+
+def _impure_problem(path: str, line: int, who: str, what: str) -> Problem:
+    return Problem(
+        path,
+        line,
+        f"{who} is not pure: it {what}; an entity's only effects are the envelopes it "
+        f"returns and its new state (add `# {ALLOW}` to the line if you mean it)",
+    )
 
 
 class _Module(cst.CSTVisitor):
@@ -133,47 +250,89 @@ class _Module(cst.CSTVisitor):
     def __init__(
         self,
         path: str,
+        module: str,
         lines: list[str],
         entity_classes: set[str],
         wrapper: MetadataWrapper,
     ) -> None:
         super().__init__()
         self.path = path
+        self.module = module
         self.lines = lines
         self.entity_classes = entity_classes
         self.problems: list[Problem] = []
+        self.functions: list[_Function] = []
         self.module_names = _module_level_names(wrapper.module)
+        self.made_by: dict[str, str] = {}
+        """Module-level names bound to what an impure call made: name -> the call."""
         self.depth = 0  # nesting of classes/functions (0: module level)
-        self.entity: str | None = None
-        self.method: str | None = None
+        self.klass: str | None = None
+        self.function: _Function | None = None
+        self.function_depth = 0
         self.locals: set[str] = set()
         self.params: set[str] = set()
 
+    @property
+    def entry(self) -> bool:
+        """Inside an entity's `init`/`activate` (its own body, not a helper)."""
+        return self.function is not None and self.function.entity is not None
+
+    @property
+    def in_entity(self) -> bool:
+        """Inside a method of an entity class (where mutating `self` is impure)."""
+        return self.klass is not None and self.klass in self.entity_classes
+
     # -- where we are --------------------------------------------------------
 
+    def visit_Module(self, node: cst.Module) -> None:
+        for statement in node.body:
+            if isinstance(statement, cst.SimpleStatementLine):
+                for small in statement.body:
+                    self._note_made(small)
+
+    def _note_made(self, small: cst.BaseSmallStatement) -> None:
+        if not isinstance(small, cst.Assign | cst.AnnAssign) or small.value is None:
+            return
+        if not isinstance(small.value, cst.Call):
+            return
+        targets = (
+            [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+        )
+        for qualified in self._qualified(small.value.func):
+            if _impurity(qualified.name) is not None:
+                for target in targets:
+                    if isinstance(target, cst.Name):
+                        self.made_by[target.value] = qualified.name
+
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        if self.depth == 0 and node.name.value in self.entity_classes:
-            self.entity = node.name.value
+        if self.depth == 0:
+            self.klass = node.name.value
         self.depth += 1
 
     def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
         self.depth -= 1
         if self.depth == 0:
-            self.entity = None
+            self.klass = None
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        if self.entity is not None and self.depth == 1 and node.name.value in _PURE_METHODS:
-            self.method = node.name.value
+        name = node.name.value
+        at_top = self.depth == 0 or (self.depth == 1 and self.klass is not None)
+        if self.function is None and at_top:
+            qualname = f"{self.klass}.{name}" if self.depth == 1 else name
+            entity = self.klass if self.in_entity and name in _PURE_METHODS else None
+            self.function = _Function((self.module, qualname), self.path, entity)
+            self.functions.append(self.function)
+            self.function_depth = self.depth
             self.locals = _local_names(node)
             self.params = {p.name.value for p in node.params.params} - {"self"}
-            if node.asynchronous is not None:
-                self._impure(node, f"`{self.method}` is `async def`; make it a plain `def`")
+            if entity is not None and node.asynchronous is not None:
+                self._impure(node, f"`{name}` is `async def`; make it a plain `def`")
         self.depth += 1
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.depth -= 1
-        if self.depth == 1 and self.method == original_node.name.value:
-            self.method = None
+        if self.function is not None and self.depth == self.function_depth:
+            self.function = None
 
     # -- private construction (anywhere) -------------------------------------
 
@@ -201,22 +360,22 @@ class _Module(cst.CSTVisitor):
         if node.keyword is not None and node.keyword.value == "_key":
             self._private(node, "passes `_key=`")
 
-    # -- purity (inside init/activate) ---------------------------------------
+    # -- purity (inside functions; reported only if an init/activate reaches them)
 
     def visit_Await(self, node: cst.Await) -> None:
-        if self.method is not None:
+        if self.function is not None:
             self._impure(node, "awaits; activation is synchronous: return envelopes instead")
 
     def visit_Global(self, node: cst.Global) -> None:
-        if self.method is not None:
+        if self.function is not None:
             self._impure(node, "declares `global`: module state is not the entity's state")
 
     def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
-        if self.method is not None:
+        if self.function is not None and self.entry:
             self._impure(node, "declares `nonlocal`: keep all changes in the returned state")
 
     def visit_Call(self, node: cst.Call) -> None:
-        if self.method is None:
+        if self.function is None:
             return
         func = node.func
         if isinstance(func, cst.Attribute):
@@ -232,14 +391,31 @@ class _Module(cst.CSTVisitor):
                 self._impure(node, f"mutates {self._spell(func.value)} (`.{name}(...)`)")
                 return
         is_setattr = isinstance(func, cst.Name) and func.value == "setattr"
-        if is_setattr and node.args and _is_self(node.args[0].value):
+        if is_setattr and node.args and _is_self(node.args[0].value) and self.in_entity:
             self._impure(node, "mutates `self` (setattr)")
             return
-        for qualified in self._qualified(func):
-            for prefix, what in _IMPURE:
-                if qualified.name == prefix or qualified.name.startswith(prefix):
-                    self._impure(node, f"uses {what} (`{qualified.name}`)")
-                    return
+        qualified = sorted(q.name for q in self._qualified(func))
+        for name in qualified:
+            what = _impurity(name)
+            if what is not None:
+                self._impure(node, f"uses {what} (`{name}`)")
+                return
+        root = _root(func)
+        if root is not None and root in self.made_by and root not in self.locals:
+            made = self.made_by[root]
+            spelled = cst.Module([]).code_for_node(func)
+            self._impure(node, f"uses {_impurity(made)} (`{spelled}`, made by `{made}`)")
+            return
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Name)
+            and func.value.value == "self"
+            and self.klass is not None
+        ):
+            # `self.helper(...)`: a method of the same class.
+            qualified = [f"{self.klass}.{func.attr.value}"]
+        line = self._line(node)
+        self.function.calls.append(_Call(line, tuple(qualified), self._allowed(line)))
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
@@ -255,7 +431,7 @@ class _Module(cst.CSTVisitor):
         self._check_target(node, node.target)
 
     def _check_target(self, node: cst.CSTNode, target: cst.BaseExpression) -> None:
-        if self.method is None:
+        if self.function is None:
             return
         if isinstance(target, cst.Tuple | cst.List):
             for element in target.elements:
@@ -263,17 +439,24 @@ class _Module(cst.CSTVisitor):
             return
         if isinstance(target, cst.Attribute | cst.Subscript) and self._mutable_target(target.value):
             self._impure(node, f"mutates {self._spell(target.value)}")
-        elif isinstance(target, cst.Attribute | cst.Subscript) and _is_self(target):
+        elif (
+            isinstance(target, cst.Attribute | cst.Subscript)
+            and _is_self(target)
+            and self.in_entity
+        ):
             self._impure(node, "mutates `self`")
 
     # -- helpers -------------------------------------------------------------
 
     def _mutable_target(self, node: cst.BaseExpression) -> bool:
-        """`self`, `self.x...`, or a module-level name not shadowed by a local."""
+        """`self` (of an entity), an argument of `init`/`activate`, or a module-level
+        name not shadowed by a local."""
         root = _root(node)
         if root is None:
             return False
-        if root == "self" or root in self.params:
+        if root == "self":
+            return self.in_entity
+        if root in self.params and self.entry:
             return True
         return root in self.module_names and root not in self.locals
 
@@ -281,7 +464,7 @@ class _Module(cst.CSTVisitor):
         root = _root(node) or "?"
         if root == "self":
             return "`self`"
-        if root in self.params:
+        if root in self.params and self.entry:
             return f"its argument `{root}` in place"
         return f"module state `{root}`"
 
@@ -300,17 +483,8 @@ class _Module(cst.CSTVisitor):
 
     def _impure(self, node: cst.CSTNode, what: str) -> None:
         line = self._line(node)
-        if self._allowed(line):
-            return
-        self.problems.append(
-            Problem(
-                self.path,
-                line,
-                f"{self.entity}.{self.method} is not pure: it {what}; an entity's only "
-                f"effects are the envelopes it returns and its new state (add "
-                f"`# {ALLOW}` to the line if you mean it)",
-            )
-        )
+        if self.function is not None and not self._allowed(line):
+            self.function.effects.append((line, what))
 
     def _private(self, node: cst.CSTNode, what: str) -> None:
         self.problems.append(
@@ -322,6 +496,14 @@ class _Module(cst.CSTVisitor):
                 f"`Entity.address(id)`",
             )
         )
+
+
+def _impurity(name: str) -> str | None:
+    """What calling the qualified name `name` does, if it is impure."""
+    for prefix, what in _IMPURE:
+        if name == prefix or name.startswith(prefix):
+            return what
+    return None
 
 
 def _root(node: cst.BaseExpression) -> str | None:

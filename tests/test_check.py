@@ -438,3 +438,139 @@ def test_a_locked_entity_that_disappeared(shop: Path) -> None:
         "the package: its stored state and mail can no longer be read; if it is gone on "
         "purpose, run `pachytype lock shop`",
     ]
+
+
+# -- purity follows calls into the package's own helpers -------------------------
+
+UTIL = '''\
+"""Helpers of the shop."""
+
+from __future__ import annotations
+
+{imports}
+
+
+def fetch(name: str) -> str:
+    """Look the item up."""
+    {code}
+    return name
+'''
+
+
+def add_helpers(shop: Path, imports: str, code: str) -> None:
+    """shop/util.py with `fetch` doing `code`; AddItem's case calls `price` in cart.py,
+    which calls `util.fetch`: activate -> price -> fetch."""
+    (shop / "util.py").write_text(UTIL.format(imports=imports, code=code))
+    edit(
+        shop,
+        "from pachytype import Activation, Entity\n",
+        "from pachytype import Activation, Entity\n\nfrom .util import fetch\n",
+    )
+    edit(
+        shop,
+        "@frozen\nclass AddItem:",
+        'def price(name: str) -> str:\n    """The price of an item."""\n'
+        "    return fetch(name)\n\n\n@frozen\nclass AddItem:",
+    )
+    edit(
+        shop,
+        "            case AddItem(name=name):\n",
+        "            case AddItem(name=name):\n                name = price(name)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("imports", "code", "what"),
+    [
+        (
+            "import urllib.request",
+            'urllib.request.urlopen("http://x")',
+            "uses network I/O (`urllib.request.urlopen`)",
+        ),
+        (
+            "from http.client import HTTPConnection",
+            'HTTPConnection("x")',
+            "uses network I/O (`http.client.HTTPConnection`)",
+        ),
+        ("import requests", 'requests.get("http://x")', "uses network I/O (`requests.get`)"),
+        ("import httpx", 'httpx.get("http://x")', "uses network I/O (`httpx.get`)"),
+        ("import aiohttp", "aiohttp.ClientSession()", "uses network I/O (`aiohttp.ClientSession`)"),
+        (
+            "import socket",
+            'socket.create_connection(("x", 1))',
+            "uses network I/O (`socket.create_connection`)",
+        ),
+        ("import subprocess", 'subprocess.run(["ls"])', "uses a process (`subprocess.run`)"),
+        ("import logging", 'logging.info("x")', "uses logging I/O (`logging.info`)"),
+        ("import asyncio", "asyncio.get_event_loop()", "uses asyncio (`asyncio.get_event_loop`)"),
+        ("", 'open("prices.txt").read()', "uses file I/O (`builtins.open`)"),
+    ],
+)
+def test_purity_follows_calls_into_imported_helpers(
+    shop: Path, imports: str, code: str, what: str
+) -> None:
+    add_helpers(shop, imports, code)
+    util = shop / "util.py"
+    line = next(i for i, text in enumerate(util.read_text().splitlines(), 1) if code in text)
+    cart = shop / "cart.py"
+    assert static_check(shop) == [
+        f"{util}:{line}: Cart.activate is not pure: it calls `shop.cart.price` "
+        f"({cart}:{line_of(shop, 'name = price(name)')}), which calls `shop.util.fetch` "
+        f"({cart}:{line_of(shop, 'return fetch(name)')}), which {what}; an entity's only "
+        "effects are the envelopes it returns and its new state (add `# pachytype: "
+        "allow-impure` to the line if you mean it)"
+    ]
+
+
+def test_each_finding_is_reported_once(shop: Path) -> None:
+    add_helpers(shop, "", 'print("fetching")')
+    edit(
+        shop,
+        "        return CartState()\n\n    def activate",
+        "        price(str(id))\n        return CartState()\n\n    def activate",
+    )
+    edit(
+        shop, "                name = price(name)\n", "                name = price(price(name))\n"
+    )
+    problems = static_check(shop)
+    assert len(problems) == 1
+    assert "Cart.activate is not pure: it calls `shop.cart.price`" in problems[0]
+
+
+def test_an_allow_comment_on_the_call_vouches_for_the_helper(shop: Path) -> None:
+    add_helpers(shop, "", 'print("fetching")')
+    edit(shop, "    return fetch(name)\n", "    return fetch(name)  # pachytype: allow-impure\n")
+    assert static_check(shop) == []
+
+
+def test_a_method_helper_and_a_module_logger(shop: Path) -> None:
+    edit(shop, "from attrs import frozen\n", "import logging\n\nfrom attrs import frozen\n")
+    edit(
+        shop,
+        "@frozen\nclass AddItem:",
+        "log = logging.getLogger(__name__)\n\n\n@frozen\nclass AddItem:",
+    )
+    edit(
+        shop,
+        "    def init(self, id: str) -> CartState:\n",
+        '    def _note(self, name: str) -> None:\n        log.info("added %s", name)\n\n'
+        "    def init(self, id: str) -> CartState:\n",
+    )
+    edit(
+        shop,
+        "            case AddItem(name=name):\n",
+        "            case AddItem(name=name):\n                self._note(name)\n",
+    )
+    cart = shop / "cart.py"
+    assert static_check(shop) == [
+        f"{cart}:{line_of(shop, 'log.info(')}: Cart.activate is not pure: it calls "
+        f"`shop.cart.Cart._note` ({cart}:{line_of(shop, 'self._note(name)')}), which uses "
+        "logging I/O (`log.info`, made by `logging.getLogger`); an entity's only effects are "
+        "the envelopes it returns and its new state (add `# pachytype: allow-impure` to the "
+        "line if you mean it)"
+    ]
+
+
+def test_pure_helpers_pass(shop: Path) -> None:
+    add_helpers(shop, "", "name = name.strip()")
+    assert static_check(shop) == []

@@ -253,7 +253,11 @@ def _method(
     computed: list[str] = []
     for f in message.fields:
         (keyword if f.kw_only else positional).append(_parameter(f, annotate))
-        (computed if f.has_default and f.default is None else direct).append(f"{f.param}={f.param}")
+        # attrs strips a leading underscore from the parameter; pyright does not know,
+        # so such a field goes through `_given` too, which both checkers accept.
+        renamed = f.name.startswith("_") and f.param == f.name.lstrip("_")
+        via_given = (f.has_default and f.default is None) or renamed
+        (computed if via_given else direct).append(f"{f.param}={f.param}")
     params = positional + (["*", *keyword] if keyword else [])
     signature = fit_parameters(4, f"def {message.method}(", params, f") -> Envelope[{state}]:")
     # `_given`, not `given`: a message field (so a parameter) may be named `given`;

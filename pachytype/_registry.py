@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
-from attrs import field, frozen
+from attrs import Factory, field, frozen
 
 from pachytype._entity import Entity
 from pachytype._errors import UnknownEntityError, WrongMessageError
@@ -26,21 +26,17 @@ class EntityType:
     messages: tuple[type, ...]
     state: Any
     id_type: Any = object
-    name: str = field()
-    instance: Entity[Any, Any, Any] = field(eq=False, repr=False)
-    message_set: frozenset[type] = field(eq=False, repr=False)
-
-    @name.default
-    def _name(self) -> str:
-        return self.entity.entity_type
-
-    @instance.default
-    def _instance(self) -> Entity[Any, Any, Any]:
-        return self.entity()
-
-    @message_set.default
-    def _message_set(self) -> frozenset[type]:
-        return frozenset(self.messages)
+    # `default=Factory(...)` rather than `@x.default` methods: pyright reads defaults
+    # only from the field specifier, and would call these arguments missing.
+    name: str = field(default=Factory(lambda self: self.entity.entity_type, takes_self=True))
+    instance: Entity[Any, Any, Any] = field(
+        default=Factory(lambda self: self.entity(), takes_self=True), eq=False, repr=False
+    )
+    message_set: frozenset[type] = field(
+        default=Factory(lambda self: frozenset(self.messages), takes_self=True),
+        eq=False,
+        repr=False,
+    )
 
     @property
     def state_version(self) -> int:

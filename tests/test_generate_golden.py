@@ -68,6 +68,16 @@ def test_golden_packages_and_examples_are_mypy_strict_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_generated_modules_are_basedpyright_strict_clean() -> None:
+    # What Pylance users see: strict mode (pyproject.toml's [tool.basedpyright]).
+    generated = sorted(GOLDEN.glob("*/refs.py")) + [p / "refs.py" for p in EXAMPLES]
+    others = ["tests/conformance", "tests/simulation", "tests/test_postgres_workload"]
+    generated += [ROOT / d / "refs.py" for d in [*others, "benchmarks/workload"]]
+    result = _run(str(BIN / "basedpyright"), *(str(p) for p in generated))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("0 errors, 0 warnings, 0 notes")
+
+
 async def test_entities_in_two_modules_message_each_other() -> None:
     from tests.golden.ping_pong import refs
     from tests.golden.ping_pong.client import ClientId

@@ -1,19 +1,29 @@
-"""The typing suite: mypy (strict, exhaustive-match) must accept every valid
-program in `tests/typing_cases/pass/` and reject every invalid one in
-`tests/typing_cases/fail/`, with exactly the errors they announce.
+"""The typing suite: mypy (strict, exhaustive-match) and basedpyright (strict)
+must accept every valid program in `tests/typing_cases/pass/` and reject every
+invalid one in `tests/typing_cases/fail/`, with exactly the errors they announce.
 
 Design note. A failing case marks each line that must be rejected with a
 trailing `# E: <part of the mypy message>` (several markers for several
-errors on one line). A case passes when mypy reports exactly one error per
+errors on one line), and, where pyright words it differently, `# P: <part of
+pyright's message>` (pyright's expectations for that line, replacing the
+`# E:` texts). A case passes when the checker reports exactly one error per
 marker on exactly those lines, each containing its marker's text, and no
-error anywhere else. mypy runs once, over every case together, with the
-project's mypy.ini and a cache of its own; each case is then its own test.
+error anywhere else; under pyright, the "type is unknown" and "expression is
+unused" reports that follow from an error already announced are tolerated in
+failing cases (strict pyright repeats itself). Each checker runs once, over
+every case together (mypy with the project's mypy.ini and a cache of its own,
+basedpyright with `[tool.basedpyright]` of pyproject.toml); each case is then
+its own test. A `# P:` marker on a line without `# E:` is a known divergence
+(pyright rejects what mypy accepts): the README of the cases lists them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import timedelta
 from functools import cache
@@ -31,7 +41,20 @@ CASES = Path(__file__).resolve().parent / "typing_cases"
 PASS = sorted((CASES / "pass").glob("*.py"))
 FAIL = sorted((CASES / "fail").glob("*.py"))
 
-_MARKER = re.compile(r"#\s*E:\s*(.*?)\s*(?=#\s*E:|$)")
+_MARKER = re.compile(r"#\s*E:\s*(.*?)\s*(?=#\s*[EP]:|$)")
+_PYRIGHT_MARKER = re.compile(r"#\s*P:\s*(.*?)\s*(?=#\s*[EP]:|$)")
+# What strict pyright adds after an error it already reported (an unknown type
+# flows on, a broken expression is "unused"): tolerated in failing cases.
+_CASCADE = frozenset(
+    {
+        "reportUnknownMemberType",
+        "reportUnknownVariableType",
+        "reportUnknownArgumentType",
+        "reportUnknownParameterType",
+        "reportUnusedExpression",
+        "reportUntypedFunctionDecorator",
+    }
+)
 _REPORT = re.compile(
     r"^(?P<path>[^:]+):(?P<line>\d+):(?:\d+:)? (?P<kind>error|note): (?P<text>.*)$"
 )
@@ -44,11 +67,13 @@ class Report:
     path: str
     line: int
     text: str
+    rule: str = ""
+    """pyright's rule (`reportArgumentType`); empty for mypy."""
 
 
 @frozen(repr=False)
 class Run:
-    """The outcome of the single mypy run over every case."""
+    """The outcome of the single run of one checker over every case."""
 
     errors: tuple[Report, ...]
     stdout: str
@@ -91,6 +116,34 @@ def run_mypy() -> Run:
     return Run(tuple(errors), stdout, stderr, status)
 
 
+@cache
+def run_pyright() -> Run:
+    """basedpyright (strict, pyproject.toml's settings) over every case at once."""
+    executable = Path(sys.executable).parent / "basedpyright"
+    with contextlib.chdir(ROOT):
+        result = subprocess.run(
+            [str(executable), "--outputjson", *(relative(path) for path in PASS + FAIL)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    errors = []
+    if result.stdout.strip().startswith("{"):
+        for item in json.loads(result.stdout)["generalDiagnostics"]:
+            if item["severity"] == "error":
+                path = relative(Path(item["file"]))
+                line = int(item["range"]["start"]["line"]) + 1
+                errors.append(Report(path, line, item["message"], item.get("rule", "")))
+    return Run(tuple(errors), result.stdout, result.stderr, result.returncode)
+
+
+@pytest.fixture(scope="module")
+def pyright_run() -> Run:
+    run = run_pyright()
+    assert run.status in (0, 1), f"basedpyright did not run (status {run.status}):\n{run.stderr}"
+    return run
+
+
 @pytest.fixture(scope="module")
 def mypy_run() -> Run:
     run = run_mypy()
@@ -99,11 +152,14 @@ def mypy_run() -> Run:
     return run
 
 
-def expectations(path: Path) -> dict[int, list[str]]:
-    """Line number -> the message parts its `# E:` markers expect."""
+def expectations(path: Path, pyright: bool = False) -> dict[int, list[str]]:
+    """Line number -> the message parts its markers expect: `# E:` for mypy;
+    for pyright, `# P:` where the line has some, else `# E:`."""
     expected: dict[int, list[str]] = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if "# E:" in line:
+        if pyright and "# P:" in line:
+            expected[number] = _PYRIGHT_MARKER.findall(line[line.index("# P:") :])
+        elif "# E:" in line:
             expected[number] = _MARKER.findall(line[line.index("# E:") :])
     return expected
 
@@ -113,8 +169,18 @@ def mismatches(path: Path, errors: tuple[Report, ...]) -> list[str]:
     return compare(expectations(path), [e for e in errors if e.path == relative(path)])
 
 
-def compare(expected: dict[int, list[str]], errors: list[Report]) -> list[str]:
-    """Each marker must match its own error on its line; no error may be left over."""
+def pyright_mismatches(path: Path, errors: tuple[Report, ...]) -> list[str]:
+    """Every way pyright's errors for `path` differ from its markers, for people."""
+    mine = [e for e in errors if e.path == relative(path)]
+    tolerated = _CASCADE if path in FAIL else frozenset[str]()
+    return compare(expectations(path, pyright=True), mine, tolerated)
+
+
+def compare(
+    expected: dict[int, list[str]], errors: list[Report], tolerated: frozenset[str] = frozenset()
+) -> list[str]:
+    """Each marker must match its own error on its line; no error may be left over
+    (but those of a `tolerated` rule)."""
     got: defaultdict[int, list[str]] = defaultdict(list)
     for error in errors:
         got[error.line].append(error.text)
@@ -127,7 +193,12 @@ def compare(expected: dict[int, list[str]], errors: list[Report]) -> list[str]:
                 problems.append(f"line {line}: expected an error containing {want!r}")
             else:
                 unmatched.remove(found)
-        problems.extend(f"line {line}: unexpected error: {text}" for text in unmatched)
+        rules = {e.text: e.rule for e in errors if e.line == line}
+        problems.extend(
+            f"line {line}: unexpected error: {text}"
+            for text in unmatched
+            if rules.get(text, "") not in tolerated
+        )
     return problems
 
 
@@ -157,6 +228,23 @@ def test_the_comparison_reports_missing_unexpected_and_surplus_errors() -> None:
     assert compare({2: ["Incompatible", "Incompatible"]}, exact[:1]) == [
         "line 2: expected an error containing 'Incompatible'"
     ]
+
+
+def test_pyright_markers_replace_mypy_s_on_their_line(tmp_path: Path) -> None:
+    case = tmp_path / "case.py"
+    case.write_text("f(1)  # E: mypy words  # P: pyright words  # P: more\ng()  # E: same\n")
+    assert expectations(case) == {1: ["mypy words"], 2: ["same"]}
+    assert expectations(case, pyright=True) == {1: ["pyright words", "more"], 2: ["same"]}
+
+
+def test_pyright_cascades_are_tolerated_only_when_asked() -> None:
+    errors = [
+        Report("c.py", 3, "Cannot access attribute", "reportAttributeAccessIssue"),
+        Report("c.py", 3, "Type of x is unknown", "reportUnknownMemberType"),
+    ]
+    expected = {3: ["Cannot access attribute"]}
+    assert compare(expected, errors, _CASCADE) == []
+    assert compare(expected, errors) == ["line 3: unexpected error: Type of x is unknown"]
 
 
 def test_case_names_are_unique_so_mypy_sees_one_module_each() -> None:
@@ -201,6 +289,44 @@ def test_mypy_rejects_every_invalid_program(
             f"expected; {len(PASS)} valid programs"
         )
     assert not missed, "mypy did not report these expected errors:\n" + "\n".join(missed)
+
+
+@pytest.mark.parametrize("path", PASS, ids=[path.stem for path in PASS])
+def test_valid_program_type_checks_under_pyright(path: Path, pyright_run: Run) -> None:
+    problems = pyright_mismatches(path, pyright_run.errors)
+    assert not problems, f"{relative(path)} must be pyright-clean:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", FAIL, ids=[path.stem for path in FAIL])
+def test_invalid_program_is_rejected_by_pyright_too(path: Path, pyright_run: Run) -> None:
+    problems = pyright_mismatches(path, pyright_run.errors)
+    assert not problems, f"{relative(path)}: pyright's errors differ:\n" + "\n".join(problems)
+
+
+def test_pyright_gives_mypy_s_verdicts(
+    pyright_run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every statement mypy rejects, pyright rejects; every valid program is
+    pyright-clean but for the divergences its `# P:`-only lines declare."""
+    rejected = {(e.path, e.line) for e in pyright_run.errors}
+    statements = [(relative(path), line) for path in FAIL for line in expectations(path)]
+    missed = [f"{path}:{line}" for path, line in statements if (path, line) not in rejected]
+    exact = sum(1 for path in FAIL if not pyright_mismatches(path, pyright_run.errors))
+    divergent = [
+        f"{relative(path)}:{line}"
+        for path in PASS
+        for line in expectations(path, pyright=True)
+        if line not in expectations(path)
+    ]
+    clean = sum(1 for path in PASS if not any(e.path == relative(path) for e in pyright_run.errors))
+    with capsys.disabled():
+        print(
+            f"\ntyping suite: basedpyright rejected {len(statements) - len(missed)} of "
+            f"{len(statements)} lines mypy rejects; {exact} of {len(FAIL)} invalid "
+            f"programs rejected exactly as expected; {clean} of {len(PASS)} valid programs "
+            f"clean (known divergences: {', '.join(divergent) or 'none'})"
+        )
+    assert not missed, "pyright accepts what mypy rejects:\n" + "\n".join(missed)
 
 
 def test_what_mypy_refuses_to_build_by_hand_is_refused_at_run_time_too() -> None:

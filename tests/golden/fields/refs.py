@@ -79,12 +79,11 @@ class AccountRef(_AccountRefBase):
         """Send `Tag`."""
         return self.post(
             _m_messages.Tag(
-                secret=secret,
                 title=title,
                 mood=mood,
                 given=given,
                 paint=paint,
-                **_given(names=names, scores=scores, account_color=account_color, size=size),
+                **_given(names=names, scores=scores, secret=secret, account_color=account_color, size=size),
             )
         )
 

@@ -19,7 +19,7 @@ class Shard(Entity[int, Hit, int]):
 
 
 Shard.address(3)  # fine
-Shard.address("3")  # E: Argument 1 to "address" of "Entity" has incompatible type "str"; expected "int"
-Shard.address(3.0)  # E: Argument 1 to "address" of "Entity" has incompatible type "float"; expected "int"
-refs.log("7")  # E: Argument 1 to "log" has incompatible type "str"; expected "int"
-refs.tally(7)  # E: Argument 1 to "tally" has incompatible type "int"; expected "TallyId"
+Shard.address("3")  # E: Argument 1 to "address" of "Entity" has incompatible type "str"; expected "int"  # P: Argument of type "Literal['3']" cannot be assigned to parameter "id" of type "int" in function "address"
+Shard.address(3.0)  # E: Argument 1 to "address" of "Entity" has incompatible type "float"; expected "int"  # P: Argument of type "float" cannot be assigned to parameter "id" of type "int" in function "address"
+refs.log("7")  # E: Argument 1 to "log" has incompatible type "str"; expected "int"  # P: Argument of type "Literal['7']" cannot be assigned to parameter "id" of type "int" in function "log"
+refs.tally(7)  # E: Argument 1 to "tally" has incompatible type "int"; expected "TallyId"  # P: Argument of type "Literal[7]" cannot be assigned to parameter "id" of type "TallyId" in function "tally"

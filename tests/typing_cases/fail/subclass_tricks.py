@@ -9,12 +9,12 @@ from pachytype import Address, Ecosystem, Envelope
 
 
 class ForgedAddress(Address[Increment]):
-    def __init__(self) -> None:  # E: Cannot override final attribute "__init__"
+    def __init__(self) -> None:  # E: Cannot override final attribute "__init__"  # P: Method "__init__" cannot override final method defined in class "Address"
         pass
 
 
 class ForgedEnvelope(Envelope[int]):
-    def __init__(self) -> None:  # E: Cannot override final attribute "__init__"
+    def __init__(self) -> None:  # E: Cannot override final attribute "__init__"  # P: Method "__init__" cannot override final method defined in class "Envelope"
         pass
 
     @property
@@ -38,7 +38,7 @@ class Wrapped(Address[Increment]):
 
 
 async def forge(eco: Ecosystem) -> None:
-    Wrapped("counter", "c")  # E: Missing named argument "_key" for "Wrapped"
+    Wrapped("counter", "c")  # E: Missing named argument "_key" for "Wrapped"  # P: Argument missing for parameter "_key"
     print(await eco.call(ForgedEnvelope()))
 
 
@@ -47,7 +47,7 @@ class QuietEnvelope(Envelope[int]):
 
     @property
     def to(self) -> Address[Increment]:
-        return Wrapped("counter", "c")  # E: Missing named argument "_key" for "Wrapped"
+        return Wrapped("counter", "c")  # E: Missing named argument "_key" for "Wrapped"  # P: Argument missing for parameter "_key"
 
     @property
     def message(self) -> object:
@@ -61,4 +61,4 @@ class QuietEnvelope(Envelope[int]):
         return self
 
 
-QuietEnvelope()  # E: Missing named argument "_key" for "QuietEnvelope"
+QuietEnvelope()  # E: Missing named argument "_key" for "QuietEnvelope"  # P: Argument missing for parameter "_key"

@@ -10,8 +10,8 @@ from pachytype import Activation, Entity
 
 
 class ForgetfulCounter(Entity[str, CounterMsg, int]):
-    def activate(self, msg: CounterMsg, state: int) -> Activation[int]:  # E: Missing return statement
-        match msg:  # E: Match statement has unhandled case for values of type "Reset"
+    def activate(self, msg: CounterMsg, state: int) -> Activation[int]:  # E: Missing return statement  # P: Function with declared return type "Activation[int]" must return value on all code paths
+        match msg:  # E: Match statement has unhandled case for values of type "Reset"  # P: Cases within match statement do not exhaustively handle all values
             case Increment():
                 return [], state + 1
             case Add(amount=n):
@@ -20,7 +20,7 @@ class ForgetfulCounter(Entity[str, CounterMsg, int]):
 
 class LenientAccount(Entity[str, AccountMsg, AccountState]):
     def activate(self, msg: AccountMsg, state: AccountState) -> Activation[AccountState]:
-        match msg:  # E: Match statement has unhandled case for values of type "Transfer"
+        match msg:  # E: Match statement has unhandled case for values of type "Transfer"  # P: Cases within match statement do not exhaustively handle all values
             case Deposit(amount=a):
                 return [], AccountState(state.balance + a)
             case Withdraw(amount=a):
@@ -35,12 +35,12 @@ class Stop:
 
 class Listener(Entity[str, Deposit | Transfer | Stop, int]):
     def activate(self, msg: Deposit | Transfer | Stop, state: int) -> Activation[int]:
-        match msg:  # E: Match statement has unhandled case for values of type "Transfer | Stop"
+        match msg:  # E: Match statement has unhandled case for values of type "Transfer | Stop"  # P: Cases within match statement do not exhaustively handle all values
             case Deposit():
                 return [], state + 1
         return [], state
 
 
 class Narrower(Entity[str, CounterMsg, int]):
-    def activate(self, msg: Increment, state: int) -> Activation[int]:  # E: Argument 1 of "activate" is incompatible with supertype "pachytype._entity.Entity"; supertype defines the argument type as "Increment | Add | Reset"
+    def activate(self, msg: Increment, state: int) -> Activation[int]:  # E: Argument 1 of "activate" is incompatible with supertype "pachytype._entity.Entity"; supertype defines the argument type as "Increment | Add | Reset"  # P: Method "activate" overrides class "Entity" in an incompatible manner
         return [], state + 1

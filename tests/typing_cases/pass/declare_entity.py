@@ -58,7 +58,7 @@ class Sensor(Entity[SensorId, SensorMsg, SensorState]):
                 return [again], state
 
     @upgrade(from_version=1)
-    def _count(raw: dict[str, Any]) -> dict[str, Any]:
+    def _count(raw: dict[str, Any]) -> dict[str, Any]:  # P: Type of parameter "raw" must be a supertype of its class "Sensor"
         return {**raw, "count": 0}
 
 

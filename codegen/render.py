@@ -266,6 +266,9 @@ def _method(
     constructor = runtime(message.cls.sym)
     body = f"        return self.post({constructor}({', '.join(args)}))"
     if len(body) > LINE_LENGTH:
+        if computed and len(f"{' ' * 16}{args[-1]},") > LINE_LENGTH:
+            # One argument per line and `**_given(...)` still too long: ruff splits it too.
+            args[-1] = fit(16, "**_given(", computed, ")").lstrip()
         call = fit(12, f"{constructor}(", args, ")")
         body = f"        return self.post(\n{call}\n        )"
     return _Method(message.method, message.name, signature, body), bool(computed)

@@ -83,7 +83,13 @@ class AccountRef(_AccountRefBase):
                 mood=mood,
                 given=given,
                 paint=paint,
-                **_given(names=names, scores=scores, secret=secret, account_color=account_color, size=size),
+                **_given(
+                    names=names,
+                    scores=scores,
+                    secret=secret,
+                    account_color=account_color,
+                    size=size,
+                ),
             )
         )
 

@@ -11,6 +11,7 @@ from pachytype._ecosystem import Ecosystem
 from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
+    ActivationTimeoutError,
     DecodeError,
     EcosystemClosedError,
     EncodeError,
@@ -43,6 +44,7 @@ from pachytype.simulation import (
 __all__ = [
     "Activation",
     "ActivationError",
+    "ActivationTimeoutError",
     "Address",
     "CalmCheck",
     "DeadLetter",

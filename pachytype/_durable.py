@@ -57,6 +57,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeAlias
 
 from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
+from pachytype._budget import DEFAULT_BUDGET
 from pachytype._core.envelopes import check_returned
 from pachytype._core.held import Held
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
@@ -219,8 +220,9 @@ class DurableRuntime(Runtime):
         cache_size: int = CACHE_SIZE,
         max_backlog: int = MAX_BACKLOG,
         name: str = "LocalDisk",
+        activation_budget: float = DEFAULT_BUDGET,
     ) -> None:
-        super().__init__(registry)
+        super().__init__(registry, activation_budget=activation_budget)
         self.store = store
         self.codec = codec
         self.max_batch = max_batch
@@ -747,6 +749,7 @@ class DurableRuntime(Runtime):
             self._route_durably,
             store_state=self._state_encoder(etype, live.address._id),
             keep_states=calls or followed,
+            budget=self.activation_budget,
         )
         failed: set[int] = set()
         for failure in turn.failures:

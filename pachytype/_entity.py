@@ -84,6 +84,11 @@ class Entity(Generic[Id, Msg, State]):
     state_version: ClassVar[int] = 1
     """Version of the state's shape; bump it (and add an `@upgrade`) on change."""
 
+    activation_budget: ClassVar[float | None] = None
+    """Seconds one `activate` (or `init`) may run before it is interrupted and
+    its message dead-lettered (`ActivationTimeoutError`); None: the
+    ecosystem's `activation_budget` (default `pachytype._budget.DEFAULT_BUDGET`)."""
+
     entity_type: ClassVar[str]
     """The entity type's name in addresses: the class name in snake_case."""
 

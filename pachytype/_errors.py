@@ -71,6 +71,22 @@ class InitError(PachytypeError):
         )
 
 
+class ActivationTimeoutError(PachytypeError):
+    """An `activate` (or `init`) ran past its time budget and was interrupted."""
+
+    def __init__(self, entity_type: str, id: Hashable, budget: float):
+        self.entity_type = entity_type
+        self.id = id
+        self.budget = budget
+        super().__init__(
+            f"entity {entity_type!r} (id {id!r}) ran past its activation budget of "
+            f"{budget:g} s and was interrupted; its state is unchanged and the message is a "
+            f"dead letter. activate must be quick and pure: look for a loop that never "
+            f"ends, or raise the budget (`activation_budget` on the entity class or the "
+            f"ecosystem)"
+        )
+
+
 class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""
 

@@ -36,6 +36,7 @@ from typing import Any
 from attrs import define, field
 
 from pachytype._address import Address, Envelope, Ref, make_ref
+from pachytype._budget import DEFAULT_BUDGET
 from pachytype._codec import Codec
 from pachytype._core.envelopes import check_returned
 from pachytype._core.turn import RECENT, UNBORN, Failure, Unreadable, run_turn
@@ -144,8 +145,9 @@ def run_batch(
     stored: dict[Key, tuple[int, bytes, int]],
     already: set[uuid.UUID],
     recent: Recent,
+    budget: float = DEFAULT_BUDGET,
 ) -> Outcome:
-    """Activate every entity of `mail`.
+    """Activate every entity of `mail` (each activation within `budget` seconds).
 
     `states` holds what the owner has cached (None: known never committed);
     `stored` holds `(version, data, activations)` read for the other keys;
@@ -161,7 +163,7 @@ def run_batch(
         seen.add(row.msg_id)
         by_key.setdefault((row.entity_type, row.id_text), []).append(row)
     for key, rows in by_key.items():
-        _run_entity(registry, codec, partitions, key, rows, states, stored, recent, out)
+        _run_entity(registry, codec, partitions, key, rows, states, stored, recent, out, budget)
     return out
 
 
@@ -175,6 +177,7 @@ def _run_entity(
     stored: dict[Key, tuple[int, bytes, int]],
     recent: Recent,
     out: Outcome,
+    budget: float,
 ) -> None:
     entity_type, id_text = key
     etype = registry.types.get(entity_type)
@@ -212,6 +215,7 @@ def _run_entity(
         route,
         store_state=store,
         keep_states=True,
+        budget=budget,
     )
     failures = {f.index: f for f in turn.failures}
     states_after = turn.states

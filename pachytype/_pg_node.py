@@ -40,6 +40,7 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import orjson
 
+from pachytype._budget import DEFAULT_BUDGET
 from pachytype._codec import Codec
 from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
@@ -78,6 +79,8 @@ class Node:
     ) -> None:
         self.pool = pool
         self.registry = registry
+        self.budget = DEFAULT_BUDGET
+        """Seconds one activation may run (the owner sets it below its lease)."""
         self.codec = codec
         self.membership = membership
         self.ownership: Ownership = membership.ownership
@@ -287,6 +290,7 @@ class Node:
                 stored,
                 already,
                 self._recent,
+                budget=self.budget,
             )
             await self._write(conn, out)
         self._after_commit(w, parts, mail, out)

@@ -48,6 +48,7 @@ from typing import Any, Final
 
 from pachytype._address import Address, Envelope, Key, _Envelope, make_ref, not_an_envelope
 from pachytype._address import Ref as _Ref
+from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
 from pachytype._core.envelopes import Checked, Route, check_outside, check_returned, checker
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
@@ -109,8 +110,10 @@ class Runtime:
         *,
         codec: Codec | None = None,
         max_backlog: int = MAX_BACKLOG,
+        activation_budget: float = DEFAULT_BUDGET,
     ) -> None:
         self.registry = registry
+        self.activation_budget = activation_budget
         self._codec = codec
         self._routing: Route = checker(registry) if codec is None else self._round_trip_route
         self.max_backlog = max_backlog
@@ -136,6 +139,7 @@ class Runtime:
     def start(self) -> None:
         """Start the dispatcher on the running loop."""
         _ = self.registry.types  # resolve now: a broken registry fails at open
+        watch_activations()
         self._task = asyncio.get_running_loop().create_task(
             self._dispatch(), name=f"pachytype dispatcher ({self.registry.package})"
         )
@@ -449,6 +453,7 @@ class Runtime:
             self._routing,
             store_state=self._stored_state(etype, live.address) if self._codec else None,
             keep_states=bool(calls or followers),
+            budget=self.activation_budget,
         )
         if turn.changed:
             self.states[key] = turn.stored if self._codec else turn.state

@@ -94,6 +94,30 @@ class Failure:
         return f"Failure({self.index}, {self.message!r}, {self.error!r})"
 
 
+class Watch:
+    """Where the running turn is, for the activation budget's watchdog
+    (`pachytype._budget`) to read: plain fields, written on the hot path.
+
+    `seq` counts activations started; `inside` is true while user code
+    (`init`/`activate`) runs; `entity`, `id` and `budget` name the turn.
+    """
+
+    __slots__ = ("budget", "entity", "flagged", "id", "inside", "seq")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.inside = False
+        self.flagged = -1
+        self.budget = 0.0
+        self.entity = ""
+        self.id: object = None
+
+
+WATCH: Final = Watch()
+"""The one watch of this process: one activation runs at a time per thread,
+and the budget is enforced on the main thread (see `pachytype._budget`)."""
+
+
 class Turn:
     """What a slice did.
 
@@ -138,8 +162,15 @@ def run_turn(
     *,
     store_state: StoreState | None = None,
     keep_states: bool = False,
+    budget: float = 0.0,
 ) -> Turn:
-    """Handle `messages` (in order) at `address`, starting from `state` (or UNBORN)."""
+    """Handle `messages` (in order) at `address`, starting from `state` (or UNBORN).
+
+    `budget`: seconds each `init`/`activate` may run (0: not watched)."""
+    watch = WATCH
+    watch.budget = etype.instance.activation_budget or budget
+    watch.entity = etype.name
+    watch.id = address._id
     if store_state is None:
         return _run(etype, address, state, messages, recent, route, keep_states)
     before = tuple(recent)
@@ -166,10 +197,15 @@ def _run(
     route: Route,
     keep_states: bool,
 ) -> Turn:
+    watch = WATCH
     if state is UNBORN:
         try:
+            watch.seq += 1
+            watch.inside = True
             state = etype.instance.init(address._id)
+            watch.inside = False
         except Exception as error:
+            watch.inside = False
             return _init_failed(messages, recent, error, keep_states)
     turn = Turn(state, keep_states)
     states = turn.states
@@ -182,10 +218,14 @@ def _run(
             failed = message.error
         else:
             try:
+                watch.seq += 1
+                watch.inside = True
                 envelopes, new_state = activate(message, state)
+                watch.inside = False
                 if envelopes:
                     routed.extend([route(address, env) for env in envelopes])
             except Exception as error:
+                watch.inside = False
                 failed = error
             else:
                 state = new_state
@@ -257,6 +297,7 @@ def _one_by_one(
             route,
             store_state=store_state,
             keep_states=keep_states,
+            budget=WATCH.budget,
         )
         whole.routed.extend(one.routed)
         for failure in one.failures:

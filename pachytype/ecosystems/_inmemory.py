@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pachytype._address import Envelope, Ref
+from pachytype._budget import DEFAULT_BUDGET, check_budget
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
@@ -31,6 +32,9 @@ class InMemory(Ecosystem):
       much) for code already proven on a durable ecosystem.
     * `max_backlog`: queued messages above which an outside `send` waits
       for the entities to catch up (backpressure).
+    * `activation_budget`: seconds an `activate` may run before it is
+      interrupted and its message dead-lettered (`ActivationTimeoutError`);
+      an entity class may set its own `activation_budget`.
 
     >>> async with InMemory(REGISTRY) as eco:              # doctest: +SKIP
     ...     await eco.call(refs.counter("c").increment())
@@ -38,9 +42,15 @@ class InMemory(Ecosystem):
     """
 
     def __init__(
-        self, registry: Registry, *, roundtrip: bool = True, max_backlog: int = MAX_BACKLOG
+        self,
+        registry: Registry,
+        *,
+        roundtrip: bool = True,
+        max_backlog: int = MAX_BACKLOG,
+        activation_budget: float = DEFAULT_BUDGET,
     ) -> None:
         self.registry = registry
+        self.activation_budget = check_budget(activation_budget, "InMemory")
         self.roundtrip = roundtrip
         self.max_backlog = max_backlog
         self._runtime: Runtime | None = None
@@ -59,7 +69,12 @@ class InMemory(Ecosystem):
         if self._runtime is not None:
             raise RuntimeError("this InMemory ecosystem is already open")
         codec = Codec(self.registry) if self.roundtrip else None
-        rt = Runtime(self.registry, codec=codec, max_backlog=self.max_backlog)
+        rt = Runtime(
+            self.registry,
+            codec=codec,
+            max_backlog=self.max_backlog,
+            activation_budget=self.activation_budget,
+        )
         rt.start()
         self._runtime = rt
 

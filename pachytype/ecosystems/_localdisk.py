@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pachytype._address import Envelope, Ref
+from pachytype._budget import DEFAULT_BUDGET, check_budget
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
@@ -48,8 +49,10 @@ class LocalDisk(Ecosystem):
         max_batch: int = MAX_BATCH,
         cache_size: int = CACHE_SIZE,
         max_backlog: int = MAX_BACKLOG,
+        activation_budget: float = DEFAULT_BUDGET,
     ) -> None:
         self.path = Path(path)
+        self.activation_budget = check_budget(activation_budget, f"LocalDisk({str(path)!r})")
         self.registry = registry
         self.synchronous: Synchronous = synchronous
         self.max_batch = max_batch
@@ -76,6 +79,7 @@ class LocalDisk(Ecosystem):
             max_batch=self.max_batch,
             cache_size=self.cache_size,
             max_backlog=self.max_backlog,
+            activation_budget=self.activation_budget,
         )
         await rt.open()
         self._runtime = rt

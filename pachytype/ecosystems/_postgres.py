@@ -60,6 +60,7 @@ import attrs
 import orjson
 
 from pachytype._address import Envelope, Ref, make_envelope, not_an_envelope, unpack
+from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
@@ -164,6 +165,8 @@ class Postgres(Ecosystem):
             raise RuntimeError(f"this Postgres ecosystem ({self.schema!r}) is already open")
         _ = self.registry.types
         self._codec = Codec(self.registry)
+        if self.is_node:
+            watch_activations()  # a looping activate is cut at its budget, before the lease
         settings = {
             "idle_in_transaction_session_timeout": str(max(int(self._lease * 500), 100)),
             "application_name": f"pachytype {self.schema} {self.node_id}"[:63],
@@ -220,6 +223,9 @@ class Postgres(Ecosystem):
                 poll_interval=self._poll,
                 local_calls=self._calls,
             )
+            # An activation runs inside the batch's transaction: cut it well
+            # before the session's idle-in-transaction timeout (half a lease).
+            node.budget = min(DEFAULT_BUDGET, self._lease / 4)
             await node.start()
             self._node = node
 

@@ -1,0 +1,1 @@
+"""Entities that misbehave on request: loop forever, sleep, run long."""

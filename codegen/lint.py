@@ -1,6 +1,6 @@
 """Lint: what `pachytype check` reads in user code beyond types.
 
-Design note. Two rules, both read statically with libcst (user code is
+Design note. Three rules, all read statically with libcst (user code is
 never imported):
 
 1. **Purity** of every entity's `init` and `activate` (DESIGN §1.2): no
@@ -22,7 +22,12 @@ never imported):
    use. A line ending in `# pachytype: allow-impure` is skipped: the
    escape hatch for a deliberate exception (a debug print, a cache the
    author vouches for); on a call line it vouches for the whole helper.
-2. **No private construction**: outside the generated `refs.py`, user code
+2. **Exhaustiveness** (a warning): a `match` over `activate`'s message
+   that neither names every message class in an unguarded `case` nor ends
+   in `case _: assert_never(msg)`; a class added later would fall through
+   silently (mypy's exhaustive-match catches it only when enabled, and then
+   says "Missing return statement"; `assert_never` names the class).
+3. **No private construction**: outside the generated `refs.py`, user code
    must not reach `Envelope`/`Address` through pachytype's private names
    (`pachytype._address`, `pachytype._generated`, `make_ref`,
    `make_envelope`, `_Envelope`, the `_key=` argument).
@@ -114,13 +119,14 @@ _PRIVATE_NAMES = frozenset({"make_ref", "make_envelope", "_Envelope", "_KEY"})
 def lint(model: PackageModel, modules: Sequence[ModuleSource]) -> list[Problem]:
     """Purity and private-construction problems in the package's modules
     (`modules` should not include the generated `refs.py`)."""
-    entities_by_path: dict[str, list[str]] = {}
+    entities_by_path: dict[str, dict[str, list[str]]] = {}
     for entity in model.entities:
-        entities_by_path.setdefault(entity.path, []).append(entity.sym.name)
+        messages = [m.name for m in entity.messages]
+        entities_by_path.setdefault(entity.path, {})[entity.sym.name] = messages
     found: list[Problem] = []
     functions: dict[_Key, _Function] = {}
     for module in modules:
-        visitor = _scan_module(module, set(entities_by_path.get(str(module.path), [])))
+        visitor = _scan_module(module, entities_by_path.get(str(module.path), {}))
         found.extend(visitor.problems)
         for function in visitor.functions:
             functions[function.key] = function
@@ -155,7 +161,7 @@ class _Function:
     calls: list[_Call] = Factory(list)
 
 
-def _scan_module(module: ModuleSource, entity_classes: set[str]) -> _Module:
+def _scan_module(module: ModuleSource, entity_classes: dict[str, list[str]]) -> _Module:
     source = module.path.read_text(encoding="utf-8")
     wrapper = MetadataWrapper(cst.parse_module(source))
     visitor = _Module(str(module.path), module.name, source.splitlines(), entity_classes, wrapper)
@@ -252,7 +258,7 @@ class _Module(cst.CSTVisitor):
         path: str,
         module: str,
         lines: list[str],
-        entity_classes: set[str],
+        entity_classes: dict[str, list[str]],
         wrapper: MetadataWrapper,
     ) -> None:
         super().__init__()
@@ -271,6 +277,8 @@ class _Module(cst.CSTVisitor):
         self.function_depth = 0
         self.locals: set[str] = set()
         self.params: set[str] = set()
+        self.message_param: str | None = None
+        """The name of `activate`'s message parameter, inside `activate`."""
 
     @property
     def entry(self) -> bool:
@@ -325,6 +333,9 @@ class _Module(cst.CSTVisitor):
             self.function_depth = self.depth
             self.locals = _local_names(node)
             self.params = {p.name.value for p in node.params.params} - {"self"}
+            params = [p.name.value for p in node.params.params]
+            is_activate = entity is not None and name == "activate" and len(params) >= 2
+            self.message_param = params[1] if is_activate else None
             if entity is not None and node.asynchronous is not None:
                 self._impure(node, f"`{name}` is `async def`; make it a plain `def`")
         self.depth += 1
@@ -333,6 +344,40 @@ class _Module(cst.CSTVisitor):
         self.depth -= 1
         if self.function is not None and self.depth == self.function_depth:
             self.function = None
+
+    # -- exhaustiveness (a match over activate's message) ---------------------
+
+    def visit_Match(self, node: cst.Match) -> None:
+        if self.message_param is None or self.klass is None or self.function is None:
+            return
+        if not (isinstance(node.subject, cst.Name) and node.subject.value == self.message_param):
+            return
+        if node.cases and _asserts_never(node.cases[-1]):
+            return
+        named: set[str] = set()
+        for case in node.cases:
+            if case.guard is None:
+                named.update(_class_names(case.pattern))
+        messages = self.entity_classes[self.klass]
+        missing = [m for m in messages if m not in named]
+        if not missing:
+            return
+        line = self._line(node)
+        if self._allowed(line):
+            return
+        msg = self.message_param
+        self.problems.append(
+            Problem(
+                self.path,
+                line,
+                f"{self.klass}.activate: this match over its messages does not name "
+                f"{', '.join(f'`{m}`' for m in missing)} in a case of its own and does not "
+                f"end in `assert_never`: a message class added later falls through "
+                f"silently; name every class and end with `case _: assert_never({msg})` "
+                f"(`from typing import assert_never`), so a missing case names itself",
+                warning=True,
+            )
+        )
 
     # -- private construction (anywhere) -------------------------------------
 
@@ -496,6 +541,37 @@ class _Module(cst.CSTVisitor):
                 f"`Entity.address(id)`",
             )
         )
+
+
+def _class_names(pattern: cst.MatchPattern) -> set[str]:
+    """The classes a case pattern names at its top (`A()`, `A() | B()`, `A() as a`)."""
+    match pattern:
+        case cst.MatchClass(cls=cls):
+            spelled = cst.helpers.get_full_name_for_node(cls) or ""
+            return {spelled.rpartition(".")[2]}
+        case cst.MatchOr(patterns=elements):
+            return {n for element in elements for n in _class_names(element.pattern)}
+        case cst.MatchAs(pattern=inner) if inner is not None:
+            return _class_names(inner)
+        case _:
+            return set()
+
+
+def _asserts_never(case: cst.MatchCase) -> bool:
+    """Whether the case catches everything and its body calls `assert_never`."""
+    pattern = case.pattern
+    if not (isinstance(pattern, cst.MatchAs) and pattern.pattern is None and case.guard is None):
+        return False
+    found = False
+
+    class _Finder(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            nonlocal found
+            name = cst.helpers.get_full_name_for_node(node.func) or ""
+            found = found or name.rpartition(".")[2] == "assert_never"
+
+    case.body.visit(_Finder())
+    return found
 
 
 def _impurity(name: str) -> str | None:

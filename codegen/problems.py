@@ -19,10 +19,12 @@ class Problem:
     line: int
     """1-based; 0 when the problem is the file or directory as a whole."""
     message: str
+    warning: bool = False
+    """A warning is printed but does not fail `pachytype check`."""
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.message}"
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 class GenerateError(Exception):

@@ -1,10 +1,11 @@
 """`pachytype check PKG_DIR [--no-mypy]`: everything CI should ask of a package.
 
 A thin adapter: runs, in order, the generator's freshness check (`refs.py`
-up to date), the schema lock comparison (`codegen.lock`), the purity and
-private-name lint (`codegen.lint`), then mypy with the project's settings
-(the invalid-send guarantee) unless `--no-mypy`. Prints every problem as
-`file:line: message`, then a summary; exits 1 if there was any.
+up to date), the schema lock comparison (`codegen.lock`), the purity,
+private-name and exhaustiveness lint (`codegen.lint`), then mypy with the
+project's settings (the invalid-send guarantee) unless `--no-mypy`. Prints
+every problem as `file:line: message` (warnings as `file:line: warning:
+message`), then a summary; exits 1 if there was any problem but a warning.
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ def check(package_dir: Path, no_mypy: bool) -> None:
     problems = static_problems(package_dir)
     for problem in problems:
         click.echo(str(problem))
-    failed = bool(problems)
+    failed = any(not p.warning for p in problems)
     if not no_mypy:
         failed = _mypy(package_dir) or failed
     if failed:
         click.echo(f"pachytype check {package_dir}: failed", err=True)
         raise SystemExit(1)
-    click.echo(f"pachytype check {package_dir}: ok")
+    warnings = sum(1 for p in problems if p.warning)
+    plural = "s" if warnings > 1 else ""
+    click.echo(
+        f"pachytype check {package_dir}: ok"
+        + (f" ({warnings} warning{plural})" if warnings else "")
+    )
 
 
 def static_problems(package_dir: Path) -> list[Any]:

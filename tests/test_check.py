@@ -574,3 +574,70 @@ def test_a_method_helper_and_a_module_logger(shop: Path) -> None:
 def test_pure_helpers_pass(shop: Path) -> None:
     add_helpers(shop, "", "name = name.strip()")
     assert static_check(shop) == []
+
+
+# -- exhaustiveness: a match over the messages ends in assert_never ---------------
+
+FALLBACK = "            case _:\n                return [], state\n"
+
+
+def test_a_match_that_lets_a_message_fall_through_is_warned_about(shop: Path) -> None:
+    edit(
+        shop,
+        "            case Clear():\n                return [], CartState()\n",
+        FALLBACK,
+    )
+    result = run(check, shop, "--no-mypy")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'match msg:')}: warning: Cart.activate: this match "
+        "over its messages does not name `Clear` in a case of its own and does not end in "
+        "`assert_never`: a message class added later falls through silently; name every "
+        "class and end with `case _: assert_never(msg)` (`from typing import assert_never`), "
+        "so a missing case names itself",
+        f"pachytype check {shop}: ok (1 warning)",
+    ]
+
+
+def test_a_guarded_case_does_not_count_as_naming_its_class(shop: Path) -> None:
+    edit(shop, "            case Clear():\n", "            case Clear() if state.items:\n")
+    edit(
+        shop,
+        "                return [], CartState()\n",
+        "                return [], CartState()\n" + FALLBACK,
+    )
+    output = run(check, shop, "--no-mypy").output
+    assert "warning: Cart.activate: this match over its messages does not name `Clear`" in output
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        "            case _:\n                assert_never(msg)\n",  # names itself under mypy
+        "",  # every class named: exhaustive as it is
+    ],
+)
+def test_a_match_that_names_every_class_or_ends_in_assert_never_passes(
+    shop: Path, ending: str
+) -> None:
+    edit(
+        shop,
+        "from attrs import frozen\n",
+        "from typing import assert_never\n\nfrom attrs import frozen\n",
+    )
+    edit(
+        shop,
+        "                return [], CartState()\n",
+        "                return [], CartState()\n" + ending,
+    )
+    assert static_check(shop) == []
+
+
+def test_a_match_with_several_classes_per_case_counts_them_all(shop: Path) -> None:
+    edit(
+        shop,
+        "            case AddItem(name=name):\n",
+        "            case AddItem(name=name) as m:\n",
+    )
+    edit(shop, "            case Clear():\n", "            case Clear() | Clear():\n")
+    assert static_check(shop) == []

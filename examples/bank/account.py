@@ -11,7 +11,7 @@ integers of cents (state version 2), shown to people by `money`.
 
 from __future__ import annotations
 
-from typing import Any, NewType
+from typing import Any, NewType, assert_never
 
 from attrs import frozen
 
@@ -95,6 +95,8 @@ class Account(Entity[AccountId, AccountMsg, AccountState]):
             case Transfer(amount=amount, to=to):
                 left = _debit(f"transfer to {to!r}", amount, state.balance)
                 return [refs.account(to).deposit(amount=amount)], AccountState(left)
+            case _:
+                assert_never(msg)
 
     @upgrade(from_version=1)
     def _cents(raw: dict[str, Any]) -> dict[str, Any]:

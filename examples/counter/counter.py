@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import NewType, assert_never
 
 from attrs import frozen
 
@@ -45,3 +45,5 @@ class Counter(Entity[CounterId, CounterMsg, int]):
                 return [], state + n
             case Reset():
                 return [], 0
+            case _:
+                assert_never(msg)

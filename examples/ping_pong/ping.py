@@ -6,7 +6,7 @@ the Pinger needs it to give its own address as the reply address.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NewType
+from typing import TYPE_CHECKING, NewType, assert_never
 
 from attrs import evolve, frozen
 
@@ -67,3 +67,5 @@ class Pinger(Entity[PingerId, PingerMsg, PingerState]):
                 if n >= state.rallies:
                     return [], played
                 return [refs.ponger(by).ping(n=n + 1, reply_to=refs.pinger(state.me))], played
+            case _:
+                assert_never(msg)

@@ -6,7 +6,7 @@ sum. Two clerks racing can both read the old value; one update is lost.
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import NewType, assert_never
 
 from attrs import frozen
 
@@ -54,6 +54,8 @@ class Stock(Entity[str, StockMsg, int]):
                 return [], count
             case Add(amount=amount):
                 return [], state + amount
+            case _:
+                assert_never(msg)
 
 
 @frozen
@@ -98,3 +100,5 @@ class Clerk(Entity[ClerkId, ClerkMsg, ClerkState]):
                 if state.stock is None:
                     return [], state
                 return [state.stock.post(Put(count + state.amount))], ClerkState(state.me)
+            case _:
+                assert_never(msg)

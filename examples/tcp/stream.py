@@ -15,6 +15,7 @@ nothing else to do, which is exactly when a lost segment would stall it.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import assert_never
 
 from attrs import frozen
 
@@ -112,6 +113,8 @@ class Client(Entity[str, ClientMsg, ClientState]):
                 resend = [_via_proxy(state.me, s) for s in state.unacked]
                 again = refs.client(state.me).tick().after(RESEND_AFTER)
                 return [*resend, again], state
+            case _:
+                assert_never(msg)
 
 
 def _via_proxy(me: str, segment: Segment) -> Envelope[int]:
@@ -145,6 +148,8 @@ class Proxy(Entity[str, ProxyMsg, int]):
                 return [to.post(chunk)], state + 1
             case RelaySegment(segment=segment, to=to):
                 return [to.post(segment)], state + 1
+            case _:
+                assert_never(msg)
 
 
 @frozen

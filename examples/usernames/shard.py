@@ -14,7 +14,7 @@ in the state, copied, never mutated, on every change.
 from __future__ import annotations
 
 import zlib
-from typing import NewType
+from typing import NewType, assert_never
 
 from attrs import evolve, field, frozen
 
@@ -104,6 +104,8 @@ class Shard(Entity[ShardId, ShardMsg, ShardState]):
                     raise NotOwner(name, user)
                 owners = {n: u for n, u in state.owners.items() if n != name}
                 return [], evolve(state, owners=owners)
+            case _:
+                assert_never(msg)
 
 
 def _check_mine(name: str, shard: ShardId) -> None:

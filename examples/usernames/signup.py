@@ -11,7 +11,7 @@ name held and cancels any pending request.
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import NewType, assert_never
 
 from attrs import evolve, frozen
 
@@ -99,6 +99,8 @@ class Signup(Entity[UserId, SignupMsg, SignupState]):
             case Taken(name=name):
                 asking = None if name == state.asking else state.asking
                 return [], evolve(state, asking=asking, refused=(*state.refused, name))
+            case _:
+                assert_never(msg)
 
 
 def _release(name: str, user: UserId) -> Envelope[shard.ShardState]:

@@ -1,6 +1,8 @@
-"""An `activate` that forgets a message class (exhaustive-match)."""
+"""An `activate` that forgets a message class (exhaustive-match; `assert_never` names it)."""
 
 from __future__ import annotations
+
+from typing import assert_never
 
 from attrs import frozen
 
@@ -44,3 +46,14 @@ class Listener(Entity[str, Deposit | Transfer | Stop, int]):
 class Narrower(Entity[str, CounterMsg, int]):
     def activate(self, msg: Increment, state: int) -> Activation[int]:  # E: Argument 1 of "activate" is incompatible with supertype "pachytype._entity.Entity"; supertype defines the argument type as "Increment | Add | Reset"  # P: Method "activate" overrides class "Entity" in an incompatible manner
         return [], state + 1
+
+
+class EndsInAssertNever(Entity[str, CounterMsg, int]):
+    def activate(self, msg: CounterMsg, state: int) -> Activation[int]:
+        match msg:
+            case Increment():
+                return [], state + 1
+            case Add(amount=n):
+                return [], state + n
+            case _:
+                assert_never(msg)  # E: Argument 1 to "assert_never" has incompatible type "Reset"; expected "Never"  # P: Argument of type "Reset" cannot be assigned to parameter "arg" of type "Never"

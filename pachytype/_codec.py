@@ -31,6 +31,15 @@ the orjson backend. Rules:
 - **State** is encoded at the entity's current `state_version`; decoding
   takes the stored version, runs the `@upgrade` chain over the raw data
   (`pachytype._versioning`) and then structures it.
+- **Bad values are refused here, at encoding**, so at `send` (or, for mail
+  an activation sends and states it returns, as that activation's failure:
+  a dead letter), never in a store, whatever the ecosystem: an id text
+  holding NUL (PostgreSQL cannot store it in text) or a lone surrogate
+  (not Unicode: no UTF-8 encoding, SQLite and PostgreSQL refuse it), any
+  string holding a lone surrogate, an id text over `MAX_ID_BYTES`, a
+  message over `MAX_MESSAGE_BYTES`, a state over `MAX_STATE_BYTES` (sizes
+  of the UTF-8/JSON encoding). The error is an `EncodeError` naming the
+  entity and the id (`ValueTooLargeError` for sizes).
 
 Speed: the hot path uses a converter without detailed validation; only when
 decoding fails is the data structured again with detailed validation, to
@@ -43,7 +52,7 @@ import typing
 import uuid
 from collections import abc
 from collections.abc import Callable, Hashable
-from typing import Any, NewType
+from typing import Any, Final, NewType
 
 import attrs
 import orjson
@@ -58,11 +67,30 @@ from cattrs.gen import make_dict_structure_fn_from_attrs, make_dict_unstructure_
 from cattrs.preconf.orjson import make_converter
 
 from pachytype._address import Address, Envelope, Ref, make_envelope, make_ref, unpack
-from pachytype._errors import DecodeError, EncodeError, PachytypeError, UnknownEntityError
+from pachytype._errors import (
+    DecodeError,
+    EncodeError,
+    PachytypeError,
+    UnknownEntityError,
+    ValueTooLargeError,
+)
 from pachytype._hints import field_types, unresolved_names
 from pachytype._names import snake_case
 from pachytype._registry import EntityType, Registry
 from pachytype._versioning import upgrade_raw
+
+MAX_ID_BYTES: Final = 1024
+"""The longest id, in bytes of its canonical text (UTF-8). Ids are database
+keys, repeated in every message row and index entry (PostgreSQL refuses
+index entries over about 2.7 KB); a longer natural key should be hashed."""
+
+MAX_MESSAGE_BYTES: Final = 1024 * 1024
+"""The largest encoded message (1 MiB of JSON). Messages are copied through
+mailboxes, batches and dead letters; bulky data should travel by reference."""
+
+MAX_STATE_BYTES: Final = 16 * 1024 * 1024
+"""The largest encoded state (16 MiB of JSON). A state is written whole at
+every commit of its entity: a state near this size is already slow."""
 
 Unstructure = Callable[[Any], Any]
 Structure = Callable[[Any, Any], Any]
@@ -119,11 +147,17 @@ class Codec:
     # -- ids -----------------------------------------------------------------
 
     def encode_id(self, entity_type: str, id: Hashable) -> str:
-        """The canonical text of `id` (the same id always gives the same text)."""
+        """The canonical text of `id` (the same id always gives the same text).
+
+        Raises `EncodeError` for an id of the wrong type or whose text holds
+        NUL or a lone surrogate, `ValueTooLargeError` over `MAX_ID_BYTES`.
+        """
         codec = self._for(entity_type, id)
         try:
-            return codec.id.encode(id)
+            text = codec.id.encode(id)
         except (TypeError, ValueError) as error:
+            if "surrogates not allowed" in str(error):  # orjson, on an id made of fields
+                raise EncodeError(entity_type, id, "id", _unencodable(error)) from None
             raise EncodeError(
                 entity_type,
                 id,
@@ -131,6 +165,9 @@ class Codec:
                 f"expected {codec.id.expected}, got {type(id).__name__} ({error}); build "
                 f"the address with the entity's ref",
             ) from None
+        if not (text.isascii() and len(text) <= MAX_ID_BYTES) or "\x00" in text:
+            _check_id_text(entity_type, id, text)
+        return text
 
     def decode_id(self, entity_type: str, text: str) -> Hashable:
         """The id whose canonical text is `text`."""
@@ -154,8 +191,14 @@ class Codec:
 
     # -- messages ------------------------------------------------------------
 
-    def encode_message(self, entity_type: str, message: object) -> bytes:
-        """`message` as `[tag, fields]` JSON bytes."""
+    def encode_message(self, entity_type: str, message: object, id: Hashable = None) -> bytes:
+        """`message` as `[tag, fields]` JSON bytes (`id`, of the receiver, only
+        names it in errors).
+
+        Raises `EncodeError` for a value the message's types do not allow or
+        a string holding a lone surrogate, `ValueTooLargeError` over
+        `MAX_MESSAGE_BYTES`.
+        """
         codec = self._entities.get(entity_type) or self._for(entity_type, None)
         entry = codec.by_class.get(type(message))
         if entry is None:
@@ -163,9 +206,20 @@ class Codec:
             raise AssertionError  # pragma: no cover (check_message raised)
         tag, unstructure = entry
         try:
-            return orjson.dumps([tag, unstructure(message)])
+            data = orjson.dumps([tag, unstructure(message)])
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
-            raise EncodeError(entity_type, None, f"{tag} message", str(error)) from error
+            raise EncodeError(entity_type, id, f"{tag} message", _unencodable(error)) from error
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ValueTooLargeError(
+                entity_type,
+                id,
+                f"{tag} message",
+                len(data),
+                MAX_MESSAGE_BYTES,
+                "send bulky data by reference (store it elsewhere, send its key) or split "
+                "it into several messages",
+            )
+        return data
 
     def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object:
         """The message encoded in `data` (`id` only names the receiver in errors)."""
@@ -215,18 +269,35 @@ class Codec:
 
     # -- state ---------------------------------------------------------------
 
-    def encode_state(self, entity_type: str, state: object) -> bytes:
-        """`state` as JSON bytes, at the entity's current `state_version`."""
-        codec = self._for(entity_type, None)
+    def encode_state(self, entity_type: str, state: object, id: Hashable = None) -> bytes:
+        """`state` as JSON bytes, at the entity's current `state_version` (`id`
+        only names the entity in errors).
+
+        Raises `EncodeError` for a value the state type does not allow or a
+        string holding a lone surrogate, `ValueTooLargeError` over
+        `MAX_STATE_BYTES`.
+        """
+        codec = self._for(entity_type, id)
         try:
-            return orjson.dumps(codec.state_unstructure(state))
+            data = orjson.dumps(codec.state_unstructure(state))
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
             raise EncodeError(
                 entity_type,
-                None,
+                id,
                 "state",
-                f"{error}; the state must be a {_spell(codec.state_type)}",
+                f"{_unencodable(error)}; the state must be a {_spell(codec.state_type)}",
             ) from error
+        if len(data) > MAX_STATE_BYTES:
+            raise ValueTooLargeError(
+                entity_type,
+                id,
+                "state",
+                len(data),
+                MAX_STATE_BYTES,
+                "a state is written whole at every commit: keep bulky data in other "
+                "entities (one per part) or outside pachytype, and keep its key here",
+            )
+        return data
 
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object:
         """The state stored as `data` with `version`: upgraded, then structured.
@@ -301,9 +372,12 @@ class Codec:
         name, id = address._key
         codec = self._entities.get(name)
         try:
-            return [name, codec.id.encode(id)]  # type: ignore[union-attr]
+            text = codec.id.encode(id)  # type: ignore[union-attr]
         except (AttributeError, TypeError, ValueError):
             return [name, self.encode_id(name, id)]  # raises, naming what is wrong
+        if not (text.isascii() and len(text) <= MAX_ID_BYTES) or "\x00" in text:
+            _check_id_text(name, id, text)
+        return [name, text]
 
     def _address_structure(self, type_: Any, _converter: Converter) -> Structure:
         """The hook for one declared address type (`Address[M]`, `ClientRef`)."""
@@ -419,6 +493,64 @@ class Codec:
             return value
 
         return _IdCodec(encode, decode, _spell(base))
+
+
+_SURROGATE_FIX: Final = (
+    "a lone surrogate is not Unicode text and has no UTF-8 encoding (it usually comes "
+    "from bytes decoded with errors='surrogateescape', e.g. file names): decode such "
+    "bytes strictly, or carry them as hex or base64"
+)
+
+
+def _unencodable(error: BaseException) -> str:
+    """What an encoding failure means, and what to do about a lone surrogate."""
+    text = str(error)
+    if "surrogates not allowed" in text:
+        return f"a str in it holds a lone surrogate; {_SURROGATE_FIX}"
+    return text
+
+
+def storable_text(text: str) -> str:
+    """`text` (an error message, a traceback) as every store can keep it: lone
+    surrogates (no UTF-8 encoding) and NUL (refused by PostgreSQL's text) are
+    written as the escapes `\\udcff` and `\\x00`, so they stay visible."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def _check_id_text(entity_type: str, id: Hashable, text: str) -> None:
+    """Refuse an id text no store can keep as a key (see the module's rules)."""
+    at = text.find("\x00")
+    if at >= 0:
+        raise EncodeError(
+            entity_type,
+            id,
+            "id",
+            f"its text holds NUL ('\\x00', at index {at}), which PostgreSQL cannot store "
+            f"in text and no ecosystem accepts in an id (ids are database keys); remove it, "
+            f"or carry binary ids as hex",
+        )
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as error:
+        raise EncodeError(
+            entity_type,
+            id,
+            "id",
+            f"its text holds the lone surrogate {text[error.start]!r} at index "
+            f"{error.start}; {_SURROGATE_FIX}",
+        ) from None
+    if size > MAX_ID_BYTES:
+        raise ValueTooLargeError(
+            entity_type,
+            id,
+            "id",
+            size,
+            MAX_ID_BYTES,
+            "ids are database keys: use a shorter id (e.g. a hash of the long value, "
+            "keeping the value itself in the state)",
+        )
 
 
 def _id_fix(codec: _EntityCodec) -> str:

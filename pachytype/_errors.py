@@ -141,6 +141,23 @@ class EncodeError(PachytypeError, TypeError):
         )
 
 
+class ValueTooLargeError(EncodeError, ValueError):
+    """An id, message or state whose encoding is over its documented limit
+    (`pachytype._codec.MAX_ID_BYTES`, `MAX_MESSAGE_BYTES`, `MAX_STATE_BYTES`)."""
+
+    def __init__(
+        self, entity_type: str, id: Hashable, what: str, size: int, limit: int, fix: str
+    ) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            entity_type,
+            id,
+            what,
+            f"it encodes to {size:,} bytes, over the limit of {limit:,} bytes; {fix}",
+        )
+
+
 class StateVersionError(PachytypeError):
     """Stored state whose version the code cannot bring to its `state_version`.
 
@@ -171,7 +188,7 @@ class StateVersionError(PachytypeError):
 
 
 def _id(id: Hashable) -> str:
-    return "unknown" if id is None else repr(id)
+    return "unknown" if id is None else _shown(id)
 
 
 def _shown(value: object, limit: int = 200) -> str:

@@ -50,6 +50,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pachytype._codec import storable_text
 from pachytype._errors import DatabaseFileError, PachytypeError
 from pachytype._store import (
     CommitBatch,
@@ -501,9 +502,9 @@ def _dead_values(d: DeadRow) -> tuple[Any, ...]:
         d.entity_type,
         d.id_text,
         d.message,
-        d.error_type,
-        d.error,
-        d.traceback,
+        storable_text(d.error_type),
+        storable_text(d.error),
+        storable_text(d.traceback),
         d.state,
         d.version,
         pack_blobs(d.recent),

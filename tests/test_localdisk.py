@@ -380,3 +380,25 @@ async def test_undecodable_mail_of_a_held_entity_does_not_skip_the_mail_before_i
         await eco.settle()
         assert await eco.state(refs.log(5)) == tuple(range(21))
         assert len(await eco.dead_letters()) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_durable._dispatch: a store failure in _load (after _build) drops the built "
+    "batch's futures: set self._pending = built[1] before `await self._load()` (the lead's "
+    "file, not changed here)",
+)
+async def test_a_store_failing_while_loading_a_state_fails_the_waiters_too(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "eco.db"
+    async with LocalDisk(db, REGISTRY) as eco:
+        await eco.call(tally("s").add(n=1))
+        store = eco._rt.store
+        assert isinstance(store, SqliteStore)
+        store._c().close()  # the disk goes away, as far as SQLite can tell
+        # A new entity: its state must be read before its turn, and that read fails.
+        with pytest.raises(sqlite3.ProgrammingError):
+            await asyncio.wait_for(eco.send(tally("new").add(n=1)), 5)
+        with pytest.raises(PachytypeError, match=r"the LocalDisk store failed"):
+            await asyncio.wait_for(eco.settle(), 5)

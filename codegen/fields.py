@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 
 import libcst as cst
+from attrs import frozen
 from libcst.helpers import get_full_name_for_node
 
 from pachytype._schema import literal as _schema_literal  # noqa: PLC2701 (one spelling)
@@ -254,66 +255,111 @@ def _call_default(resolver: Resolver, module: str, call: cst.Call) -> tuple[bool
 # -- enums ---------------------------------------------------------------------
 
 _ENUM_BASES = frozenset({"Enum", "IntEnum", "StrEnum", "Flag", "IntFlag"})
+# The data type each flavour converts member values to (`str(1)` -> "1").
+_FLAVOUR_TYPES = {"StrEnum": "str", "IntEnum": "int", "IntFlag": "int"}
+_MIXINS = {"str": str, "int": int, "float": float}
 
 
-def _enum_flavour(resolver: Resolver, klass: ClassFacts, depth: int = 0) -> str | None:
-    """`Enum`, `StrEnum`, `Flag`... if the class is an enum (through package bases too)."""
-    for base in klass.node.bases:
+@frozen
+class _Flavour:
+    """What kind of enum a class is: its `enum` base and its data type, if any."""
+
+    base: str
+    mixin: str | None
+
+
+def _enum_flavour(resolver: Resolver, klass: ClassFacts, depth: int = 0) -> _Flavour | None:
+    """`Enum`, `StrEnum`, `Flag`... if the class is an enum (through package bases
+    too), with the builtin data type mixed in (`class Color(str, Enum)`)."""
+    base: str | None = None
+    mixin: str | None = None
+    for node in klass.node.bases:
         try:
-            sym = resolver.expr(klass.module, base.value)
+            sym = resolver.expr(klass.module, node.value)
         except Unresolved:
             continue
         if not isinstance(sym, Sym):
             continue
-        if sym.kind is Kind.EXTERNAL and sym.module == "enum" and sym.name in _ENUM_BASES:
-            return sym.name
-        if sym.kind is Kind.CLASS and depth < 20:
+        if sym.kind is Kind.BUILTIN and sym.name in _MIXINS:
+            mixin = mixin or sym.name
+        elif sym.kind is Kind.EXTERNAL and sym.module == "enum" and sym.name in _ENUM_BASES:
+            base = base or sym.name
+        elif sym.kind is Kind.CLASS and depth < 20:
             found = _enum_flavour(resolver, resolver.class_facts(sym), depth + 1)
             if found is not None:
-                return found
-    return None
+                base, mixin = base or found.base, mixin or found.mixin
+    if base is None:
+        return None
+    return _Flavour(base, mixin or _FLAVOUR_TYPES.get(base))
 
 
 def _enum_members(
-    resolver: Resolver, klass: ClassFacts, flavour: str, problems: list[Problem]
+    resolver: Resolver, klass: ClassFacts, flavour: _Flavour, problems: list[Problem]
 ) -> tuple[tuple[str, str], ...]:
-    """The members as `enum` makes them: `NAME = literal` or `NAME = auto()`, aliases
-    (a value seen before) left out. Stored data holds the values, so the lock needs
-    them; a value the generator cannot compute is a problem naming the member."""
+    """The members as iterating the enum gives them (Python 3.11): `NAME = literal`
+    or `NAME = auto()`, converted to the enum's data type, aliases (a value seen
+    before) and, for flags, members that are not a single bit left out. Stored
+    data holds the values, so the lock needs them; a value the generator cannot
+    compute is a problem naming the member."""
     facts = resolver.modules[klass.module]
     members: list[tuple[str, str]] = []
     values: list[object] = []
+    raws: list[object] = []
+    """The values as written: what `auto()` counts on from."""
+    custom_auto = _defines_method(klass, "_generate_next_value_")
     for line in klass.node.body.body:
         if not isinstance(line, cst.SimpleStatementLine):
             continue
         for statement in line.body:
-            if not (
-                isinstance(statement, cst.Assign)
-                and len(statement.targets) == 1
-                and isinstance(statement.targets[0].target, cst.Name)
-            ):
+            target, value_node = _member_assignment(statement)
+            if target is None or value_node is None or target.startswith("_"):
                 continue
-            name = statement.targets[0].target.value
-            if name.startswith("_"):
-                continue
-            value = _enum_value(resolver, klass.module, statement.value, name, flavour, values)
+            raw = _enum_value(
+                resolver, klass.module, value_node, target, flavour, raws, custom_auto
+            )
+            value = _UNKNOWN if raw is _UNKNOWN else _convert(raw, flavour)
             if value is _UNKNOWN:
                 problems.append(
                     Problem(
                         facts.path,
                         facts.line(statement),
-                        f"enum member `{klass.name}.{name}`: its value is not a literal the "
-                        f"generator can read, and stored data holds enum values, so the schema "
-                        f'lock must know it; write a literal (`{name} = "{name.lower()}"`) '
-                        f"or `auto()`",
+                        f"enum member `{klass.name}.{target}`: the generator cannot compute its "
+                        f"value, and stored data holds enum values, so the schema lock must "
+                        f'know it; write it as a literal (`{target} = "{target.lower()}"`)',
                     )
                 )
                 continue
+            raws.append(raw)
             if value in values:
                 continue  # an alias: iterating the enum skips it
             values.append(value)
-            members.append((name, _schema_literal(value)))
+            single_bit = isinstance(value, int) and value > 0 and value & (value - 1) == 0
+            if flavour.base in ("Flag", "IntFlag") and not single_bit:
+                continue  # 0 and combinations are not iterated over
+            members.append((target, _schema_literal(value)))
     return tuple(members)
+
+
+def _member_assignment(
+    statement: cst.BaseSmallStatement,
+) -> tuple[str | None, cst.BaseExpression | None]:
+    """`NAME = value` or `NAME: type = value` in an enum body."""
+    if (
+        isinstance(statement, cst.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0].target, cst.Name)
+    ):
+        return statement.targets[0].target.value, statement.value
+    if isinstance(statement, cst.AnnAssign) and isinstance(statement.target, cst.Name):
+        return statement.target.value, statement.value
+    return None, None
+
+
+def _defines_method(klass: ClassFacts, name: str) -> bool:
+    return any(
+        isinstance(line, cst.FunctionDef) and line.name.value == name
+        for line in klass.node.body.body
+    )
 
 
 _UNKNOWN = object()
@@ -324,25 +370,37 @@ def _enum_value(
     module: str,
     node: cst.BaseExpression,
     name: str,
-    flavour: str,
+    flavour: _Flavour,
     previous: list[object],
+    custom_auto: bool,
 ) -> object:
     if isinstance(node, cst.Call) and not node.args:
         sym = _decorator_sym(resolver, module, node.func)
         if sym is not None and sym.module == "enum" and sym.name == "auto":
-            return _auto(name, flavour, previous)
+            # A class's own `_generate_next_value_` cannot be run statically.
+            return _UNKNOWN if custom_auto else _auto(name, flavour.base, previous)
     code = literal_code(node)
     if code is None:
         return _UNKNOWN
     return ast.literal_eval(code)
 
 
-def _auto(name: str, flavour: str, previous: list[object]) -> object:
+def _convert(value: object, flavour: _Flavour) -> object:
+    """The value as the enum's data type makes it (`class C(str, Enum): A = 1` is "1")."""
+    if flavour.mixin is None:
+        return value
+    try:
+        return _MIXINS[flavour.mixin](value)
+    except (TypeError, ValueError):
+        return _UNKNOWN
+
+
+def _auto(name: str, base: str, previous: list[object]) -> object:
     """What `enum.auto()` gives (Python 3.11's `_generate_next_value_` of each flavour)."""
-    if flavour == "StrEnum":
+    if base == "StrEnum":
         return name.lower()
     ints = [v for v in previous if isinstance(v, int) and not isinstance(v, bool)]
-    if flavour in ("Flag", "IntFlag"):
+    if base in ("Flag", "IntFlag"):
         return 1 << max(ints).bit_length() if ints else 1
     last = previous[-1] if previous else None
     if isinstance(last, int) and not isinstance(last, bool):

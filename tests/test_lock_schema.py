@@ -13,6 +13,7 @@ import pytest
 
 from codegen.fingerprint import schema as static_schema
 from codegen.generate import generate, scan_package, write
+from codegen.problems import GenerateError
 from pachytype import InMemory, Registry, StaleRegistryError
 from pachytype._schema import (
     canonical,
@@ -211,3 +212,142 @@ def test_a_newtype_of_another_package_is_spelled_by_name_on_both_sides(tmp_path:
         sys.path.remove(str(tmp_path))
         for name in [m for m in sys.modules if m.split(".")[0] == "porter_pkg"]:
             del sys.modules[name]
+
+
+ENUMS = '''\
+"""Enums of every flavour the generator reads statically."""
+
+from __future__ import annotations
+
+import enum
+from enum import Enum, auto
+
+from attrs import frozen
+
+from pachytype import Activation, Entity
+
+
+class Plain(Enum):
+    """Literal values, an alias, an annotated member, a method."""
+
+    RED = "red"
+    CRIMSON = "red"
+    BLUE: str = "blue"
+    _ignore_ = ["helper"]
+
+    def shout(self) -> str:
+        return str(self.value).upper()
+
+
+class Counted(enum.IntEnum):
+    """auto() counts on from the last int."""
+
+    ONE = auto()
+    TEN = 10
+    ELEVEN = auto()
+    TWELVE = "12"
+
+
+class Named(enum.StrEnum):
+    """auto() is the lower-cased name."""
+
+    NORTH = auto()
+    SOUTH = "S"
+
+
+class Mixed(str, Enum):
+    """A str mixin converts values."""
+
+    ONE = 1
+    TWO = auto()
+
+
+class Perm(enum.Flag):
+    """Only single bits are iterated over."""
+
+    NONE = 0
+    R = auto()
+    W = auto()
+    RW = 3
+    X = 4
+
+
+class Base(Enum):
+    """A base without members."""
+
+
+class Derived(Base):
+    """Members on a package base."""
+
+    A = (1, "a")
+    B = -2.5
+
+
+@frozen
+class Palette:
+    """All of them."""
+
+    plain: Plain = Plain.RED
+    counted: Counted = Counted.ONE
+    named: Named = Named.NORTH
+    mixed: Mixed = Mixed.ONE
+    perm: Perm = Perm.R
+    derived: Derived = Derived.A
+
+
+class Painter(Entity[str, Palette, Palette]):
+    """Keeps the last palette."""
+
+    def init(self, id: str) -> Palette:
+        return Palette()
+
+    def activate(self, msg: Palette, state: Palette) -> Activation[Palette]:
+        return [], msg
+'''
+
+
+def test_enum_members_read_statically_are_the_ones_python_makes(tmp_path: Path) -> None:
+    package = tmp_path / "enum_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Enums."""\n')
+    (package / "paint.py").write_text(ENUMS)
+    static = static_schema(scan_package(package))
+    write(generate(package))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        registry = importlib.import_module("enum_pkg.refs").REGISTRY
+        live = live_schema(registry)
+        assert live == static
+        members = {
+            name.rpartition(".")[2]: [(m.name, m.value) for m in c.members]
+            for name, c in live.classes.items()
+            if c.members
+        }
+        assert members == {
+            "Plain": [("RED", '"red"'), ("BLUE", '"blue"')],
+            "Counted": [("ONE", "1"), ("TEN", "10"), ("ELEVEN", "11"), ("TWELVE", "12")],
+            "Named": [("NORTH", '"north"'), ("SOUTH", '"S"')],
+            "Mixed": [("ONE", '"1"'), ("TWO", '"2"')],
+            "Perm": [("R", "1"), ("W", "2"), ("X", "4")],
+            "Derived": [("A", '(1, "a")'), ("B", "-2.5")],
+        }
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [m for m in sys.modules if m.split(".")[0] == "enum_pkg"]:
+            del sys.modules[name]
+
+
+def test_an_enum_value_the_generator_cannot_compute_is_a_problem(tmp_path: Path) -> None:
+    package = tmp_path / "enum_bad"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Enums."""\n')
+    source = ENUMS.replace('    SOUTH = "S"\n', '    SOUTH = "S" + "OUTH"\n')
+    (package / "paint.py").write_text(source)
+    line = source.splitlines().index('    SOUTH = "S" + "OUTH"') + 1
+    with pytest.raises(GenerateError) as error:
+        scan_package(package)
+    assert [str(p) for p in error.value.problems] == [
+        f"{package / 'paint.py'}:{line}: enum member `Named.SOUTH`: the generator cannot "
+        "compute its value, and stored data holds enum values, so the schema lock must know "
+        'it; write it as a literal (`SOUTH = "south"`)'
+    ]

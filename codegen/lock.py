@@ -78,6 +78,10 @@ class LockedEntity:
     """Qualified names of the message classes, sorted (empty in a format 1 file)."""
     state_type: str = ""
     """The canonical state type of the newest version ("" in a format 1 file)."""
+    id_type: str = ""
+    """The canonical id type ("" in a format 1 file)."""
+    id: str = ""
+    """The fingerprint of the id type and the classes it reaches ("" in format 1)."""
 
 
 @frozen
@@ -119,6 +123,8 @@ def current(model: PackageModel, lock_format: int = FORMAT) -> Lock:
             states={entity.state_version: state},
             message_classes=tuple(sorted(entity.messages)),
             state_type=entity.state,
+            id_type=entity.id,
+            id=_schema.id_fingerprint(schema, entity),
         )
         roots += [entity.state, *entity.messages]
     classes = {name: schema.classes[name] for name in _schema.reachable(schema, roots)}
@@ -153,7 +159,9 @@ def render(lock: Lock, command_path: str) -> str:
     ]
     for name in sorted(lock.entities):
         entity = lock.entities[name]
-        lines += ["", f"entity {entity.name} {entity.cls}", f"  messages {entity.messages}"]
+        lines += ["", f"entity {entity.name} {entity.cls}"]
+        lines += [f"  id {entity.id} {entity.id_type}"] if entity.id else []
+        lines += [f"  messages {entity.messages}"]
         lines += [f"  message {m}" for m in entity.message_classes]
         newest = max(entity.states, default=0)
         for version, fp in sorted(entity.states.items()):
@@ -176,6 +184,7 @@ def render(lock: Lock, command_path: str) -> str:
 _FIELD = re.compile(r"(field|kw_only) (\w+): (.+?)( = \.\.\.)?")
 _MEMBER = re.compile(r"member (\w+) = (.+)")
 _STATE = re.compile(r"state (\d+) (\w+)(?: (.+))?")
+_ID = re.compile(r"id (\w+) (.+)")
 
 
 def parse(text: str, path: str) -> Lock:
@@ -216,6 +225,10 @@ def parse(text: str, path: str) -> Lock:
             entity = entities[entity.name] = evolve(
                 entity, states=states, state_type=type_ or entity.state_type
             )
+            continue
+        if entity is not None and klass is None and (found := _ID.fullmatch(line)):
+            fp, type_ = found.groups()
+            entity = entities[entity.name] = evolve(entity, id=fp, id_type=type_)
             continue
         words = line.split()
         match words:
@@ -359,6 +372,17 @@ def _entity_findings(entity: EntityModel, code: Lock, lock: Lock, command: str) 
         )
     elif version > newest:
         found.append(problem(f"state_version {version} is not locked yet: run `{command}`"))
+    if locked.id and locked.id != now.id:
+        was = locked.id_type if locked.id_type != now.id_type else "its fields changed"
+        found.append(
+            problem(
+                f"the id type changed ({was} -> {now.id_type}): entities, their state and "
+                f"their mail are stored under the id's text, so the ones already stored would "
+                f"no longer be found; keep the id type (add a new entity type for the new ids), "
+                f"or move the stored data yourself and run `{command} --force`",
+                refused=True,
+            )
+        )
     if locked.messages != now.messages:
         found.append(_message_finding(entity, locked, now, lock, code, command))
     return found

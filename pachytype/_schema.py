@@ -189,6 +189,12 @@ def state_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int = 2
     )
 
 
+def id_fingerprint(schema: Schema, entity: EntitySchema) -> str:
+    """The structure of the entity's id type: entities are stored under its text."""
+    classes = reachable(schema, [entity.id])
+    return _hash({"id": entity.id, "classes": {n: _class(schema.classes[n]) for n in classes}})
+
+
 def messages_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int = 2) -> str:
     """The structure of the entity's message union: its classes and what they reach."""
     classes = reachable(schema, entity.messages)

@@ -105,15 +105,14 @@ def test_a_fresh_package_passes(shop: Path) -> None:
 
 def test_lock_file_is_stable_text(shop: Path) -> None:
     text = (shop / "pachytype.lock").read_text()
-    assert text.splitlines()[3:7] == ["format 2", "package shop", "", "entity cart shop.cart.Cart"]
-    assert text.splitlines()[8:11] == [
-        "  message shop.cart.AddItem",
-        "  message shop.cart.Clear",
-        text.splitlines()[10],
-    ]
-    assert text.splitlines()[10].startswith("  state 1 ")
-    assert text.splitlines()[10].endswith(" shop.cart.CartState")
-    assert text.splitlines()[12:] == [
+    lines = text.splitlines()
+    assert lines[3:7] == ["format 2", "package shop", "", "entity cart shop.cart.Cart"]
+    assert lines[7].startswith("  id ") and lines[7].endswith(" str")
+    assert lines[8].startswith("  messages ")
+    assert lines[9:11] == ["  message shop.cart.AddItem", "  message shop.cart.Clear"]
+    assert lines[11].startswith("  state 1 ") and lines[11].endswith(" shop.cart.CartState")
+    assert lines[12:] == [
+        "",
         "class shop.cart.AddItem attrs",
         "  field name: str",
         "",
@@ -130,11 +129,13 @@ def test_a_format_1_lock_is_read_and_asks_to_be_rewritten(shop: Path) -> None:
     text = path.read_text()
     # What format 1 held: fingerprints without defaults and enum members, no shapes.
     from codegen.generate import scan_package
-    from codegen.lock import current, render
+    from codegen.lock import current
 
-    old = current(scan_package(shop), 1)
-    lines = render(old, "shop").replace("format 2", "format 1").splitlines()
-    path.write_text("\n".join(line for line in lines if not line.startswith("  message ")) + "\n")
+    old = current(scan_package(shop), 1).entities["cart"]
+    path.write_text(
+        "format 1\npackage shop\n\nentity cart shop.cart.Cart\n"
+        f"  messages {old.messages}\n  state 1 {old.states[1]}\n"
+    )
     assert static_check(shop) == [
         f"{path}:1: pachytype.lock is format 1 (fingerprints only): run `pachytype lock shop` "
         "to record the shapes too, so that later changes can be told compatible or not"
@@ -228,6 +229,21 @@ def test_version_bump_with_its_upgrade_is_locked_with_its_history(shop: Path) ->
         if line.startswith("  state ")
     ]
     assert states == ["1", "2"]
+    assert static_check(shop) == []
+
+
+def test_a_changed_id_type_is_refused(shop: Path) -> None:
+    edit(shop, "Entity[str, AddItem | Clear, CartState]", "Entity[int, AddItem | Clear, CartState]")
+    edit(shop, "def init(self, id: str)", "def init(self, id: int)")
+    assert static_check(shop) == [
+        f"{shop / 'cart.py'}:{line_of(shop, 'class Cart(')}: entity Cart: the id type changed "
+        "(str -> int): entities, their state and their mail are stored under the id's text, "
+        "so the ones already stored would no longer be found; keep the id type (add a new "
+        "entity type for the new ids), or move the stored data yourself and run "
+        "`pachytype lock shop --force`"
+    ]
+    assert run(lock, shop).exit_code == 1
+    assert run(lock, shop, "--force").exit_code == 0
     assert static_check(shop) == []
 
 

@@ -137,15 +137,17 @@ async def test_follow_yields_the_current_state_then_every_commit_in_order(
     async with ecosystem(REGISTRY) as eco:
         await eco.call(tally("f").add(n=10))
         seen: list[int] = []
+        subscribed = asyncio.Event()
 
         async def watch() -> None:
             async for state in eco.follow(tally("f")):
                 seen.append(state)
+                subscribed.set()  # the first state is yielded once the follower is registered
                 if len(seen) == 4:
                     return
 
         watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(subscribed.wait(), 5)
         for n in (1, 2, 3):
             await eco.call(tally("f").add(n=n))
         await asyncio.wait_for(watcher, 5)
@@ -155,15 +157,17 @@ async def test_follow_yields_the_current_state_then_every_commit_in_order(
 async def test_followers_keep_following_after_an_error(ecosystem: EcosystemFactory) -> None:
     async with ecosystem(REGISTRY) as eco:
         seen: list[int] = []
+        subscribed = asyncio.Event()
 
         async def watch() -> None:
             async for state in eco.follow(tally("fe")):
                 seen.append(state)
+                subscribed.set()
                 if len(seen) == 3:
                     return
 
         watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(subscribed.wait(), 5)
         await eco.call(tally("fe").add(n=1))
         with pytest.raises(ActivationError):
             await eco.call(tally("fe").fail(reason="boom"))

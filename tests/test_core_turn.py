@@ -139,6 +139,24 @@ def test_an_unstorable_state_says_which_entity_and_what_to_do() -> None:
     assert failure.state == 4 and not turn.changed
 
 
+@pytest.mark.parametrize("messages", [[Fail("x")], [Spoil()], [Spoil(), Add(1)]])
+def test_a_first_message_that_fails_was_handled_in_the_init_state(messages: list[Any]) -> None:
+    """A dead letter's state is the state its message was handled in: for a
+    new entity that is its init state, whether activate raised or returned a
+    state that cannot be stored (found by the differential test: the latter
+    said None on InMemory, LocalDisk and Postgres, 0 on the simulation)."""
+    turn = run_turn(
+        REGISTRY.types["tally"],
+        refs.tally(TallyId("new")),
+        UNBORN,
+        messages,
+        deque(),
+        checker(REGISTRY),
+        store_state=round_trip,
+    )
+    assert [(f.index, f.state) for f in turn.failures] == [(0, 0)]
+
+
 def test_envelopes_of_successful_activations_are_routed_in_order() -> None:
     log = refs.log(1)
     turn = run_turn(

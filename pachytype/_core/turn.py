@@ -266,7 +266,9 @@ def _unstorable_turn(
 ) -> Turn:
     recent.append(message)
     turn = Turn(state, keep_states)
-    kept = None if state is UNBORN else state
+    # The message was handled in the init state (init cannot raise here: it
+    # just ran to produce the unstorable state), as a message that raises is.
+    kept = etype.instance.init(address._id) if state is UNBORN else state
     turn.failures.append(
         Failure(0, message, unstorable(etype, address, error), kept, tuple(recent))
     )

@@ -1,0 +1,580 @@
+"""Differential test: one drawn workload, every ecosystem, the same outcome.
+
+Hypothesis draws workloads over the conformance entities (tests/conformance):
+outside sends and calls (one by one, concurrent calls to distinct entities,
+calls on delayed envelopes), emitters fanning out to logs, reminders with
+small delays, messages that fail (`Fail`, `SendBad`, `Spoil`, and any
+message to the tally "unborn", whose `init` raises), redeliveries and
+discards of dead letters, settles, and (half the time) followers of every
+entity from the start. Each workload runs on every ecosystem of the
+`ecosystem` fixture (InMemory, LocalDisk, the simulation's) and Postgres,
+each in a fresh store, side by side; what the promises of DESIGN §1 fix
+must agree:
+
+* every entity's final state (`InitError` for "unborn");
+* every call's result: the state, or that it raised and its cause's class;
+* every entity's dead letters, in order: message, error type and text,
+  the state it was handled in, and the recent messages;
+* what followers saw: the state, then every commit, in order.
+
+Deliveries to different entities interleave differently per ecosystem (the
+simulation shuffles them on purpose), so a log, which hears from outside
+and from two emitters, is compared as what the promises fix: the set of
+values it holds, and per sender (outside, each emitter) their order.
+Reminded values arrive after a delay, so only their presence is compared.
+Tallies and emitters hear only from outside, one step after the other, so
+everything about them is fixed.
+
+Postgres runs when a server answers at PACHYTYPE_TEST_DSN; without one the
+test skips (under CI=true it fails), as every Postgres test does.
+`PACHYTYPE_DIFFERENTIAL_EXAMPLES` draws more workloads (25 by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, TypeAlias, cast
+
+import pytest
+from attrs import frozen
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pachytype import ActivationError, DeadLetter, Envelope, InitError, Ref
+from pachytype._ecosystem import Ecosystem
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype.ecosystems._postgres import Postgres, RemoteError
+from pachytype.testing import ECOSYSTEMS
+from tests.conformance import refs
+from tests.conformance.entities import TallyId
+from tests.conformance.refs import REGISTRY
+
+TALLIES: Final = ("a", "b", "unborn")
+LOGS: Final = (1, 2)
+EMITTERS: Final = ("x", "y")
+SEND_BAD_TARGET: Final = 7  # the log a tally's SendBad addresses (refused, never delivered)
+ARRIVAL: Final = 10.0  # seconds a reminder may take at most before the run fails
+
+
+# -- the workload ------------------------------------------------------------------
+
+
+@frozen
+class Add:
+    tally: str
+    n: int
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.tally(TallyId(self.tally)).add(n=self.n)
+
+
+@frozen
+class Fail:
+    tally: str
+    reason: str
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.tally(TallyId(self.tally)).fail(reason=self.reason)
+
+
+@frozen
+class SendBad:
+    tally: str
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.tally(TallyId(self.tally)).send_bad()
+
+
+@frozen
+class Spoil:
+    tally: str
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.tally(TallyId(self.tally)).spoil()
+
+
+@frozen
+class Append:
+    log: int
+    value: int
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.log(self.log).append(value=self.value)
+
+
+@frozen
+class Emit:
+    emitter: str
+    log: int
+    values: tuple[int, ...]
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.emitter(self.emitter).emit(to=refs.log(self.log), values=self.values)
+
+
+@frozen
+class Remind:
+    emitter: str
+    log: int
+    value: int
+    delay_ms: int
+
+    def envelope(self) -> Envelope[Any]:
+        return refs.emitter(self.emitter).remind(
+            to=refs.log(self.log), value=self.value, delay_ms=self.delay_ms
+        )
+
+
+Msg: TypeAlias = Add | Fail | SendBad | Spoil | Append | Emit | Remind
+
+
+def target(msg: Msg) -> tuple[str, object]:
+    match msg:
+        case Add() | Fail() | SendBad() | Spoil():
+            return ("tally", msg.tally)
+        case Append():
+            return ("log", msg.log)
+        case Emit() | Remind():
+            return ("emitter", msg.emitter)
+
+
+def ref_of(kind: str, id: Any) -> Ref[Any, Any]:
+    """The ref of entity `kind` (tally, log or emitter) with this id."""
+    match kind:
+        case "tally":
+            return refs.tally(TallyId(id))
+        case "log":
+            return refs.log(id)
+        case _:
+            return refs.emitter(id)
+
+
+@frozen
+class Send:
+    """`eco.send(*msgs)`: fire and forget, in this order."""
+
+    msgs: tuple[Msg, ...]
+
+
+@frozen
+class Call:
+    """`eco.call(msg)`, awaited before the next step. With a delay: settle
+    first (so no earlier mail is in flight), then call `msg.after(delay)`."""
+
+    msg: Msg
+    delay_ms: int = 0
+
+
+@frozen
+class Calls:
+    """Concurrent `eco.call`s, each to a different entity."""
+
+    msgs: tuple[Msg, ...]
+
+
+@frozen
+class Redeliver:
+    """Settle, then redeliver dead letter number `index` (modulo how many
+    there are; nothing if none), counted in an order every ecosystem agrees
+    on: per tally (in TALLIES order), oldest first."""
+
+    index: int
+
+
+@frozen
+class Discard:
+    """Settle, then discard dead letter number `index` (counted as Redeliver does)."""
+
+    index: int
+
+
+@frozen
+class Settle:
+    """`eco.settle()`."""
+
+
+Step: TypeAlias = Send | Call | Calls | Redeliver | Discard | Settle
+
+
+@frozen
+class Workload:
+    steps: tuple[Step, ...]
+    seed: int  # the simulation's delivery order
+    follow: bool  # follow every entity from the start (and compare what followers saw)
+
+    def __repr__(self) -> str:
+        lines = "".join(f"\n    {step!r}," for step in self.steps)
+        return f"Workload(seed={self.seed}, follow={self.follow}, steps=({lines}\n))"
+
+    def msgs(self) -> Iterator[Msg]:
+        """Every message sent from outside."""
+        for step in self.steps:
+            match step:
+                case Send(msgs=msgs) | Calls(msgs=msgs):
+                    yield from msgs
+                case Call(msg=msg):
+                    yield msg
+                case _:
+                    pass
+
+    def commits(self) -> dict[tuple[str, str], int]:
+        """How many states each tally and emitter commits (what its
+        followers see after its current state): one per message that does
+        not fail (redelivered dead letters fail again)."""
+        commits = dict.fromkeys(
+            [*(("tally", t) for t in TALLIES[:2]), *(("emitter", e) for e in EMITTERS)], 0
+        )
+        for msg in self.msgs():
+            match msg:
+                case Add(tally=id) | Emit(emitter=id) | Remind(emitter=id):
+                    key = (target(msg)[0], id)
+                    if key in commits:
+                        commits[key] += 1
+                case _:
+                    pass
+        return commits
+
+    def appended(self) -> dict[int, dict[int, str]]:
+        """Per log, every value sent to it and its sender: "outside", an
+        emitter's name, or "delayed" (a reminder: no order promised)."""
+        logs: dict[int, dict[int, str]] = {log: {} for log in LOGS}
+        for msg in self.msgs():
+            match msg:
+                case Append(log=log, value=value):
+                    logs[log][value] = "outside"
+                case Emit(emitter=emitter, log=log, values=values):
+                    logs[log].update(dict.fromkeys(values, f"emitter {emitter}"))
+                case Remind(log=log, value=value):
+                    logs[log][value] = "delayed"
+                case _:
+                    pass
+        return logs
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> Workload:
+    """A workload; every value appended to a log is unique, so a log's
+    content says who sent each value."""
+    counter = iter(range(1, 10_000))
+    tallies = st.sampled_from(TALLIES)
+    logs = st.sampled_from(LOGS)
+    emitters = st.sampled_from(EMITTERS)
+
+    def msg() -> Msg:
+        kind = draw(
+            st.sampled_from(["add", "fail", "send_bad", "spoil", "append", "emit", "remind"])
+        )
+        match kind:
+            case "add":
+                return Add(draw(tallies), draw(st.integers(-3, 9)))
+            case "fail":
+                return Fail(draw(tallies), draw(st.sampled_from(["no", "boom"])))
+            case "send_bad":
+                return SendBad(draw(tallies))
+            case "spoil":
+                return Spoil(draw(tallies))
+            case "append":
+                return Append(draw(logs), next(counter))
+            case "emit":
+                n = draw(st.integers(0, 4))
+                return Emit(draw(emitters), draw(logs), tuple(next(counter) for _ in range(n)))
+            case _:
+                return Remind(draw(emitters), draw(logs), next(counter), draw(st.integers(0, 30)))
+
+    def step() -> Step:
+        kind = draw(
+            st.sampled_from(
+                ["send", "send", "call", "call", "calls", "redeliver", "discard", "settle"]
+            )
+        )
+        match kind:
+            case "send":
+                return Send(tuple(msg() for _ in range(draw(st.integers(1, 4)))))
+            case "call":
+                return Call(msg(), draw(st.sampled_from([0, 0, 0, 5, 20])))
+            case "calls":
+                drawn = [msg() for _ in range(draw(st.integers(2, 3)))]
+                distinct = {target(m): m for m in drawn}  # one call per entity
+                return Calls(tuple(distinct.values()))
+            case "redeliver":
+                return Redeliver(draw(st.integers(0, 5)))
+            case "discard":
+                return Discard(draw(st.integers(0, 5)))
+            case _:
+                return Settle()
+
+    steps = tuple(step() for _ in range(draw(st.integers(1, 10))))
+    if draw(st.booleans()):
+        steps = (*steps, Settle())
+    return Workload(steps, draw(st.integers(0, 2**16)), draw(st.booleans()))
+
+
+# -- running it --------------------------------------------------------------------
+
+Observation: TypeAlias = dict[str, object]
+"""What the promises fix, by name (compared across ecosystems)."""
+
+
+def cause_name(error: BaseException | None) -> str:
+    """The class name of the exception an entity raised, as each ecosystem
+    reports it (Postgres rebuilds builtins; others travel as RemoteError
+    "Class: text", a documented limit of that ecosystem)."""
+    if isinstance(error, RemoteError):
+        return str(error).split(":", 1)[0]
+    return type(error).__name__
+
+
+def log_view(state: tuple[int, ...], senders: dict[int, str]) -> tuple[object, ...]:
+    """What the promises fix of a log: its values as a set, and per
+    (non-delayed) sender the order of that sender's values."""
+    ordered = {
+        who: tuple(v for v in state if senders.get(v) == who)
+        for who in sorted(set(senders.values()) - {"delayed"})
+    }
+    return (tuple(sorted(state)), tuple(ordered.items()))
+
+
+async def run(eco: Ecosystem, workload: Workload) -> Observation:
+    """Run `workload` on an open `eco`; what it observed."""
+    senders = workload.appended()
+    seen: Observation = {}
+    followers: dict[str, Followed] = {}
+    if workload.follow:
+        for (kind, id), commits in workload.commits().items():
+            followers[f"{kind} {id}"] = await Followed.start(eco, ref_of(kind, id), commits)
+        followers["tally unborn"] = await Followed.start(eco, ref_of("tally", "unborn"), 0)
+        for log, values in senders.items():
+            followed = await Followed.start(eco, refs.log(log), len(values), values)
+            followers[f"log {log}"] = followed
+
+    async def call(i: int, msg: Msg, delay_ms: int = 0) -> None:
+        envelope = msg.envelope()
+        if delay_ms:
+            await eco.settle()
+            envelope = envelope.after(timedelta(milliseconds=delay_ms))
+        try:
+            result = await eco.call(envelope)
+        except ActivationError as error:
+            seen[f"step {i} call {msg!r}"] = ("raised", cause_name(error.error))
+            return
+        if isinstance(msg, Append):  # what the outside's own appends fix of a log
+            result = tuple(v for v in result if senders[msg.log].get(v) == "outside")
+        seen[f"step {i} call {msg!r}"] = result
+
+    async def dead_in_agreed_order() -> list[DeadLetter]:
+        await eco.settle()
+        dead = await eco.dead_letters()
+        return [d for t in TALLIES for d in dead if d.to == refs.tally(TallyId(t))]
+
+    for i, step in enumerate(workload.steps):
+        match step:
+            case Send(msgs=msgs):
+                await eco.send(*(m.envelope() for m in msgs))
+            case Call(msg=msg, delay_ms=delay_ms):
+                await call(i, msg, delay_ms)
+            case Calls(msgs=msgs):
+                await asyncio.gather(*(call(i, m) for m in msgs))
+            case Redeliver(index=index) | Discard(index=index):
+                dead = await dead_in_agreed_order()
+                seen[f"step {i} {step!r} finds"] = len(dead)
+                if dead:
+                    act = eco.redeliver if isinstance(step, Redeliver) else eco.discard
+                    await act(dead[index % len(dead)])
+            case Settle():
+                await eco.settle()
+    await eco.settle()
+    if workload.follow:  # followers wait for every commit, delayed ones included
+        for name, followed in followers.items():
+            seen[f"followers of {name} saw"] = await followed.view()
+    else:
+        for log, values in senders.items():
+            await arrived(eco, log, len(values))
+    await eco.settle()
+
+    for tally in TALLIES:
+        ref = refs.tally(TallyId(tally))
+        try:
+            seen[f"state tally {tally}"] = await eco.state(ref)
+        except InitError as error:
+            seen[f"state tally {tally}"] = ("InitError", cause_name(error.error))
+        seen[f"dead letters of tally {tally}"] = [
+            (d.message, d.error_type, d.error, d.state, d.recent)
+            for d in await eco.dead_letters()
+            if d.to == ref
+        ]
+    for emitter in EMITTERS:
+        seen[f"state emitter {emitter}"] = await eco.state(refs.emitter(emitter))
+    for log, values in senders.items():
+        seen[f"state log {log}"] = log_view(await eco.state(refs.log(log)), values)
+    seen[f"state log {SEND_BAD_TARGET}"] = await eco.state(refs.log(SEND_BAD_TARGET))
+    seen["dead letters of others"] = [
+        (d.to, d.message, d.error_type)
+        for d in await eco.dead_letters()
+        if d.to.entity_type != "tally"
+    ]
+    return seen
+
+
+class Followed:
+    """What one follower of an entity saw: its state, then every commit."""
+
+    def __init__(self, name: str, first: object, senders: dict[int, str] | None) -> None:
+        self.name = name
+        self.seen = [first]
+        self.senders = senders
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        eco: Ecosystem,
+        ref: Ref[Any, Any],
+        commits: int,
+        senders: dict[int, str] | None = None,
+    ) -> Followed:
+        """Follow `ref` until it has seen `commits` states after the current
+        one (`senders`: for a log, who sent each value). Returns once the
+        first state is read: from then on no commit may be missed."""
+        name = f"{ref.entity_type} {ref.id!r}"
+        try:
+            stream = aiter(eco.follow(ref))  # InMemory raises here, the others at anext
+            first = await anext(stream)
+        except InitError as error:
+            return cls(name, ("InitError", cause_name(error.error)), None)
+        followed = cls(name, first, senders)
+
+        async def rest() -> None:
+            try:
+                while len(followed.seen) <= commits:
+                    followed.seen.append(await anext(stream))
+            finally:
+                if isinstance(stream, AsyncGenerator):
+                    await stream.aclose()
+
+        followed.task = asyncio.create_task(rest())
+        return followed
+
+    async def view(self) -> object:
+        """What the promises fix of what it saw (waits for every commit)."""
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, ARRIVAL)
+            except TimeoutError:
+                raise AssertionError(
+                    f"a follower of {self.name} saw only {self.seen}, "
+                    f"{len(self.seen) - 1} commits after the first state"
+                ) from None
+        if self.senders is None:
+            return self.seen
+        # A log: each state is the one before it plus one value.
+        states = cast(list[tuple[int, ...]], self.seen)
+        steps = all(a == b[:-1] for a, b in itertools.pairwise(states))
+        return (len(states), steps, log_view(states[-1], self.senders))
+
+
+async def arrived(eco: Ecosystem, log: int, expected: int) -> None:
+    """Wait until `log` holds `expected` values (reminders come after their
+    delay, and `settle` does not wait for delayed mail)."""
+    got: tuple[int, ...] = ()
+
+    async def watch() -> None:
+        nonlocal got
+        async for state in eco.follow(refs.log(log)):
+            got = state
+            if len(state) >= expected:
+                return
+
+    try:
+        await asyncio.wait_for(watch(), ARRIVAL)
+    except TimeoutError:
+        raise AssertionError(
+            f"log {log} holds {len(got)} of the {expected} values sent to it: {got}"
+        ) from None
+
+
+# -- the ecosystems ------------------------------------------------------------------
+
+Runner: TypeAlias = Callable[[Workload], Awaitable[Observation]]
+
+
+def runners(dsn: str) -> Iterator[tuple[str, Runner]]:
+    """Each ecosystem, as a function running a workload in a fresh store."""
+    for kind, opener in sorted(ECOSYSTEMS.items()):
+        if kind == "simulation":
+            continue
+
+        async def on(workload: Workload, opener: Any = opener) -> Observation:
+            with tempfile.TemporaryDirectory() as directory:
+                async with opener(REGISTRY, Path(directory)) as eco:
+                    return await run(eco, workload)
+
+        yield kind, on
+
+    async def simulated(workload: Workload) -> Observation:
+        from pachytype import Simulation
+
+        async with Simulation(REGISTRY, seed=workload.seed).ecosystem() as eco:
+            return await run(eco, workload)
+
+    async def postgres(workload: Workload) -> Observation:
+        schema = new_schema_name()
+        try:
+            async with Postgres(
+                dsn,
+                REGISTRY,
+                schema=schema,
+                partitions=8,
+                lease=timedelta(seconds=2),
+                poll_interval=0.1,
+            ) as eco:
+                return await run(eco, workload)
+        finally:
+            await asyncio.to_thread(drop_schemas, dsn, [schema])
+
+    yield "simulation", simulated
+    yield "postgres", postgres
+
+
+def disagreements(observed: dict[str, Observation]) -> list[str]:
+    """Lines naming each observation on which the ecosystems differ."""
+    kinds = list(observed)
+    keys = sorted({key for seen in observed.values() for key in seen})
+    lines = []
+    for key in keys:
+        values = [observed[kind].get(key, "<missing>") for kind in kinds]
+        if any(v != values[0] for v in values[1:]):
+            lines.append(key)
+            lines.extend(f"    {kind}: {v!r}" for kind, v in zip(kinds, values, strict=True))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def dsn() -> str:
+    return require_postgres()
+
+
+@settings(
+    max_examples=int(os.environ.get("PACHYTYPE_DIFFERENTIAL_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(workload=workloads())
+async def test_every_ecosystem_agrees_on_what_the_promises_fix(
+    dsn: str, workload: Workload
+) -> None:
+    # The ecosystems run side by side: an example costs about what the
+    # slowest one takes (Postgres), not the sum.
+    kinds, ons = zip(*runners(dsn), strict=True)
+    results = await asyncio.gather(*(on(workload) for on in ons), return_exceptions=True)
+    for kind, result in zip(kinds, results, strict=True):
+        if isinstance(result, BaseException):
+            raise AssertionError(f"{workload!r} failed on {kind}") from result
+    observed = dict(zip(kinds, results, strict=True))
+    lines = disagreements(observed)
+    assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)

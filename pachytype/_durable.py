@@ -35,7 +35,8 @@ nothing per activation, fairness, passivation):
 * **Ids.** Message ids come from one counter (resumed from the store), in
   build order; an entity consumes its mail in id order, so a store may keep
   one consumed cursor per entity (see `pachytype._store`).
-* **Held entities** (state that cannot be loaded, `pachytype._versioning`):
+* **Held entities** (state that cannot be loaded, `pachytype._core.held`;
+  read again every `retry_held` seconds):
   never activated, their mail stays stored and unconsumed, `call` and
   `state` on them raise the load error.
 * **Memory.** Idle live records are dropped in bulk once more than
@@ -50,7 +51,6 @@ import asyncio
 import contextlib
 import itertools
 import time
-import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from datetime import UTC, datetime
@@ -58,8 +58,9 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
 from pachytype._budget import DEFAULT_BUDGET
+from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
-from pachytype._core.held import Held
+from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
@@ -221,6 +222,7 @@ class DurableRuntime(Runtime):
         max_backlog: int = MAX_BACKLOG,
         name: str = "LocalDisk",
         activation_budget: float = DEFAULT_BUDGET,
+        retry_held: float = RETRY_HELD,
     ) -> None:
         super().__init__(registry, activation_budget=activation_budget)
         self.store = store
@@ -229,6 +231,8 @@ class DurableRuntime(Runtime):
         self.cache_size = cache_size
         self.max_backlog = max_backlog
         self.name = name
+        self.retry_held = retry_held
+        self._held_retries: set[asyncio.TimerHandle] = set()
         self._cache: dict[Key, object] = {}
         self._dlive: dict[Key, _Live] = {}
         self._dready: deque[_Live] = deque()
@@ -266,6 +270,9 @@ class DurableRuntime(Runtime):
     async def stop(self) -> None:
         """Stop the dispatcher, fail what waits, close the store."""
         await super().stop()
+        for handle in self._held_retries:
+            handle.cancel()
+        self._held_retries.clear()
         closed = EcosystemClosedError(
             f"the ecosystem closed before this message was handled; if it was sent, it is "
             f"stored and will be delivered when the {self.name} database is opened again"
@@ -361,7 +368,7 @@ class DurableRuntime(Runtime):
         except Exception as error:
             # Deleted with its dead letter; no entity's consumed cursor moves
             # (a timer id is not in any entity's mail order).
-            self._startup.dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
+            self._startup.dead.append(raw_dead_row(type_name, id_text, payload, error, None, 0, []))
             self._startup.fired.append(timer_id)
             return
         self._arm(_Timer(timer_id, out, due))
@@ -369,7 +376,7 @@ class DurableRuntime(Runtime):
     def _unreadable(
         self, mail_id: int, type_name: str, id_text: str, payload: bytes, error: Exception
     ) -> None:
-        self._startup.dead.append(_dead_row(type_name, id_text, payload, error, None, 0, ()))
+        self._startup.dead.append(raw_dead_row(type_name, id_text, payload, error, None, 0, []))
         self._startup.consumed.append(mail_id)
         self._startup.entities.append((type_name, id_text, None, 0, mail_id))
 
@@ -571,10 +578,13 @@ class DurableRuntime(Runtime):
         try:
             while True:
                 built = self._build()
+                if built is not None:
+                    # Pending before any await: if the store fails in `_load`,
+                    # this batch's waiters are failed too, not forgotten.
+                    batch, self._pending = built
                 if self._to_load:
                     await self._load()
                 if built is not None:
-                    batch, self._pending = built
                     await self.store.commit(batch)
                     pending, self._pending = self._pending, None
                     self._apply(pending)
@@ -709,6 +719,23 @@ class DurableRuntime(Runtime):
                     fut.set_exception(held.error)
                 live.inbox[i] = (mail_id, message, None)
 
+    def _retry_later(self, live: _Live, held: Held) -> None:
+        """Read a held entity's state again after `retry_held` seconds: a repaired
+        row or a deploy that can load it releases it, and its mail goes on in order."""
+        loop = asyncio.get_running_loop()
+
+        def retry() -> None:
+            self._held_retries.discard(handle)
+            if self._cache.get(live.key) is held:
+                del self._cache[live.key]
+                if live.inbox and not live.scheduled:
+                    live.scheduled = True
+                    self._dready.append(live)
+                    self._wake_up()
+
+        handle = loop.call_later(self.retry_held, retry)
+        self._held_retries.add(handle)
+
     async def _load(self) -> None:
         """Read the states of entities about to run whose state is not cached."""
         # A bounded slice per call: reads block the loop, like commits.
@@ -726,6 +753,7 @@ class DurableRuntime(Runtime):
                     )
                 except Exception as error:
                     state = Held(error)
+                    self._retry_later(live, state)
                 self._cache[live.key] = state
             self._dready.append(live)
         self._wake_up()
@@ -807,28 +835,15 @@ class DurableRuntime(Runtime):
         fut: Future | None,
     ) -> None:
         etype = live.etype
-        encode = self.codec.encode_message
-        state_data: bytes | None = None
-        if failure.state is not None and failure.state is not UNBORN:
-            with contextlib.suppress(Exception):
-                state_data = self.codec.encode_state(etype.name, failure.state)
-        recent: list[bytes] = []
-        for m in failure.recent:
-            with contextlib.suppress(Exception):  # a message that cannot be stored is left out
-                recent.append(_payload(encode, etype.name, m))
-        try:
-            message = _payload(encode, etype.name, failure.message)
-        except Exception:
-            message = repr(failure.message).encode()  # kept for the operator, never decoded
+        codec = self.codec
         batch.dead.append(
-            _dead_row(
+            dead_row(
                 etype.name,
                 live.id_text,
-                message,
-                failure.error,
-                state_data,
+                failure,
                 etype.state_version,
-                tuple(recent),
+                codec.encode_message,
+                codec.encode_state,
             )
         )
         if fut is not None:
@@ -918,35 +933,4 @@ def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:
         state=state,
         recent=recent,
         at=datetime.fromtimestamp(row.at, UTC),
-    )
-
-
-def _payload(encode: Any, entity_type: str, message: object) -> bytes:
-    """A message as stored (an unreadable one keeps its original bytes)."""
-    if type(message) is Unreadable:
-        return message.payload
-    data: bytes = encode(entity_type, message)
-    return data
-
-
-def _dead_row(
-    entity_type: str,
-    id_text: str,
-    message: bytes,
-    error: BaseException,
-    state: bytes | None,
-    version: int,
-    recent: tuple[bytes, ...],
-) -> DeadRow:
-    return DeadRow(
-        entity_type=entity_type,
-        id_text=id_text,
-        message=message,
-        error_type=type(error).__qualname__,
-        error=str(error),
-        traceback="".join(traceback.format_exception(error)),
-        state=state,
-        version=version,
-        recent=recent or (message,),
-        at=time.time(),
     )

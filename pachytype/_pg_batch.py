@@ -24,20 +24,20 @@ Design note
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-import traceback
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+import attrs
 from attrs import define, field
 
 from pachytype._address import Address, Envelope, Ref, make_ref
 from pachytype._budget import DEFAULT_BUDGET
 from pachytype._codec import Codec
+from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
 from pachytype._core.turn import RECENT, UNBORN, Failure, Unreadable, run_turn
 from pachytype._errors import (
@@ -48,6 +48,7 @@ from pachytype._errors import (
 )
 from pachytype._pg_partition import partition_of
 from pachytype._registry import Registry
+from pachytype._store import DeadRow
 
 Key = tuple[str, str]
 """`(entity type, id text)`."""
@@ -278,47 +279,27 @@ def _dead(
     failure: Failure,
     version: int,
 ) -> None:
-    state: bytes | None = None
-    if failure.state is not None:
-        with contextlib.suppress(Exception):
-            state = codec.encode_state(key[0], failure.state)
-    recent: list[bytes] = []
-    for message in failure.recent:
-        with contextlib.suppress(Exception):  # a message that cannot be stored is left out
-            recent.append(_payload(codec, key[0], message))
-    _dead_row(out, key, row, failure.error, version if state is not None else None, state, recent)
+    dead = dead_row(key[0], key[1], failure, version, codec.encode_message, codec.encode_state)
+    dead = attrs.evolve(dead, message=row.payload)  # exactly the bytes the row held
+    _append_dead(out, dead, version if dead.state is not None else None)
     if type(failure.message) is Unreadable:
         out.undecodable.append(failure.error)  # type: ignore[arg-type]  # a DecodeError
     if row.reply:
         out.replies.append(Reply(row.msg_id, key[0], id, failure.message, error=failure.error))
 
 
-def _payload(codec: Codec, entity_type: str, message: object) -> bytes:
-    if type(message) is Unreadable:
-        return message.payload
-    return codec.encode_message(entity_type, message)
-
-
-def _dead_row(
-    out: Outcome,
-    key: Key,
-    row: Mail,
-    error: BaseException,
-    version: int | None,
-    state: bytes | None,
-    recent: list[bytes],
-) -> None:
+def _append_dead(out: Outcome, dead: DeadRow, version: int | None) -> None:
     out.dead.append(
         (
-            key[0],
-            key[1],
-            row.payload,
-            type(error).__qualname__,
-            str(error),
-            "".join(traceback.format_exception(error)),
+            dead.entity_type,
+            dead.id_text,
+            dead.message,
+            dead.error_type,
+            dead.error,
+            dead.traceback,
             version,
-            state,
-            recent,
+            dead.state,
+            list(dead.recent),
         )
     )
 
@@ -329,7 +310,7 @@ def _undecodable(out: Outcome, key: Key, id: Hashable, row: Mail, error: Pachyty
     out.consumed.append(row.ctid)
     if row.outside:
         out.dedupe.append(row.msg_id)
-    _dead_row(out, key, row, error, None, None, [row.payload])
+    _append_dead(out, raw_dead_row(key[0], key[1], row.payload, error, None, 0, []), None)
     out.undecodable.append(error)
     if row.reply:
         out.replies.append(Reply(row.msg_id, key[0], id, row.payload, error=error))

@@ -85,3 +85,22 @@ async def test_an_ecosystem_cannot_be_opened_twice() -> None:
     async with InMemory(REGISTRY) as eco:
         with pytest.raises(RuntimeError, match="already open"):
             await eco.open()
+
+
+async def test_outside_sends_wait_while_the_backlog_is_full() -> None:
+    """Backpressure: a sender flooding an InMemory ecosystem is made to wait,
+    so queued messages stay bounded (not 1M messages and gigabytes)."""
+    async with InMemory(REGISTRY, max_backlog=100) as eco:
+        peak = 0
+
+        async def sender(k: int) -> None:
+            nonlocal peak
+            for _ in range(100):
+                await eco.send(*(refs.tally(TallyId(f"b{k}")).add(n=1) for _ in range(10)))
+                peak = max(peak, eco._rt._backlog)
+
+        await asyncio.gather(*(sender(k) for k in range(4)))
+        await eco.settle()
+        assert [await eco.state(refs.tally(TallyId(f"b{k}"))) for k in range(4)] == [1000] * 4
+        assert peak <= 100 + 4 * 10  # each sender may add one batch past the limit
+        assert eco._rt._backlog == 0

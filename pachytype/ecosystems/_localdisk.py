@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pachytype._address import Envelope, Ref
 from pachytype._budget import DEFAULT_BUDGET, check_budget
 from pachytype._codec import Codec
+from pachytype._core.held import RETRY_HELD
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
 from pachytype._ecosystem import Ecosystem
@@ -37,7 +38,10 @@ class LocalDisk(Ecosystem):
     `synchronous="NORMAL"` is faster but a power loss may lose the last
     commits (never corrupt them); `max_batch` bounds the activations per
     transaction, `cache_size` the states kept in memory, and `max_backlog`
-    the queued messages above which `send` waits.
+    the queued messages above which `send` waits. `activation_budget`: seconds
+    an `activate` may run before it is interrupted and dead-lettered;
+    `retry_held`: seconds between two attempts to load a state that could not
+    be loaded (its entity is held meanwhile, its mail kept in order).
     """
 
     def __init__(
@@ -50,8 +54,10 @@ class LocalDisk(Ecosystem):
         cache_size: int = CACHE_SIZE,
         max_backlog: int = MAX_BACKLOG,
         activation_budget: float = DEFAULT_BUDGET,
+        retry_held: float = RETRY_HELD,
     ) -> None:
         self.path = Path(path)
+        self.retry_held = retry_held
         self.activation_budget = check_budget(activation_budget, f"LocalDisk({str(path)!r})")
         self.registry = registry
         self.synchronous: Synchronous = synchronous
@@ -80,6 +86,7 @@ class LocalDisk(Ecosystem):
             cache_size=self.cache_size,
             max_backlog=self.max_backlog,
             activation_budget=self.activation_budget,
+            retry_held=self.retry_held,
         )
         await rt.open()
         self._runtime = rt

@@ -59,9 +59,10 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import attrs
 import orjson
 
-from pachytype._address import Envelope, Ref, make_envelope, not_an_envelope, unpack
+from pachytype._address import Envelope, Ref, make_envelope, unpack
 from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
+from pachytype._core.envelopes import check_outside
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
@@ -344,11 +345,7 @@ class Postgres(Ecosystem):
 
     def _encode(self, envelope: Envelope[Any]) -> _Row:
         """Check one envelope from outside and encode it as a mailbox row."""
-        if not isinstance(envelope, Envelope):
-            raise not_an_envelope(envelope)
-        to, message, delay = unpack(envelope)
-        etype = self.registry.get(to.entity_type, to.id)
-        etype.check_message(to.id, message)
+        to, etype, message, delay = check_outside(self.registry, envelope)
         id_text = self._c.encode_id(etype.name, to.id)
         return (
             new_message_id(),

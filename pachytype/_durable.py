@@ -578,15 +578,15 @@ class DurableRuntime(Runtime):
         try:
             while True:
                 built = self._build()
-                if built is not None:
-                    # Pending before any await: if the store fails in `_load`,
-                    # this batch's waiters are failed too, not forgotten.
-                    batch, self._pending = built
+                # Pending before any await: if the store fails in `_load`, the
+                # built batch's waiters are failed too, not forgotten.
+                self._pending = None if built is None else built[1]
                 if self._to_load:
                     await self._load()
                 if built is not None:
+                    batch, pending = built
                     await self.store.commit(batch)
-                    pending, self._pending = self._pending, None
+                    self._pending = None
                     self._apply(pending)
                     # Let senders and callers run between two commits.
                     await asyncio.sleep(0)

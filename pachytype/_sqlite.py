@@ -189,7 +189,9 @@ class FileLock:
                     raise StoreLockedError(self.db, _flock_holder(info)) from None
                 check_files(self.db, fd, check_wal=self.check_wal)
             except BaseException:
-                os.close(fd)  # no connection of this process uses the file
+                # No LocalDisk of this process holds the file (a raw sqlite3
+                # connection to it here would lose its fcntl locks: see above).
+                os.close(fd)
                 raise
             self._fd, self._key = fd, key
             _HELD[key] = self
@@ -253,7 +255,14 @@ def _open_database(db: Path) -> int:
             ) from None
     except IsADirectoryError:
         raise _not_a_file(db, stat.S_IFDIR) from None
-    return os.open(db, flags | os.O_CREAT, 0o644)
+    try:
+        return os.open(db, flags | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise DatabaseFileError(
+            db,
+            f"its directory {str(db.parent)!r} does not exist: create it first (LocalDisk "
+            f"creates the database file, not the directories above it)",
+        ) from None
 
 
 _LOST_DATABASE: Final = (
@@ -266,7 +275,7 @@ _LOST_DATABASE: Final = (
 
 def check_path(db: Path) -> None:
     """Refuse, before opening anything, what cannot be a database file."""
-    if str(db) == ":memory:" or str(db).startswith("file:"):
+    if str(db) == ":memory:":
         raise DatabaseFileError(
             db,
             "LocalDisk stores on disk, in a file: give the path of a database file "

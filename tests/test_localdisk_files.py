@@ -58,6 +58,12 @@ async def test_a_directory_is_refused(tmp_path: Path) -> None:
     assert str(tmp_path / "eco.db") in message
 
 
+async def test_a_path_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    message = await _refused(tmp_path / "nowhere" / "eco.db")
+    assert f"its directory {str(tmp_path / 'nowhere')!r} does not exist: create it" in message
+    assert not (tmp_path / "nowhere").exists()
+
+
 async def test_memory_is_refused(tmp_path: Path) -> None:
     message = await _refused(":memory:")
     assert "LocalDisk stores on disk" in message

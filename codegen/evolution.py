@@ -85,7 +85,10 @@ class _Compare:
         old_tagged, new_tagged = self.tagged(old_plain), self.tagged(new_plain)
         if old_tagged and new_tagged and set(old_plain) <= set(new_plain):
             added = sorted(set(new_plain) - set(old_plain))
-            self.add(True, f"{at}: its union accepts new class(es) {', '.join(added)}")
+            if "None" not in old_items and "None" in new_items:
+                self.add(True, f"{at}: may now be None (was {old})")
+            if added:
+                self.add(True, f"{at}: its union accepts new class(es) {', '.join(added)}")
             for item in old_plain:
                 self.klass(item)
             return

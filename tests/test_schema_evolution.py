@@ -297,6 +297,13 @@ CASES: list[tuple[str, list[tuple[str, str]], bool, str, str]] = [
         "",
     ),
     (
+        "tagged union became optional",
+        [("extra: Note | Flag = Note", "extra: Note | Flag | None = Note")],
+        True,
+        "field `CartState.extra`: may now be None",
+        "",
+    ),
+    (
         "single class became a union",
         [("first: Note ", "first: Note | Flag ")],
         False,
@@ -434,10 +441,21 @@ def test_change_is_classified_and_the_codec_agrees(
         assert _decodes(old, new), "a cautious verdict must be about data the codec reads"
 
 
-def test_a_changed_default_value_changes_nothing(versions: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (OWNER, '    owner: str = "someone"\n'),  # a default's value
+        ("Sku", "Code"),  # a NewType's name
+        ("Msg", "CartMsg"),  # an alias's name
+    ],
+    ids=["default value", "NewType renamed", "alias renamed"],
+)
+def test_what_decoding_does_not_see_changes_nothing(
+    versions: tuple[Path, Path], before: str, after: str
+) -> None:
     _, new = versions
     source = new / "cart.py"
-    source.write_text(source.read_text().replace(OWNER, '    owner: str = "someone"\n'))
+    source.write_text(source.read_text().replace(before, after))
     write(generate(new))
     result = CliRunner().invoke(check, [str(new), "--no-mypy"])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,7 @@ ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
 from pachytype._address import Address, Envelope, Ref
+from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
 from pachytype._entity import Activation, Entity, Upgrade, upgrade
@@ -47,6 +48,7 @@ __all__ = [
     "ActivationTimeoutError",
     "Address",
     "CalmCheck",
+    "Clock",
     "DeadLetter",
     "DecodeError",
     "Ecosystem",
@@ -61,6 +63,7 @@ __all__ = [
     "InitError",
     "InvariantError",
     "LocalDisk",
+    "ManualClock",
     "Outcome",
     "PachytypeError",
     "Postgres",
@@ -74,6 +77,7 @@ __all__ = [
     "StaleRegistryError",
     "StateVersionError",
     "StoreLockedError",
+    "SystemClock",
     "Trace",
     "UnknownEntityError",
     "Upgrade",

@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from datetime import UTC, datetime
@@ -58,6 +57,7 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
 from pachytype._budget import DEFAULT_BUDGET
+from pachytype._clock import Clock, Timer
 from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
 from pachytype._core.held import RETRY_HELD, Held
@@ -169,7 +169,7 @@ class _Timer:
         self.id = id
         self.out = out
         self.due = due
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: Timer | None = None
 
 
 class _Request:
@@ -223,8 +223,9 @@ class DurableRuntime(Runtime):
         name: str = "LocalDisk",
         activation_budget: float = DEFAULT_BUDGET,
         retry_held: float = RETRY_HELD,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(registry, activation_budget=activation_budget)
+        super().__init__(registry, activation_budget=activation_budget, clock=clock)
         self.store = store
         self.codec = codec
         self.max_batch = max_batch
@@ -562,7 +563,6 @@ class DurableRuntime(Runtime):
             self._wake_up()
 
     def _arm(self, timer: _Timer) -> None:
-        loop = asyncio.get_running_loop()
         self._armed[timer.id] = timer
 
         def fire() -> None:
@@ -570,7 +570,7 @@ class DurableRuntime(Runtime):
                 self._fired.append(timer)
                 self._wake_up()
 
-        timer.handle = loop.call_later(max(0.0, timer.due - time.time()), fire)
+        timer.handle = self.clock.call_at(timer.due, fire)
 
     # -- the dispatcher --------------------------------------------------------
 
@@ -695,7 +695,7 @@ class DurableRuntime(Runtime):
         new_id = self._next_id
         self._next_id = new_id + 1
         if out.delay > 0 and not due_now:
-            due = time.time() + out.delay
+            due = self.clock.now() + out.delay
             batch.timers.append((new_id, out.etype.name, out.id_text, out.payload, due))
             pending.timers.append(_Timer(new_id, out, due))
         else:

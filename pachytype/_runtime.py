@@ -49,6 +49,7 @@ from typing import Any, Final
 from pachytype._address import Address, Envelope, Key, _Envelope, make_ref, not_an_envelope
 from pachytype._address import Ref as _Ref
 from pachytype._budget import DEFAULT_BUDGET, watch_activations
+from pachytype._clock import Clock, SystemClock, Timer
 from pachytype._codec import Codec
 from pachytype._core.envelopes import Checked, Route, check_outside, check_returned, checker
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
@@ -111,8 +112,10 @@ class Runtime:
         codec: Codec | None = None,
         max_backlog: int = MAX_BACKLOG,
         activation_budget: float = DEFAULT_BUDGET,
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
+        self.clock: Clock = SystemClock() if clock is None else clock
         self.activation_budget = activation_budget
         self._codec = codec
         self._routing: Route = checker(registry) if codec is None else self._round_trip_route
@@ -127,7 +130,7 @@ class Runtime:
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._dead: list[DeadLetter] = []
         self._dead_seq = itertools.count(1)
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[Timer] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -303,14 +306,13 @@ class Runtime:
     ) -> None:
         """Put a checked message in its target's inbox (now, or after `delay` s)."""
         if delay > 0:
-            loop = asyncio.get_running_loop()
-            handle: asyncio.TimerHandle
+            handle: Timer
 
             def fire() -> None:
                 self._timers.discard(handle)
                 self.deliver(to, etype, message, 0.0, fut)
 
-            handle = loop.call_later(delay, fire)
+            handle = self.clock.call_at(self.clock.now() + delay, fire)
             self._timers.add(handle)
             return
         self._enqueue(to, etype, message, fut)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pachytype._address import Envelope, Ref
 from pachytype._budget import DEFAULT_BUDGET, check_budget
+from pachytype._clock import Clock
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
@@ -35,6 +36,8 @@ class InMemory(Ecosystem):
     * `activation_budget`: seconds an `activate` may run before it is
       interrupted and its message dead-lettered (`ActivationTimeoutError`);
       an entity class may set its own `activation_budget`.
+    * `clock`: where delays wait (default the system clock); a
+      `ManualClock` lets a test fire a 30-day reminder with `clock.advance`.
 
     >>> async with InMemory(REGISTRY) as eco:              # doctest: +SKIP
     ...     await eco.call(refs.counter("c").increment())
@@ -48,8 +51,11 @@ class InMemory(Ecosystem):
         roundtrip: bool = True,
         max_backlog: int = MAX_BACKLOG,
         activation_budget: float = DEFAULT_BUDGET,
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
+        self.clock = clock
+        """Where time is read and delays wait (None: the system clock)."""
         self.activation_budget = check_budget(activation_budget, "InMemory")
         self.roundtrip = roundtrip
         self.max_backlog = max_backlog
@@ -74,6 +80,7 @@ class InMemory(Ecosystem):
             codec=codec,
             max_backlog=self.max_backlog,
             activation_budget=self.activation_budget,
+            clock=self.clock,
         )
         rt.start()
         self._runtime = rt

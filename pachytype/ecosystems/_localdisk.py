@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pachytype._address import Envelope, Ref
 from pachytype._budget import DEFAULT_BUDGET, check_budget
+from pachytype._clock import Clock
 from pachytype._codec import Codec
 from pachytype._core.held import RETRY_HELD
 from pachytype._deadletter import DeadLetter
@@ -41,7 +42,9 @@ class LocalDisk(Ecosystem):
     the queued messages above which `send` waits. `activation_budget`: seconds
     an `activate` may run before it is interrupted and dead-lettered;
     `retry_held`: seconds between two attempts to load a state that could not
-    be loaded (its entity is held meanwhile, its mail kept in order).
+    be loaded (its entity is held meanwhile, its mail kept in order);
+    `clock`: where time is read (timers are stored with their due time) and
+    delays wait (a `ManualClock` in tests).
     """
 
     def __init__(
@@ -54,12 +57,15 @@ class LocalDisk(Ecosystem):
         cache_size: int = CACHE_SIZE,
         max_backlog: int = MAX_BACKLOG,
         activation_budget: float = DEFAULT_BUDGET,
+        clock: Clock | None = None,
         retry_held: float = RETRY_HELD,
     ) -> None:
         self.path = Path(path)
         self.retry_held = retry_held
         self.activation_budget = check_budget(activation_budget, f"LocalDisk({str(path)!r})")
         self.registry = registry
+        self.clock = clock
+        """Where time is read and delays wait (None: the system clock)."""
         self.synchronous: Synchronous = synchronous
         self.max_batch = max_batch
         self.cache_size = cache_size
@@ -86,6 +92,7 @@ class LocalDisk(Ecosystem):
             cache_size=self.cache_size,
             max_backlog=self.max_backlog,
             activation_budget=self.activation_budget,
+            clock=self.clock,
             retry_held=self.retry_held,
         )
         await rt.open()

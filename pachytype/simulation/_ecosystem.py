@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
+from pachytype._clock import Clock, SystemClock, Timer
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
@@ -55,8 +56,10 @@ class SimulatedEcosystem(Ecosystem):
     1
     """
 
-    def __init__(self, simulation: Simulation) -> None:
+    def __init__(self, simulation: Simulation, clock: Clock | None = None) -> None:
         self.simulation = simulation
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self._alarm: Timer | None = None
         self.registry = simulation.registry
         self._choose = seeded(simulation._rng, 0.0)
         self._task: asyncio.Task[None] | None = None
@@ -76,13 +79,16 @@ class SimulatedEcosystem(Ecosystem):
         if self._task is not None:
             raise RuntimeError("this simulated ecosystem is already open")
         loop = asyncio.get_running_loop()
-        self._t0 = loop.time() - self.simulation._world.now  # the world's clock goes on
+        self._t0 = self.clock.now() - self.simulation._world.now  # the world's clock goes on
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task = loop.create_task(self._pump(), name="pachytype simulation")
 
     async def close(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -195,7 +201,7 @@ class SimulatedEcosystem(Ecosystem):
     def _catch_up(self) -> None:
         """Fire the timers due by now (event-loop time) and set the clock to now."""
         sim = self.simulation
-        elapsed = asyncio.get_running_loop().time() - self._t0
+        elapsed = self.clock.now() - self._t0
         world = sim._world
         while world.timers and world.timers[0][0] <= elapsed:
             world, _ = apply(world, TICK, sim._ctx)
@@ -218,7 +224,6 @@ class SimulatedEcosystem(Ecosystem):
 
     async def _deliver(self) -> None:
         sim = self.simulation
-        loop = asyncio.get_running_loop()
         steps = 0
         while True:
             self._catch_up()
@@ -227,9 +232,12 @@ class SimulatedEcosystem(Ecosystem):
                 self._idle.set()
                 self._wake.clear()
                 timers = sim._world.timers
-                timeout = None if not timers else max(0.0, self._t0 + timers[0][0] - loop.time())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                if self._alarm is not None:
+                    self._alarm.cancel()
+                    self._alarm = None
+                if timers:  # wake when the next delayed message is due on the clock
+                    self._alarm = self.clock.call_at(self._t0 + timers[0][0], self._wake.set)
+                await self._wake.wait()
                 continue
             sim._world, step = apply(sim._world, self._choose(events), sim._ctx)
             self._publish(step)

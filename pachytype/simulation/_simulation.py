@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 from attrs import frozen
 
 from pachytype._address import Address, Envelope, Ref
+from pachytype._clock import Clock
 from pachytype._errors import InitError
 from pachytype._registry import Registry
 from pachytype.simulation import _world
@@ -111,11 +112,12 @@ class Simulation:
         """Messages in flight or waiting for their delay."""
         return self._world.pending()
 
-    def ecosystem(self) -> SimulatedEcosystem:
+    def ecosystem(self, clock: Clock | None = None) -> SimulatedEcosystem:
         """This simulation behind the async `Ecosystem` interface (`send`,
         `call`, `state`, `follow`, ...): shuffled, seeded delivery orders for
-        code written against any ecosystem. Delays take real time there."""
-        return SimulatedEcosystem(self)
+        code written against any ecosystem. Delays wait on `clock` (the
+        system clock by default; a `ManualClock` makes them instant)."""
+        return SimulatedEcosystem(self, clock)
 
     def reset(self) -> None:
         """Forget every state and message; the clock goes back to zero."""

@@ -226,18 +226,8 @@ async def test_mail_to_a_bad_id_from_an_activation_becomes_a_dead_letter(
         assert await eco.call(sender.post(Forward(ord("b")))) == "f"
 
 
-PG_DEAD_TEXT = pytest.mark.xfail(
-    strict=True,
-    reason="the Postgres store writes the error text as is (PostgreSQL text refuses NUL, "
-    "asyncpg lone surrogates) and retries the batch forever; it must store "
-    "pachytype._codec.storable_text(...) like LocalDisk",
-)
-
-
 @pytest.mark.parametrize("nul", [False, True], ids=["lone surrogate", "NUL"])
-@pytest.mark.parametrize(
-    "kind", ["inmemory", "localdisk", pytest.param("postgres", marks=PG_DEAD_TEXT)]
-)
+@pytest.mark.parametrize("kind", ["inmemory", "localdisk", "postgres"])
 async def test_an_error_whose_text_no_store_can_keep_still_makes_a_dead_letter(
     kind: str, nul: bool, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
+from pachytype._codec import storable_text
 from pachytype._core.turn import UNBORN, Failure, Unreadable
 from pachytype._store import DeadRow
 
@@ -67,9 +68,10 @@ def raw_dead_row(
         entity_type=entity_type,
         id_text=id_text,
         message=payload,
-        error_type=type(error).__qualname__,
-        error=str(error),
-        traceback="".join(traceback.format_exception(error)),
+        # Any text an exception carries must be storable by every store.
+        error_type=storable_text(type(error).__qualname__),
+        error=storable_text(str(error)),
+        traceback=storable_text("".join(traceback.format_exception(error))),
         state=state,
         version=version,
         recent=tuple(recent) or (payload,),

@@ -8,13 +8,22 @@ asyncpg doing the same writes, and the takeover time after kill -9.
   best of `REPEAT` runs.
   Each activation: claim the row, decode, activate, encode, upsert the
   state, delete the row, record the dedupe id, all committed.
-* Baselines, on the same tables and the same preloaded mail, one asyncpg
-  connection: `raw.1pertx` claims one row per transaction (`FOR UPDATE
-  SKIP LOCKED`), upserts a state, deletes the row and records the dedupe
-  id; `raw.100pertx` does the same 100 rows per transaction with array
-  statements. No decoding, no Python activation: the database's share.
+* Baselines, on the same tables and the same preloaded mail, with as many
+  asyncpg connections as the node workers they are compared with
+  (`WORKERS` per node): `raw.1pertx` claims one row per transaction (`FOR
+  UPDATE SKIP LOCKED`), upserts a state, deletes the row and records the
+  dedupe id; `raw.100pertx.<n>conn` does the same 100 rows per transaction
+  with array statements. No decoding, no Python activation: the
+  database's share.
 * `postgres.call`: milliseconds per sequential `call` to one entity whose
   node runs in the caller's process (send committed, activation committed).
+* `postgres.client.calls`: what a web service sees. One `pachytype node`
+  process; this process is a `node=False` client with `IN_FLIGHT` calls at
+  once over `CLIENT_KEYS` sinks for `CLIENT_SECONDS` (calls/s; p50 and p99
+  in the note). `postgres.client.call_p50`: one key called in sequence
+  (median ms). Baseline `postgres.raw.calls`: a hand-written asyncpg
+  counter service (one upsert transaction per call, a request-id insert
+  for idempotence) on as many connections as client and node used.
 * `postgres.takeover`: two nodes with the default 5 s lease; seconds from
   kill -9 of one until the other owns every partition.
 
@@ -26,9 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
+import statistics
+import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -52,8 +65,10 @@ PER_ENTITY = 20
 PARTITIONS = 32
 RAW_SINGLE = 5_000
 REPEAT = 2
-CALLS = 300
 """Durable runs per figure, best kept (the machine may be busy with other work)."""
+CALLS = 300
+WORKERS = 2
+"""Activation loops per node process (`pachytype node --workers`, its default)."""
 REGISTRY = "benchmarks.workload.refs:REGISTRY"
 
 
@@ -119,16 +134,19 @@ async def _durable(dsn: str, nodes: int, logs: Path) -> float:
         drop_schemas(dsn, [schema])
 
 
-async def _raw(dsn: str, per_tx: int, rows: int) -> float:
-    """Raw asyncpg: claim, upsert state, delete, dedupe; `per_tx` rows per transaction."""
+async def _raw(dsn: str, per_tx: int, rows: int, connections: int) -> float:
+    """Raw asyncpg: claim, upsert state, delete, dedupe; `per_tx` rows per
+    transaction, on `connections` connections at once (as many as the node
+    workers it is compared with)."""
     schema = new_schema_name("pt_raw")
     s = quote_schema(schema)
     try:
         await _preload(dsn, schema)
-        conn = await asyncpg.connect(dsn)
-        try:
-            done = 0
-            started = time.perf_counter()
+        conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+        done = 0
+
+        async def drain(conn: asyncpg.Connection) -> None:
+            nonlocal done
             while done < rows:
                 async with conn.transaction():
                     claimed = await conn.fetch(
@@ -157,12 +175,69 @@ async def _raw(dsn: str, per_tx: int, rows: int) -> float:
                         f"INSERT INTO {s}.dedupe (msg_id) SELECT unnest($1::uuid[])",
                         [r[1] for r in claimed],
                     )
+                if not claimed:
+                    return
                 done += len(claimed)
+
+        try:
+            started = time.perf_counter()
+            await asyncio.gather(*(drain(c) for c in conns))
             elapsed = time.perf_counter() - started
         finally:
-            await conn.close()
+            for c in conns:
+                await c.close()
         return done / elapsed
     finally:
+        drop_schemas(dsn, [schema])
+
+
+async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
+    """A hand-written asyncpg counter service, the baseline of the client
+    figures: each call is one transaction (upsert the counter, record the
+    request id, return the count) on a pool of `connections`; `IN_FLIGHT`
+    calls at once over `CLIENT_KEYS` keys, then one key in sequence."""
+    schema = new_schema_name("pt_rawcall")
+    s = quote_schema(schema)
+    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections)
+    try:
+        await pool.execute(f"CREATE SCHEMA {s}")
+        await pool.execute(f"CREATE TABLE {s}.counters (k text PRIMARY KEY, n bigint NOT NULL)")
+        await pool.execute(f"CREATE TABLE {s}.requests (id uuid PRIMARY KEY)")
+        query = (
+            f"WITH r AS (INSERT INTO {s}.requests (id) VALUES ($2)) "
+            f"INSERT INTO {s}.counters (k, n) VALUES ($1, 1) "
+            f"ON CONFLICT (k) DO UPDATE SET n = {s}.counters.n + 1 RETURNING n"
+        )
+
+        async def call(key: int) -> None:
+            await pool.fetchval(query, str(key), uuid.uuid4())
+
+        latencies: list[float] = []
+        stop = time.perf_counter() + CLIENT_SECONDS
+        rng = random.Random(7)
+
+        async def caller() -> None:
+            while (now := time.perf_counter()) < stop:
+                await call(rng.randrange(CLIENT_KEYS))
+                latencies.append(time.perf_counter() - now)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+        elapsed = time.perf_counter() - started
+        sequential: list[float] = []
+        for i in range(SEQUENTIAL + 20):
+            now = time.perf_counter()
+            await call(0)
+            if i >= 20:
+                sequential.append(time.perf_counter() - now)
+        return {
+            "calls": len(latencies) / elapsed,
+            "p50": _p(latencies, 0.5),
+            "p99": _p(latencies, 0.99),
+            "seq_p50": _p(sequential, 0.5),
+        }
+    finally:
+        await pool.close()
         drop_schemas(dsn, [schema])
 
 
@@ -203,38 +278,164 @@ async def _call_latency(dsn: str) -> float:
         drop_schemas(dsn, [schema])
 
 
+CLIENT_KEYS = 1_000
+IN_FLIGHT = 32
+CLIENT_SECONDS = 5.0
+SEQUENTIAL = 500
+
+
+async def _serving(dsn: str, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """One `pachytype node` process owning every partition of a fresh schema."""
+    schema = new_schema_name("pt_client")
+    proc = spawn_node(
+        dsn, schema, REGISTRY, node_id="server", lease=5.0, partitions=PARTITIONS, log_dir=logs
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        while not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{schema}.leases"):
+            await asyncio.sleep(0.02)
+        await wait_for_owners(conn, schema, {"server"}, 30)
+    finally:
+        await conn.close()
+    return schema, proc
+
+
+def _p(latencies: list[float], q: float) -> float:
+    """The `q` quantile of `latencies` (seconds), in milliseconds."""
+    return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
+
+
+async def _connections(dsn: str, schema: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1",
+            f"pachytype {schema} %",
+        )
+        return n
+    finally:
+        await conn.close()
+
+
+async def client_calls(dsn: str, logs: Path) -> dict[str, float]:
+    """From a `node=False` client in this process to one node process:
+    `IN_FLIGHT` concurrent calls over `CLIENT_KEYS` sinks for
+    `CLIENT_SECONDS` (calls/s, p50, p99 in ms), then one key called in
+    sequence (p50, p99 ms), and the connections both processes used."""
+    schema, proc = await _serving(dsn, logs)
+    try:
+        async with Postgres(dsn, refs.REGISTRY, schema=schema, node=False) as eco:
+            await asyncio.gather(*(eco.call(refs.sink(k).hit(n=1)) for k in range(CLIENT_KEYS)))
+            latencies: list[float] = []
+            stop = time.perf_counter() + CLIENT_SECONDS
+            rng = random.Random(7)
+
+            async def caller() -> None:
+                while (now := time.perf_counter()) < stop:
+                    await eco.call(refs.sink(rng.randrange(CLIENT_KEYS)).hit(n=1))
+                    latencies.append(time.perf_counter() - now)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+            elapsed = time.perf_counter() - started
+            connections = await _connections(dsn, schema)
+            sequential: list[float] = []
+            for i in range(SEQUENTIAL + 20):
+                now = time.perf_counter()
+                await eco.call(refs.sink(0).hit(n=1))
+                if i >= 20:  # after warming up
+                    sequential.append(time.perf_counter() - now)
+        return {
+            "calls": len(latencies) / elapsed,
+            "p50": _p(latencies, 0.5),
+            "p99": _p(latencies, 0.99),
+            "seq_p50": _p(sequential, 0.5),
+            "seq_p99": _p(sequential, 0.99),
+            "connections": connections,
+        }
+    finally:
+        stop_processes([proc], grace=20)
+        drop_schemas(dsn, [schema])
+
+
 async def _all(dsn: str, logs: Path) -> list[Record]:
-    raw_single = await _raw(dsn, 1, RAW_SINGLE)
-    raw_batched = await _raw(dsn, 100, ENTITIES * PER_ENTITY)
+    # Node workers each hold one connection while they drain: the raw
+    # baselines get as many (WORKERS per node) for a fair ratio.
+    raw_single = await _raw(dsn, 1, RAW_SINGLE, WORKERS)
+    raw_one = await _raw(dsn, 100, ENTITIES * PER_ENTITY, WORKERS)
+    raw_two = await _raw(dsn, 100, ENTITIES * PER_ENTITY, 2 * WORKERS)
     one = max([await _durable(dsn, 1, logs) for _ in range(REPEAT)])
     two = max([await _durable(dsn, 2, logs) for _ in range(REPEAT)])
     takeover = await _takeover(dsn, logs)
     call = await _call_latency(dsn)
+    client = await client_calls(dsn, logs)
+    connections = int(client["connections"])
+    raw_calls = await _raw_calls(dsn, connections)
     note = f"{ENTITIES:,} sinks x {PER_ENTITY} hits, {PARTITIONS} partitions, node processes"
+    client_note = (
+        f"node=False client process -> 1 node process, {IN_FLIGHT} in flight over "
+        f"{CLIENT_KEYS:,} keys"
+    )
+    raw_note = f"hand-written asyncpg counter, 1 tx per call, {connections} connections"
     return [
-        Record("postgres.raw.1pertx", raw_single, "activations/s", note="asyncpg, same writes"),
-        Record("postgres.raw.100pertx", raw_batched, "activations/s", note="asyncpg, same writes"),
+        Record(
+            "postgres.raw.1pertx",
+            raw_single,
+            "activations/s",
+            note=f"asyncpg, same writes, {WORKERS} connections",
+        ),
+        Record(
+            f"postgres.raw.100pertx.{WORKERS}conn",
+            raw_one,
+            "activations/s",
+            note=f"asyncpg, same writes, {WORKERS} connections",
+        ),
+        Record(
+            f"postgres.raw.100pertx.{2 * WORKERS}conn",
+            raw_two,
+            "activations/s",
+            note=f"asyncpg, same writes, {2 * WORKERS} connections",
+        ),
         Record(
             "postgres.durable.1node",
             one,
             "activations/s",
-            "postgres.raw.100pertx",
-            raw_batched,
-            note=note,
+            f"postgres.raw.100pertx.{WORKERS}conn",
+            raw_one,
+            note=note + f"; {WORKERS} workers",
         ),
         Record(
             "postgres.durable.2nodes",
             two,
             "activations/s",
-            "postgres.raw.100pertx",
-            raw_batched,
-            note=note + "; target >= 40,000/s and >= 0.5x",
+            f"postgres.raw.100pertx.{2 * WORKERS}conn",
+            raw_two,
+            note=note + f"; {WORKERS} workers each; target >= 1.0x",
         ),
         Record(
             "postgres.call",
             call,
             "ms",
-            note="sequential calls to one entity; two commits each (the send, the activation)",
+            note="sequential calls to one entity owned by the caller's process",
+        ),
+        Record("postgres.raw.calls", raw_calls["calls"], "calls/s", note=raw_note),
+        Record(
+            "postgres.client.calls",
+            client["calls"],
+            "calls/s",
+            "postgres.raw.calls",
+            raw_calls["calls"],
+            note=f"{client_note}; p50 {client['p50']:.1f} ms, p99 {client['p99']:.1f} ms "
+            f"(raw p99 {raw_calls['p99']:.1f} ms); target >= 10,000/s, p99 <= 20 ms",
+        ),
+        Record(
+            "postgres.client.call_p50",
+            client["seq_p50"],
+            "ms",
+            "postgres.raw.call_p50",
+            raw_calls["seq_p50"],
+            note=f"one key called in sequence from a client process; p99 "
+            f"{client['seq_p99']:.1f} ms; target <= 3 ms",
         ),
         Record(
             "postgres.takeover",

@@ -18,17 +18,27 @@ Design note
   state) *holds* the entity: its rows stay in the mailbox, untouched and in
   order, and the error is reported. Nothing stored is ever overwritten by
   a failed decode.
-* Outside messages are deduplicated by id (`dedupe` table): the batch is
-  given the ids already consumed and drops those rows.
+* Outside messages are deduplicated by id (`dedupe` table): a claimed row
+  says whether its id was consumed before (`done`), and such rows are
+  dropped. The answer of a call (the state after it, encoded, or the
+  error) is written with its dedupe id and notified to its caller.
+* Each state row carries its entity's `RECENT` last messages (encoded), so
+  a dead letter has them after a restart or a takeover too; an entity
+  loaded from the table starts from them.
+* For a followed entity (`watched`), every committed state of the batch is
+  kept for the `history` table, in order (followers read them there); for
+  the others only the last state is encoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -67,14 +77,20 @@ class Mail:
     payload: bytes
     outside: bool
     reply: bool
+    reply_to: str | None = None  # the caller's reply channel (None: a schema-v1 caller)
+    reply_key: bytes | None = None
+    done: bool = False  # an outside message whose id was consumed before
+    watched: bool = False  # someone follows this entity
 
 
 @define
 class Cached:
-    """An entity's committed state as this owner knows it."""
+    """An entity's committed state as this owner knows it, with its most
+    recent messages as stored (encoded, oldest first)."""
 
     state: Any
     activations: int
+    recent: tuple[bytes, ...] = ()
 
 
 @define
@@ -85,7 +101,11 @@ class Reply:
     entity_type: str
     id: Hashable
     message: object
+    reply_to: str | None
+    reply_key: bytes | None
     state: Any = None
+    version: int | None = None
+    data: bytes | None = None  # the state, encoded
     error: BaseException | None = None
 
 
@@ -95,8 +115,8 @@ class Outcome:
 
     consumed: list[tuple[int, int]] = field(factory=list)  # mailbox ctids to delete
     dedupe: list[uuid.UUID] = field(factory=list)  # outside message ids consumed
-    # states: (type, id text, partition, version, data, activations)
-    states: list[tuple[str, str, int, int, bytes, int]] = field(factory=list)
+    # states: (type, id text, partition, version, data, activations, recent messages)
+    states: list[tuple[str, str, int, int, bytes, int, bytes]] = field(factory=list)
     # mail: (msg id, partition, type, id text, payload, delay seconds)
     mail: list[tuple[uuid.UUID, int, str, str, bytes, float]] = field(factory=list)
     # dead: (type, id text, message, error type, error, traceback, version, state, recent)
@@ -107,8 +127,10 @@ class Outcome:
     cache: dict[Key, Cached] = field(factory=dict)  # new cache entries after commit
     blocked: dict[Key, PachytypeError] = field(factory=dict)  # held: state does not load
     undecodable: list[PachytypeError] = field(factory=list)  # mail dead-lettered as bytes
-    # per activation, for followers: (type, id text, activations, version, data)
+    # per activation of a followed entity: (type, id text, activations, version, data)
     committed: list[tuple[str, str, int, int, bytes]] = field(factory=list)
+    followed: list[Key] = field(factory=list)  # followed entities with new states
+    activations: int = 0  # committed activations
 
 
 def new_message_id() -> uuid.UUID:
@@ -121,20 +143,42 @@ def new_message_id() -> uuid.UUID:
 
 
 class Recent:
-    """The most recent messages of recently active entities (bounded)."""
+    """The most recent messages (decoded) of recently active entities
+    (bounded); their encoded form is stored with the state (`Cached.recent`)."""
 
     def __init__(self, entities: int = 10_000) -> None:
         self._by_key: OrderedDict[Key, deque[object]] = OrderedDict()
         self._limit = entities
 
-    def of(self, key: Key) -> deque[object]:
+    def __contains__(self, key: Key) -> bool:
+        return key in self._by_key
+
+    def of(self, key: Key, stored: Iterable[object] | None = None) -> deque[object]:
+        """The entity's deque; `stored`, if given, replaces what it held (the
+        entity was loaded from the table: another node may have run it)."""
         found = self._by_key.pop(key, None)
-        if found is None:
-            found = deque(maxlen=RECENT)
+        if found is None or stored is not None:
+            found = deque(stored or (), maxlen=RECENT)
         self._by_key[key] = found
         if len(self._by_key) > self._limit:
             self._by_key.popitem(last=False)
         return found
+
+
+def pack_recent(payloads: Iterable[bytes]) -> bytes:
+    """Encoded messages as one value (each prefixed by its 4-byte length)."""
+    return b"".join(struct.pack(">I", len(p)) + p for p in payloads)
+
+
+def unpack_recent(data: bytes | None) -> tuple[bytes, ...]:
+    """The inverse of `pack_recent` (None: nothing stored)."""
+    out: list[bytes] = []
+    at = 0
+    while data is not None and at < len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        out.append(bytes(data[at + 4 : at + 4 + size]))
+        at += 4 + size
+    return tuple(out)
 
 
 def run_batch(
@@ -143,22 +187,21 @@ def run_batch(
     partitions: int,
     mail: Sequence[Mail],
     states: dict[Key, Cached | None],
-    stored: dict[Key, tuple[int, bytes, int]],
-    already: set[uuid.UUID],
+    stored: dict[Key, tuple[int, bytes, int, bytes | None]],
     recent: Recent,
     budget: float = DEFAULT_BUDGET,
 ) -> Outcome:
     """Activate every entity of `mail` (each activation within `budget` seconds).
 
     `states` holds what the owner has cached (None: known never committed);
-    `stored` holds `(version, data, activations)` read for the other keys;
-    `already` the outside message ids consumed before.
+    `stored` holds `(version, data, activations, recent messages)` read for
+    the other keys.
     """
     out = Outcome()
     seen: set[uuid.UUID] = set()
     by_key: dict[Key, list[Mail]] = {}
     for row in mail:
-        if row.outside and (row.msg_id in already or row.msg_id in seen):
+        if row.outside and (row.done or row.msg_id in seen):
             out.consumed.append(row.ctid)  # a resent outside message: applied once already
             continue
         seen.add(row.msg_id)
@@ -175,7 +218,7 @@ def _run_entity(
     key: Key,
     rows: list[Mail],
     states: dict[Key, Cached | None],
-    stored: dict[Key, tuple[int, bytes, int]],
+    stored: dict[Key, tuple[int, bytes, int, bytes | None]],
     recent: Recent,
     out: Outcome,
     budget: float,
@@ -195,7 +238,14 @@ def _run_entity(
     except (DecodeError, StateVersionError) as error:
         out.blocked[key] = error
         return
-    messages = [_decode(codec, entity_type, id, row) for row in rows]
+    messages = [_decode(codec, entity_type, id, row.payload) for row in rows]
+    seed = None
+    # Read from the table just now (another node may have run it since), or
+    # out of the in-memory deques: start from the messages stored with it.
+    if cached is not None and (key not in states or key not in recent):
+        seed = [_decode(codec, entity_type, id, p) for p in cached.recent]
+    history = recent.of(key, seed)
+    payloads = (*(cached.recent if cached else ()), *(row.payload for row in rows))[-RECENT:]
     address: Address[Any] = make_ref(Ref, etype.name, id)
     name, version = etype.name, etype.state_version
 
@@ -212,7 +262,7 @@ def _run_entity(
         address,
         UNBORN if cached is None else cached.state,
         messages,
-        recent.of(key),
+        history,
         route,
         store_state=store,
         keep_states=True,
@@ -221,7 +271,10 @@ def _run_entity(
     failures = {f.index: f for f in turn.failures}
     states_after = turn.states
     assert states_after is not None
-    count = 0 if cached is None else cached.activations
+    before = 0 if cached is None else cached.activations
+    count = before
+    watched = any(row.watched for row in rows)
+    last_ok = max((i for i in range(len(rows)) if i not in failures), default=-1)
     for i, row in enumerate(rows):
         out.consumed.append(row.ctid)
         if row.outside:
@@ -232,26 +285,47 @@ def _run_entity(
             continue
         count += 1
         state = states_after[i]
-        data = turn.stored if i == len(rows) - 1 else codec.encode_state(name, state)
-        assert type(data) is bytes
-        out.committed.append((entity_type, id_text, count, version, data))
+        data: bytes | None = None
+        if watched or row.reply:  # only they need every intermediate state encoded
+            data = codec.encode_state(name, state) if i != last_ok else _bytes(turn.stored)
+        if watched:
+            assert data is not None
+            out.committed.append((entity_type, id_text, count, version, data))
         if row.reply:
-            out.replies.append(Reply(row.msg_id, entity_type, id, messages[i], state=state))
+            reply = Reply(row.msg_id, entity_type, id, messages[i], row.reply_to, row.reply_key)
+            reply.state, reply.version, reply.data = state, version, data
+            out.replies.append(reply)
     out.mail.extend(turn.routed)
+    out.activations += count - before
+    partition = rows[0].partition
     if turn.changed:
         assert type(turn.stored) is bytes
-        partition = rows[0].partition
-        out.states.append((entity_type, id_text, partition, version, turn.stored, count))
-        out.cache[key] = Cached(turn.state, count)
+        out.states.append(
+            (entity_type, id_text, partition, version, turn.stored, count, pack_recent(payloads))
+        )
+        out.cache[key] = Cached(turn.state, count, payloads)
+        if watched:
+            out.followed.append(key)
     elif cached is not None:
-        out.cache[key] = cached
+        # Only failures: the state stays, but its recent messages are stored.
+        with contextlib.suppress(Exception):  # (a state that no longer encodes stays as it is)
+            kept = codec.encode_state(name, cached.state)
+            out.states.append(
+                (entity_type, id_text, partition, version, kept, count, pack_recent(payloads))
+            )
+        out.cache[key] = Cached(cached.state, count, payloads)
 
 
-def _decode(codec: Codec, entity_type: str, id: Hashable, row: Mail) -> object:
+def _bytes(value: object) -> bytes:
+    assert type(value) is bytes
+    return value
+
+
+def _decode(codec: Codec, entity_type: str, id: Hashable, payload: bytes) -> object:
     try:
-        return codec.decode_message(entity_type, row.payload, id)
+        return codec.decode_message(entity_type, payload, id)
     except DecodeError as error:
-        return Unreadable(row.payload, error)
+        return Unreadable(payload, error)
 
 
 def _load(
@@ -259,15 +333,15 @@ def _load(
     key: Key,
     id: Hashable,
     states: dict[Key, Cached | None],
-    stored: dict[Key, tuple[int, bytes, int]],
+    stored: dict[Key, tuple[int, bytes, int, bytes | None]],
 ) -> Cached | None:
     if key in states:
         return states[key]
     found = stored.get(key)
     if found is None:
         return None
-    version, data, activations = found
-    return Cached(codec.decode_state(key[0], id, data, version), activations)
+    version, data, activations, recent = found
+    return Cached(codec.decode_state(key[0], id, data, version), activations, unpack_recent(recent))
 
 
 def _dead(
@@ -285,7 +359,17 @@ def _dead(
     if type(failure.message) is Unreadable:
         out.undecodable.append(failure.error)  # type: ignore[arg-type]  # a DecodeError
     if row.reply:
-        out.replies.append(Reply(row.msg_id, key[0], id, failure.message, error=failure.error))
+        out.replies.append(
+            Reply(
+                row.msg_id,
+                key[0],
+                id,
+                failure.message,
+                row.reply_to,
+                row.reply_key,
+                error=failure.error,
+            )
+        )
 
 
 def _append_dead(out: Outcome, dead: DeadRow, version: int | None) -> None:
@@ -313,7 +397,9 @@ def _undecodable(out: Outcome, key: Key, id: Hashable, row: Mail, error: Pachyty
     _append_dead(out, raw_dead_row(key[0], key[1], row.payload, error, None, 0, []), None)
     out.undecodable.append(error)
     if row.reply:
-        out.replies.append(Reply(row.msg_id, key[0], id, row.payload, error=error))
+        out.replies.append(
+            Reply(row.msg_id, key[0], id, row.payload, row.reply_to, row.reply_key, error=error)
+        )
 
 
 _Row = tuple[uuid.UUID, int, str, str, bytes, float]

@@ -85,6 +85,10 @@ DEDUPE_RETENTION: Final = 3600.0
 REPLY_RETENTION: Final = 600.0
 """Seconds a reply row waits for a caller that may have gone away."""
 
+HISTORY_RETENTION: Final = 3600.0
+"""Seconds a followed entity's past state stays in `history` for a follower
+that has not read it yet (a follower further behind misses states, logged)."""
+
 DEAD_NODE_RETENTION: Final = 86_400.0
 """Seconds a dead node's row stays visible (for `inspect`) before it is swept."""
 
@@ -255,9 +259,11 @@ class Membership:
             )
 
     async def sweep(self, conn: asyncpg.Connection) -> None:
-        """Forget what nobody needs any more: dedupe ids older than
-        `DEDUPE_RETENTION` (a resend comes within seconds), replies nobody
-        fetched, watches and rows of nodes dead for a while."""
+        """Forget what nobody needs any more: dedupe ids (and the answers kept
+        with them) older than `DEDUPE_RETENTION` (a resend comes within
+        seconds), replies nobody fetched, watches and rows of nodes dead for a
+        while, past states every follower has read (or older than
+        `HISTORY_RETENTION`)."""
         s = self._s
         await conn.execute(
             f"DELETE FROM {s}.dedupe WHERE consumed_at < now() - $1 * interval '1 second'",
@@ -271,6 +277,12 @@ class Membership:
             f"DELETE FROM {s}.watches w USING {s}.nodes n WHERE w.node_id = n.node_id "
             f"AND n.heartbeat_at < now() - $1 * interval '1 second'",
             self.lease,
+        )
+        await conn.execute(
+            f"DELETE FROM {s}.history h WHERE h.at < now() - $1 * interval '1 second' "
+            f"OR NOT EXISTS (SELECT 1 FROM {s}.watches w WHERE w.entity_type = h.entity_type "
+            f"AND w.entity_id = h.entity_id AND w.position < h.activations)",
+            HISTORY_RETENTION,
         )
         await conn.execute(
             f"DELETE FROM {s}.nodes WHERE heartbeat_at < now() - $1 * interval '1 second'",

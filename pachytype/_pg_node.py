@@ -5,15 +5,25 @@ Design note
 -----------
 * **Workers.** A node runs `workers` loops; worker `w` serves the owned
   partitions `p` with `p % workers == w`, so two workers of a node never
-  touch the same entity. Each loop is: one transaction that locks its
-  partitions' lease rows (`FOR KEY SHARE`, fencing, see `_pg_lease`),
-  claims up to `batch` due rows, partition by partition through the
-  `(partition, seq)` index (`ORDER BY seq ... FOR UPDATE SKIP LOCKED`; an
-  entity lives in one partition, so its mail comes in order; the starting
-  partition rotates so none starves), reads the states it has not cached,
-  runs `_pg_batch.run_batch`, and writes everything (consumed rows
-  deleted, states upserted, new mail, dedupe ids, dead letters, replies,
-  notifications) before `COMMIT`.
+  touch the same entity. Each loop is one transaction of four round trips:
+  (1) `BEGIN` and the lock of its partitions' lease rows (`FOR KEY SHARE`,
+  fencing, see `_pg_lease`), sent together; (2) the claim of up to `batch`
+  due rows of the partitions still ours at our epoch, partition by
+  partition through the `(partition, seq)` index (`ORDER BY seq ... FOR
+  UPDATE SKIP LOCKED`; an entity lives in one partition, so its mail comes
+  in order; the starting partition rotates so none starves), each row
+  saying whether its id was consumed before (dedupe) and whether its
+  entity is followed; (then the states it has not cached, if any;
+  `_pg_batch.run_batch` runs in between); (3) one statement that writes
+  everything: consumed rows deleted, states upserted (with their recent
+  messages), new mail, dedupe ids with the answers of calls, history of
+  followed entities, and every notification (wake-ups of other nodes'
+  partitions, answers to callers, hints to followers); (4) `COMMIT`.
+* **Follow is in the claim.** A follower registers its watch while holding
+  the entity's lease row `FOR UPDATE` (see `ecosystems._postgres`), which
+  waits for a batch holding it and holds off the next one's step (1); so
+  the claim of every batch committed after the follower's read sees the
+  watch, and writes each state of that entity to `history`.
 * **Effects after commit.** Local `call` futures, the state cache and
   wake-ups of local workers are applied only once the commit returned; any
   error drops the worker's cache (the commit may or may not have happened,
@@ -29,7 +39,6 @@ Design note
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import logging
@@ -45,13 +54,11 @@ from pachytype._codec import Codec
 from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
 from pachytype._pg_lease import Membership, Ownership, channel
+from pachytype._pg_reply import PAYLOAD_LIMIT, entry, pack
 from pachytype._pg_schema import quote_schema
 from pachytype._registry import Registry
 
 log = logging.getLogger("pachytype.postgres")
-
-NOTIFY_LIMIT: Final = 7000
-"""Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
 
 RETRY_BLOCKED: Final = 30.0
 """Seconds before an entity held by a state that cannot be loaded is tried again."""
@@ -233,120 +240,147 @@ class Node:
         s = self._s
         if self._blocked_at:
             self._unblock_due()
-        async with conn.transaction():
-            leases = await conn.fetch(
-                f"SELECT partition, epoch FROM {s}.leases "
-                f"WHERE partition = ANY($1::int[]) AND owner = $2 FOR KEY SHARE",
-                list(parts),
-                self.node_id,
-            )
-            valid = [r["partition"] for r in leases if parts[r["partition"]] == r["epoch"]]
-            self._forget_fenced(parts, valid)
-            if not valid:
-                return 0
-            self._turns[w] += 1
-            shift = self._turns[w] % len(valid)
-            rows = await conn.fetch(
-                f"SELECT m.ctid, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
-                f"m.outside, m.reply FROM unnest($1::int[]) AS p(p), LATERAL ("
-                f"SELECT ctid, * FROM {s}.mailbox WHERE partition = p.p "
-                f"AND (deliver_at IS NULL OR deliver_at <= now()) "
-                f"AND (entity_type, entity_id) NOT IN "
-                f"(SELECT * FROM unnest($3::text[], $4::text[])) "
-                f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS m LIMIT $2",
-                valid[shift:] + valid[:shift],  # rotate: every partition gets its turn
-                self.batch,
-                [k[0] for k in self.blocked],
-                [k[1] for k in self.blocked],
-            )
-            if not rows:
-                return 0
-            mail = [Mail(*r) for r in rows]
-            cache = self._caches[w]
-            known: dict[Key, Cached | None] = {}
-            missing: list[Key] = []
-            for m in mail:
-                key = (m.entity_type, m.id_text)
-                epoch, entries = cache.setdefault(m.partition, (parts[m.partition], {}))
-                if epoch != parts[m.partition]:  # cached under another ownership
-                    entries = {}
-                    cache[m.partition] = (parts[m.partition], entries)
-                if key in entries:
-                    known[key] = entries[key]
-                elif key not in known:
-                    missing.append(key)
-                    known[key] = None
-            stored = await self._load(conn, missing)
-            for key in stored:
-                del known[key]
-            outside = [m.msg_id for m in mail if m.outside]
-            already = await self._consumed(conn, outside) if outside else set()
-            out = run_batch(
-                self.registry,
-                self.codec,
-                self.partitions,
-                mail,
-                known,
-                stored,
-                already,
-                self._recent,
-                budget=self.budget,
-            )
-            await self._write(conn, out)
+        partitions = list(parts)
+        self._turns[w] += 1
+        shift = self._turns[w] % len(partitions)
+        order = partitions[shift:] + partitions[:shift]  # rotate: every partition gets its turn
+        # BEGIN and the lease locks in one round trip (the simple protocol
+        # takes several statements but no parameters: partitions are ints,
+        # the node id a quoted literal). The locks fence the whole batch: a
+        # takeover (FOR UPDATE) waits for our commit, and the claim below,
+        # a later statement, sees only partitions still ours at our epoch.
+        await conn.execute(
+            f"BEGIN; SELECT 1 FROM {s}.leases WHERE partition IN "
+            f"({','.join(map(str, partitions))}) AND owner = {_literal(self.node_id)} "
+            f"FOR KEY SHARE"
+        )
+        try:
+            handled = await self._claim_and_run(conn, w, parts, order)
+        except BaseException:
+            await _rollback(conn)
+            raise
+        return handled
+
+    async def _claim_and_run(
+        self, conn: asyncpg.Connection, w: int, parts: dict[int, int], order: list[int]
+    ) -> int:
+        s = self._s
+        rows = await conn.fetch(
+            f"SELECT m.ctid, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
+            f"m.outside, m.reply, m.reply_to, m.reply_key, "
+            f"m.outside AND EXISTS (SELECT 1 FROM {s}.dedupe d WHERE d.msg_id = m.msg_id), "
+            f"EXISTS (SELECT 1 FROM {s}.watches w "
+            f"WHERE w.entity_type = m.entity_type AND w.entity_id = m.entity_id) "
+            f"FROM unnest($1::int[], $5::bigint[]) AS p(p, e), LATERAL ("
+            f"SELECT ctid, * FROM {s}.mailbox WHERE partition = p.p "
+            f"AND EXISTS (SELECT 1 FROM {s}.leases l "
+            f"WHERE l.partition = p.p AND l.owner = $6 AND l.epoch = p.e) "
+            f"AND (deliver_at IS NULL OR deliver_at <= now()) "
+            f"AND (entity_type, entity_id) NOT IN "
+            f"(SELECT * FROM unnest($3::text[], $4::text[])) "
+            f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS m LIMIT $2",
+            order,
+            self.batch,
+            [k[0] for k in self.blocked],
+            [k[1] for k in self.blocked],
+            [parts[p] for p in order],
+            self.node_id,
+        )
+        if not rows:
+            await conn.execute("COMMIT")
+            return 0
+        mail = [Mail(*r) for r in rows]
+        cache = self._caches[w]
+        known: dict[Key, Cached | None] = {}
+        missing: list[Key] = []
+        for m in mail:
+            key = (m.entity_type, m.id_text)
+            epoch, entries = cache.setdefault(m.partition, (parts[m.partition], {}))
+            if epoch != parts[m.partition]:  # cached under another ownership
+                entries = {}
+                cache[m.partition] = (parts[m.partition], entries)
+            if key in entries:
+                known[key] = entries[key]
+            elif key not in known:
+                missing.append(key)
+                known[key] = None
+        stored = await self._load(conn, missing)
+        for key in stored:
+            del known[key]
+        out = run_batch(
+            self.registry,
+            self.codec,
+            self.partitions,
+            mail,
+            known,
+            stored,
+            self._recent,
+            budget=self.budget,
+        )
+        await self._write(conn, out)
+        await conn.execute("COMMIT")
         self._after_commit(w, parts, mail, out)
         return len(rows)
 
-    def _forget_fenced(self, parts: dict[int, int], valid: list[int]) -> None:
-        fenced = [p for p in parts if p not in valid and self.ownership.epochs.get(p) == parts[p]]
-        if fenced:
-            log.warning(
-                "node %s: partitions %s now belong to another node (fenced)", self.node_id, fenced
-            )
-            self.ownership.drop(fenced)
-
-    async def _load(self, conn: asyncpg.Connection, keys: list[Key]) -> dict[Key, Any]:
+    async def _load(
+        self, conn: asyncpg.Connection, keys: list[Key]
+    ) -> dict[Key, tuple[int, bytes, int, bytes | None]]:
         if not keys:
             return {}
         rows = await conn.fetch(
-            f"SELECT s.entity_type, s.entity_id, s.version, s.data, s.activations "
+            f"SELECT s.entity_type, s.entity_id, s.version, s.data, s.activations, s.recent "
             f"FROM {self._s}.states s JOIN unnest($1::text[], $2::text[]) AS k(t, e) "
             f"ON s.entity_type = k.t AND s.entity_id = k.e",
             [k[0] for k in keys],
             [k[1] for k in keys],
         )
-        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
-
-    async def _consumed(self, conn: asyncpg.Connection, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        rows = await conn.fetch(
-            f"SELECT msg_id FROM {self._s}.dedupe WHERE msg_id = ANY($1::uuid[])", ids
-        )
-        return {r[0] for r in rows}
+        return {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows}
 
     async def _write(self, conn: asyncpg.Connection, out: Outcome) -> None:
+        """Everything the batch changes, in one statement: consumed mail
+        deleted, states upserted, new mail, dedupe ids (with the answers of
+        calls), history of followed entities, replies for version-1 callers,
+        and every notification (wake-ups, answers, follow hints)."""
         s = self._s
-        remote = sorted({str(m[1]) for m in out.mail if m[1] not in self.ownership.epochs})
+        answers = {r.msg_id: r for r in out.replies}
+        dedupe: list[tuple[uuid.UUID, int | None, bytes | None, str | None, str | None]] = []
+        for msg_id in out.dedupe:
+            r = answers.get(msg_id)
+            dedupe.append(
+                (msg_id, *_answer(r)) if r is not None else (msg_id, None, None, None, None)
+            )
+        legacy = [(r.msg_id, *_answer(r)) for r in out.replies if r.reply_to is None]
         await conn.fetchval(
             f"WITH d AS (DELETE FROM {s}.mailbox WHERE ctid = ANY($1::tid[])), "
             f"st AS (INSERT INTO {s}.states "
-            f"(entity_type, entity_id, partition, version, data, activations) "
+            f"(entity_type, entity_id, partition, version, data, activations, recent) "
             f"SELECT * FROM unnest($2::text[], $3::text[], $4::int[], $5::int[], $6::bytea[], "
-            f"$7::bigint[]) ON CONFLICT (entity_type, entity_id) DO UPDATE SET "
+            f"$7::bigint[], $8::bytea[]) ON CONFLICT (entity_type, entity_id) DO UPDATE SET "
             f"version = excluded.version, data = excluded.data, "
-            f"activations = excluded.activations), "
+            f"activations = excluded.activations, recent = excluded.recent), "
             f"m AS (INSERT INTO {s}.mailbox "
             f"(msg_id, partition, entity_type, entity_id, payload, deliver_at) "
             f"SELECT u.i, u.p, u.t, u.e, u.b, "
             f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END "
-            f"FROM unnest($8::uuid[], $9::int[], $10::text[], $11::text[], $12::bytea[], "
-            f"$13::float8[]) AS u(i, p, t, e, b, d)), "
-            f"x AS (INSERT INTO {s}.dedupe (msg_id) SELECT unnest($14::uuid[])) "
-            f"SELECT count(pg_notify($15, n)) FROM unnest($16::text[]) AS n",
+            f"FROM unnest($9::uuid[], $10::int[], $11::text[], $12::text[], $13::bytea[], "
+            f"$14::float8[]) AS u(i, p, t, e, b, d)), "
+            f"x AS (INSERT INTO {s}.dedupe (msg_id, version, data, error_type, error) "
+            f"SELECT * FROM unnest($15::uuid[], $16::int[], $17::bytea[], $18::text[], "
+            f"$19::text[])), "
+            f"h AS (INSERT INTO {s}.history (entity_type, entity_id, activations, version, data) "
+            f"SELECT * FROM unnest($20::text[], $21::text[], $22::bigint[], $23::int[], "
+            f"$24::bytea[]) ON CONFLICT DO NOTHING), "
+            f"r AS (INSERT INTO {s}.replies (msg_id, version, data, error_type, error) "
+            f"SELECT * FROM unnest($25::uuid[], $26::int[], $27::bytea[], $28::text[], "
+            f"$29::text[]) ON CONFLICT (msg_id) DO NOTHING) "
+            f"SELECT count(pg_notify(c, n)) FROM unnest($30::text[], $31::text[]) AS u(c, n)",
             out.consumed,
-            *_columns(out.states, 6),
+            *_columns(out.states, 7),
             *_columns(out.mail, 6),
-            out.dedupe,
-            self._mail_channel,
-            remote,
+            *_columns(dedupe, 5),
+            *_columns(out.committed, 5),
+            *_columns(legacy, 5),
+            *_columns(self._notices(out), 2),
         )
         if out.dead:
             await conn.executemany(
@@ -355,57 +389,29 @@ class Node:
                 f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 out.dead,
             )
-        await self._write_replies(conn, out.replies)
-        await self._publish(conn, out)
 
-    async def _write_replies(self, conn: asyncpg.Connection, replies: list[Reply]) -> None:
-        remote = [r for r in replies if r.msg_id not in self.local_calls]
-        if not remote:
-            return
-        rows: list[tuple[uuid.UUID, int | None, bytes | None, str | None, str | None]] = []
-        for r in remote:
-            if r.error is None:
-                data = self.codec.encode_state(r.entity_type, r.state)
-                version = self.registry.types[r.entity_type].state_version
-                rows.append((r.msg_id, version, data, None, None))
-            else:
-                rows.append((r.msg_id, None, None, type(r.error).__qualname__, str(r.error)))
-        await conn.executemany(
-            f"INSERT INTO {self._s}.replies (msg_id, version, data, error_type, error) "
-            f"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (msg_id) DO NOTHING",
-            rows,
-        )
-        await conn.execute(
-            "SELECT count(pg_notify($1, n)) FROM unnest($2::text[]) AS n",
-            self._reply_channel,
-            [str(r.msg_id) for r in remote],
-        )
-
-    async def _publish(self, conn: asyncpg.Connection, out: Outcome) -> None:
-        """Send committed states of followed entities to their followers (after
-        the states are written, so a follower registering now is seen)."""
-        if not out.states:
-            return
-        watched = {
-            (r[0], r[1])
-            for r in await conn.fetch(
-                f"SELECT DISTINCT w.entity_type, w.entity_id FROM {self._s}.watches w "
-                f"JOIN unnest($1::text[], $2::text[]) AS k(t, e) "
-                f"ON w.entity_type = k.t AND w.entity_id = k.e",
-                [st[0] for st in out.states],
-                [st[1] for st in out.states],
-            )
-        }
-        if not watched:
-            return
-        payloads = [
-            state_payload(t, i, n, v, d) for t, i, n, v, d in out.committed if (t, i) in watched
-        ]
-        await conn.execute(
-            "SELECT count(pg_notify($1, n)) FROM unnest($2::text[]) WITH ORDINALITY AS u(n, o)",
-            self._state_channel,
-            payloads,
-        )
+    def _notices(self, out: Outcome) -> list[tuple[str, str]]:
+        """`(channel, payload)` of every notification the batch sends at commit:
+        wake-ups of other nodes' partitions, answers to callers in other
+        processes, hints to followers."""
+        notices: list[tuple[str, str]] = []
+        remote = sorted({m[1] for m in out.mail if m[1] not in self.ownership.epochs})
+        if remote:
+            notices.append((self._mail_channel, ",".join(map(str, remote))))
+        by_caller: dict[tuple[str, bytes], list[tuple[uuid.UUID, bytes]]] = {}
+        for r in out.replies:
+            if r.msg_id in self.local_calls:
+                continue  # resolved in this process after the commit
+            if r.reply_to is None or r.reply_key is None:
+                notices.append((self._reply_channel, str(r.msg_id)))  # a version-1 caller
+                continue
+            body = entry(r.msg_id, *_answer(r))
+            by_caller.setdefault((r.reply_to, r.reply_key), []).append((r.msg_id, body))
+        for (to, key), entries in by_caller.items():
+            notices.extend((to, payload) for payload in pack(key, entries))
+        for t, i in out.followed:
+            notices.append((self._state_channel, state_hint(t, i)))
+        return notices
 
     def _after_commit(self, w: int, parts: dict[int, int], mail: list[Mail], out: Outcome) -> None:
         cache = self._caches[w]
@@ -436,15 +442,42 @@ class Node:
         for m in out.mail:
             if m[5] <= 0:
                 self.wake(m[1])
-        self.activations += len(out.committed)
+        self.activations += out.activations
 
 
-def state_payload(entity_type: str, id_text: str, count: int, version: int, data: bytes) -> str:
-    """The NOTIFY payload of a committed state (without the data if too big)."""
-    text = orjson.dumps([entity_type, id_text, count, version, base64.b64encode(data).decode()])
-    if len(text) > NOTIFY_LIMIT:
-        text = orjson.dumps([entity_type, id_text, count, version, None])
-    return text.decode()
+def state_hint(entity_type: str, id_text: str) -> str:
+    """The NOTIFY payload telling followers of an entity that it has new
+    states in `history` (`*`, for every followed entity, if it is too long)."""
+    text = orjson.dumps([entity_type, id_text]).decode()
+    return text if len(text) <= PAYLOAD_LIMIT else "*"
+
+
+_NO_ANSWER: Final = (None, None, None, None)
+
+
+def _answer(r: Reply) -> tuple[int | None, bytes | None, str | None, str | None]:
+    """A call's answer as `(version, data, error type, error)` columns."""
+    if r.error is None:
+        return r.version, r.data, None, None
+    return None, None, type(r.error).__qualname__, str(r.error)
+
+
+def _literal(text: str) -> str:
+    """`text` as an SQL string literal (standard_conforming_strings: only
+    quotes are special)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """End a failed batch's transaction, or drop the connection: the pool does
+    not roll back (see `_keep_session`), so it must never get one back in a
+    transaction."""
+    if conn.is_closed():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except BaseException:  # the batch's own error is the one to report
+        conn.terminate()
 
 
 def _columns(rows: list[Any], width: int) -> list[list[Any]]:

@@ -24,11 +24,21 @@ nodes          live nodes: id, registry fingerprint, last heartbeat
 leases         one row per partition: owner node, epoch, expiry
 mailbox        pending messages (the outbox is the mailbox: one database)
 states         committed state of each entity, with its activation count
-dedupe         ids of consumed outside messages (a resent id is dropped)
-replies        the state after a `call` answered by another node
-watches        entities some node follows (owners publish their commits)
+dedupe         ids of consumed outside messages (a resent id is dropped),
+               with the reply of a `call` (the state after it, or the error)
+replies        replies for callers of schema version 1 (kept for them)
+watches        entities someone follows, and how far each follower has read
+history        the committed states of followed entities, numbered by the
+               entity's activation count (followers read them from here)
 dead_letters   messages whose activation raised, with error and context
 =============  ==============================================================
+
+Version 2 (the interactive path): a call's row names its caller's reply
+channel and key (`mailbox.reply_to`, `reply_key`); the reply is kept with
+the dedupe id (so a caller that missed the notification reads it); states
+carry their entity's recent messages (dead letters keep them across
+restarts and takeovers); followers read `history`, notifications are only
+hints.
 """
 
 from __future__ import annotations
@@ -126,7 +136,26 @@ def _v1(s: str) -> list[str]:
     ]
 
 
-MIGRATIONS: Final = (_v1,)
+def _v2(s: str) -> list[str]:
+    return [
+        f"ALTER TABLE {s}.mailbox ADD COLUMN reply_to text, ADD COLUMN reply_key bytea",
+        f"ALTER TABLE {s}.dedupe ADD COLUMN version int, ADD COLUMN data bytea, "
+        f"ADD COLUMN error_type text, ADD COLUMN error text",
+        f"ALTER TABLE {s}.states ADD COLUMN recent bytea",
+        f"ALTER TABLE {s}.watches ADD COLUMN position bigint NOT NULL DEFAULT 0, "
+        f"ADD COLUMN at timestamptz NOT NULL DEFAULT now()",
+        f"""CREATE TABLE {s}.history (
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            activations bigint NOT NULL,
+            version int NOT NULL,
+            data bytea NOT NULL,
+            at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (entity_type, entity_id, activations))""",
+    ]
+
+
+MIGRATIONS: Final = (_v1, _v2)
 """`MIGRATIONS[i](quoted_schema)`: the statements from version i to i + 1."""
 
 VERSION: Final = len(MIGRATIONS)

@@ -1,5 +1,6 @@
-"""Delivery on PostgreSQL: a resent outside message is applied once, and
-mail (delayed or not, calls included) waits in the database for a node."""
+"""Delivery on PostgreSQL: a resent outside message is applied once, mail
+(delayed or not, calls included) waits in the database for a node, and a
+dead letter keeps its entity's recent messages across restarts."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from pachytype import Postgres
+from pachytype import ActivationError, Postgres
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
-from tests.conformance.entities import TallyId
+from tests.conformance.entities import Add, Fail, TallyId
 from tests.conformance.refs import REGISTRY
 
 
@@ -41,10 +42,10 @@ async def test_a_resent_outside_message_is_applied_once(schema: tuple[str, str])
     dsn, name = schema
     async with open_eco(dsn, name) as eco:
         row = eco._encode(refs.tally(TallyId("once")).add(n=5))
-        await eco._insert([row], reply=False)
+        await eco._insert([row])
         await eco.settle()
-        await eco._insert([row], reply=False)  # same message id: a resend after a lost ack
-        await eco._insert([row, row], reply=False)
+        await eco._insert([row])  # same message id: a resend after a lost ack
+        await eco._insert([row, row])
         await eco.settle()
         assert await eco.state(refs.tally(TallyId("once"))) == 5
 
@@ -81,3 +82,22 @@ async def test_a_delayed_message_survives_the_node_that_scheduled_it(
             if log:
                 assert log == (9,)
                 break
+
+
+async def test_a_dead_letter_keeps_the_messages_before_a_restart_and_a_takeover(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    tally = refs.tally(TallyId("kept"))
+    async with open_eco(dsn, name) as first:
+        for n in (1, 2, 3):
+            await first.call(tally.add(n=n))
+        with pytest.raises(ActivationError):  # a failure: recorded with its context too
+            await first.call(tally.fail(reason="one"))
+    async with open_eco(dsn, name) as second:  # a new node: its memory starts empty
+        with pytest.raises(ActivationError):
+            await second.call(tally.fail(reason="two"))
+        letters = await second.dead_letters()
+        assert [d.message for d in letters] == [Fail("one"), Fail("two")]
+        assert letters[1].recent == (Add(1), Add(2), Add(3), Fail("one"), Fail("two"))
+        assert letters[1].state == 6

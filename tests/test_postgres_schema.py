@@ -47,6 +47,7 @@ async def test_migrate_creates_every_table_in_the_named_schema(schema: tuple[str
             "dedupe",
             "replies",
             "watches",
+            "history",
             "dead_letters",
         }
         assert await current_version(conn, name) == VERSION

@@ -9,19 +9,26 @@ instance, node or not (`node=False` is a pure client), accepts `send`,
 `call`, `state`, `follow` and `dead_letters` for any entity:
 
 * `send` checks every envelope (entity type, message class, id), encodes
-  them and inserts them into the mailbox in one transaction; the owner is
-  woken by `NOTIFY` (it also polls). Each outside message has an id; a
-  resend after a lost commit acknowledgement is dropped by the receiver's
-  dedupe record.
-* `call` is a `send` whose row asks for a reply: an owner in this process
-  resolves the caller's future directly; another node writes a `replies`
-  row and NOTIFYs it (the caller also polls, in case a notification is
-  missed).
-* `follow` registers a watch row, then reads the state under a row lock
-  (`FOR SHARE`), so any later commit of that entity sees the watch and
-  NOTIFYs each committed state, in order (numbered by the entity's
-  activation count; a state too big for a notification is re-read, which
-  may skip intermediate states).
+  them and hands the rows to this instance's *group commit*: concurrent
+  `send`s and `call`s of one process share one multi-row INSERT (at most
+  `_FLUSHERS` in flight; the next one takes everything queued meanwhile),
+  which NOTIFYs the owners of their partitions; they wake at once. Each
+  outside message has an id; a resend after a lost commit acknowledgement
+  is dropped by the receiver's dedupe record.
+* `call` is a `send` whose row names this instance's reply channel and key
+  (`_pg_reply`): the owner NOTIFYs the answer (the state itself, or the
+  error) on that channel in the transaction that commits it, and keeps it
+  with the dedupe id. An owner in this process resolves the caller's future
+  directly. A call not answered within `poll_interval` (its notification
+  was lost with the LISTEN connection) reads its answer from the table.
+* `follow` registers a watch while holding the entity's partition lease row
+  `FOR UPDATE` (an owner's batch holds it `FOR KEY SHARE` from before it
+  claims until it commits), then reads the state: every later batch of
+  that entity sees the watch when it claims, and writes each committed
+  state to `history`. Notifications are only hints: the follower reads
+  `history` after its position, so it never skips a state (a big one, or
+  one committed while its LISTEN connection was down) and a forged
+  notification yields nothing.
 * `state` reads the committed row (or `init(id)`), never activating.
 
 Rolling upgrades: a node refuses to join while live nodes run a registry
@@ -46,7 +53,6 @@ row or a deploy that loads it releases it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import builtins
 import contextlib
 import logging
@@ -59,7 +65,8 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import attrs
 import orjson
 
-from pachytype._address import Envelope, Ref, make_envelope, unpack
+from pachytype._address import Envelope, Ref, make_envelope
+from pachytype._address import unpack as unpack_envelope
 from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
 from pachytype._core.envelopes import check_outside
@@ -72,6 +79,7 @@ from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
 from pachytype._pg_node import Node
 from pachytype._pg_partition import partition_of
+from pachytype._pg_reply import Answer, new_key, reply_channel, unpack
 from pachytype._pg_schema import SchemaError, migrate, quote_schema, stored_partitions
 from pachytype._registry import Registry
 from pachytype._store import DeadRow
@@ -82,12 +90,18 @@ log = logging.getLogger("pachytype.postgres")
 
 DEFAULT_PARTITIONS: Final = 64
 _CLOSED: Final = object()
-_RESYNC: Final = object()
-"""Put in follower queues after the LISTEN connection was lost and restored:
-notifications may have been missed, so re-read the state."""
+_HINT: Final = object()
+"""Put in follower queues when the entity may have new states (a hint, or
+the LISTEN connection was restored): read `history` again."""
 
-# A row to insert: (msg id, partition, entity type, id text, payload, delay s)
-_Row = tuple[uuid.UUID, int, str, str, bytes, float]
+_FLUSHERS: Final = 2
+"""Group-commit INSERTs in flight at once per instance."""
+
+_HISTORY_PAGE: Final = 100
+"""States a follower reads from `history` per query."""
+
+# A row to insert: (msg id, partition, entity type, id text, payload, delay s, reply?)
+_Row = tuple[uuid.UUID, int, str, str, bytes, float, bool]
 
 
 class RemoteError(Exception):
@@ -153,6 +167,14 @@ class Postgres(Ecosystem):
         self.partitions = partitions or DEFAULT_PARTITIONS
         self._calls: dict[uuid.UUID, asyncio.Future[Any]] = {}
         self._call_targets: dict[uuid.UUID, tuple[str, Hashable, object]] = {}
+        self._committed_at: dict[uuid.UUID, float] = {}  # calls waiting for an answer
+        self._call_rows: dict[uuid.UUID, _Row] = {}
+        self._poll_now = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._queue: list[tuple[list[_Row], asyncio.Future[None]]] = []
+        self._flushers = 0
+        self._reply_channel = reply_channel(schema, uuid.uuid4().hex)
+        self._reply_key = new_key()
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -241,7 +263,7 @@ class Postgres(Ecosystem):
         conn.add_termination_listener(self._on_listener_lost)
         await conn.add_listener(channel(self.schema, "mail"), self._on_mail)
         await conn.add_listener(channel(self.schema, "members"), self._on_members)
-        await conn.add_listener(channel(self.schema, "reply"), self._on_reply)
+        await conn.add_listener(self._reply_channel, self._on_answers)
         await conn.add_listener(channel(self.schema, "state"), self._on_state)
 
     def _on_listener_lost(self, _conn: object) -> None:
@@ -260,7 +282,8 @@ class Postgres(Ecosystem):
                 continue
             for queues in self._followers.values():
                 for q in queues:
-                    q.put_nowait(_RESYNC)
+                    q.put_nowait(_HINT)
+            self._poll_now.set()  # answers may have been notified meanwhile
             if self._node is not None:
                 self._node.members_changed()
             return
@@ -278,12 +301,14 @@ class Postgres(Ecosystem):
                 await listener.close()
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await pool.close()
         closed = EcosystemClosedError("the ecosystem closed before this message was handled")
-        for fut in self._calls.values():
+        for fut in [*self._calls.values(), *(f for _, f in self._queue)]:
             if not fut.done():
                 fut.set_exception(closed)
         self._calls.clear()
+        self._queue.clear()
         for queues in self._followers.values():
             for q in queues:
                 q.put_nowait(_CLOSED)
@@ -320,30 +345,54 @@ class Postgres(Ecosystem):
 
     def _on_mail(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
         if self._node is not None:
-            self._node.wake(int(payload))
+            for p in payload.split(","):
+                self._node.wake(int(p))
 
     def _on_members(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
         if self._node is not None and payload != self._node.node_id:
             self._node.members_changed()
 
-    def _on_reply(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
-        msg_id = uuid.UUID(payload)
-        if msg_id in self._calls:
-            self._spawn(self._fetch_reply(msg_id))
+    def _on_answers(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
+        answers = unpack(self._reply_key, payload)
+        if answers is None:
+            # Anyone who can connect may NOTIFY any channel: never trust it,
+            # and do not let a flood of them flood the log either.
+            log.debug("%s: dropped a reply notification not sealed with our key", self)
+            return
+        pointers = []
+        for answer in answers:
+            fut = self._calls.get(answer.msg_id)
+            if fut is None or fut.done():
+                continue
+            if answer.pointer:
+                pointers.append(answer.msg_id)
+            else:
+                self._resolve(fut, answer)
+        if pointers:
+            self._spawn(self._fetch_answers(pointers))
 
     def _on_state(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
-        entity_type, id_text, count, version, data = orjson.loads(payload)
-        for q in self._followers.get((entity_type, id_text), ()):
-            q.put_nowait((count, version, None if data is None else base64.b64decode(data)))
+        if payload == "*":
+            targets = list(self._followers.values())
+        else:
+            try:
+                entity_type, id_text = orjson.loads(payload)
+            except (ValueError, TypeError):
+                return  # not ours; hints carry nothing to trust anyway
+            targets = [self._followers.get((entity_type, id_text), [])]
+        for queues in targets:
+            for q in queues:
+                q.put_nowait(_HINT)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- sending ---------------------------------------------------------------------
 
-    def _encode(self, envelope: Envelope[Any]) -> _Row:
+    def _encode(self, envelope: Envelope[Any], reply: bool = False) -> _Row:
         """Check one envelope from outside and encode it as a mailbox row."""
         to, etype, message, delay = check_outside(self.registry, envelope)
         id_text = self._c.encode_id(etype.name, to.id)
@@ -354,27 +403,71 @@ class Postgres(Ecosystem):
             id_text,
             self._c.encode_message(etype.name, message),
             delay,
+            reply,
         )
 
-    async def _insert(self, rows: list[_Row], reply: bool) -> None:
+    def _submit(self, rows: list[_Row]) -> asyncio.Future[None]:
+        """Queue rows for the group commit; the future is done once they are."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, fut))
+        if self._flushers < _FLUSHERS:
+            self._flushers += 1
+            self._spawn(self._flush())
+        return fut
+
+    async def _flush(self) -> None:
+        """Commit everything queued, one INSERT at a time, until the queue is empty."""
+        try:
+            while self._queue and self._pool is not None:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._insert([r for rows, _ in batch for r in rows])
+                except BaseException as error:
+                    failure: BaseException = error
+                    if isinstance(error, asyncio.CancelledError):
+                        failure = EcosystemClosedError(
+                            "the ecosystem closed before this message was committed"
+                        )
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(failure)
+                    if isinstance(error, asyncio.CancelledError):
+                        raise
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            self._flushers -= 1
+
+    async def _insert(self, rows: list[_Row]) -> None:
         pool = self._open_pool()
         owned = self._node.ownership.epochs if self._node is not None else {}
-        remote = sorted({str(r[1]) for r in rows if r[1] not in owned})
+        remote = sorted({r[1] for r in rows if r[1] not in owned})
         columns = [list(c) for c in zip(*rows, strict=True)]
         for attempt in (1, 2):
             try:
                 await pool.fetchval(
                     f"WITH m AS (INSERT INTO {self._s}.mailbox (msg_id, partition, entity_type, "
-                    f"entity_id, payload, deliver_at, outside, reply) "
+                    f"entity_id, payload, deliver_at, outside, reply, reply_to, reply_key) "
                     f"SELECT u.i, u.p, u.t, u.e, u.b, "
-                    f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END, true, $7 "
+                    f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END, true, u.r, "
+                    f"CASE WHEN u.r THEN $8 END, CASE WHEN u.r THEN $9::bytea END "
                     f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
-                    f"$6::float8[]) AS u(i, p, t, e, b, d)) "
-                    f"SELECT count(pg_notify($8, n)) FROM unnest($9::text[]) AS n",
+                    f"$6::float8[], $7::bool[]) AS u(i, p, t, e, b, d, r)) "
+                    f"SELECT count(pg_notify($10, n)), "
+                    f"CASE WHEN $12 THEN set_config('synchronous_commit', 'off', true) END "
+                    f"FROM unnest($11::text[]) AS n",
                     *columns,
-                    reply,
+                    self._reply_channel,
+                    self._reply_key,
                     channel(self.schema, "mail"),
-                    remote,
+                    [",".join(map(str, remote))] if remote else [],
+                    # Only calls: their acknowledgement is the answer, committed
+                    # (flushed) by the owner after this commit's WAL, so this
+                    # commit need not wait for its own flush. A send's
+                    # acknowledgement is this commit: it waits.
+                    all(r[6] for r in rows),
                 )
                 break
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -391,48 +484,86 @@ class Postgres(Ecosystem):
         self._open_pool()
         rows = [self._encode(e) for e in envelopes]
         if rows:
-            await self._insert(rows, reply=False)
+            await self._submit(rows)
 
     async def call(self, envelope: Envelope[S]) -> S:
         self._open_pool()
-        row = self._encode(envelope)
+        row = self._encode(envelope, reply=True)
         msg_id = row[0]
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[msg_id] = fut
-        to, message, _ = unpack(envelope)
+        to, message, _ = unpack_envelope(envelope)
         self._call_targets[msg_id] = (row[2], to.id, message)
+        self._call_rows[msg_id] = row
         try:
-            await self._insert([row], reply=True)
-            while True:
-                try:
-                    result: S = await asyncio.wait_for(asyncio.shield(fut), self._poll)
-                    return result
-                except TimeoutError:
-                    await self._fetch_reply(msg_id)  # a missed notification
+            await self._submit([row])
+            self._committed_at[msg_id] = asyncio.get_running_loop().time()
+            if self._poller is None or self._poller.done():
+                self._poller = self._spawn(self._poll_answers())
+            result: S = await fut
+            return result
         finally:
             self._calls.pop(msg_id, None)
             self._call_targets.pop(msg_id, None)
+            self._call_rows.pop(msg_id, None)
+            self._committed_at.pop(msg_id, None)
 
-    async def _fetch_reply(self, msg_id: uuid.UUID) -> None:
-        fut = self._calls.get(msg_id)
+    async def _poll_answers(self) -> None:
+        """While calls wait: every `poll_interval` (at once after the LISTEN
+        connection came back), read the answers of calls committed more than
+        `poll_interval` ago from the table (their notification may be lost)."""
+        loop = asyncio.get_running_loop()
+        while self._committed_at and self._pool is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), self._poll)
+            late = self._poll_now.is_set()
+            self._poll_now.clear()
+            now = loop.time()
+            due = [m for m, at in self._committed_at.items() if late or now - at >= self._poll]
+            if due:
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await self._fetch_answers(due)
+
+    async def _fetch_answers(self, msg_ids: list[uuid.UUID]) -> None:
+        """Read answers from the table; resend a call whose message is neither
+        answered nor waiting (its commit was lost with the server: a call's
+        INSERT does not wait for its flush, see `_insert`)."""
         pool = self._pool
-        if fut is None or fut.done() or pool is None:
+        if pool is None:
             return
-        row = await pool.fetchrow(
-            f"DELETE FROM {self._s}.replies WHERE msg_id = $1 "
-            f"RETURNING version, data, error_type, error",
-            msg_id,
+        calls = {m: self._call_rows[m] for m in msg_ids if m in self._call_rows}
+        rows = await pool.fetch(
+            f"SELECT u.i, d.version, d.data, d.error_type, d.error, d.msg_id IS NOT NULL, "
+            f"EXISTS (SELECT 1 FROM {self._s}.mailbox m WHERE m.partition = u.p "
+            f"AND m.msg_id = u.i) "
+            f"FROM unnest($1::uuid[], $2::int[]) AS u(i, p) "
+            f"LEFT JOIN {self._s}.dedupe d ON d.msg_id = u.i",
+            list(calls),
+            [row[1] for row in calls.values()],
         )
-        if row is None or fut.done():
-            return
-        self._resolve(fut, msg_id, row)
+        lost = []
+        for r in rows:
+            fut = self._calls.get(r[0])
+            if fut is None or fut.done():
+                continue
+            if r[2] is not None or r[3] is not None:
+                self._resolve(fut, Answer(r[0], r[1], r[2], r[3], r[4]))
+            elif not r[5] and not r[6]:
+                lost.append(calls[r[0]])
+        if lost:
+            log.warning("%s: %d call(s) lost with the server; sending them again", self, len(lost))
+            await self._submit(lost)
 
-    def _resolve(self, fut: asyncio.Future[Any], msg_id: uuid.UUID, row: Any) -> None:
-        entity_type, id, message = self._call_targets[msg_id]
-        if row["error_type"] is None:
-            fut.set_result(self._c.decode_state(entity_type, id, row["data"], row["version"]))
+    def _resolve(self, fut: asyncio.Future[Any], answer: Answer) -> None:
+        entity_type, id, message = self._call_targets[answer.msg_id]
+        if answer.error_type is None:
+            assert answer.data is not None and answer.version is not None
+            try:
+                fut.set_result(self._c.decode_state(entity_type, id, answer.data, answer.version))
+            except PachytypeError as error:
+                fut.set_exception(error)
             return
-        cause = _rebuild(row["error_type"], row["error"])
+        cause = _rebuild(answer.error_type, answer.error or "")
         failure = ActivationError(entity_type, id, message, cause)
         failure.__cause__ = cause
         fut.set_exception(failure)
@@ -469,23 +600,27 @@ class Postgres(Ecosystem):
             count, state = await self._watch(pool, watch_id, key, ref.id)
             yield state
             while True:
-                item = await queue.get()
-                if item is _CLOSED:
+                if await queue.get() is _CLOSED:
                     return
-                if item is _RESYNC:
-                    n, state = await self._read(pool, key, ref.id)
-                else:
-                    n, version, data = _state_item(item)
-                    if n <= count:
-                        continue
-                    if data is None:  # too big for a notification
-                        n, state = await self._read(pool, key, ref.id)
-                    else:
-                        state = self._c.decode_state(etype.name, ref.id, data, version)
-                if n <= count:
-                    continue
-                count = n
-                yield state
+                while not queue.empty():  # one read answers every hint so far
+                    if queue.get_nowait() is _CLOSED:
+                        return
+                full = True
+                while full:
+                    rows = await self._history(pool, watch_id, key, count)
+                    full = len(rows) == _HISTORY_PAGE
+                    for n, version, data in rows:
+                        if n != count + 1:
+                            log.warning(
+                                "%s: follow(%r) missed states %d to %d (older than the "
+                                "history kept)",
+                                self,
+                                ref,
+                                count + 1,
+                                n - 1,
+                            )
+                        count = n
+                        yield cast(S, self._c.decode_state(etype.name, ref.id, data, version))
         finally:
             queues.remove(queue)
             if not queues and self._followers.get(key) is queues:
@@ -496,23 +631,32 @@ class Postgres(Ecosystem):
                         f"DELETE FROM {self._s}.watches WHERE watch_id = $1", watch_id
                     )
 
-    async def _read(self, pool: asyncpg.Pool, key: Key, id: Hashable) -> tuple[int, Any]:
-        """`(activation count, state)` as committed now."""
-        row = await pool.fetchrow(
-            f"SELECT version, data, activations FROM {self._s}.states "
-            f"WHERE entity_type = $1 AND entity_id = $2",
+    async def _history(
+        self, pool: asyncpg.Pool, watch_id: uuid.UUID, key: Key, after: int
+    ) -> list[tuple[int, int, bytes]]:
+        """The next committed states after activation `after`, oldest first
+        (and the follower's position, so older history can be swept)."""
+        rows = await pool.fetch(
+            f"WITH w AS (UPDATE {self._s}.watches SET position = $4, at = now() "
+            f"WHERE watch_id = $3) "
+            f"SELECT activations, version, data FROM {self._s}.history "
+            f"WHERE entity_type = $1 AND entity_id = $2 AND activations > $4 "
+            f"ORDER BY activations LIMIT $5",
             *key,
+            watch_id,
+            after,
+            _HISTORY_PAGE,
         )
-        if row is None:
-            return 0, self.registry.types[key[0]].instance.init(id)
-        state = self._c.decode_state(key[0], id, row["data"], row["version"])
-        return int(row["activations"]), state
+        return [(int(r[0]), int(r[1]), r[2]) for r in rows]
 
     async def _watch(
         self, pool: asyncpg.Pool, watch_id: uuid.UUID, key: Key, id: Hashable
     ) -> tuple[int, Any]:
-        """Register the watch, then read the state under a share lock: a commit
-        of this entity either finished before (we read it) or sees the watch."""
+        """Register the watch under the partition's lease row lock, then read
+        the state: an owner's batch holds that row (`FOR KEY SHARE`) from
+        before it claims until it commits, so each batch of this entity
+        either committed before we read, or claims after the watch is
+        visible and records its states in `history`."""
         entity_type, id_text = key
         etype = self.registry.types[entity_type]
         try:
@@ -521,6 +665,10 @@ class Postgres(Ecosystem):
             raise InitError(entity_type, id, error) from error
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
+                f"SELECT 1 FROM {self._s}.leases WHERE partition = $1 FOR UPDATE",
+                partition_of(entity_type, id_text, self.partitions),
+            )
+            await conn.execute(
                 f"INSERT INTO {self._s}.watches (watch_id, node_id, entity_type, entity_id) "
                 f"VALUES ($1, $2, $3, $4)",
                 watch_id,
@@ -528,23 +676,14 @@ class Postgres(Ecosystem):
                 entity_type,
                 id_text,
             )
-            await conn.execute(
-                f"INSERT INTO {self._s}.states "
-                f"(entity_type, entity_id, partition, version, data, activations) "
-                f"VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT DO NOTHING",
-                entity_type,
-                id_text,
-                partition_of(entity_type, id_text, self.partitions),
-                etype.state_version,
-                self._c.encode_state(entity_type, initial),
-            )
             row = await conn.fetchrow(
                 f"SELECT version, data, activations FROM {self._s}.states "
-                f"WHERE entity_type = $1 AND entity_id = $2 FOR SHARE",
+                f"WHERE entity_type = $1 AND entity_id = $2",
                 entity_type,
                 id_text,
             )
-        assert row is not None
+        if row is None:
+            return 0, initial
         state = self._c.decode_state(entity_type, id, row["data"], row["version"])
         return int(row["activations"]), state
 
@@ -639,10 +778,3 @@ def _rebuild(error_type: str, text: str) -> BaseException:
         except TypeError:
             pass
     return RemoteError(f"{error_type}: {text}")
-
-
-def _state_item(item: object) -> tuple[int, int, bytes | None]:
-    """A follower queue item: (activation count, state version, data or None)."""
-    assert isinstance(item, tuple)
-    n, version, data = item
-    return int(n), int(version), data

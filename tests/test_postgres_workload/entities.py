@@ -67,3 +67,32 @@ class Audit(Entity[str, Note, AuditState]):
         previous = state.last.get(msg.src, 0)
         anomalies = state.anomalies + (msg.n != previous + 1)
         return [], AuditState({**state.last, msg.src: max(previous, msg.n)}, anomalies)
+
+
+@frozen
+class Rewrite:
+    """Make the page's `n`-th version."""
+
+    n: int
+
+
+@frozen
+class PageState:
+    """`n`: the version; `body`: `size` characters that name it."""
+
+    n: int = 0
+    body: str = ""
+
+
+PAGE_SIZE = 100_000
+"""Characters in a page body: far beyond what one NOTIFY can carry (8000 bytes)."""
+
+
+class Page(Entity[str, Rewrite, PageState]):
+    """A big state that changes with every message (for followers)."""
+
+    def init(self, id: str) -> PageState:
+        return PageState()
+
+    def activate(self, msg: Rewrite, state: PageState) -> Activation[PageState]:
+        return [], PageState(msg.n, (f"{msg.n:08d}" * (PAGE_SIZE // 8 + 1))[:PAGE_SIZE])

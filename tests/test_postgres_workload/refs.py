@@ -12,15 +12,24 @@ from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
     from pachytype import Address
-    from tests.test_postgres_workload.entities import AuditState, Bump, CounterState, Note
+    from tests.test_postgres_workload.entities import (
+        AuditState,
+        Bump,
+        CounterState,
+        Note,
+        PageState,
+        Rewrite,
+    )
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
     _AuditRefBase = Ref[Note, AuditState]
     _CounterRefBase = Ref[Bump, CounterState]
+    _PageRefBase = Ref[Rewrite, PageState]
 else:
     _AuditRefBase = Ref
     _CounterRefBase = Ref
+    _PageRefBase = Ref
 
 
 class AuditRef(_AuditRefBase):
@@ -43,6 +52,16 @@ class CounterRef(_CounterRefBase):
         return self.post(_m_entities.Bump(src=src, n=n, audit=audit))
 
 
+class PageRef(_PageRefBase):
+    """Address of a `Page` (tests.test_postgres_workload.entities)."""
+
+    __slots__ = ()
+
+    def rewrite(self, n: int) -> Envelope[PageState]:
+        """Send `Rewrite`."""
+        return self.post(_m_entities.Rewrite(n=n))
+
+
 def audit(id: str) -> AuditRef:
     """The `Audit` with this id."""
     return make_ref(AuditRef, "audit", id)
@@ -51,6 +70,11 @@ def audit(id: str) -> AuditRef:
 def counter(id: str) -> CounterRef:
     """The `Counter` with this id."""
     return make_ref(CounterRef, "counter", id)
+
+
+def page(id: str) -> PageRef:
+    """The `Page` with this id."""
+    return make_ref(PageRef, "page", id)
 
 
 def _entity_types() -> list[EntityType]:
@@ -67,11 +91,17 @@ def _entity_types() -> list[EntityType]:
             state=_m_entities.CounterState,
             id_type=str,
         ),
+        EntityType(
+            entity=_m_entities.Page,
+            messages=(_m_entities.Rewrite,),
+            state=_m_entities.PageState,
+            id_type=str,
+        ),
     ]
 
 
 REGISTRY: Final = Registry(
     "tests.test_postgres_workload",
     _entity_types,
-    fingerprint="abb9d7338e2fae29682deb9aac83e7775b4dd832d116caa7488d00a9f91c5126",
+    fingerprint="a56117aca421d07dd17ff948a20844999eca1c691a9f15d27297aa2bb6953a81",
 )

@@ -1,0 +1,140 @@
+"""Replies to `call`s on PostgreSQL, as pure code: the caller's reply channel
+and key, and the NOTIFY payloads that carry answers to it (no I/O here; see
+`ecosystems._postgres` for the caller, `_pg_node` for the owner).
+
+Design note
+-----------
+* **A channel per caller.** Every `Postgres` instance (client or node)
+  LISTENs on a channel of its own. A call's mailbox row names that channel
+  (`reply_to`) and the caller's key (`reply_key`). The owner that commits
+  the call's message NOTIFYs the answer on that channel *in the committing
+  transaction*, so no caller sees a reply before its commit, and the reply
+  needs no round trip: the state (or the error) is in the payload.
+* **Answers are batched.** One payload carries every answer of a batch for
+  one caller, up to `PAYLOAD_LIMIT` bytes (PostgreSQL refuses 8000); an
+  answer too big to travel alone goes as a *pointer* and the caller reads
+  it from the `dedupe` row.
+* **The table is the truth.** The answer is also written with the call's
+  dedupe id in the same transaction, so a caller whose LISTEN connection
+  was lost (notifications are not queued for a dead session) reads it
+  there.
+* **Notifications are authenticated.** Any role that can connect may
+  NOTIFY any channel, so each payload opens with an HMAC of its body under
+  the caller's key; the key travels only in mailbox rows, never in a
+  notification. A payload with a wrong tag is dropped whole.
+
+Payload: 32 hex digits of tag, then a JSON list of entries
+`[msg id hex, version, base64 state]`, `[msg id hex, null, null, error
+type, error text]` or `[msg id hex]` (a pointer).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import uuid
+import zlib
+from typing import Any, Final
+
+import orjson
+from attrs import frozen
+
+PAYLOAD_LIMIT: Final = 7900
+"""Largest NOTIFY payload we send (PostgreSQL's limit is 8000 bytes)."""
+
+_TAG: Final = 32
+"""Hex digits of the HMAC tag that opens a payload."""
+
+
+@frozen
+class Answer:
+    """One answer as the caller receives it: a state (`version`, `data`), an
+    error (`error_type`, `error`), or neither (a pointer: read the dedupe row)."""
+
+    msg_id: uuid.UUID
+    version: int | None = None
+    data: bytes | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+    @property
+    def pointer(self) -> bool:
+        return self.data is None and self.error_type is None
+
+
+def reply_channel(schema: str, owner: str) -> str:
+    """The channel on which the instance `owner` (a random hex string) of
+    `schema` receives its answers (a valid identifier, under 63 characters)."""
+    return f"pachytype_{zlib.crc32(schema.encode()):08x}_r_{owner[:20]}"
+
+
+def new_key() -> bytes:
+    """A fresh reply key (random; kept by its caller, written in its call rows)."""
+    return os.urandom(16)
+
+
+def _tag(key: bytes, body: bytes) -> str:
+    return hmac.new(key, body, hashlib.sha256).hexdigest()[:_TAG]
+
+
+def entry(
+    msg_id: uuid.UUID,
+    version: int | None,
+    data: bytes | None,
+    error_type: str | None,
+    error: str | None,
+) -> bytes:
+    """One answer, JSON-encoded for `pack`."""
+    if error_type is not None:
+        return orjson.dumps([msg_id.hex, None, None, error_type, error])
+    assert data is not None
+    return orjson.dumps([msg_id.hex, version, base64.b64encode(data).decode()])
+
+
+def pack(key: bytes, entries: list[tuple[uuid.UUID, bytes]]) -> list[str]:
+    """`(msg id, entry)` answers for one caller as few payloads as fit; an
+    answer too big for a payload of its own goes as a pointer."""
+    room = PAYLOAD_LIMIT - _TAG - 2
+    payloads: list[str] = []
+    parts: list[bytes] = []
+    size = 0
+    for msg_id, body in entries:
+        if len(body) > room:
+            body = orjson.dumps([msg_id.hex])
+        if parts and size + len(body) + 1 > room:
+            payloads.append(_seal(key, parts))
+            parts, size = [], 0
+        parts.append(body)
+        size += len(body) + 1
+    if parts:
+        payloads.append(_seal(key, parts))
+    return payloads
+
+
+def _seal(key: bytes, parts: list[bytes]) -> str:
+    body = b"[" + b",".join(parts) + b"]"
+    return _tag(key, body) + body.decode()
+
+
+def unpack(key: bytes, payload: str) -> list[Answer] | None:
+    """The answers of a payload, or None if it was not sealed with `key`
+    (forged, or garbled) or does not parse."""
+    body = payload[_TAG:].encode()
+    if not hmac.compare_digest(payload[:_TAG], _tag(key, body)):
+        return None
+    try:
+        items: list[list[Any]] = orjson.loads(body)
+        return [_answer(item) for item in items]
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def _answer(item: list[Any]) -> Answer:
+    msg_id = uuid.UUID(hex=item[0])
+    if len(item) == 1:
+        return Answer(msg_id)
+    if len(item) == 5:
+        return Answer(msg_id, error_type=str(item[3]), error=str(item[4]))
+    return Answer(msg_id, version=int(item[1]), data=base64.b64decode(item[2]))

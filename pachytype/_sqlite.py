@@ -13,10 +13,14 @@ Design note
 * **The right files, or none.** `open` refuses, naming the path, what is not
   a LocalDisk database (`DatabaseFileError`): a directory, a device,
   `:memory:`, a file that is not SQLite, a database missing or empty next to
-  its `-wal`, a `-wal` truncated below what its index recorded. After every
-  commit the store checks the path still names the files it writes (a
-  database deleted or replaced while open fails the store instead of
-  acknowledging commits that went into unlinked files).
+  its `-wal`, a `-wal` truncated below what its index recorded, and a path
+  whose previous database file (replaced or deleted) another LocalDisk
+  still writes through (it would share this path's `-wal` and `-shm`).
+  After every commit the store checks the path still names the files it
+  writes: a database deleted or replaced while open fails the store
+  instead of acknowledging commits that went into unlinked files, and on
+  close its own `-wal` and `-shm` are moved aside (`*.orphaned-<pid>`)
+  so they are never replayed into the new file (SQLite leaves them there).
 * **One transaction per group commit**, on the event loop's thread. A
   writer thread was tried and measured slower: the sqlite3 module releases
   and retakes the GIL around every row, and behind a busy loop each retake
@@ -165,6 +169,7 @@ class FileLock:
         self._fd: int | None = None
         self._key: tuple[int, int] | None = None
         self._wal: tuple[int, int] | None = None
+        self._shm: tuple[int, int] | None = None
         self._parked: list[int] = []
 
     def acquire(self) -> None:
@@ -187,6 +192,19 @@ class FileLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise StoreLockedError(self.db, _flock_holder(info)) from None
+                writer = previous_writer(self.db, info)
+                here = os.path.realpath(self.db)
+                if any(os.path.realpath(h.db) == here for h in _HELD.values()):
+                    writer = f"{os.getpid()}, this process"
+                if writer is not None:
+                    raise DatabaseFileError(
+                        self.db,
+                        f"another process (pid {writer}) still writes through the "
+                        f"database file that was at this path before it was replaced or "
+                        f"deleted, and so through this path's -wal and -shm; opening now "
+                        f"would mix its log into this database. Stop that process first "
+                        f"(it fails at its next commit), then open again",
+                    )
                 check_files(self.db, fd, check_wal=self.check_wal)
             except BaseException:
                 # No LocalDisk of this process holds the file (a raw sqlite3
@@ -197,10 +215,9 @@ class FileLock:
             _HELD[key] = self
 
     def note_wal(self) -> None:
-        """Remember the `-wal` file SQLite opened (checked by `check_in_place`)."""
-        with contextlib.suppress(FileNotFoundError):
-            info = os.stat(_wal_path(self.db))
-            self._wal = (info.st_dev, info.st_ino)
+        """Remember the `-wal` and `-shm` files SQLite opened (see `check_in_place`)."""
+        self._wal = _identity(_wal_path(self.db))
+        self._shm = _identity(_shm_path(self.db))
 
     def check_in_place(self) -> None:
         """Raise if the path no longer names the files this lock holds.
@@ -209,23 +226,46 @@ class FileLock:
         replaced while open: it goes on writing into the unlinked files, and
         everything it commits from then on is lost when it closes.
         """
-        for path, key in ((self.db, self._key), (_wal_path(self.db), self._wal)):
-            if key is None:
-                continue
-            try:
-                info = os.stat(path)
-                found: tuple[int, int] | None = (info.st_dev, info.st_ino)
-            except FileNotFoundError:
-                found = None
-            if found != key:
-                raise DatabaseFileError(
-                    self.db,
-                    f"{str(path)!r} was {'deleted' if found is None else 'replaced'} while "
-                    f"this LocalDisk had it open; the last commit went to the removed file "
-                    f"and was not acknowledged, and nothing more will be. Close the "
-                    f"ecosystem and put the database files back (the .db, -wal and -shm "
-                    f"together, never one of them alone) before opening it again",
-                )
+        found = _identity(self.db)
+        if found != self._key:
+            raise DatabaseFileError(
+                self.db,
+                f"the database file at this path was {'deleted' if found is None else 'replaced'} "
+                f"while this LocalDisk had it open: what it committed went to the old file, "
+                f"now gone from the path, and nothing more will be acknowledged (the last "
+                f"commit was not). Close the ecosystem; "
+                + (
+                    "the -wal and -shm it used stay next to the path: put the old database "
+                    "file back beside them, or move them away to start afresh"
+                    if found is None
+                    else f"it then moves the -wal and -shm it used aside (as "
+                    f"{_orphan(_wal_path(self.db)).name!r} and "
+                    f"{_orphan(_shm_path(self.db)).name!r}) so that they are never mixed "
+                    f"into the file now at this path"
+                ),
+            )
+        if self._wal is not None and _identity(_wal_path(self.db)) != self._wal:
+            raise DatabaseFileError(
+                self.db,
+                f"its write-ahead log {str(_wal_path(self.db))!r} was deleted or replaced "
+                f"while this LocalDisk had it open; nothing more will be acknowledged (the "
+                f"last commit was not). Close the ecosystem: closing writes the log it "
+                f"still holds into the database file, then open it again",
+            )
+
+    def set_aside(self) -> None:
+        """Once the connection is closed: if another file now sits at the path
+        (the database was replaced while open), move the `-wal` and `-shm` this
+        store used aside. SQLite leaves them there when its database moved, and
+        whoever opens the path next would replay that log into the new file.
+        Files that are not ours are never touched; nothing here raises."""
+        found = _identity(self.db)
+        if self._key is None or found is None or found == self._key:
+            return
+        for path, key in ((_wal_path(self.db), self._wal), (_shm_path(self.db), self._shm)):
+            with contextlib.suppress(OSError):
+                if key is not None and _identity(path) == key:
+                    os.rename(path, _orphan(path))
 
     def release(self) -> None:
         """Drop the lock: call only once the SQLite connection is closed."""
@@ -240,6 +280,23 @@ class FileLock:
 
 def _wal_path(db: Path) -> Path:
     return db.with_name(db.name + "-wal")
+
+
+def _shm_path(db: Path) -> Path:
+    return db.with_name(db.name + "-shm")
+
+
+def _orphan(path: Path) -> Path:
+    return path.with_name(f"{path.name}.orphaned-{os.getpid()}")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None if there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 def _open_database(db: Path) -> int:
@@ -341,7 +398,7 @@ def wal_truncation(db: Path) -> str | None:
     with `synchronous=FULL`: with NORMAL the log is not synced at commit, so
     after a power loss the index may legitimately be ahead of it.
     """
-    wal, shm = _wal_path(db), db.with_name(db.name + "-shm")
+    wal, shm = _wal_path(db), _shm_path(db)
     try:
         with open(wal, "rb") as f:
             wal_header = f.read(32)
@@ -371,17 +428,63 @@ def wal_truncation(db: Path) -> str | None:
     )
 
 
-def _flock_holder(info: os.stat_result) -> str:
-    """Who holds the flock on this inode, from /proc/locks (Linux)."""
-    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+def _proc_locks() -> list[tuple[str, str, str, str]]:
+    """(kind, mode, pid, device:inode) of every lock held, from /proc/locks
+    (Linux; empty where there is none)."""
+    held = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/locks").read_text().splitlines():
             fields = line.split()
             if "->" in fields or len(fields) < 6:
                 continue  # a waiter, not a holder
-            if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5] == inode:
-                return f"pid {fields[4]}"
+            held.append((fields[1], fields[3], fields[4], fields[5]))
+    return held
+
+
+def _inode(info: os.stat_result) -> str:
+    """An inode as /proc/locks writes it."""
+    return f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+
+
+def _flock_holder(info: os.stat_result) -> str:
+    """Who holds the flock on this inode."""
+    inode = _inode(info)
+    for kind, mode, pid, where in _proc_locks():
+        if kind == "FLOCK" and mode == "WRITE" and where == inode:
+            return f"pid {pid}"
     return "pid unknown"
+
+
+def previous_writer(db: Path, info: os.stat_result) -> str | None:
+    """A process still writing through an older file at this path, if any.
+
+    When a database is replaced (a backup renamed over it) or deleted while
+    a LocalDisk runs, that process keeps the old file open and still uses
+    the `-wal` and `-shm` *paths* next to it: SQLite would replay its log
+    into the new database and, when it closes, delete this path's `-wal`
+    and `-shm` by name. Two signs, from /proc (Linux): a process holding
+    SQLite's locks on this path's `-shm` but none on this database file
+    (it reached the `-shm` through another file), or a process holding a
+    LocalDisk flock on a file it opened at this path that is now deleted.
+    """
+    me = str(os.getpid())
+    held = _proc_locks()
+    on_db = {pid for kind, _, pid, where in held if kind == "POSIX" and where == _inode(info)}
+    with contextlib.suppress(OSError):
+        shm = _inode(os.stat(_shm_path(db)))
+        for kind, _, pid, where in held:
+            if kind == "POSIX" and where == shm and pid != me and pid not in on_db:
+                return pid
+    gone = f"{os.path.realpath(db)} (deleted)"
+    for kind, _, pid, _where in held:
+        if kind != "FLOCK" or pid == me:
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == gone:
+                        return pid
+    return None
 
 
 def create_schema(conn: sqlite3.Connection, fingerprint: str) -> None:
@@ -590,5 +693,6 @@ class SqliteStore:
         try:
             if conn is not None:
                 conn.close()
+                self._lock.set_aside()  # still holding the lock: no one else opened
         finally:
             self._lock.release()

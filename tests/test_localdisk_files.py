@@ -7,9 +7,11 @@ commits once its files are deleted or replaced while open."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from pachytype import LocalDisk, PachytypeError
 from pachytype._errors import DatabaseFileError
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY
+
+ROOT = Path(__file__).parent.parent
 
 
 async def _refused(path: str | Path) -> str:
@@ -137,32 +141,125 @@ async def test_an_intact_log_left_by_a_crash_opens_with_everything(tmp_path: Pat
     assert await _logged(db) == list(range(200))
 
 
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
-async def test_a_database_deleted_or_replaced_while_open_stops_acknowledging(
-    tmp_path: Path, how: str
+async def test_a_database_deleted_while_open_stops_acknowledging_and_keeps_its_log(
+    tmp_path: Path,
 ) -> None:
     db = tmp_path / "eco.db"
     async with LocalDisk(db, REGISTRY) as eco:
         await eco.send(*(refs.log(1).append(value=v) for v in range(10)))
-        if how == "deleted":
-            db.unlink()
-        else:
-            other = tmp_path / "other.db"
-            sqlite3.connect(other).close()
-            os.replace(other, db)
+        db.unlink()
         with pytest.raises(DatabaseFileError) as info:
             await eco.send(refs.log(1).append(value=10))
         with pytest.raises(PachytypeError, match=r"the LocalDisk store failed"):
             await eco.settle()
     message = str(info.value)
-    assert f"{str(db)!r} was {how} while this LocalDisk had it open" in message
-    assert "was not acknowledged, and nothing more will be" in message
+    assert "the database file at this path was deleted while this LocalDisk had it open" in message
+    assert "nothing more will be acknowledged (the last commit was not)" in message
+    assert "the -wal and -shm it used stay next to the path" in message
+    # The log is left where it was: opening the path says the database is missing.
+    assert "the database file is missing but its write-ahead log" in await _refused(db)
 
 
-async def test_a_log_deleted_while_open_stops_acknowledging(tmp_path: Path) -> None:
+async def _backup(path: Path, values: range) -> None:
+    async with LocalDisk(path, REGISTRY) as eco:
+        await eco.send(*(refs.log(1).append(value=v) for v in values))
+        await eco.settle()
+
+
+async def test_a_database_replaced_while_open_is_never_mixed_with_the_old_log(
+    tmp_path: Path,
+) -> None:
+    db, backup = tmp_path / "eco.db", tmp_path / "backup.db"
+    await _backup(backup, range(100, 105))
+    async with LocalDisk(db, REGISTRY) as eco:
+        await eco.send(*(refs.log(1).append(value=v) for v in range(10)))
+        os.replace(backup, db)  # an operator restores a backup while it runs
+        with pytest.raises(DatabaseFileError) as info:
+            await eco.send(refs.log(1).append(value=10))
+        # A second ecosystem on the path now would share the old -wal and -shm.
+        message = await _refused(db)
+        assert f"another process (pid {os.getpid()}, this process) still writes" in message
+    assert "the database file at this path was replaced while this LocalDisk" in str(info.value)
+    pid = os.getpid()
+    assert (tmp_path / f"eco.db-wal.orphaned-{pid}").exists()
+    assert await _logged(db) == [100, 101, 102, 103, 104]  # the backup, only
+
+
+async def test_a_log_deleted_while_open_stops_acknowledging_and_closing_keeps_it_all(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "eco.db"
     async with LocalDisk(db, REGISTRY) as eco:
-        await eco.send(refs.log(1).append(value=1))
+        await eco.send(*(refs.log(1).append(value=v) for v in range(10)))
         db.with_name("eco.db-wal").unlink()
-        with pytest.raises(DatabaseFileError, match=r"eco.db-wal' was deleted while"):
-            await eco.send(refs.log(1).append(value=2))
+        with pytest.raises(DatabaseFileError) as info:
+            await eco.send(refs.log(1).append(value=10))
+    assert f"its write-ahead log {str(db) + '-wal'!r} was deleted or replaced" in str(info.value)
+    assert (await _logged(db))[:10] == list(range(10))
+
+
+def test_a_second_process_on_a_replaced_database_waits_for_the_old_one(tmp_path: Path) -> None:
+    db, backup = tmp_path / "eco.db", tmp_path / "backup.db"
+    asyncio.run(_backup(backup, range(100, 105)))
+    go = tmp_path / "go"
+    old = subprocess.Popen(
+        [sys.executable, "-m", "tests.test_localdisk_files", str(db), str(go)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert old.stdout is not None
+        assert old.stdout.readline() == "acknowledged 10\n"
+        os.replace(backup, db)
+        second = subprocess.run(
+            [sys.executable, "-m", "tests.test_localdisk_files", str(db)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.stdout.startswith(
+            f"refused cannot use {str(db)!r} as a LocalDisk database: another process "
+            f"(pid {old.pid}) still writes through the database file that was at this path"
+        ), second.stdout + second.stderr
+        go.touch()
+        out, err = old.communicate(timeout=60)
+        assert old.returncode == 0, err
+        assert out.startswith("refused "), out
+        assert "the database file at this path was replaced while this LocalDisk" in out
+    finally:
+        if old.poll() is None:
+            old.kill()
+            old.wait()
+    assert asyncio.run(_logged(db)) == [100, 101, 102, 103, 104]  # the backup, unmixed
+
+
+async def _old_writer(db: str, go: str) -> None:
+    """The process whose database gets replaced: acknowledges 10, waits, tries once more."""
+    async with LocalDisk(db, REGISTRY) as eco:
+        await eco.send(*(refs.log(1).append(value=v) for v in range(10)))
+        print("acknowledged 10", flush=True)
+        while not os.path.exists(go):
+            await asyncio.sleep(0.01)
+        try:
+            await eco.send(refs.log(1).append(value=10))
+            print("acknowledged 11", flush=True)
+        except PachytypeError as error:  # DatabaseFileError, or the store failed with it
+            print(f"refused {error}", flush=True)
+
+
+async def _try_open(db: str) -> None:
+    try:
+        async with LocalDisk(db, REGISTRY):
+            print("opened", flush=True)
+    except DatabaseFileError as error:
+        print(f"refused {error}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3:
+        asyncio.run(_old_writer(sys.argv[1], sys.argv[2]))
+    else:
+        asyncio.run(_try_open(sys.argv[1]))

@@ -1,6 +1,8 @@
 """Build: turn the scanned modules into the model, or into problems.
 
-Finds every class deriving from `pachytype.Entity[Id, Msg, State]`, follows
+Finds every class deriving from `pachytype.Entity[Id, Msg, State]` (or
+`pachytype.Worker[Request, Result]`: an entity whose state and runner side
+the library provides), follows
 its type arguments, expands the message type into its classes and reads
 their attrs fields, and checks what would make the generated module wrong
 or ambiguous. Every problem names the file and line and says the fix; all
@@ -22,7 +24,18 @@ from .package import PackageSource
 from .problems import GenerateError, Problem
 from .resolve import Resolver, Unresolved, is_pachytype, is_typing
 from .scan import ClassFacts, ModuleFacts
-from .typeexpr import Kind, Lit, Sym, TypeExpr, Union, expand, qualified, symbols
+from .typeexpr import (
+    Generic,
+    Kind,
+    Lit,
+    Sym,
+    TypeExpr,
+    Union,
+    canonical,
+    expand,
+    qualified,
+    symbols,
+)
 
 # Attributes every ref already has: a message method must not hide them.
 _REF_ATTRIBUTES = frozenset({"post", "entity_type", "id", "key"})
@@ -46,6 +59,12 @@ def build_model(
                 entity = _entity(resolver, facts, klass, args, problems)
                 if entity is not None:
                     entities.append(entity)
+                continue
+            worker_args = _base_arguments(resolver, facts, klass, "Worker")
+            if worker_args is not None:
+                worker = _worker(resolver, facts, klass, worker_args, problems)
+                if worker is not None:
+                    entities.append(worker)
     entities.sort(key=lambda e: (e.name, e.sym.qualname))
     _check_names(entities, problems)
     classes = _reachable_classes(resolver, entities, problems)
@@ -80,6 +99,113 @@ def _entity_arguments(
             )
             return None
         return args
+    return None
+
+
+def _base_arguments(
+    resolver: Resolver, facts: ModuleFacts, klass: ClassFacts, name: str
+) -> list[cst.BaseExpression] | None:
+    """The type arguments of the class's base pachytype `name`, or None if it has none."""
+    for base in klass.node.bases:
+        value = base.value
+        head = value.value if isinstance(value, cst.Subscript) else value
+        try:
+            sym = resolver.expr(facts.name, head)
+        except Unresolved:
+            continue
+        if isinstance(sym, Sym) and is_pachytype(sym, name):
+            return _slice_values(value) if isinstance(value, cst.Subscript) else []
+    return None
+
+
+_WORKER_STATE = Sym(Kind.EXTERNAL, "pachytype", "WorkerState")
+_INT = Sym(Kind.BUILTIN, "builtins", "int")
+
+
+def _worker(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    args: list[cst.BaseExpression],
+    problems: list[Problem],
+) -> EntityModel | None:
+    """A worker: `class Payments(Worker[Charge, Charged | ChargeFailed])`."""
+
+    def problem(text: str, line: int = klass.line) -> None:
+        problems.append(Problem(facts.path, line, f"worker {klass.name}: {text}"))
+
+    if len(args) != 2:
+        problem(
+            f"Worker takes 2 type arguments (Worker[Request, Result]), got {len(args)}; write "
+            f"e.g. `class {klass.name}(Worker[Charge, Charged | ChargeFailed])`"
+        )
+        return None
+    resolved: list[TypeExpr] = []
+    for role, node in zip(("request", "result"), args, strict=True):
+        try:
+            resolved.append(resolver.expr(facts.name, node))
+        except Unresolved as error:
+            problems.append(_unresolved(facts, klass, f"the {role} type", error))
+    if len(resolved) != 2:
+        return None
+    request_type, result_type = resolved
+    ok = True
+    for method in ("init", "activate"):
+        if _defines(klass, method):
+            problem(
+                f"it defines `{method}`, but a worker's entity side is the library's (it keeps "
+                f"the pending requests); define `async def perform(self, request, attempt)`"
+            )
+            ok = False
+    perform = next(
+        (
+            line
+            for line in klass.node.body.body
+            if isinstance(line, cst.FunctionDef) and line.name.value == "perform"
+        ),
+        None,
+    )
+    if perform is None or perform.asynchronous is None:
+        problem(
+            "it needs `async def perform(self, request, attempt) -> Result`, which does the "
+            "effect (it may do I/O) and returns the result",
+            klass.line if perform is None else facts.line(perform),
+        )
+        ok = False
+    messages = _messages(resolver, facts, klass, request_type, problems)
+    if messages is None or not ok:
+        return None
+    for message in messages:
+        if message.reply is not None and canonical(message.reply) != canonical(result_type):
+            problem(
+                f"request {message.name} has `reply_to: Address[{qualified(message.reply)}]` "
+                f"but the worker returns `{qualified(result_type)}`; make them the same type, "
+                f"so every result can be sent to reply_to"
+            )
+            return None
+    return EntityModel(
+        sym=Sym(Kind.CLASS, facts.name, klass.name),
+        name=snake_case(klass.name),
+        path=facts.path,
+        line=klass.line,
+        id_type=_INT,
+        message_type=request_type,
+        messages=messages,
+        state_type=_WORKER_STATE,
+        state_version=1,
+        upgrades=(),
+        result_type=result_type,
+    )
+
+
+def _reply_type(model: ClassModel) -> TypeExpr | None:
+    """`R` of a `reply_to: Address[R]` field."""
+    for f in model.fields:
+        if f.name != "reply_to":
+            continue
+        match f.type:
+            case Generic(base=Sym() as base, args=(reply,)) if is_pachytype(base, "Address"):
+                return reply
     return None
 
 
@@ -265,7 +391,7 @@ def _message(
             f"rename the class"
         )
         return None
-    return MessageModel(model, method)
+    return MessageModel(model, method, _reply_type(model))
 
 
 def _state_version(facts: ModuleFacts, klass: ClassFacts, problems: list[Problem]) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from pachytype import _schema  # noqa: PLC2701 (the generator and the runtime share it)
+from pachytype._worker import CONTROL_MESSAGES  # noqa: PLC2701 (a worker's messages)
 
 from .model import ClassModel, PackageModel
 
@@ -30,7 +31,9 @@ def schema(model: PackageModel) -> _schema.Schema:
                 name=e.name,
                 cls=e.sym.qualname,
                 id=e.canonical_id,
-                messages=tuple(sorted(m.cls.qualname for m in e.messages)),
+                messages=tuple(
+                    sorted([m.cls.qualname for m in e.messages] + (_CONTROL if e.is_worker else []))
+                ),
                 state=e.canonical_state,
                 state_version=e.state_version,
             )
@@ -38,6 +41,10 @@ def schema(model: PackageModel) -> _schema.Schema:
         ),
         classes={name: _class(c) for name, c in sorted(model.classes.items())},
     )
+
+
+_CONTROL = [f"{c.__module__}.{c.__qualname__}" for c in CONTROL_MESSAGES]
+"""A worker's messages besides its requests, spelled as the run time spells them."""
 
 
 def _class(model: ClassModel) -> _schema.ClassSchema:

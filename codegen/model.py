@@ -58,6 +58,9 @@ class MessageModel:
 
     cls: ClassModel
     method: str
+    reply: TypeExpr | None = None
+    """`R` of the class's `reply_to: Address[R]` field, if it has one: the ref
+    method then returns a `Request[State, R]`, which `eco.ask` reads."""
 
     @property
     def name(self) -> str:
@@ -88,6 +91,13 @@ class EntityModel:
     state_version: int
     upgrades: tuple[int, ...]
     """The `from_version`s of the class's `@upgrade` functions, sorted."""
+    result_type: TypeExpr | None = None
+    """For a worker (`Worker[Request, Result]`), its result type; None for an entity."""
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether this is a worker: id 0, state `WorkerState`, requests as messages."""
+        return self.result_type is not None
 
     @property
     def ref_class(self) -> str:

@@ -29,7 +29,7 @@ LINE_LENGTH = 100
 TEMPLATE = "refs.py.jinja"
 
 _STDLIB = frozenset(sys.stdlib_module_names)
-_PACHYTYPE = ("EntityType", "Envelope", "Ref", "Registry")
+_PACHYTYPE = ("EntityType", "Envelope", "Ref", "Registry", "Request", "WorkerState")
 
 
 def template_directory() -> Path:
@@ -259,18 +259,25 @@ def _method(
         via_given = (f.has_default and f.default is None) or renamed
         (computed if via_given else direct).append(f"{f.param}={f.param}")
     params = positional + (["*", *keyword] if keyword else [])
-    signature = fit_parameters(4, f"def {message.method}(", params, f") -> Envelope[{state}]:")
+    returns = (
+        f"Envelope[{state}]"
+        if message.reply is None
+        else f"Request[{state}, {annotate(message.reply)}]"
+    )
+    signature = fit_parameters(4, f"def {message.method}(", params, f") -> {returns}:")
     # `_given`, not `given`: a message field (so a parameter) may be named `given`;
     # none can start with an underscore (attrs strips it from parameter names).
     args = direct + ([f"**_given({', '.join(computed)})"] if computed else [])
     constructor = runtime(message.cls.sym)
-    body = f"        return self.post({constructor}({', '.join(args)}))"
+    # A message with a reply address is sent as a `Request[S, R]`: `eco.ask` reads R.
+    post = "self.post" if message.reply is None else "self._request"
+    body = f"        return {post}({constructor}({', '.join(args)}))"
     if len(body) > LINE_LENGTH:
         if computed and len(f"{' ' * 16}{args[-1]},") > LINE_LENGTH:
             # One argument per line and `**_given(...)` still too long: ruff splits it too.
             args[-1] = fit(16, "**_given(", computed, ")").lstrip()
         call = fit(12, f"{constructor}(", args, ")")
-        body = f"        return self.post(\n{call}\n        )"
+        body = f"        return {post}(\n{call}\n        )"
     return _Method(message.method, message.name, signature, body), bool(computed)
 
 
@@ -293,6 +300,7 @@ def render(model: PackageModel, first_party: Callable[[str], bool], itself: str 
         "make_ref",
         "REGISTRY",
         "_entity_types",
+        "WORKER_MESSAGES",
         *_PACHYTYPE,
     }
     for e in model.entities:
@@ -344,15 +352,24 @@ def _entity_view(
         factory_docstring=_docstring(
             4, f"The `{e.sym.name}` with this id.", "The entity with this id."
         ),
-        factory_return=fit(4, "return make_ref(", [e.ref_class, f'"{e.name}"', "id"], ")"),
+        factory_return=fit(
+            4, "return make_ref(", [e.ref_class, f'"{e.name}"', "0" if e.is_worker else "id"], ")"
+        ),
         factory_signature=fit_parameters(
-            0, f"def {e.name}(", [f"id: {annotate(e.id_type)}"], f") -> {e.ref_class}:"
+            0,
+            f"def {e.name}(",
+            [] if e.is_worker else [f"id: {annotate(e.id_type)}"],
+            f") -> {e.ref_class}:",
         ),
         runtime_class=runtime(e.sym),
         runtime_messages=fit_tuple(
-            12, "messages=(", [runtime(m.cls.sym) for m in e.messages], "),"
+            12,
+            "messages=(",
+            [runtime(m.cls.sym) for m in e.messages]
+            + (["*WORKER_MESSAGES"] if e.is_worker else []),
+            "),",
         ),
-        runtime_state=runtime.type(e.state_type),
+        runtime_state="WorkerState" if e.is_worker else runtime.type(e.state_type),
         runtime_id=runtime.type(e.id_type),
     )
     return view, any(uses_default for _, uses_default in methods)
@@ -374,6 +391,11 @@ def _imports(
         sections.from_("pachytype", "Envelope")
         sections.from_("pachytype", "Ref")
         sections.from_("pachytype._generated", "make_ref")
+    if any(m.reply is not None for e in model.entities for m in e.messages):
+        sections.from_("pachytype", "Request")
+    if any(e.is_worker for e in model.entities):
+        sections.from_("pachytype", "WorkerState")
+        sections.from_("pachytype._generated", "WORKER_MESSAGES")
     if computed:
         sections.from_("pachytype._generated", "DEFAULT")
         sections.from_("pachytype._generated", "given", "_given")

@@ -5,7 +5,7 @@ Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
 ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
-from pachytype._address import Address, Envelope, Ref
+from pachytype._address import Address, Envelope, Ref, Request
 from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
@@ -13,6 +13,7 @@ from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
     ActivationTimeoutError,
+    DeadlineError,
     DecodeError,
     EcosystemClosedError,
     EncodeError,
@@ -26,6 +27,7 @@ from pachytype._errors import (
 from pachytype._pg_lease import FingerprintMismatchError
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import StoreLockedError
+from pachytype._worker import Attempt, Failure, Worker, WorkerState
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
 from pachytype.ecosystems._postgres import Postgres
@@ -47,9 +49,11 @@ __all__ = [
     "ActivationError",
     "ActivationTimeoutError",
     "Address",
+    "Attempt",
     "CalmCheck",
     "Clock",
     "DeadLetter",
+    "DeadlineError",
     "DecodeError",
     "Ecosystem",
     "EcosystemClosedError",
@@ -57,6 +61,7 @@ __all__ = [
     "Entity",
     "EntityType",
     "Envelope",
+    "Failure",
     "Faults",
     "FingerprintMismatchError",
     "InMemory",
@@ -69,6 +74,7 @@ __all__ = [
     "Postgres",
     "Ref",
     "Registry",
+    "Request",
     "RunResult",
     "RunawayError",
     "Simulation",
@@ -81,6 +87,8 @@ __all__ = [
     "Trace",
     "UnknownEntityError",
     "Upgrade",
+    "Worker",
+    "WorkerState",
     "WrongMessageError",
     "upgrade",
 ]

@@ -8,8 +8,9 @@ type `S`, so sends through it build `Envelope[S]` and `eco.call` is typed.
 
 Neither can be built by user code: `Address.__init__` takes a keyword-only
 `_key: Never` that only this module can satisfy, and `Envelope` is abstract
-with one private, final implementation. Refs come from generated `refs.py`
-modules and from `Entity.address`.
+with one private, final implementation (which is also a `Request`: the
+envelope of a message carrying a reply address, typed by that reply). Refs
+come from generated `refs.py` modules and from `Entity.address`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Generic, Never, TypeVar, cast, final
 
 M_contra = TypeVar("M_contra", contravariant=True)
 S_co = TypeVar("S_co", covariant=True)
+R_co = TypeVar("R_co", covariant=True)
 R = TypeVar("R", bound="Address[Any]")
 
 # The only value that satisfies `_key: Never`; never exported.
@@ -99,6 +101,11 @@ class Ref(Address[M_contra], Generic[M_contra, S_co]):
         """Build an envelope carrying `msg`; `eco.call` on it returns an `S`."""
         return _Envelope(self, msg, 0.0)
 
+    def _request(self, msg: M_contra) -> Request[S_co, Any]:
+        """`post` for a message that carries a reply address (generated refs
+        narrow the `Any` to the reply type, for `eco.ask`)."""
+        return _Envelope(self, msg, 0.0)
+
 
 class Envelope(ABC, Generic[S_co]):
     """A message bound to its target, ready to send; `S` is the target's state type.
@@ -139,8 +146,20 @@ class Envelope(ABC, Generic[S_co]):
         """The same envelope, delivered `delay` after it is sent (a durable reminder)."""
 
 
+class Request(Envelope[S_co], Generic[S_co, R_co]):
+    """An envelope whose message carries a reply address `reply_to: Address[R]`.
+
+    Generated ref methods return one for such messages, so `eco.ask` knows,
+    statically, the type of the answer (`R`) without it being spelled::
+
+        reserved = await eco.ask(lambda r: refs.inventory(sku).reserve(qty=1, reply_to=r))
+    """
+
+    __slots__ = ()
+
+
 @final
-class _Envelope(Envelope[Any]):
+class _Envelope(Request[Any, Any]):
     __slots__ = ("_delay", "_message", "_to")
 
     # The one class allowed past Envelope's final __init__ (hot path: no super call).

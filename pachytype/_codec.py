@@ -24,6 +24,9 @@ the orjson backend. Rules:
   up in the registry and rebuilds a `Ref`. A narrowed `Address[Pong]` whose
   `Pong` was imported only under `TYPE_CHECKING` needs no resolution: see
   `pachytype._hints`.
+- **Envelopes inside a message or a state** (a worker's pending request,
+  an inbox's answer) are `[entity type, id text, delay, [tag, fields]]`,
+  the message encoded by its target entity's table.
 - **Envelopes** are a one-line JSON header `[entity type, id text, delay
   seconds]`, a newline, then the message bytes, so a store or a router
   reads the target (`envelope_target`) without decoding the body (orjson
@@ -404,6 +407,41 @@ class Codec:
 
         return structure
 
+    # -- envelopes inside messages and states (converter hooks) ----------------
+
+    def _unstructure_envelope(self, envelope: Envelope[Any]) -> list[Any]:
+        to, message, delay = unpack(envelope)
+        name = to.entity_type
+        codec = self._for(name, to.id)
+        entry = codec.by_class.get(type(message))
+        if entry is None:
+            codec.etype.check_message(to.id, message)  # raises WrongMessageError
+        tag, unstructure = codec.by_class[type(message)]
+        return [name, self.encode_id(name, to.id), delay, [tag, unstructure(message)]]
+
+    def _structure_envelope(self, raw: object, _type: object) -> Envelope[Any]:
+        if not (type(raw) is list and len(raw) == 4):
+            raise _Shape("an envelope [entity type, id text, delay, [tag, fields]]", raw)
+        name, text, delay, body = raw
+        codec = self._entities.get(name) if type(name) is str else None
+        if codec is None:
+            raise _Shape(f"an entity type of {self.registry.package}", name)
+        if type(delay) not in (int, float):
+            raise _Shape("a delay in seconds", delay)
+        try:
+            if type(text) is not str:
+                raise TypeError("not a str")
+            id = codec.id.decode(text)
+        except Exception as error:
+            raise _Shape(f"an id of {name!r} ({codec.id.expected})", text) from error
+        if not (type(body) is list and len(body) == 2 and type(body[1]) is dict):
+            raise _Shape('a message ["Class", {fields}]', body)
+        found = codec.by_tag.get(body[0]) if type(body[0]) is str else None
+        if found is None:
+            raise _Shape(f"a message class of {name!r}", body[0])
+        cls, structure = found
+        return make_envelope(make_ref(Ref, name, id), structure(body[1], cls), float(delay))
+
     # -- internals -----------------------------------------------------------
 
     def _for(self, entity_type: str, id: Hashable) -> _EntityCodec:
@@ -653,6 +691,8 @@ def _converter(codec: Codec, *, detailed: bool) -> Converter:
     converter.register_structure_hook(type(None), _structure_none)
     converter.register_unstructure_hook_func(_is_address, codec._unstructure_address)
     converter.register_structure_hook_factory(_is_address, codec._address_structure)
+    converter.register_unstructure_hook_func(_is_envelope, codec._unstructure_envelope)
+    converter.register_structure_hook_func(_is_envelope, codec._structure_envelope)
     converter.register_structure_hook_factory(_is_collection, _collection_structure)
     converter.register_structure_hook_factory(_is_int_keyed, _int_keyed_structure)
     converter.register_unstructure_hook_factory(_is_tagged_union, _tagged_unstructure)
@@ -799,6 +839,11 @@ def _ref_class(tp: object) -> type[Ref[Any, Any]]:
 def _is_address(tp: Any) -> bool:
     origin = typing.get_origin(tp) or tp
     return isinstance(origin, type) and issubclass(origin, Address)
+
+
+def _is_envelope(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and issubclass(origin, Envelope)
 
 
 def _resolved_attributes(cls: type) -> list[attrs.Attribute[Any]]:

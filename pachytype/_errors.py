@@ -15,6 +15,8 @@ class UnknownEntityError(PachytypeError, LookupError):
     def __init__(self, entity_type: str, id: Hashable, known: list[str], package: str) -> None:
         self.entity_type = entity_type
         self.id = id
+        # The library's own entities (`pachytype.inbox`) are in every registry: not news.
+        known = [name for name in known if not name.startswith("pachytype.")]
         super().__init__(
             f"unknown entity type {entity_type!r} (id {id!r}): registry of {package!r} "
             f"has {', '.join(sorted(known)) or 'no entities'}; open the ecosystem with the "
@@ -209,3 +211,19 @@ class StaleRegistryError(PachytypeError):
             f"is {generated[:12]}, the classes loaded now give {live[:12]}); the ecosystem "
             f"was not opened"
         )
+
+
+class DeadlineError(PachytypeError, TimeoutError):
+    """A `call`, `ask` or `state` got no answer within its `timeout`.
+
+    A timed-out call or ask may still take effect: its message was sent (on a
+    durable ecosystem it is stored) and is handled when the entity's owner gets
+    to it; only the wait was given up. Resend only what is safe to receive
+    twice, or ask the entity whether it happened.
+    """
+
+    def __init__(self, text: str, entity_type: str, id: Hashable, timeout: float) -> None:
+        self.entity_type = entity_type
+        self.id = id
+        self.timeout = timeout
+        super().__init__(text)

@@ -12,6 +12,7 @@ one per message, never shared).
 from typing import Any, Final, final
 
 from pachytype._address import make_ref
+from pachytype._worker import CONTROL_MESSAGES
 
 
 @final
@@ -32,4 +33,7 @@ def given(**arguments: Any) -> dict[str, Any]:
     return {name: value for name, value in arguments.items() if value is not DEFAULT}
 
 
-__all__ = ["DEFAULT", "given", "make_ref"]
+WORKER_MESSAGES: Final = CONTROL_MESSAGES
+"""The messages every worker entity takes besides its requests (from its runners)."""
+
+__all__ = ["DEFAULT", "WORKER_MESSAGES", "given", "make_ref"]

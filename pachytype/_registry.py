@@ -2,8 +2,10 @@
 type and version, and the schema fingerprint. Generated `refs.py` modules
 build one (`REGISTRY`); ecosystems are opened with it.
 
-The entity list is resolved lazily (a function the generated module passes)
-so that entity modules and `refs.py` may import each other freely.
+Every registry also holds the library's own entities (the inbox of
+`eco.ask`, `pachytype._inbox`). The entity list is resolved lazily (a
+function the generated module passes) so that entity modules and `refs.py`
+may import each other freely.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from attrs import Factory, field, frozen
 
 from pachytype._entity import Entity
 from pachytype._errors import UnknownEntityError, WrongMessageError
+from pachytype._inbox import INBOX, Inbox, InboxState, answer_classes
 from pachytype._schema import check_registry
 
 
@@ -76,6 +79,10 @@ class Registry:
                     raise ValueError(f"registry {self.package!r}: entity type {t.name!r} twice")
                 types[t.name] = t
             check_registry(self, list(types.values()))  # refuses a stale refs.py
+            # The library's own entities, which every registry has (not in the
+            # fingerprint: they are the same for every package).
+            messages = answer_classes(m for t in types.values() for m in t.messages)
+            types[INBOX] = EntityType(Inbox, messages, InboxState, str, INBOX)
             self._types = types
         return types
 

@@ -210,8 +210,13 @@ def messages_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int 
 
 
 def live_schema(registry: Registry) -> Schema:
-    """The schema of the classes `registry` names, as loaded in this process."""
-    return _live_schema(registry.package, list(registry))
+    """The schema of the classes `registry` names, as loaded in this process
+    (the library's own entities, the same in every registry, left out)."""
+    return _live_schema(registry.package, [t for t in registry if not _is_library(t.entity)])
+
+
+def _is_library(cls: type) -> bool:
+    return cls.__module__.startswith("pachytype.")
 
 
 def _live_schema(package: str, etypes: Sequence[EntityType]) -> Schema:

@@ -116,7 +116,13 @@ def messages(registry: Registry, name: str) -> st.SearchStrategy[object]:
 
 
 def entity_cases() -> list[tuple[str, str]]:
-    return [(module, name) for module in REGISTRIES for name in sorted(registry_of(module).types)]
+    # The library's inbox (every registry has one) takes the package's messages: covered.
+    return [
+        (module, name)
+        for module in REGISTRIES
+        for name in sorted(registry_of(module).types)
+        if name != "pachytype.inbox"
+    ]
 
 
 CASES = entity_cases()

@@ -106,7 +106,7 @@ def test_either_import_order_works(first: str) -> None:
     )
     result = _run(sys.executable, "-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['client', 'server']"
+    assert result.stdout.strip() == "['client', 'pachytype.inbox', 'server']"
 
 
 def test_defaults_computed_by_attrs_are_fresh_per_message() -> None:
@@ -131,7 +131,8 @@ def test_registry_lists_entities_messages_state_and_id_types() -> None:
     from tests.golden.aliases import msgs, refs
 
     types = refs.REGISTRY.types
-    assert sorted(types) == ["horizontal", "seen", "stack", "vertical"]
+    # Every registry also has the library's inbox (the reply address of `eco.ask`).
+    assert sorted(types) == ["horizontal", "pachytype.inbox", "seen", "stack", "vertical"]
     assert types["horizontal"].messages == (msgs.Left, msgs.Right)
     assert (types["horizontal"].state, types["horizontal"].id_type) == (None, int)
     assert types["seen"].messages == (msgs.Touch,)

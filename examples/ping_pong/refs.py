@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 import examples.ping_pong.ping as _m_ping
 import examples.ping_pong.pong as _m_pong
-from pachytype import EntityType, Envelope, Ref, Registry
+from pachytype import EntityType, Envelope, Ref, Registry, Request
 from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
@@ -44,9 +44,9 @@ class PongerRef(_PongerRefBase):
 
     __slots__ = ()
 
-    def ping(self, n: int, reply_to: Address[Pong]) -> Envelope[PongerState]:
+    def ping(self, n: int, reply_to: Address[Pong]) -> Request[PongerState, Pong]:
         """Send `Ping`."""
-        return self.post(_m_pong.Ping(n=n, reply_to=reply_to))
+        return self._request(_m_pong.Ping(n=n, reply_to=reply_to))
 
 
 def pinger(id: PingerId) -> PingerRef:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 import examples.racy.stock as _m_stock
-from pachytype import EntityType, Envelope, Ref, Registry
+from pachytype import EntityType, Envelope, Ref, Registry, Request
 from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ class StockRef(_StockRefBase):
         """Send `Add`."""
         return self.post(_m_stock.Add(amount=amount))
 
-    def get(self, reply_to: Address[Count]) -> Envelope[int]:
+    def get(self, reply_to: Address[Count]) -> Request[int, Count]:
         """Send `Get`."""
-        return self.post(_m_stock.Get(reply_to=reply_to))
+        return self._request(_m_stock.Get(reply_to=reply_to))
 
     def put(self, count: int) -> Envelope[int]:
         """Send `Put`."""

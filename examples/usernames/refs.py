@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 import examples.usernames.shard as _m_shard
 import examples.usernames.signup as _m_signup
-from pachytype import EntityType, Envelope, Ref, Registry
+from pachytype import EntityType, Envelope, Ref, Registry, Request
 from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
@@ -32,9 +32,9 @@ class ShardRef(_ShardRefBase):
 
     def claim(
         self, name: str, user: UserId, reply_to: Address[Claimed | Taken]
-    ) -> Envelope[ShardState]:
+    ) -> Request[ShardState, Claimed | Taken]:
         """Send `Claim`."""
-        return self.post(_m_shard.Claim(name=name, user=user, reply_to=reply_to))
+        return self._request(_m_shard.Claim(name=name, user=user, reply_to=reply_to))
 
     def release(self, name: str, user: UserId) -> Envelope[ShardState]:
         """Send `Release`."""

@@ -71,7 +71,7 @@ class InMemory(Ecosystem):
             )
         return rt
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self._runtime is not None:
             raise RuntimeError("this InMemory ecosystem is already open")
         codec = Codec(self.registry) if self.roundtrip else None
@@ -85,7 +85,7 @@ class InMemory(Ecosystem):
         rt.start()
         self._runtime = rt
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         rt, self._runtime = self._runtime, None
         if rt is not None:
             await rt.stop()
@@ -96,7 +96,7 @@ class InMemory(Ecosystem):
             await rt.backpressure()
         rt.send(envelopes)
 
-    async def call(self, envelope: Envelope[S]) -> S:
+    async def _call(self, envelope: Envelope[S]) -> S:
         fut = self._rt.call(envelope)
         self._calls += 1
         if fut.done() and self._calls % _YIELD_EVERY == 0:
@@ -106,7 +106,7 @@ class InMemory(Ecosystem):
         result: S = await fut
         return result
 
-    async def state(self, ref: Ref[Any, S]) -> S:
+    async def _state(self, ref: Ref[Any, S]) -> S:
         result: S = self._rt.state(ref)
         return result
 

@@ -81,7 +81,7 @@ class LocalDisk(Ecosystem):
             )
         return rt
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self._runtime is not None:
             raise RuntimeError(f"this LocalDisk ecosystem ({str(self.path)!r}) is already open")
         rt = DurableRuntime(
@@ -98,7 +98,7 @@ class LocalDisk(Ecosystem):
         await rt.open()
         self._runtime = rt
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         rt, self._runtime = self._runtime, None
         if rt is not None:
             await rt.stop()
@@ -106,11 +106,11 @@ class LocalDisk(Ecosystem):
     async def send(self, *envelopes: Envelope[Any]) -> None:
         await self._rt.send_durably(envelopes)
 
-    async def call(self, envelope: Envelope[S]) -> S:
+    async def _call(self, envelope: Envelope[S]) -> S:
         result: S = await self._rt.call(envelope)
         return result
 
-    async def state(self, ref: Ref[Any, S]) -> S:
+    async def _state(self, ref: Ref[Any, S]) -> S:
         result: S = await self._rt.read_state(ref)
         return result
 

@@ -183,7 +183,7 @@ class Postgres(Ecosystem):
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self._pool is not None:
             raise RuntimeError(f"this Postgres ecosystem ({self.schema!r}) is already open")
         _ = self.registry.types
@@ -288,7 +288,7 @@ class Postgres(Ecosystem):
                 self._node.members_changed()
             return
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -326,6 +326,25 @@ class Postgres(Ecosystem):
         tried again every 30 s. (A stored *message* that does not decode is not
         listed here: it becomes a dead letter and its entity carries on.)"""
         return dict(self._node.blocked) if self._node is not None else {}
+
+    def _hosts_workers(self) -> bool:
+        return self.is_node
+
+    async def _late_hint(self) -> str:
+        pool = self._pool
+        if pool is None:
+            return f" (Postgres schema {self.schema!r}: the ecosystem is closed)"
+        live = await pool.fetchval(
+            f"SELECT count(*) FROM {self._s}.nodes "
+            f"WHERE heartbeat_at > now() - $1 * interval '1 second'",
+            self._lease,
+        )
+        if not live:
+            return (
+                f"; Postgres schema {self.schema!r} has no live node: nothing activates its "
+                f"entities until one runs (`pachytype node` or Postgres(..., node=True))"
+            )
+        return f" (Postgres schema {self.schema!r}, {live} live node(s))"
 
     def _open_pool(self) -> asyncpg.Pool:
         pool = self._pool
@@ -486,7 +505,7 @@ class Postgres(Ecosystem):
         if rows:
             await self._submit(rows)
 
-    async def call(self, envelope: Envelope[S]) -> S:
+    async def _call(self, envelope: Envelope[S]) -> S:
         self._open_pool()
         row = self._encode(envelope, reply=True)
         msg_id = row[0]
@@ -570,7 +589,7 @@ class Postgres(Ecosystem):
 
     # -- reading -----------------------------------------------------------------------
 
-    async def state(self, ref: Ref[Any, S]) -> S:
+    async def _state(self, ref: Ref[Any, S]) -> S:
         pool = self._open_pool()
         etype = self.registry.get(ref.entity_type, ref.id)
         id_text = self._c.encode_id(etype.name, ref.id)

@@ -75,7 +75,7 @@ class SimulatedEcosystem(Ecosystem):
 
     # -- lifecycle ---------------------------------------------------------
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         if self._task is not None:
             raise RuntimeError("this simulated ecosystem is already open")
         loop = asyncio.get_running_loop()
@@ -85,7 +85,7 @@ class SimulatedEcosystem(Ecosystem):
         self._idle.set()
         self._task = loop.create_task(self._pump(), name="pachytype simulation")
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         if self._alarm is not None:
             self._alarm.cancel()
             self._alarm = None
@@ -125,7 +125,7 @@ class SimulatedEcosystem(Ecosystem):
         self.simulation.send(envelopes)
         self._kick()
 
-    async def call(self, envelope: Envelope[S]) -> S:
+    async def _call(self, envelope: Envelope[S]) -> S:
         self._check_open()
         to, message, _ = unpack(envelope)
         self._catch_up()
@@ -135,7 +135,7 @@ class SimulatedEcosystem(Ecosystem):
         self._kick()
         return await fut
 
-    async def state(self, ref: Ref[Any, S]) -> S:
+    async def _state(self, ref: Ref[Any, S]) -> S:
         return self.simulation.state(ref)
 
     def follow(self, ref: Ref[Any, S]) -> AsyncIterator[S]:

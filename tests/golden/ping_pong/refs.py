@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final
 
 import tests.golden.ping_pong.client as _m_client
 import tests.golden.ping_pong.server as _m_server
-from pachytype import EntityType, Envelope, Ref, Registry
+from pachytype import EntityType, Envelope, Ref, Registry, Request
 from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
@@ -52,9 +52,9 @@ class ServerRef(_ServerRefBase):
         """Send `Hello`."""
         return self.post(_m_server.Hello(client=client))
 
-    def ping(self, n: int, reply_to: Address[Pong]) -> Envelope[int]:
+    def ping(self, n: int, reply_to: Address[Pong]) -> Request[int, Pong]:
         """Send `Ping`."""
-        return self.post(_m_server.Ping(n=n, reply_to=reply_to))
+        return self._request(_m_server.Ping(n=n, reply_to=reply_to))
 
 
 def client(id: ClientId) -> ClientRef:

@@ -1,0 +1,237 @@
+"""Worker runners: the effects at the edge, for every worker type of a registry.
+
+Design note. One generic implementation over the public `Ecosystem`
+interface (`follow`, `call`, `send`), so it runs the same on InMemory,
+LocalDisk, the simulation's ecosystem and Postgres (on every node, each
+with its own runner id; a request's grant is exclusive because the worker
+entity decides it in one activation). A runner:
+
+1. follows its worker entity (`follow` yields each committed state);
+2. when a request is claimable and it has room, `call`s `ClaimWork` with
+   its clock, a fresh claim id and its free slots; the state that call
+   returns lists the requests granted under that claim id;
+3. performs each granted request in its own task, under the worker's
+   `timeout`, and sends `WorkDone(key, reply)` (the result addressed to
+   the request's `reply_to`) or `WorkFailed(key, error)`;
+4. sleeps until the next state, the next due time or lease lapse, or a
+   slot frees.
+
+A runner killed mid-perform sends nothing: its grant lapses after the
+lease and another runner (or this one, restarted) performs the request
+again with the same idempotency key. A runner stopped gracefully
+(ecosystem closing, SIGTERM on a node) cancels its performs and gives
+their grants back (`ReleaseWork`) so they are retried at once elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pachytype._address import Envelope, Ref, make_envelope, make_ref
+from pachytype._errors import EcosystemClosedError, PachytypeError
+from pachytype._worker import (
+    WORKER_ID,
+    Attempt,
+    ClaimWork,
+    Pending,
+    ReleaseWork,
+    WorkDone,
+    Worker,
+    WorkerState,
+    WorkFailed,
+    claimable,
+    held,
+    next_wake,
+    reply_address,
+)
+
+if TYPE_CHECKING:
+    from pachytype._ecosystem import Ecosystem
+    from pachytype._registry import EntityType
+
+log = logging.getLogger("pachytype.workers")
+
+_REPORT_TRIES = 5
+"""Attempts at sending a result before leaving it to the lease (and a retry)."""
+
+
+class WorkerHost:
+    """The runners of one ecosystem: one per worker type of its registry."""
+
+    def __init__(self, runners: list[WorkerRunner]) -> None:
+        self.runners = runners
+
+    @classmethod
+    def start(cls, eco: Ecosystem) -> WorkerHost | None:
+        """Start a runner for each worker type of `eco`'s registry (None if it has none)."""
+        runners = [
+            WorkerRunner(eco, etype) for etype in eco.registry if issubclass(etype.entity, Worker)
+        ]
+        if not runners:
+            return None
+        for runner in runners:
+            runner.start()
+        return cls(runners)
+
+    async def stop(self) -> None:
+        """Stop every runner, giving the grants of cancelled performs back."""
+        await asyncio.gather(*(r.stop() for r in self.runners))
+
+
+class WorkerRunner:
+    """Performs the requests of one worker type for one ecosystem."""
+
+    def __init__(self, eco: Ecosystem, etype: EntityType) -> None:
+        self.eco = eco
+        worker = etype.entity()
+        assert isinstance(worker, Worker)
+        self.worker: Worker[Any, Any] = worker
+        self.ref: Ref[Any, WorkerState] = make_ref(Ref, etype.name, WORKER_ID)
+        self.id = f"{etype.name}-{uuid.uuid4().hex[:12]}"
+        self.performing: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        """key -> (claim, task) of the performs in progress."""
+        self.performed = 0
+        """Performs this runner finished (successfully or not): for tests and logs."""
+        self._state: WorkerState | None = None
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<WorkerRunner {self.id}>"
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._follow(), name=f"{self.id} follow"),
+            loop.create_task(self._run(), name=f"{self.id} run"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        performing = list(self.performing.values())
+        for _claim, task in performing:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *(t for _, t in performing), return_exceptions=True)
+        claims = tuple(sorted({claim for claim, _ in performing}))
+        if claims:
+            # Best effort: if it fails, the grants lapse with their lease.
+            with contextlib.suppress(Exception):
+                await self.eco.call(self._post(ReleaseWork(claims)), timeout=2.0)
+
+    def _post(self, message: object) -> Envelope[WorkerState]:
+        envelope: Envelope[WorkerState] = make_envelope(self.ref, message)
+        return envelope
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for state in self.eco.follow(self.ref):
+                    self._state = state
+                    self._changed.set()
+                return  # the ecosystem closed
+            except (EcosystemClosedError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("%s: following the worker failed; following again", self)
+                await asyncio.sleep(1.0)
+
+    async def _run(self) -> None:
+        while True:
+            state = self._state
+            now = time.time()
+            if state is not None and self._room() > 0 and self._may_claim(state, now):
+                try:
+                    await self._claim(now)
+                except (EcosystemClosedError, asyncio.CancelledError):
+                    raise
+                except Exception:
+                    log.exception("%s: claiming failed; trying again", self)
+                    await asyncio.sleep(1.0)
+                continue
+            wake = None if state is None else next_wake(state, now)
+            self._changed.clear()
+            timeout = None if wake is None else max(0.0, wake - time.time()) + 0.01
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _room(self) -> int:
+        return self.worker.concurrency - len(self.performing)
+
+    def _may_claim(self, state: WorkerState, now: float) -> bool:
+        if len(held(state, now)) >= self.worker.concurrency:
+            return False
+        return any(p.key not in self.performing for p in claimable(state, now))
+
+    async def _claim(self, now: float) -> None:
+        claim = uuid.uuid4().hex
+        state = await self.eco.call(self._post(ClaimWork(claim, self.id, now, self._room())))
+        self._state = state
+        loop = asyncio.get_running_loop()
+        for pending in state.pending:
+            if pending.claim == claim and pending.key not in self.performing:
+                task = loop.create_task(self._perform(pending, claim), name=f"{self.id} perform")
+                self.performing[pending.key] = (claim, task)
+
+    async def _perform(self, pending: Pending, claim: str) -> None:
+        request = pending.request.message
+        attempt = Attempt(pending.key, pending.attempts, self.id)
+        outcome: object
+        try:
+            try:
+                async with asyncio.timeout(self.worker.timeout):
+                    result = await self.worker.perform(request, attempt)
+            except TimeoutError:
+                outcome = self._failed(
+                    pending, claim, f"TimeoutError: perform took over {self.worker.timeout:g} s"
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("%s: %s attempt %d failed: %r", self, pending.key, attempt.number, error)
+                outcome = self._failed(pending, claim, f"{type(error).__name__}: {error}")
+            else:
+                outcome = self._done(pending, claim, request, result)
+            self.performed += 1
+            await self._report(pending, outcome)
+        finally:
+            self.performing.pop(pending.key, None)
+            self._changed.set()
+
+    def _failed(self, pending: Pending, claim: str, error: str) -> WorkFailed:
+        return WorkFailed(pending.key, claim, time.time(), error)
+
+    def _done(self, pending: Pending, claim: str, request: object, result: object) -> object:
+        to = reply_address(request)
+        if to is None or result is None:
+            return WorkDone(pending.key, claim, None)
+        reply = to.post(result)
+        try:
+            self.eco.registry.get(to.entity_type, to.id).check_message(to.id, result)
+        except PachytypeError as error:
+            return self._failed(pending, claim, f"perform returned a wrong result: {error}")
+        return WorkDone(pending.key, claim, reply)
+
+    async def _report(self, pending: Pending, outcome: object) -> None:
+        delay = 0.1
+        for attempt in range(1, _REPORT_TRIES + 1):
+            try:
+                await self.eco.send(self._post(outcome))
+                return
+            except EcosystemClosedError:
+                raise
+            except Exception:
+                if attempt == _REPORT_TRIES:
+                    log.exception(
+                        "%s: could not report %s; it is performed again after its lease",
+                        self,
+                        pending.key,
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay *= 2

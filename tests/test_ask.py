@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from examples.usernames import refs
-from examples.usernames.shard import shard_of
+from examples.usernames.shard import ShardId, shard_of
 from examples.usernames.signup import Claimed, Taken, UserId
 from pachytype import DeadlineError, Postgres
 from pachytype._pg_testing import (
@@ -43,17 +43,15 @@ async def test_ask_returns_the_answer_sent_to_the_reply_address(
 async def test_concurrent_asks_each_get_their_own_answer(ecosystem: EcosystemFactory) -> None:
     async with ecosystem(refs.REGISTRY) as eco:
         names = [f"name{i}" for i in range(20)]
-        answers = await asyncio.gather(
-            *(
-                eco.ask(
-                    lambda r, n=n: refs.shard(shard_of(n)).claim(
-                        name=n, user=UserId(f"user-{n}"), reply_to=r
-                    ),
-                    timeout=10.0,
-                )
-                for n in names
+
+        async def claim(name: str) -> Claimed | Taken:
+            shard = refs.shard(shard_of(name))
+            return await eco.ask(
+                lambda r: shard.claim(name=name, user=UserId(f"user-{name}"), reply_to=r),
+                timeout=10.0,
             )
-        )
+
+        answers = await asyncio.gather(*(claim(n) for n in names))
         assert answers == [Claimed(n) for n in names]
 
 
@@ -61,7 +59,7 @@ async def test_an_ask_whose_target_raises_gets_no_answer_and_times_out(
     ecosystem: EcosystemFactory,
 ) -> None:
     async with ecosystem(refs.REGISTRY) as eco:
-        wrong = (shard_of("ada") + 1) % 8  # the shard refuses a name it does not own
+        wrong = ShardId((shard_of("ada") + 1) % 8)  # a shard refuses a name it does not own
         with pytest.raises(DeadlineError) as info:
             await eco.ask(
                 lambda r: refs.shard(wrong).claim(name="ada", user=UserId("u1"), reply_to=r),

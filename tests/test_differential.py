@@ -36,8 +36,10 @@ import asyncio
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeAlias, cast
 
@@ -46,11 +48,12 @@ from attrs import frozen
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pachytype import ActivationError, DeadLetter, Envelope, InitError, Ref
+from pachytype import ActivationError, Envelope, InitError, Ref
 from pachytype._ecosystem import Ecosystem
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.ecosystems._postgres import Postgres, RemoteError
-from pachytype.testing import ECOSYSTEMS
+from pachytype.simulation import Simulation
+from pachytype.testing import DURABLE, ECOSYSTEMS
 from tests.conformance import refs
 from tests.conformance.entities import TallyId
 from tests.conformance.refs import REGISTRY
@@ -60,6 +63,12 @@ LOGS: Final = (1, 2)
 EMITTERS: Final = ("x", "y")
 SEND_BAD_TARGET: Final = 7  # the log a tally's SendBad addresses (refused, never delivered)
 ARRIVAL: Final = 10.0  # seconds a reminder may take at most before the run fails
+
+RECENT_OF: Final = "recent messages of the dead letters of"
+# Known gap (issue 9 item 3, see test_dead_letters_keep_the_recent_messages_across_a_reopen):
+# durable ecosystems forget an entity's recent messages when they close. Until they
+# persist them, after a Reopen a durable ecosystem's recent messages need only end
+# those of the others.
 
 
 # -- the workload ------------------------------------------------------------------
@@ -199,7 +208,15 @@ class Settle:
     """`eco.settle()`."""
 
 
-Step: TypeAlias = Send | Call | Calls | Redeliver | Discard | Settle
+@frozen
+class Reopen:
+    """Close and reopen the durable ecosystems on the same store (settled
+    first, or with mail in flight); the others go on (they would lose all)."""
+
+    settled: bool
+
+
+Step: TypeAlias = Send | Call | Calls | Redeliver | Discard | Settle | Reopen
 
 
 @frozen
@@ -257,6 +274,9 @@ class Workload:
         return logs
 
 
+KINDS: Final = ("add", "fail", "send_bad", "spoil", "append", "emit", "remind")
+
+
 @st.composite
 def workloads(draw: st.DrawFn) -> Workload:
     """A workload; every value appended to a log is unique, so a log's
@@ -266,10 +286,8 @@ def workloads(draw: st.DrawFn) -> Workload:
     logs = st.sampled_from(LOGS)
     emitters = st.sampled_from(EMITTERS)
 
-    def msg() -> Msg:
-        kind = draw(
-            st.sampled_from(["add", "fail", "send_bad", "spoil", "append", "emit", "remind"])
-        )
+    def msg(kinds: tuple[str, ...] = KINDS) -> Msg:
+        kind = draw(st.sampled_from(kinds))
         match kind:
             case "add":
                 return Add(draw(tallies), draw(st.integers(-3, 9)))
@@ -287,15 +305,19 @@ def workloads(draw: st.DrawFn) -> Workload:
             case _:
                 return Remind(draw(emitters), draw(logs), next(counter), draw(st.integers(0, 30)))
 
+    follow = draw(st.booleans())
+    kinds = ["send", "send", "burst", "call", "call", "calls", "redeliver", "discard", "settle"]
+    if not follow:  # a reopen ends the followers
+        kinds.append("reopen")
+
     def step() -> Step:
-        kind = draw(
-            st.sampled_from(
-                ["send", "send", "call", "call", "calls", "redeliver", "discard", "settle"]
-            )
-        )
+        kind = draw(st.sampled_from(kinds))
         match kind:
             case "send":
                 return Send(tuple(msg() for _ in range(draw(st.integers(1, 4)))))
+            case "burst":  # many messages to tallies at once: turns of many messages
+                burst = ("add", "add", "fail", "spoil", "send_bad")
+                return Send(tuple(msg(burst) for _ in range(draw(st.integers(8, 24)))))
             case "call":
                 return Call(msg(), draw(st.sampled_from([0, 0, 0, 5, 20])))
             case "calls":
@@ -306,13 +328,15 @@ def workloads(draw: st.DrawFn) -> Workload:
                 return Redeliver(draw(st.integers(0, 5)))
             case "discard":
                 return Discard(draw(st.integers(0, 5)))
+            case "reopen":
+                return Reopen(draw(st.booleans()))
             case _:
                 return Settle()
 
     steps = tuple(step() for _ in range(draw(st.integers(1, 10))))
     if draw(st.booleans()):
         steps = (*steps, Settle())
-    return Workload(steps, draw(st.integers(0, 2**16)), draw(st.booleans()))
+    return Workload(steps, draw(st.integers(0, 2**16)), follow)
 
 
 # -- running it --------------------------------------------------------------------
@@ -340,85 +364,109 @@ def log_view(state: tuple[int, ...], senders: dict[int, str]) -> tuple[object, .
     return (tuple(sorted(state)), tuple(ordered.items()))
 
 
-async def run(eco: Ecosystem, workload: Workload) -> Observation:
-    """Run `workload` on an open `eco`; what it observed."""
-    senders = workload.appended()
-    seen: Observation = {}
-    followers: dict[str, Followed] = {}
-    if workload.follow:
-        for (kind, id), commits in workload.commits().items():
-            followers[f"{kind} {id}"] = await Followed.start(eco, ref_of(kind, id), commits)
-        followers["tally unborn"] = await Followed.start(eco, ref_of("tally", "unborn"), 0)
-        for log, values in senders.items():
-            followed = await Followed.start(eco, refs.log(log), len(values), values)
-            followers[f"log {log}"] = followed
+class Driver:
+    """Runs a workload on one ecosystem and records what it observed."""
 
-    async def call(i: int, msg: Msg, delay_ms: int = 0) -> None:
-        envelope = msg.envelope()
-        if delay_ms:
-            await eco.settle()
-            envelope = envelope.after(timedelta(milliseconds=delay_ms))
+    def __init__(self, kind: Kind, workload: Workload) -> None:
+        self.kind = kind
+        self.workload = workload
+        self.eco = kind.open()
+        self.senders = workload.appended()
+        self.seen: Observation = {}
+        self.followers: dict[str, Followed] = {}
+
+    async def run(self) -> Observation:
+        await self.eco.open()
         try:
-            result = await eco.call(envelope)
-        except ActivationError as error:
-            seen[f"step {i} call {msg!r}"] = ("raised", cause_name(error.error))
-            return
-        if isinstance(msg, Append):  # what the outside's own appends fix of a log
-            result = tuple(v for v in result if senders[msg.log].get(v) == "outside")
-        seen[f"step {i} call {msg!r}"] = result
+            if self.workload.follow:
+                await self.follow()
+            for i, step in enumerate(self.workload.steps):
+                await self.step(i, step)
+            await self.eco.settle()
+            if self.workload.follow:  # followers wait for every commit, delayed ones included
+                for name, followed in self.followers.items():
+                    self.seen[f"followers of {name} saw"] = await followed.view()
+            else:
+                for log, values in self.senders.items():
+                    await arrived(self.eco, log, len(values))
+            await self.eco.settle()
+            await self.observe()
+        finally:
+            await self.eco.close()
+        return self.seen
 
-    async def dead_in_agreed_order() -> list[DeadLetter]:
-        await eco.settle()
-        dead = await eco.dead_letters()
-        return [d for t in TALLIES for d in dead if d.to == refs.tally(TallyId(t))]
+    async def follow(self) -> None:
+        eco = self.eco
+        for (kind, id), commits in self.workload.commits().items():
+            self.followers[f"{kind} {id}"] = await Followed.start(eco, ref_of(kind, id), commits)
+        self.followers["tally unborn"] = await Followed.start(eco, ref_of("tally", "unborn"), 0)
+        for log, values in self.senders.items():
+            followed = await Followed.start(eco, refs.log(log), len(values), values)
+            self.followers[f"log {log}"] = followed
 
-    for i, step in enumerate(workload.steps):
+    async def step(self, i: int, step: Step) -> None:
         match step:
             case Send(msgs=msgs):
-                await eco.send(*(m.envelope() for m in msgs))
+                await self.eco.send(*(m.envelope() for m in msgs))
             case Call(msg=msg, delay_ms=delay_ms):
-                await call(i, msg, delay_ms)
+                await self.call(i, msg, delay_ms)
             case Calls(msgs=msgs):
-                await asyncio.gather(*(call(i, m) for m in msgs))
+                await asyncio.gather(*(self.call(i, m) for m in msgs))
             case Redeliver(index=index) | Discard(index=index):
-                dead = await dead_in_agreed_order()
-                seen[f"step {i} {step!r} finds"] = len(dead)
+                await self.eco.settle()
+                dead = await self.eco.dead_letters()
+                dead = [d for t in TALLIES for d in dead if d.to == refs.tally(TallyId(t))]
+                self.seen[f"step {i} {step!r} finds"] = len(dead)
                 if dead:
-                    act = eco.redeliver if isinstance(step, Redeliver) else eco.discard
+                    act = self.eco.redeliver if isinstance(step, Redeliver) else self.eco.discard
                     await act(dead[index % len(dead)])
             case Settle():
-                await eco.settle()
-    await eco.settle()
-    if workload.follow:  # followers wait for every commit, delayed ones included
-        for name, followed in followers.items():
-            seen[f"followers of {name} saw"] = await followed.view()
-    else:
-        for log, values in senders.items():
-            await arrived(eco, log, len(values))
-    await eco.settle()
+                await self.eco.settle()
+            case Reopen(settled=settled):
+                if not self.kind.durable:
+                    return  # it would lose everything: it goes on instead
+                if settled:
+                    await self.eco.settle()
+                await self.eco.close()
+                self.eco = self.kind.open()
+                await self.eco.open()
 
-    for tally in TALLIES:
-        ref = refs.tally(TallyId(tally))
+    async def call(self, i: int, msg: Msg, delay_ms: int = 0) -> None:
+        envelope = msg.envelope()
+        if delay_ms:
+            await self.eco.settle()
+            envelope = envelope.after(timedelta(milliseconds=delay_ms))
         try:
-            seen[f"state tally {tally}"] = await eco.state(ref)
-        except InitError as error:
-            seen[f"state tally {tally}"] = ("InitError", cause_name(error.error))
-        seen[f"dead letters of tally {tally}"] = [
-            (d.message, d.error_type, d.error, d.state, d.recent)
-            for d in await eco.dead_letters()
-            if d.to == ref
+            result = await self.eco.call(envelope)
+        except ActivationError as error:
+            self.seen[f"step {i} call {msg!r}"] = ("raised", cause_name(error.error))
+            return
+        if isinstance(msg, Append):  # what the outside's own appends fix of a log
+            result = tuple(v for v in result if self.senders[msg.log].get(v) == "outside")
+        self.seen[f"step {i} call {msg!r}"] = result
+
+    async def observe(self) -> None:
+        eco, seen = self.eco, self.seen
+        dead = await eco.dead_letters()
+        for tally in TALLIES:
+            ref = refs.tally(TallyId(tally))
+            try:
+                seen[f"state tally {tally}"] = await eco.state(ref)
+            except InitError as error:
+                seen[f"state tally {tally}"] = ("InitError", cause_name(error.error))
+            mine = [d for d in dead if d.to == ref]
+            seen[f"dead letters of tally {tally}"] = [
+                (d.message, d.error_type, d.error, d.state) for d in mine
+            ]
+            seen[f"{RECENT_OF} tally {tally}"] = [d.recent for d in mine]
+        for emitter in EMITTERS:
+            seen[f"state emitter {emitter}"] = await eco.state(refs.emitter(emitter))
+        for log, values in self.senders.items():
+            seen[f"state log {log}"] = log_view(await eco.state(refs.log(log)), values)
+        seen[f"state log {SEND_BAD_TARGET}"] = await eco.state(refs.log(SEND_BAD_TARGET))
+        seen["dead letters of others"] = [
+            (d.to, d.message, d.error_type) for d in dead if d.to.entity_type != "tally"
         ]
-    for emitter in EMITTERS:
-        seen[f"state emitter {emitter}"] = await eco.state(refs.emitter(emitter))
-    for log, values in senders.items():
-        seen[f"state log {log}"] = log_view(await eco.state(refs.log(log)), values)
-    seen[f"state log {SEND_BAD_TARGET}"] = await eco.state(refs.log(SEND_BAD_TARGET))
-    seen["dead letters of others"] = [
-        (d.to, d.message, d.error_type)
-        for d in await eco.dead_letters()
-        if d.to.entity_type != "tally"
-    ]
-    return seen
 
 
 class Followed:
@@ -500,58 +548,87 @@ async def arrived(eco: Ecosystem, log: int, expected: int) -> None:
 
 # -- the ecosystems ------------------------------------------------------------------
 
-Runner: TypeAlias = Callable[[Workload], Awaitable[Observation]]
+
+@frozen
+class Kind:
+    """One ecosystem under test, and how to open it on this example's store."""
+
+    name: str
+    durable: bool
+    open: Callable[[], Ecosystem]
 
 
-def runners(dsn: str) -> Iterator[tuple[str, Runner]]:
-    """Each ecosystem, as a function running a workload in a fresh store."""
-    for kind, opener in sorted(ECOSYSTEMS.items()):
-        if kind == "simulation":
-            continue
-
-        async def on(workload: Workload, opener: Any = opener) -> Observation:
-            with tempfile.TemporaryDirectory() as directory:
-                async with opener(REGISTRY, Path(directory)) as eco:
-                    return await run(eco, workload)
-
-        yield kind, on
-
-    async def simulated(workload: Workload) -> Observation:
-        from pachytype import Simulation
-
-        async with Simulation(REGISTRY, seed=workload.seed).ecosystem() as eco:
-            return await run(eco, workload)
-
-    async def postgres(workload: Workload) -> Observation:
-        schema = new_schema_name()
+@contextmanager
+def fresh_stores(dsn: str, seed: int) -> Iterator[list[Kind]]:
+    """Every ecosystem, each on a store of its own for one example (removed after)."""
+    schema = new_schema_name()
+    with tempfile.TemporaryDirectory() as directory:
+        kinds = []
+        for name, opener in sorted(ECOSYSTEMS.items()):
+            if name == "simulation":  # seeded: the delivery order is part of the example
+                kinds.append(Kind(name, False, Simulation(REGISTRY, seed=seed).ecosystem))
+                continue
+            path = Path(directory) / name
+            path.mkdir()
+            kinds.append(Kind(name, name in DURABLE, partial(opener, REGISTRY, path)))
+        postgres = partial(
+            Postgres,
+            dsn,
+            REGISTRY,
+            schema=schema,
+            partitions=8,
+            lease=timedelta(seconds=2),
+            poll_interval=0.1,
+        )
+        kinds.append(Kind("postgres", True, postgres))
         try:
-            async with Postgres(
-                dsn,
-                REGISTRY,
-                schema=schema,
-                partitions=8,
-                lease=timedelta(seconds=2),
-                poll_interval=0.1,
-            ) as eco:
-                return await run(eco, workload)
+            yield kinds
         finally:
-            await asyncio.to_thread(drop_schemas, dsn, [schema])
-
-    yield "simulation", simulated
-    yield "postgres", postgres
+            drop_schemas(dsn, [schema])
 
 
-def disagreements(observed: dict[str, Observation]) -> list[str]:
-    """Lines naming each observation on which the ecosystems differ."""
-    kinds = list(observed)
-    keys = sorted({key for seen in observed.values() for key in seen})
+async def differences(dsn: str, workload: Workload, *, exact: bool = False) -> list[str]:
+    """Run `workload` on every ecosystem, side by side (an example costs about
+    what the slowest one takes, not the sum); lines naming each observation
+    on which they differ.
+
+    Unless `exact`, the known gap of recent messages at a reopen is tolerated."""
+    with fresh_stores(dsn, workload.seed) as kinds:
+        results = await asyncio.gather(
+            *(Driver(kind, workload).run() for kind in kinds), return_exceptions=True
+        )
+    observed: dict[str, Observation] = {}
+    for kind, result in zip(kinds, results, strict=True):
+        if isinstance(result, BaseException):
+            raise AssertionError(f"{workload!r} failed on {kind.name}") from result
+        observed[kind.name] = result
+    durable = {kind.name for kind in kinds if kind.durable}
+    reopened = any(isinstance(step, Reopen) for step in workload.steps)
+    tolerate = reopened and not exact
     lines = []
-    for key in keys:
-        values = [observed[kind].get(key, "<missing>") for kind in kinds]
-        if any(v != values[0] for v in values[1:]):
+    for key in sorted({key for seen in observed.values() for key in seen}):
+        values = {name: seen.get(key, "<missing>") for name, seen in observed.items()}
+        reference = next(v for name, v in values.items() if name not in durable)
+        if tolerate and key.startswith(RECENT_OF):
+            same = all(
+                suffixes(v, reference) if name in durable else v == reference
+                for name, v in values.items()
+            )
+        else:
+            same = all(v == reference for v in values.values())
+        if not same:
             lines.append(key)
-            lines.extend(f"    {kind}: {v!r}" for kind, v in zip(kinds, values, strict=True))
+            lines.extend(f"    {name}: {v!r}" for name, v in values.items())
     return lines
+
+
+def suffixes(recents: object, reference: object) -> bool:
+    """Whether each recent-messages tuple of `recents` ends the matching one of `reference`."""
+    assert isinstance(recents, list) and isinstance(reference, list)
+    return len(recents) == len(reference) and all(
+        len(mine) <= len(full) and full[len(full) - len(mine) :] == mine
+        for mine, full in zip(recents, reference, strict=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -568,13 +645,28 @@ def dsn() -> str:
 async def test_every_ecosystem_agrees_on_what_the_promises_fix(
     dsn: str, workload: Workload
 ) -> None:
-    # The ecosystems run side by side: an example costs about what the
-    # slowest one takes (Postgres), not the sum.
-    kinds, ons = zip(*runners(dsn), strict=True)
-    results = await asyncio.gather(*(on(workload) for on in ons), return_exceptions=True)
-    for kind, result in zip(kinds, results, strict=True):
-        if isinstance(result, BaseException):
-            raise AssertionError(f"{workload!r} failed on {kind}") from result
-    observed = dict(zip(kinds, results, strict=True))
-    lines = disagreements(observed)
+    lines = await differences(dsn, workload)
+    assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
+
+
+RECENT_AT_REOPEN: Final = Workload(
+    seed=0,
+    follow=False,
+    steps=(Call(Add("a", 1)), Reopen(settled=True), Call(Fail("a", "no"))),
+)
+"""The smallest workload showing the known gap of recent messages at a reopen."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "known gap (issue 9 item 3): LocalDisk and Postgres keep an entity's recent "
+        "messages in memory only, so a dead letter after a reopen lists only the messages "
+        "received since (here (Fail('no'),) instead of (Add(1), Fail('no'))). When this "
+        "passes, remove this marker and the tolerance in `differences`."
+    ),
+)
+async def test_dead_letters_keep_the_recent_messages_across_a_reopen(dsn: str) -> None:
+    lines = await differences(dsn, RECENT_AT_REOPEN, exact=True)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)

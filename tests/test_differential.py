@@ -5,11 +5,12 @@ outside sends and calls (one by one, concurrent calls to distinct entities,
 calls on delayed envelopes), emitters fanning out to logs, reminders with
 small delays, messages that fail (`Fail`, `SendBad`, `Spoil`, and any
 message to the tally "unborn", whose `init` raises), redeliveries and
-discards of dead letters, settles, and (half the time) followers of every
-entity from the start. Each workload runs on every ecosystem of the
-`ecosystem` fixture (InMemory, LocalDisk, the simulation's) and Postgres,
-each in a fresh store, side by side; what the promises of DESIGN §1 fix
-must agree:
+discards of dead letters, settles, reopening the durable ecosystems (after
+settling, or with mail in flight), and, in the other half of the
+workloads, followers of every entity from the start. Each workload runs
+on every ecosystem of the `ecosystem` fixture (InMemory, LocalDisk, the
+simulation's) and Postgres, each in a fresh store, side by side; what the
+promises of DESIGN §1 fix must agree:
 
 * every entity's final state (`InitError` for "unborn");
 * every call's result: the state, or that it raised and its cause's class;
@@ -24,6 +25,12 @@ values it holds, and per sender (outside, each emitter) their order.
 Reminded values arrive after a delay, so only their presence is compared.
 Tallies and emitters hear only from outside, one step after the other, so
 everything about them is fixed.
+
+Two known gaps are pinned by strict xfails with their minimal workloads
+(issue 9 item 3): a dead letter's recent messages are lost when a durable
+ecosystem reopens (tolerated in drawn workloads: there they need only end
+the others'), and a Postgres follower skips states too big for a
+notification (drawn states stay small).
 
 Postgres runs when a server answers at PACHYTYPE_TEST_DSN; without one the
 test skips (under CI=true it fails), as every Postgres test does.
@@ -487,8 +494,10 @@ class Followed:
         senders: dict[int, str] | None = None,
     ) -> Followed:
         """Follow `ref` until it has seen `commits` states after the current
-        one (`senders`: for a log, who sent each value). Returns once the
-        first state is read: from then on no commit may be missed."""
+        one (`senders`: for a log, who sent each value; it is followed until
+        it holds them all, so a skipped state shows as a short count instead
+        of a wait). Returns once the first state is read: from then on no
+        commit may be missed."""
         name = f"{ref.entity_type} {ref.id!r}"
         try:
             stream = aiter(eco.follow(ref))  # InMemory raises here, the others at anext
@@ -499,7 +508,7 @@ class Followed:
 
         async def rest() -> None:
             try:
-                while len(followed.seen) <= commits:
+                while not followed.done(commits):
                     followed.seen.append(await anext(stream))
             finally:
                 if isinstance(stream, AsyncGenerator):
@@ -507,6 +516,13 @@ class Followed:
 
         followed.task = asyncio.create_task(rest())
         return followed
+
+    def done(self, commits: int) -> bool:
+        if self.senders is None:
+            return len(self.seen) > commits
+        last = self.seen[-1]
+        assert isinstance(last, tuple)
+        return len(last) >= len(self.senders)
 
     async def view(self) -> object:
         """What the promises fix of what it saw (waits for every commit)."""
@@ -618,8 +634,16 @@ async def differences(dsn: str, workload: Workload, *, exact: bool = False) -> l
             same = all(v == reference for v in values.values())
         if not same:
             lines.append(key)
-            lines.extend(f"    {name}: {v!r}" for name, v in values.items())
+            lines.extend(f"    {name}: {shorten(v)}" for name, v in values.items())
     return lines
+
+
+def shorten(value: object, keep: int = 300) -> str:
+    """`repr(value)`, its middle cut out when long (a big log's state)."""
+    text = repr(value)
+    if len(text) <= 2 * keep:
+        return text
+    return f"{text[:keep]} ... {text[-keep:]}"
 
 
 def suffixes(recents: object, reference: object) -> bool:
@@ -646,6 +670,30 @@ async def test_every_ecosystem_agrees_on_what_the_promises_fix(
     dsn: str, workload: Workload
 ) -> None:
     lines = await differences(dsn, workload)
+    assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
+
+
+BIG_LOG: Final = Workload(
+    seed=0,
+    follow=True,
+    steps=(Send((Emit("x", 1, tuple(range(100_000, 101_200))),)),),
+)
+"""The smallest workload showing the known gap of followers of big states."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "known gap (issue 9 item 3): a Postgres follower skips committed states too big "
+        "for a notification (over ~7 KB): it re-reads the latest state instead, so a "
+        "follower of a log growing past 1,100 values sees only part of its 1,201 states "
+        "(749 in one run; LocalDisk, InMemory and the simulation see all). When this "
+        "passes, remove this marker."
+    ),
+)
+async def test_followers_see_every_state_of_a_big_entity(dsn: str) -> None:
+    lines = await differences(dsn, BIG_LOG, exact=True)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
 
 

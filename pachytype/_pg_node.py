@@ -50,7 +50,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import orjson
 
 from pachytype._budget import DEFAULT_BUDGET
-from pachytype._codec import Codec
+from pachytype._codec import Codec, storable_text
 from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
 from pachytype._pg_lease import Membership, Ownership, channel
@@ -459,7 +459,8 @@ def _answer(r: Reply) -> tuple[int | None, bytes | None, str | None, str | None]
     """A call's answer as `(version, data, error type, error)` columns."""
     if r.error is None:
         return r.version, r.data, None, None
-    return None, None, type(r.error).__qualname__, str(r.error)
+    # The error's text may hold NUL or lone surrogates: PostgreSQL's text refuses them.
+    return None, None, type(r.error).__qualname__, storable_text(str(r.error))
 
 
 def _literal(text: str) -> str:

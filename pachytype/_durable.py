@@ -63,7 +63,13 @@ from pachytype._core.envelopes import check_returned
 from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
-from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
+from pachytype._errors import (
+    ActivationError,
+    EcosystemClosedError,
+    InitError,
+    PachytypeError,
+    PoisonMessageError,
+)
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _SLICE, Runtime, address_of
 from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
@@ -85,6 +91,10 @@ _CALL_BATCH: Final = 64
 
 _ENCODE_SLICE: Final = 128
 """Messages of one `send` encoded between two yields to the event loop."""
+
+MAX_ATTEMPTS: Final = 3
+"""Times stored mail may be running when its process dies (crash, kill, a hang
+the budget could not cut) before it is dead-lettered without running again."""
 
 _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
@@ -254,6 +264,10 @@ class DurableRuntime(Runtime):
         self._pending: _Pending | None = None
         self._failure: BaseException | None = None
         self._startup = CommitBatch()
+        self.max_attempts = MAX_ATTEMPTS
+        self._suspects: dict[int, int] = {}  # mail id -> attempts (after a crash)
+        self._cleared: set[int] = set()  # suspects whose next attempt is counted
+        self._waiting: list[_Live] = []  # entities whose next mail is an uncleared suspect
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -262,6 +276,7 @@ class DurableRuntime(Runtime):
         _ = self.registry.types
         recovery = await self.store.open(self.registry.fingerprint)
         self._next_id = recovery.next_id
+        self._suspects = dict(recovery.suspects)
         for row in recovery.mail:
             self._recover_mail(row)
         for timer_row in recovery.timers:
@@ -358,6 +373,11 @@ class DurableRuntime(Runtime):
             # dead letter when its turn comes, so the consumed cursor never
             # passes mail that is still waiting.
             message = Unreadable(payload, error)
+        attempts = self._suspects.get(mail_id, 0)
+        if attempts >= self.max_attempts:
+            # It was running each time a session died: dead-letter it unrun.
+            del self._suspects[mail_id]
+            message = Unreadable(payload, PoisonMessageError(etype.name, id, attempts))
         out = Out(address_of(etype, id), etype, id_text, message, payload, 0.0, None)
         self._id_texts[out.address._key] = id_text
         self._put(out, mail_id)
@@ -577,6 +597,8 @@ class DurableRuntime(Runtime):
     async def _dispatch(self) -> None:
         try:
             while True:
+                if self._waiting:
+                    await self._clear_suspects()
                 built = self._build()
                 # Pending before any await: if the store fails in `_load`, the
                 # built batch's waiters are failed too, not forgotten.
@@ -592,7 +614,14 @@ class DurableRuntime(Runtime):
                     await asyncio.sleep(0)
                     continue
                 self._wake.clear()
-                if self._urgent or self._dready or self._incoming or self._calls or self._fired:
+                if (
+                    self._urgent
+                    or self._dready
+                    or self._incoming
+                    or self._calls
+                    or self._fired
+                    or self._waiting
+                ):
                     await asyncio.sleep(0)
                     continue
                 self._idle.set()
@@ -758,6 +787,44 @@ class DurableRuntime(Runtime):
             self._dready.append(live)
         self._wake_up()
 
+    async def _clear_suspects(self) -> None:
+        """After a crash, count an attempt for the next suspects before they run.
+
+        Suspects never run before run in chunks of up to `max_batch`; one that
+        was running when a session died runs alone, so a message that kills
+        its process is isolated after one crash and dead-lettered after
+        `max_attempts`, while the rest of its chunk commits."""
+        order = sorted(i for i in self._suspects if i not in self._cleared)
+        chunk: list[int] = []
+        if order and self._suspects[order[0]] > 0:
+            chunk = order[:1]
+        else:
+            for mail_id in order[: self.max_batch]:
+                if self._suspects[mail_id] > 0:
+                    break
+                chunk.append(mail_id)
+        if chunk:
+            await self.store.commit(CommitBatch(attempted=chunk))
+            self._cleared.update(chunk)
+        waiting, self._waiting = self._waiting, []
+        for live in waiting:
+            if live.inbox and not live.scheduled:
+                live.scheduled = True
+                self._dready.append(live)
+
+    def _suspect_limit(self, live: _Live, n: int) -> int:
+        """How many of the next `n` messages may run: up to the first suspect
+        whose attempt is not counted yet (those run are no longer suspects)."""
+        suspects, cleared, inbox = self._suspects, self._cleared, live.inbox
+        for j in range(n):
+            mail_id = inbox[j][0]
+            if mail_id in suspects:
+                if mail_id not in cleared:
+                    return j
+                del suspects[mail_id]
+                cleared.discard(mail_id)
+        return n
+
     def _turn_durably(
         self, live: _Live, state: object, batch: CommitBatch, pending: _Pending, limit: int
     ) -> int:
@@ -765,6 +832,13 @@ class DurableRuntime(Runtime):
         etype = live.etype
         inbox = live.inbox
         n = min(len(inbox), limit)
+        if self._suspects:
+            n = self._suspect_limit(live, n)
+            if n == 0:  # its next message waits for its attempt to be counted
+                live.busy = live.scheduled = False
+                self._waiting.append(live)
+                self._wake_up()
+                return 0
         items = [inbox.popleft() for _ in range(n)]
         followed = bool(self._followers) and live.key in self._followers
         calls = any(item[2] is not None for item in items)

@@ -89,6 +89,21 @@ class ActivationTimeoutError(PachytypeError):
         )
 
 
+class PoisonMessageError(PachytypeError):
+    """Stored mail that was being handled each time its process died, too often."""
+
+    def __init__(self, entity_type: str, id: Hashable, attempts: int):
+        self.entity_type = entity_type
+        self.id = id
+        self.attempts = attempts
+        super().__init__(
+            f"a message to entity {entity_type!r} (id {id!r}) was being handled {attempts} "
+            f"times when the process died (a crash, a kill, an activation that could not be "
+            f"interrupted); it was not run again and is a dead letter, and the entity went "
+            f"on. Fix what it does to activate, then redeliver it"
+        )
+
+
 class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""
 

@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     message BLOB NOT NULL, error_type TEXT NOT NULL, error TEXT NOT NULL,
     traceback TEXT NOT NULL, state BLOB, version INTEGER NOT NULL, recent BLOB NOT NULL,
     at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 """
 
 _UPSERT_ENTITY: Final = (
@@ -532,12 +533,31 @@ def recover(conn: sqlite3.Connection) -> Recovery:
         "coalesce((SELECT max(id) FROM timers), 0), "
         "coalesce((SELECT max(consumed) FROM entities), 0))"
     ).fetchone()[0]
-    return Recovery(next_id=int(top) + 1, mail=mail, timers=timers)
+    suspects: dict[int, int] = {}
+    running = conn.execute("SELECT value FROM meta WHERE key = 'running'").fetchone()
+    if running is not None and running[0] == "1":  # the last session did not close
+        attempts = dict(conn.execute("SELECT id, n FROM attempts").fetchall())
+        suspects = {row[0]: attempts.get(row[0], 0) for row in mail}
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('running', '1')")
+    return Recovery(next_id=int(top) + 1, mail=mail, timers=timers, suspects=suspects)
+
+
+def mark_closed(conn: sqlite3.Connection) -> None:
+    """Record a clean close: the next session has no suspect mail."""
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('running', '0')")
+        conn.execute("DELETE FROM attempts")
 
 
 def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
     """Apply one group commit in one transaction."""
     with transaction(conn):
+        if batch.attempted:
+            conn.executemany(
+                "INSERT INTO attempts VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
+                [(i,) for i in batch.attempted],
+            )
         if batch.mail:
             conn.executemany("INSERT INTO mailbox VALUES (?, ?, ?, ?)", batch.mail)
         if batch.entities:
@@ -558,6 +578,7 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
             )
         if batch.forget_below is not None:
             conn.execute("DELETE FROM mailbox WHERE id < ?", (batch.forget_below,))
+            conn.execute("DELETE FROM attempts WHERE id < ?", (batch.forget_below,))
 
 
 def read_states(
@@ -692,6 +713,10 @@ class SqliteStore:
         conn, self._conn = self._conn, None
         try:
             if conn is not None:
+                # A failing disk must not stop the close: the next open then
+                # treats pending mail as suspect, which is only cautious.
+                with contextlib.suppress(sqlite3.Error):
+                    mark_closed(conn)
                 conn.close()
                 self._lock.set_aside()  # still holding the lock: no one else opened
         finally:

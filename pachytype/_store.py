@@ -108,6 +108,8 @@ class CommitBatch:
       message is in `mail` again (delete them).
     * `forget_below`: every message with an id below this is consumed; the
       store may delete them (None: no news).
+    * `attempted`: ids of stored mail about to be run again after a crash:
+      count one more attempt for each, durably, before it runs.
     """
 
     entities: list[EntityRow] = field(factory=list)
@@ -118,10 +120,12 @@ class CommitBatch:
     dead: list[DeadRow] = field(factory=list)
     redelivered: list[int] = field(factory=list)
     forget_below: int | None = None
+    attempted: list[int] = field(factory=list)
 
     def __bool__(self) -> bool:
         return bool(
-            self.entities
+            self.attempted
+            or self.entities
             or self.mail
             or self.timers
             or self.fired
@@ -133,11 +137,17 @@ class CommitBatch:
 
 @frozen
 class Recovery:
-    """What `Store.open` finds: where ids resume and the work left to do."""
+    """What `Store.open` finds: where ids resume and the work left to do.
+
+    `suspects`: when the last session did not close cleanly (a crash, a
+    kill), the unconsumed mail it may have been running, by id, with how
+    many times it was already being run when a session died (`attempted`).
+    """
 
     next_id: int
     mail: list[MailRow]
     timers: list[TimerRow]
+    suspects: dict[int, int] = field(factory=dict)
 
 
 class Store(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import ClassVar
 
@@ -27,7 +29,12 @@ class Block:
     seconds: float
 
 
-JobMsg = Work | Spin | Block
+@frozen
+class Crash:
+    """Kill the whole process (a segfault, an OOM kill: nothing to interrupt)."""
+
+
+JobMsg = Work | Spin | Block | Crash
 
 
 class Job(Entity[str, JobMsg, int]):
@@ -47,6 +54,9 @@ class Job(Entity[str, JobMsg, int]):
             case Block(seconds=seconds):
                 time.sleep(seconds)
                 return [], state + 1000
+            case Crash():
+                os.kill(os.getpid(), signal.SIGKILL)
+                raise AssertionError("unreachable: the process is gone")
 
 
 class Strict(Entity[str, JobMsg, int]):

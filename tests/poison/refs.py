@@ -31,6 +31,10 @@ class JobRef(_JobRefBase):
         """Send `Block`."""
         return self.post(_m_entities.Block(seconds=seconds))
 
+    def crash(self) -> Envelope[int]:
+        """Send `Crash`."""
+        return self.post(_m_entities.Crash())
+
     def spin(self) -> Envelope[int]:
         """Send `Spin`."""
         return self.post(_m_entities.Spin())
@@ -48,6 +52,10 @@ class StrictRef(_StrictRefBase):
     def block(self, seconds: float) -> Envelope[int]:
         """Send `Block`."""
         return self.post(_m_entities.Block(seconds=seconds))
+
+    def crash(self) -> Envelope[int]:
+        """Send `Crash`."""
+        return self.post(_m_entities.Crash())
 
     def spin(self) -> Envelope[int]:
         """Send `Spin`."""
@@ -72,13 +80,13 @@ def _entity_types() -> list[EntityType]:
     return [
         EntityType(
             entity=_m_entities.Job,
-            messages=(_m_entities.Block, _m_entities.Spin, _m_entities.Work),
+            messages=(_m_entities.Block, _m_entities.Crash, _m_entities.Spin, _m_entities.Work),
             state=int,
             id_type=str,
         ),
         EntityType(
             entity=_m_entities.Strict,
-            messages=(_m_entities.Block, _m_entities.Spin, _m_entities.Work),
+            messages=(_m_entities.Block, _m_entities.Crash, _m_entities.Spin, _m_entities.Work),
             state=int,
             id_type=str,
         ),
@@ -88,5 +96,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.poison",
     _entity_types,
-    fingerprint="124679d2d5729c7c1b19399cdd57aa745eeb442dbd310bc9f0c4f19f3f2d9edf",
+    fingerprint="add81c73054610b148c5b9c60c163df0c020d56c6fa15c3b061696e19fe299bd",
 )

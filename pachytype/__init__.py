@@ -5,6 +5,8 @@ Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
 ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pachytype._address import Address, Envelope, Ref, Request
 from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
@@ -13,24 +15,26 @@ from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
     ActivationTimeoutError,
+    DatabaseFileError,
     DeadlineError,
     DecodeError,
     EcosystemClosedError,
     EncodeError,
+    FingerprintMismatchError,
     InitError,
     PachytypeError,
+    PoisonMessageError,
     StaleRegistryError,
     StateVersionError,
     UnknownEntityError,
+    ValueTooLargeError,
     WrongMessageError,
 )
-from pachytype._pg_lease import FingerprintMismatchError
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import StoreLockedError
 from pachytype._worker import Attempt, Failure, Worker, WorkerState
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
-from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import (
     CalmCheck,
     Faults,
@@ -44,6 +48,20 @@ from pachytype.simulation import (
     Trace,
 )
 
+if TYPE_CHECKING:
+    from pachytype.ecosystems._postgres import Postgres
+
+
+def __getattr__(name: str) -> Any:
+    # Postgres is imported when first used, so `import pachytype` does not
+    # import asyncpg (nor pay for it) in programs that never touch PostgreSQL.
+    if name == "Postgres":
+        from pachytype.ecosystems._postgres import Postgres
+
+        return Postgres
+    raise AttributeError(f"module 'pachytype' has no attribute {name!r}")
+
+
 __all__ = [
     "Activation",
     "ActivationError",
@@ -52,6 +70,7 @@ __all__ = [
     "Attempt",
     "CalmCheck",
     "Clock",
+    "DatabaseFileError",
     "DeadLetter",
     "DeadlineError",
     "DecodeError",
@@ -71,6 +90,7 @@ __all__ = [
     "ManualClock",
     "Outcome",
     "PachytypeError",
+    "PoisonMessageError",
     "Postgres",
     "Ref",
     "Registry",
@@ -87,6 +107,7 @@ __all__ = [
     "Trace",
     "UnknownEntityError",
     "Upgrade",
+    "ValueTooLargeError",
     "Worker",
     "WorkerState",
     "WrongMessageError",

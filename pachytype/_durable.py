@@ -133,9 +133,9 @@ class Codec(Protocol):
 
     def encode_id(self, entity_type: str, id: Hashable) -> str: ...
     def decode_id(self, entity_type: str, text: str) -> Hashable: ...
-    def encode_message(self, entity_type: str, message: object) -> bytes: ...
+    def encode_message(self, entity_type: str, message: object, id: Hashable = None) -> bytes: ...
     def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object: ...
-    def encode_state(self, entity_type: str, state: object) -> bytes: ...
+    def encode_state(self, entity_type: str, state: object, id: Hashable = None) -> bytes: ...
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
 
 
@@ -887,7 +887,7 @@ class DurableRuntime(Runtime):
         name, version = etype.name, etype.state_version
 
         def store(state: object) -> bytes:
-            data = codec.encode_state(name, state)
+            data = codec.encode_state(name, state, id)
             # What cannot be read back must not be written: it would hold the
             # entity at its next load.
             codec.decode_state(name, id, data, version)
@@ -897,7 +897,7 @@ class DurableRuntime(Runtime):
 
     def _route_durably(self, sender: Address[Any], env: Envelope[Any]) -> Out:
         to, etype, message, delay = check_returned(self.registry, sender, env)
-        payload = self.codec.encode_message(etype.name, message)
+        payload = self.codec.encode_message(etype.name, message, to._id)
         return Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
 
     def _fail(

@@ -196,7 +196,8 @@ class Runtime:
         codec = self._codec
         assert codec is not None
         codec.encode_id(etype.name, to._id)  # refused at send, as on a durable ecosystem
-        return codec.decode_message(etype.name, codec.encode_message(etype.name, message), to._id)
+        data = codec.encode_message(etype.name, message, to._id)
+        return codec.decode_message(etype.name, data, to._id)
 
     def _round_trip_route(self, sender: Address[Any], envelope: Envelope[Any]) -> Checked:
         to, etype, message, delay = check_returned(self.registry, sender, envelope)
@@ -208,7 +209,7 @@ class Runtime:
         name, id, version = etype.name, address._id, etype.state_version
 
         def store(state: object) -> object:
-            return codec.decode_state(name, id, codec.encode_state(name, state), version)
+            return codec.decode_state(name, id, codec.encode_state(name, state, id), version)
 
         return store
 

@@ -90,7 +90,8 @@ class Context:
         name, version = etype.name, etype.state_version
 
         def store(new_state: object) -> object:
-            return codec.decode_state(name, target[1], codec.encode_state(name, new_state), version)
+            data = codec.encode_state(name, new_state, target[1])
+            return codec.decode_state(name, target[1], data, version)
 
         return run_turn(
             etype, self.addresses[target], state, (message,), deque(), self.route, store_state=store
@@ -99,7 +100,7 @@ class Context:
     def route(self, sender: Address[Any], env: object) -> tuple[Key, object, float]:
         """Check an envelope returned by `sender`'s activate, as the runtime does."""
         to, etype, message, delay = check_returned(self.registry, sender, env)
-        self.codec.encode_message(etype.name, message)  # raises if it could not be stored
+        self.codec.encode_message(etype.name, message, to._id)  # raises if it cannot be stored
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 
@@ -107,7 +108,7 @@ class Context:
         """Check an envelope sent from outside (raises like every ecosystem's `send`)."""
         to, etype, message, delay = check_outside(self.registry, envelope)
         self.codec.encode_id(etype.name, to._id)  # what a durable ecosystem refuses at send,
-        self.codec.encode_message(etype.name, message)  # this one refuses too
+        self.codec.encode_message(etype.name, message, to._id)  # this one refuses too
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 

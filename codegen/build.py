@@ -84,6 +84,21 @@ def _entity_arguments(
             sym = resolver.expr(facts.name, head)
         except Unresolved:
             continue
+        if isinstance(sym, Sym) and is_pachytype(sym, "EventSourced"):
+            args = _slice_values(value) if isinstance(value, cst.Subscript) else []
+            if len(args) != 4:
+                problems.append(
+                    Problem(
+                        facts.path,
+                        klass.line,
+                        f"entity {klass.name}: EventSourced takes 4 type arguments "
+                        f"(EventSourced[Id, Msg, Event, State]), got {len(args)}; write e.g. "
+                        f"`class {klass.name}(EventSourced[str, {klass.name}Msg, "
+                        f"{klass.name}Event, {klass.name}State])`",
+                    )
+                )
+                return None
+            return args
         if not (isinstance(sym, Sym) and is_pachytype(sym, "Entity")):
             continue
         args = _slice_values(value) if isinstance(value, cst.Subscript) else []
@@ -221,15 +236,26 @@ def _entity(
     problems: list[Problem],
 ) -> EntityModel | None:
     resolved: list[TypeExpr] = []
-    for role, node in zip(("id", "message", "state"), args, strict=True):
+    roles = ("id", "message", "event", "state") if len(args) == 4 else ("id", "message", "state")
+    for role, node in zip(roles, args, strict=True):
         try:
             resolved.append(resolver.expr(facts.name, node))
         except Unresolved as error:
             problems.append(_unresolved(facts, klass, f"the {role} type", error))
-    if len(resolved) != 3:
+    if len(resolved) != len(roles):
         return None
-    id_type, message_type, state_type = resolved
+    event_type: TypeExpr | None = None
+    if len(resolved) == 4:
+        id_type, message_type, event_type, state_type = resolved
+    else:
+        id_type, message_type, state_type = resolved
     messages = _messages(resolver, facts, klass, message_type, problems)
+    events: tuple[ClassModel, ...] = ()
+    if event_type is not None:
+        found = _events(resolver, facts, klass, event_type, problems)
+        if found is None:
+            return None
+        events = found
     version = _state_version(facts, klass, problems)
     if messages is None or version is None:
         return None
@@ -256,7 +282,116 @@ def _entity(
         state_type=state_type,
         state_version=version,
         upgrades=_upgrades(resolver, facts, klass, problems),
+        event_type=event_type,
+        events=events,
+        upcasts=_upcasts(resolver, facts, klass, events, problems),
     )
+
+
+def _events(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    event_type: TypeExpr,
+    problems: list[Problem],
+) -> tuple[ClassModel, ...] | None:
+    """The event classes of an event-sourced entity: attrs classes of the package."""
+    found: dict[str, ClassModel] = {}
+    for member in dict.fromkeys(_message_classes(event_type)):
+        if not isinstance(member, Sym) or member.kind is not Kind.CLASS:
+            problems.append(
+                Problem(
+                    facts.path,
+                    klass.line,
+                    f"entity {klass.name}: `{qualified(member)}` is not an event class: events "
+                    f"are attrs classes of the package (`@frozen class Added: ...`) or a "
+                    f"union of them",
+                )
+            )
+            return None
+        if attrs_decorator(resolver, resolver.class_facts(member)) is None:
+            problems.append(
+                Problem(
+                    facts.path,
+                    klass.line,
+                    f"entity {klass.name}: event class {member.name} is not an attrs class: "
+                    f"decorate it with `@frozen` (`from attrs import frozen`)",
+                )
+            )
+            return None
+        if member.name in found:
+            problems.append(
+                Problem(
+                    facts.path,
+                    klass.line,
+                    f"entity {klass.name}: two event classes are named {member.name} "
+                    f"(stored events are tagged by class name); rename one",
+                )
+            )
+            return None
+        found[member.name] = class_model(resolver, member, problems)
+    return tuple(found[name] for name in sorted(found))
+
+
+def _upcasts(
+    resolver: Resolver,
+    facts: ModuleFacts,
+    klass: ClassFacts,
+    events: tuple[ClassModel, ...],
+    problems: list[Problem],
+) -> tuple[tuple[str, int], ...]:
+    """The `(event class name, from_version)` of the class's `@upcast` functions."""
+    found: list[tuple[str, int]] = []
+    for line in klass.node.body.body:
+        if not isinstance(line, cst.FunctionDef):
+            continue
+        for decorator in line.decorators:
+            call = decorator.decorator
+            if not isinstance(call, cst.Call):
+                continue
+            try:
+                sym = resolver.expr(facts.name, call.func)
+            except Unresolved:
+                continue
+            if not (isinstance(sym, Sym) and is_pachytype(sym, "upcast")):
+                continue
+            keywords = {a.keyword.value: a.value for a in call.args if a.keyword}
+            version = keywords.get("from_version")
+            event = keywords.get("event")
+            name: str | None = None
+            if isinstance(event, cst.Name):
+                name = event.value
+            elif isinstance(event, cst.Attribute):
+                name = event.attr.value
+            elif isinstance(event, cst.SimpleString) and isinstance(event.evaluated_value, str):
+                name = event.evaluated_value
+            if (
+                name is None
+                or not isinstance(version, cst.Integer)
+                or not isinstance(version.evaluated_value, int)
+            ):
+                problems.append(
+                    Problem(
+                        facts.path,
+                        facts.line(decorator),
+                        f"entity {klass.name}: write @upcast(event=EventClass, "
+                        f"from_version=N) with a class name and an int literal N, so the "
+                        f"generator and the schema lock can read it",
+                    )
+                )
+                continue
+            if name not in {c.sym.name for c in events}:
+                problems.append(
+                    Problem(
+                        facts.path,
+                        facts.line(decorator),
+                        f"entity {klass.name}: @upcast(event={name}) names no event class "
+                        f"of the entity; events are {', '.join(c.sym.name for c in events)}",
+                    )
+                )
+                continue
+            found.append((name, version.evaluated_value))
+    return tuple(sorted(found))
 
 
 def _defines(klass: ClassFacts, method: str) -> bool:
@@ -489,6 +624,9 @@ def _reachable_classes(
     pending: list[TypeExpr] = []
     for entity in entities:
         pending.extend([entity.state_type, entity.id_type])
+        for event in entity.events:
+            found[event.qualname] = event
+            pending.extend(f.type for f in event.fields)
         for message in entity.messages:
             found[message.cls.qualname] = message.cls
             pending.extend(f.type for f in message.fields)

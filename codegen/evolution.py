@@ -228,6 +228,14 @@ def message_changes(
     return compare.changes
 
 
+def event_changes(name: str, old: Classes, new: Classes) -> list[Change]:
+    """How the event class `name` (qualified) changed: whether events stored in
+    its locked shape still decode under the new one."""
+    compare = _Compare(old, new)
+    compare.klass(name)
+    return compare.changes
+
+
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 

@@ -36,6 +36,7 @@ def schema(model: PackageModel) -> _schema.Schema:
                 ),
                 state=e.canonical_state,
                 state_version=e.state_version,
+                events=tuple(sorted((c.qualname, e.event_version(c.sym.name)) for c in e.events)),
             )
             for e in model.entities
         ),

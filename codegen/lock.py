@@ -22,6 +22,13 @@ says whether each difference is one old data survives:
 - `state_version` rose without `@upgrade` functions reaching it from the
   oldest version the lock knows; it went down; an entity or a version is
   not locked yet; a locked entity disappeared.
+- Event-sourced entities: events are forever, so each event class's shape
+  is locked per version (1 + its `@upcast` functions). A compatible change
+  needs only `lock`; an incompatible one with the same version is refused
+  until an `@upcast(event=C, from_version=v)` converts the stored form
+  (which raises the version); a removed event class, a version that went
+  down, and an entity that switched between state-stored and event-sourced
+  (its stored data is of the other kind) are refused too.
 
 `pachytype lock` writes the current shapes and keeps the older versions'
 fingerprint lines (the history is what makes the chain check possible).
@@ -33,6 +40,7 @@ The file is plain text, one fact per line, so diffs read well:
       message examples.bank.account.Deposit
       state 1 7c21...
       state 2 9a0b... examples.bank.account.AccountState
+      event examples.cart.Added 1 3f2a...
 
     class examples.bank.account.AccountState attrs
       field balance: int = ...
@@ -54,7 +62,7 @@ from attrs import evolve, field, frozen
 
 from pachytype import _schema  # noqa: PLC2701 (shared with the runtime)
 
-from .evolution import Change, message_changes, state_changes
+from .evolution import Change, event_changes, message_changes, state_changes
 from .fingerprint import schema as schema_of
 from .model import EntityModel, PackageModel
 from .problems import Problem
@@ -82,6 +90,9 @@ class LockedEntity:
     """The canonical id type ("" in a format 1 file)."""
     id: str = ""
     """The fingerprint of the id type and the classes it reaches ("" in format 1)."""
+    events: Mapping[str, Mapping[int, str]] = field(factory=dict)
+    """An event-sourced entity's event classes: `qualified name -> {version ->
+    fingerprint}` (empty for a state-stored entity)."""
 
 
 @frozen
@@ -125,8 +136,12 @@ def current(model: PackageModel, lock_format: int = FORMAT) -> Lock:
             state_type=entity.state,
             id_type=entity.id,
             id=_schema.id_fingerprint(schema, entity),
+            events={
+                name: {version: _schema.event_fingerprint(schema, name)}
+                for name, version in entity.events
+            },
         )
-        roots += [entity.state, *entity.messages]
+        roots += [entity.state, *entity.messages, *(name for name, _ in entity.events)]
     classes = {name: schema.classes[name] for name in _schema.reachable(schema, roots)}
     return Lock(model.package, entities, classes, lock_format)
 
@@ -141,7 +156,12 @@ def merged(model: PackageModel, previous: Lock | None) -> Lock:
         old = previous.entities.get(name)
         states = dict(old.states) if old is not None else {}
         states.update(entity.states)
-        entities[name] = evolve(entity, states=dict(sorted(states.items())), line=0)
+        events: dict[str, dict[int, str]] = {}
+        for event, versions in entity.events.items():
+            kept = dict(old.events.get(event, {})) if old is not None else {}
+            kept.update(versions)
+            events[event] = dict(sorted(kept.items()))
+        entities[name] = evolve(entity, states=dict(sorted(states.items())), events=events, line=0)
     return Lock(now.package, entities, now.classes)
 
 
@@ -171,6 +191,8 @@ def render(lock: Lock, command_path: str) -> str:
                 if typed
                 else f"  state {version} {fp}"
             )
+        for event, versions in sorted(entity.events.items()):
+            lines += [f"  event {event} {version} {fp}" for version, fp in versions.items()]
     for name, c in sorted(lock.classes.items()):
         kind = "attrs" if c.is_attrs else "enum" if c.members else "class"
         lines += ["", f"class {name} {kind}"]
@@ -245,6 +267,10 @@ def parse(text: str, path: str) -> Lock:
                 entities[name] = entity
             case ["messages", fp] if entity is not None and klass is None:
                 entity = entities[entity.name] = evolve(entity, messages=fp)
+            case ["event", cls, version, fp] if entity is not None and klass is None:
+                kept = {**entity.events.get(cls, {}), int(version): fp}
+                events = {**entity.events, cls: kept}
+                entity = entities[entity.name] = evolve(entity, events=events)
             case ["message", cls] if entity is not None and klass is None:
                 names = tuple(sorted((*entity.message_classes, cls)))
                 entity = entities[entity.name] = evolve(entity, message_classes=names)
@@ -385,6 +411,93 @@ def _entity_findings(entity: EntityModel, code: Lock, lock: Lock, command: str) 
         )
     if locked.messages != now.messages:
         found.append(_message_finding(entity, locked, now, lock, code, command))
+    found.extend(_event_findings(entity, locked, now, lock, code, command))
+    return found
+
+
+def _event_findings(
+    entity: EntityModel,
+    locked: LockedEntity,
+    now: LockedEntity,
+    lock: Lock,
+    code: Lock,
+    command: str,
+) -> list[_Finding]:
+    """Events are forever: each locked event class must still decode its stored events."""
+    name = entity.sym.name
+
+    def problem(text: str, refused: bool = False) -> _Finding:
+        return Problem(entity.path, entity.line, f"entity {name}: {text}"), refused
+
+    if bool(locked.events) != bool(now.events) and lock.format != 1:
+        was, becomes = (
+            ("state-stored", "event-sourced") if now.events else ("event-sourced", "state-stored")
+        )
+        return [
+            problem(
+                f"it was {was} when locked and is {becomes} now: what is stored for it "
+                f"({'states' if was == 'state-stored' else 'events and snapshots'}) would not be "
+                f"read; keep it {was}, or add a new entity type and move the data, then run "
+                f"`{command} --force`",
+                refused=True,
+            )
+        ]
+    found: list[_Finding] = []
+    for event, versions in sorted(locked.events.items()):
+        short = event.rsplit(".", 1)[-1]
+        newest = max(versions)
+        if event not in now.events:
+            found.append(
+                problem(
+                    f"event class `{short}` is locked but gone: its stored events would no "
+                    f"longer decode (events are forever); keep the class in the event union "
+                    f"(evolve may ignore it)",
+                    refused=True,
+                )
+            )
+            continue
+        ((version, fp),) = now.events[event].items()
+        if version < newest:
+            found.append(
+                problem(
+                    f"event `{short}` is at version {version} but {LOCK_NAME} has version "
+                    f"{newest}: an @upcast of it was removed and its events stored at version "
+                    f"{newest} could not be read; put the upcaster back",
+                    refused=True,
+                )
+            )
+        elif version > newest:
+            found.append(
+                problem(
+                    f"event `{short}` version {version} (its @upcast chain) is not locked "
+                    f"yet: run `{command}`"
+                )
+            )
+        elif versions[version] != fp:
+            changes = event_changes(event, lock.classes, code.classes)
+            bad = [c for c in changes if not c.compatible]
+            if changes and not bad:
+                found.append(
+                    problem(
+                        f"event `{short}` changed compatibly ({_list(changes)}): its stored "
+                        f"events decode with the new code, no upcaster needed; run "
+                        f"`{command}` to record it"
+                    )
+                )
+            else:
+                why = f" ({_list(bad)})" if bad else ""
+                found.append(
+                    problem(
+                        f"event `{short}` changed shape{why}: its events stored at version "
+                        f"{version} would not decode; add @upcast(event={short}, "
+                        f"from_version={version}) converting the stored fields to the new "
+                        f"shape, then run `{command}`",
+                        refused=True,
+                    )
+                )
+    for event in sorted(set(now.events) - set(locked.events)):
+        short = event.rsplit(".", 1)[-1]
+        found.append(problem(f"new event class `{short}` is not locked yet: run `{command}`"))
     return found
 
 

@@ -99,6 +99,17 @@ class EntityModel:
         """Whether this is a worker: id 0, state `WorkerState`, requests as messages."""
         return self.result_type is not None
 
+    event_type: TypeExpr | None = None
+    """An event-sourced entity's event type as written in `EventSourced[...]`."""
+    events: tuple[ClassModel, ...] = ()
+    """An event-sourced entity's event classes, sorted by name."""
+    upcasts: tuple[tuple[str, int], ...] = ()
+    """`(event class name, from_version)` of its `@upcast` functions, sorted."""
+
+    def event_version(self, event: str) -> int:
+        """An event class's version: 1 + its upcasters."""
+        return 1 + sum(1 for name, _ in self.upcasts if name == event)
+
     @property
     def ref_class(self) -> str:
         """`AccountRef`."""

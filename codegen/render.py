@@ -242,6 +242,7 @@ class _Entity:
     runtime_messages: str
     runtime_state: str
     runtime_id: str
+    runtime_events: str
 
 
 def _method(
@@ -371,6 +372,9 @@ def _entity_view(
         ),
         runtime_state="WorkerState" if e.is_worker else runtime.type(e.state_type),
         runtime_id=runtime.type(e.id_type),
+        runtime_events=fit_tuple(12, "events=(", [runtime(c.sym) for c in e.events], "),")
+        if e.events
+        else "",
     )
     return view, any(uses_default for _, uses_default in methods)
 

@@ -5,8 +5,6 @@ Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
 ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
-from typing import TYPE_CHECKING, Any
-
 from pachytype._address import Address, Envelope, Ref, Request
 from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
@@ -15,26 +13,27 @@ from pachytype._entity import Activation, Entity, Upgrade, upgrade
 from pachytype._errors import (
     ActivationError,
     ActivationTimeoutError,
-    DatabaseFileError,
     DeadlineError,
     DecodeError,
     EcosystemClosedError,
     EncodeError,
-    FingerprintMismatchError,
     InitError,
     PachytypeError,
-    PoisonMessageError,
     StaleRegistryError,
     StateVersionError,
     UnknownEntityError,
-    ValueTooLargeError,
     WrongMessageError,
 )
+from pachytype._event_sourced import Decision, EventSourced, Upcast, upcast
+from pachytype._events import StoredEvent
+from pachytype._pg_lease import FingerprintMismatchError
+from pachytype._projection import Projection, ProjectionError, SqliteProjection
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import StoreLockedError
 from pachytype._worker import Attempt, Failure, Worker, WorkerState
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
+from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import (
     CalmCheck,
     Faults,
@@ -48,20 +47,6 @@ from pachytype.simulation import (
     Trace,
 )
 
-if TYPE_CHECKING:
-    from pachytype.ecosystems._postgres import Postgres
-
-
-def __getattr__(name: str) -> Any:
-    # Postgres is imported when first used, so `import pachytype` does not
-    # import asyncpg (nor pay for it) in programs that never touch PostgreSQL.
-    if name == "Postgres":
-        from pachytype.ecosystems._postgres import Postgres
-
-        return Postgres
-    raise AttributeError(f"module 'pachytype' has no attribute {name!r}")
-
-
 __all__ = [
     "Activation",
     "ActivationError",
@@ -70,9 +55,9 @@ __all__ = [
     "Attempt",
     "CalmCheck",
     "Clock",
-    "DatabaseFileError",
     "DeadLetter",
     "DeadlineError",
+    "Decision",
     "DecodeError",
     "Ecosystem",
     "EcosystemClosedError",
@@ -80,6 +65,7 @@ __all__ = [
     "Entity",
     "EntityType",
     "Envelope",
+    "EventSourced",
     "Failure",
     "Faults",
     "FingerprintMismatchError",
@@ -90,8 +76,9 @@ __all__ = [
     "ManualClock",
     "Outcome",
     "PachytypeError",
-    "PoisonMessageError",
     "Postgres",
+    "Projection",
+    "ProjectionError",
     "Ref",
     "Registry",
     "Request",
@@ -100,16 +87,19 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "SimulationReport",
+    "SqliteProjection",
     "StaleRegistryError",
     "StateVersionError",
     "StoreLockedError",
+    "StoredEvent",
     "SystemClock",
     "Trace",
     "UnknownEntityError",
+    "Upcast",
     "Upgrade",
-    "ValueTooLargeError",
     "Worker",
     "WorkerState",
     "WrongMessageError",
+    "upcast",
     "upgrade",
 ]

@@ -80,7 +80,7 @@ from pachytype._errors import (
 from pachytype._hints import field_types, unresolved_names
 from pachytype._names import snake_case
 from pachytype._registry import EntityType, Registry
-from pachytype._versioning import upgrade_raw
+from pachytype._versioning import upcast_raw, upgrade_raw
 
 MAX_ID_BYTES: Final = 1024
 """The longest id, in bytes of its canonical text (UTF-8). Ids are database
@@ -130,6 +130,8 @@ class _EntityCodec:
     state_type: Any
     state_unstructure: Unstructure
     state_structure: Structure
+    events_by_class: dict[type, tuple[str, Unstructure, int]]
+    events_by_tag: dict[str, tuple[type, Structure]]
 
 
 class Codec:
@@ -332,6 +334,84 @@ class Codec:
                 error if isinstance(error, PachytypeError) else None
             )
 
+    # -- events ----------------------------------------------------------------
+
+    def encode_event(self, entity_type: str, event: object, id: Hashable = None) -> bytes:
+        """`event` as `[tag, fields]` JSON bytes, or `[tag, fields, version]` when
+        its class is past version 1 (see `pachytype._event_sourced`).
+
+        Raises `EncodeError` for a value the event's types do not allow,
+        `ValueTooLargeError` over `MAX_MESSAGE_BYTES`."""
+        codec = self._for(entity_type, id)
+        entry = codec.events_by_class.get(type(event))
+        if entry is None:
+            expected = " | ".join(sorted(codec.events_by_tag)) or "no event (not event-sourced)"
+            raise EncodeError(
+                entity_type,
+                id,
+                "event",
+                f"{type(event).__qualname__} is not one of its event classes ({expected})",
+            )
+        tag, unstructure, version = entry
+        try:
+            fields = unstructure(event)
+            data = orjson.dumps([tag, fields] if version == 1 else [tag, fields, version])
+        except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
+            raise EncodeError(entity_type, id, f"{tag} event", _unencodable(error)) from error
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ValueTooLargeError(
+                entity_type,
+                id,
+                f"{tag} event",
+                len(data),
+                MAX_MESSAGE_BYTES,
+                "an event is stored forever and replayed: keep bulky data elsewhere and "
+                "record its key in the event",
+            )
+        return data
+
+    def decode_event(self, entity_type: str, id: Hashable, data: bytes) -> object:
+        """The event stored as `data`: its fields upcast from their stored
+        version by the entity's `@upcast` chain, then structured.
+
+        Raises `DecodeError` (data that does not fit, an unknown event class)
+        or `StateVersionError` (no upcaster chain from the stored version)."""
+        codec = self._for(entity_type, id)
+        fix = (
+            "stored events must keep decoding: when an event class changes shape, add "
+            "@upcast(event=..., from_version=...) converting its stored form"
+        )
+        raw = self._load(entity_type, id, "event", data, fix)
+        if not (
+            type(raw) is list
+            and len(raw) in (2, 3)
+            and type(raw[0]) is str
+            and type(raw[1]) is dict
+            and (len(raw) == 2 or type(raw[2]) is int)
+        ):
+            raise DecodeError(
+                entity_type, id, "event", "$", 'expected ["EventClass", {fields}]', raw, fix
+            )
+        tag, fields = raw[0], raw[1]
+        version = raw[2] if len(raw) == 3 else 1
+        found = codec.events_by_tag.get(tag)
+        if found is None:
+            raise DecodeError(
+                entity_type,
+                id,
+                "event",
+                "$[0]",
+                f"unknown event class, expected one of {' | '.join(sorted(codec.events_by_tag))}",
+                tag,
+                "an event class was renamed or removed: keep the class (events are forever)",
+            )
+        cls, structure = found
+        fields = upcast_raw(codec.etype.entity, id, tag, fields, version)
+        try:
+            return structure(fields, cls)
+        except Exception:
+            raise self._explain(entity_type, id, "event", fields, cls, "$[1]", fix) from None
+
     # -- envelopes -----------------------------------------------------------
 
     def encode_envelope(self, envelope: Envelope[Any]) -> bytes:
@@ -494,8 +574,22 @@ class Codec:
                 )
             by_class[cls] = (tag, converter.get_unstructure_hook(cls))
             by_tag[tag] = (cls, converter.get_structure_hook(cls))
+        events_by_class: dict[type, tuple[str, Unstructure, int]] = {}
+        events_by_tag: dict[str, tuple[type, Structure]] = {}
+        for cls in etype.events:
+            _check_resolved(etype, cls)
+            tag = cls.__name__
+            if tag in events_by_tag:
+                raise TypeError(
+                    f"entity {etype.name!r}: two event classes are named {tag}; rename one"
+                )
+            version = etype.entity.event_version(cls)  # type: ignore[attr-defined]
+            events_by_class[cls] = (tag, converter.get_unstructure_hook(cls), version)
+            events_by_tag[tag] = (cls, converter.get_structure_hook(cls))
         return _EntityCodec(
             etype=etype,
+            events_by_class=events_by_class,
+            events_by_tag=events_by_tag,
             id=self._id_codec(etype),
             by_class=by_class,
             by_tag=by_tag,

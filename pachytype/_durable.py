@@ -61,6 +61,7 @@ from pachytype._clock import Clock, Timer
 from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
 from pachytype._core.held import RETRY_HELD, Held
+from pachytype._core.journal import rebuild
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import (
@@ -70,9 +71,10 @@ from pachytype._errors import (
     PachytypeError,
     PoisonMessageError,
 )
+from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _SLICE, Runtime, address_of
-from pachytype._store import CommitBatch, DeadRow, MailRow, Store, TimerRow
+from pachytype._store import CommitBatch, DeadRow, Journal, MailRow, Store, TimerRow
 
 MAX_BATCH: Final = 256
 """Default bound on activations (and on new outside messages) per group commit."""
@@ -133,10 +135,12 @@ class Codec(Protocol):
 
     def encode_id(self, entity_type: str, id: Hashable) -> str: ...
     def decode_id(self, entity_type: str, text: str) -> Hashable: ...
-    def encode_message(self, entity_type: str, message: object, id: Hashable = None) -> bytes: ...
+    def encode_message(self, entity_type: str, message: object) -> bytes: ...
     def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object: ...
-    def encode_state(self, entity_type: str, state: object, id: Hashable = None) -> bytes: ...
+    def encode_state(self, entity_type: str, state: object) -> bytes: ...
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
+    def encode_event(self, entity_type: str, event: object, id: Hashable = None) -> bytes: ...
+    def decode_event(self, entity_type: str, id: Hashable, data: bytes) -> object: ...
 
 
 class _Live:
@@ -268,6 +272,10 @@ class DurableRuntime(Runtime):
         self._suspects: dict[int, int] = {}  # mail id -> attempts (after a crash)
         self._cleared: set[int] = set()  # suspects whose next attempt is counted
         self._waiting: list[_Live] = []  # entities whose next mail is an uncleared suspect
+        self._seqs: dict[Key, int] = {}
+        """Event count of each event-sourced entity whose state is cached."""
+        self.event_signal = Signal()
+        """Bumped after each commit that appended events (streams wait on it)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -294,6 +302,7 @@ class DurableRuntime(Runtime):
             f"stored and will be delivered when the {self.name} database is opened again"
         )
         self._fail_waiting(closed)
+        self.event_signal.close()
         self._dlive.clear()
         self._dready.clear()
         self._urgent.clear()
@@ -513,6 +522,13 @@ class DurableRuntime(Runtime):
         key = ref.key
         if key in self._cache:
             state = self._cache[key]
+        elif etype.event_sourced:
+            id_text = self._id_text(etype, ref)
+            journals = await self.store.load_journals([(etype.name, id_text)])
+            if key in self._cache:  # committed while we read: newer
+                state = self._cache[key]
+            else:
+                state, _ = self._rebuild(etype, ref.id, journals.get((etype.name, id_text)))
         else:
             id_text = self._id_text(etype, ref)
             found = await self.store.load_states([(etype.name, id_text)])
@@ -540,6 +556,38 @@ class DurableRuntime(Runtime):
             state = cached  # committed while we read; nothing awaits from here on
         async for item in self._followed(ref, state):
             yield item
+
+    def entity_events(
+        self, etype: EntityType, ref: Address[Any], after: int
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """`(seq, event)` of one event-sourced entity after `after`, then live."""
+        self._check_open()
+        store, codec, name, id = self.store, self.codec, etype.name, ref.id
+        id_text = self._id_text(etype, ref)
+
+        async def read(position: int) -> list[tuple[int, object]]:
+            self._check_open()
+            rows = await store.read_events(name, id_text, position, READ_BATCH)
+            return [(seq, codec.decode_event(name, id, data)) for _, _, seq, data in rows]
+
+        return tail(self.event_signal, read, _first, after)
+
+    def type_events(self, etype: EntityType, after: int) -> AsyncIterator[StoredEvent[Any]]:
+        """Every event of every entity of an event-sourced type after log
+        position `after`, then live."""
+        self._check_open()
+        store, codec, name = self.store, self.codec, etype.name
+
+        async def read(position: int) -> list[StoredEvent[Any]]:
+            self._check_open()
+            out: list[StoredEvent[Any]] = []
+            for at, id_text, seq, data in await store.read_events(name, None, position, READ_BATCH):
+                id = codec.decode_id(name, id_text)
+                event = codec.decode_event(name, id, data)
+                out.append(StoredEvent(at, address_of(etype, id), seq, event))  # type: ignore[arg-type]
+            return out
+
+        return tail(self.event_signal, read, _position, after)
 
     async def stored_dead_letters(self) -> list[DeadLetter]:
         """Every persisted dead letter, oldest first, decoded where possible."""
@@ -609,7 +657,7 @@ class DurableRuntime(Runtime):
                     batch, pending = built
                     await self.store.commit(batch)
                     self._pending = None
-                    self._apply(pending)
+                    self._apply(pending, bool(batch.events))
                     # Let senders and callers run between two commits.
                     await asyncio.sleep(0)
                     continue
@@ -770,8 +818,20 @@ class DurableRuntime(Runtime):
         # A bounded slice per call: reads block the loop, like commits.
         lives, self._to_load = self._to_load[: self.max_batch], self._to_load[self.max_batch :]
         keys = [(live.etype.name, live.id_text) for live in lives]
-        found = await self.store.load_states(keys)
+        journaled = [k for live, k in zip(lives, keys, strict=True) if live.etype.event_sourced]
+        found = await self.store.load_states(
+            [k for k in keys if k not in journaled] if journaled else keys
+        )
+        journals = await self.store.load_journals(journaled) if journaled else {}
         for live, key in zip(lives, keys, strict=True):
+            if live.etype.event_sourced:
+                state, seq = self._rebuild(live.etype, live.address._id, journals.get(key))
+                if type(state) is Held:
+                    self._retry_later(live, state)
+                self._cache[live.key] = state
+                self._seqs[live.key] = seq
+                self._dready.append(live)
+                continue
             stored = found.get(key)
             if stored is None:
                 self._cache[live.key] = UNBORN
@@ -825,6 +885,27 @@ class DurableRuntime(Runtime):
                 cleared.discard(mail_id)
         return n
 
+    def _rebuild(
+        self, etype: EntityType, id: Hashable, journal: Journal | None
+    ) -> tuple[object, int]:
+        """An event-sourced entity's state (UNBORN, or Held if it cannot be
+        rebuilt) and event count, from its stored journal (`pachytype._core.journal`)."""
+        if journal is None:
+            return UNBORN, 0
+        name = etype.name
+        snapshot, events = journal.snapshot, journal.events
+        seq = events[-1][0] if events else (0 if snapshot is None else snapshot[0])
+        try:
+            state = (
+                UNBORN
+                if snapshot is None
+                else self.codec.decode_state(name, id, snapshot[1], snapshot[2])
+            )
+            decoded = [(n, self.codec.decode_event(name, id, data)) for n, data in events]
+            return rebuild(etype, id, state, decoded), seq
+        except Exception as error:
+            return Held(error), seq
+
     def _turn_durably(
         self, live: _Live, state: object, batch: CommitBatch, pending: _Pending, limit: int
     ) -> int:
@@ -842,6 +923,7 @@ class DurableRuntime(Runtime):
         items = [inbox.popleft() for _ in range(n)]
         followed = bool(self._followers) and live.key in self._followers
         calls = any(item[2] is not None for item in items)
+        journaled = etype.event_sourced
         turn = run_turn(
             etype,
             live.address,
@@ -852,7 +934,12 @@ class DurableRuntime(Runtime):
             store_state=self._state_encoder(etype, live.address._id),
             keep_states=calls or followed,
             budget=self.activation_budget,
+            store_event=self._event_encoder(etype, live.address._id) if journaled else None,
+            events_before=self._seqs.get(live.key, 0) if journaled else 0,
+            keep_events=journaled,
         )
+        if journaled:
+            self._journal(live, turn.events, turn.seq, turn.snapshot, batch)
         failed: set[int] = set()
         for failure in turn.failures:
             failed.add(failure.index)
@@ -870,7 +957,7 @@ class DurableRuntime(Runtime):
         for out in turn.routed:
             self._number(out, batch, pending)
         last = items[-1][0]
-        data = turn.stored if turn.changed else None
+        data = turn.stored if turn.changed and not journaled else None
         assert data is None or type(data) is bytes
         batch.entities.append((etype.name, live.id_text, data, etype.state_version, last))
         if n == 1:
@@ -882,12 +969,41 @@ class DurableRuntime(Runtime):
         self.activations += n
         return n
 
+    def _journal(
+        self,
+        live: _Live,
+        events: list[tuple[int, int, object, object]],
+        seq: int,
+        snapshot: object,
+        batch: CommitBatch,
+    ) -> None:
+        """Put an event-sourced turn's events (and snapshot) in the batch."""
+        name, id_text = live.etype.name, live.id_text
+        batch.events.extend([(name, id_text, n, data) for _, n, _, data in events])  # type: ignore[misc]
+        if type(snapshot) is bytes:
+            batch.snapshots.append((name, id_text, seq, snapshot, live.etype.state_version))
+        # Set now: the entity is busy until this batch commits (a failed commit
+        # stops the store), so no turn reads it before then.
+        self._seqs[live.key] = seq
+
+    def _event_encoder(self, etype: EntityType, id: Hashable) -> StoreState:
+        codec = self.codec
+        name = etype.name
+
+        def store(event: object) -> bytes:
+            data = codec.encode_event(name, event, id)
+            # What cannot be read back must not be written: replay would hold the entity.
+            codec.decode_event(name, id, data)
+            return data
+
+        return store
+
     def _state_encoder(self, etype: EntityType, id: Hashable) -> StoreState:
         codec = self.codec
         name, version = etype.name, etype.state_version
 
         def store(state: object) -> bytes:
-            data = codec.encode_state(name, state, id)
+            data = codec.encode_state(name, state)
             # What cannot be read back must not be written: it would hold the
             # entity at its next load.
             codec.decode_state(name, id, data, version)
@@ -897,7 +1013,7 @@ class DurableRuntime(Runtime):
 
     def _route_durably(self, sender: Address[Any], env: Envelope[Any]) -> Out:
         to, etype, message, delay = check_returned(self.registry, sender, env)
-        payload = self.codec.encode_message(etype.name, message, to._id)
+        payload = self.codec.encode_message(etype.name, message)
         return Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
 
     def _fail(
@@ -925,8 +1041,10 @@ class DurableRuntime(Runtime):
             error.__cause__ = failure.error
             pending.failures.append((fut, error))
 
-    def _apply(self, pending: _Pending) -> None:
-        """A batch is durable: make its effects visible."""
+    def _apply(self, pending: _Pending, events: bool = False) -> None:
+        """A batch is durable: make its effects visible (`events`: it appended events)."""
+        if events:
+            self.event_signal.notify()
         cache = self._cache
         followers = self._followers
         ready = self._dready
@@ -967,14 +1085,24 @@ class DurableRuntime(Runtime):
     def _evict_states(self) -> None:
         cache = self._cache
         excess = len(cache) - self.cache_size + self.cache_size // 10
+        seqs = self._seqs
         for key in list(itertools.islice(cache, excess)):
             del cache[key]
+            seqs.pop(key, None)
 
     def _drop_idle(self) -> None:
         """Passivate: forget live records with no mail (their states stay stored)."""
         self._dlive = {k: v for k, v in self._dlive.items() if v.scheduled or v.inbox}
         # With many entities holding mail, do not rescan at every commit.
         self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
+
+
+def _first(item: tuple[int, object]) -> int:
+    return item[0]
+
+
+def _position(item: StoredEvent[Any]) -> int:
+    return item.position
 
 
 def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:

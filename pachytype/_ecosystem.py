@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from pachytype._address import Address, Envelope, Ref, Request, make_ref, not_an_envelope, unpack
 from pachytype._deadletter import DeadLetter
-from pachytype._errors import DeadlineError
+from pachytype._errors import DeadlineError, PachytypeError
+from pachytype._event_sourced import EventSourced
+from pachytype._events import StoredEvent
 from pachytype._inbox import INBOX, InboxState
-from pachytype._registry import Registry
+from pachytype._registry import EntityType, Registry
 
 if TYPE_CHECKING:
     from pachytype._worker_runner import WorkerHost
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 S = TypeVar("S")
 R = TypeVar("R")
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 class Ecosystem(ABC):
@@ -233,6 +236,44 @@ class Ecosystem(ABC):
     async def settle(self) -> None:
         """Wait until no entity has mail ready (delayed envelopes not counted).
         Useful in tests after fire-and-forget `send`s."""
+
+    def events(self, ref: Ref[Any, Any], *, after: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        """Yield `(seq, event)` for each event of an event-sourced entity with a
+        sequence number above `after` (its events are numbered 1, 2, ...), then
+        each event committed later, in order, until the ecosystem closes."""
+        raise PachytypeError(
+            f"{type(self).__name__} does not keep event streams yet: run event-sourced "
+            f"entities on InMemory, LocalDisk or the Simulation"
+        )
+
+    def events_of(
+        self, entity: type[EventSourced[Any, Any, E, Any]] | str, *, after: int = 0
+    ) -> AsyncIterator[StoredEvent[E]]:
+        """Yield every committed event of every entity of an event-sourced type
+        whose stream position is above `after`, in commit order (each entity's
+        events in their order), then each one committed later, until the
+        ecosystem closes. Positions survive restarts of durable ecosystems:
+        resume with `after=` the last position handled."""
+        raise PachytypeError(
+            f"{type(self).__name__} does not keep event streams yet: run event-sourced "
+            f"entities on InMemory, LocalDisk or the Simulation"
+        )
+
+
+def event_type(
+    registry: Registry, entity: type[Any] | str, ref: Ref[Any, Any] | None = None
+) -> EntityType:
+    """The registered event-sourced type `entity` names (a class or its type
+    name); raises naming what was expected."""
+    name = entity if isinstance(entity, str) else getattr(entity, "entity_type", repr(entity))
+    etype = registry.get(name, None if ref is None else ref.id)
+    if not etype.event_sourced:
+        raise PachytypeError(
+            f"entity {etype.name!r}{'' if ref is None else f' (id {ref.id!r})'} is not "
+            f"event-sourced, so it has no events: its class derives from Entity; derive "
+            f"it from EventSourced[Id, Msg, Event, State] to keep events"
+        )
+    return etype
 
 
 def _check_timeout(timeout: float) -> None:

@@ -104,10 +104,6 @@ class PoisonMessageError(PachytypeError):
         )
 
 
-class FingerprintMismatchError(PachytypeError):
-    """A Postgres node tried to join a cluster whose live nodes run other types."""
-
-
 class EcosystemClosedError(PachytypeError, RuntimeError):
     """The ecosystem is not open (use `async with Eco(...) as eco:`)."""
 

@@ -250,7 +250,7 @@ def _run_entity(
     name, version = etype.name, etype.state_version
 
     def store(state: object) -> bytes:
-        data = codec.encode_state(name, state, id)
+        data = codec.encode_state(name, state)
         codec.decode_state(name, id, data, version)  # what cannot be read back is not written
         return data
 
@@ -287,7 +287,7 @@ def _run_entity(
         state = states_after[i]
         data: bytes | None = None
         if watched or row.reply:  # only they need every intermediate state encoded
-            data = codec.encode_state(name, state, id) if i != last_ok else _bytes(turn.stored)
+            data = codec.encode_state(name, state) if i != last_ok else _bytes(turn.stored)
         if watched:
             assert data is not None
             out.committed.append((entity_type, id_text, count, version, data))
@@ -309,7 +309,7 @@ def _run_entity(
     elif cached is not None:
         # Only failures: the state stays, but its recent messages are stored.
         with contextlib.suppress(Exception):  # (a state that no longer encodes stays as it is)
-            kept = codec.encode_state(name, cached.state, id)
+            kept = codec.encode_state(name, cached.state)
             out.states.append(
                 (entity_type, id_text, partition, version, kept, count, pack_recent(payloads))
             )
@@ -419,6 +419,6 @@ def _route(
         partition_of(etype.name, id_text, partitions),
         etype.name,
         id_text,
-        codec.encode_message(etype.name, message, to._id),
+        codec.encode_message(etype.name, message),
         delay,
     )

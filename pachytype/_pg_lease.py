@@ -40,11 +40,15 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field
 
-from pachytype._errors import FingerprintMismatchError
+from pachytype._errors import PachytypeError
 from pachytype._pg_partition import assign
 from pachytype._pg_schema import quote_schema
 
 log = logging.getLogger("pachytype.postgres")
+
+
+class FingerprintMismatchError(PachytypeError):
+    """A node tried to join a cluster whose live nodes run other types."""
 
 
 def new_node_id() -> str:

@@ -17,6 +17,7 @@ from attrs import Factory, field, frozen
 
 from pachytype._entity import Entity
 from pachytype._errors import UnknownEntityError, WrongMessageError
+from pachytype._event_sourced import is_event_sourced
 from pachytype._inbox import INBOX, Inbox, InboxState, answer_classes
 from pachytype._schema import check_registry
 
@@ -37,6 +38,20 @@ class EntityType:
     )
     message_set: frozenset[type] = field(
         default=Factory(lambda self: frozenset(self.messages), takes_self=True),
+        eq=False,
+        repr=False,
+    )
+
+    events: tuple[type, ...] = ()
+    """The event classes of an event-sourced entity (empty for a state-stored one)."""
+    event_sourced: bool = field(
+        default=Factory(lambda self: is_event_sourced(self.entity), takes_self=True),
+        eq=False,
+        repr=False,
+    )
+    """Whether the entity keeps events (an `EventSourced` class)."""
+    event_set: frozenset[type] = field(
+        default=Factory(lambda self: frozenset(self.events), takes_self=True),
         eq=False,
         repr=False,
     )

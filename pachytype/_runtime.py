@@ -55,6 +55,7 @@ from pachytype._core.envelopes import Checked, Route, check_outside, check_retur
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
+from pachytype._events import MemoryLog
 from pachytype._registry import EntityType, Registry
 
 _SLICE: Final = 64
@@ -136,6 +137,8 @@ class Runtime:
         self._idle = asyncio.Event()
         self._idle.set()
         self.activations = 0
+        self.log = MemoryLog()
+        """The events of event-sourced entities (`pachytype._events`)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -168,6 +171,7 @@ class Runtime:
             for q in queues:
                 q.put_nowait(_CLOSED)
         self._followers.clear()
+        self.log.signal.close()
         self._drained.set()  # waiting senders wake up and find the ecosystem closed
 
     async def backpressure(self) -> None:
@@ -196,8 +200,7 @@ class Runtime:
         codec = self._codec
         assert codec is not None
         codec.encode_id(etype.name, to._id)  # refused at send, as on a durable ecosystem
-        data = codec.encode_message(etype.name, message, to._id)
-        return codec.decode_message(etype.name, data, to._id)
+        return codec.decode_message(etype.name, codec.encode_message(etype.name, message), to._id)
 
     def _round_trip_route(self, sender: Address[Any], envelope: Envelope[Any]) -> Checked:
         to, etype, message, delay = check_returned(self.registry, sender, envelope)
@@ -209,7 +212,7 @@ class Runtime:
         name, id, version = etype.name, address._id, etype.state_version
 
         def store(state: object) -> object:
-            return codec.decode_state(name, id, codec.encode_state(name, state, id), version)
+            return codec.decode_state(name, id, codec.encode_state(name, state), version)
 
         return store
 
@@ -447,6 +450,8 @@ class Runtime:
             messages = batch
         followers = self._followers.get(key) if self._followers else None
         etype = live.etype
+        if etype.event_sourced:
+            return self._event_turn(live, batch, messages, followers, bool(calls))
         turn = run_turn(
             etype,
             live.address,
@@ -460,6 +465,53 @@ class Runtime:
         )
         if turn.changed:
             self.states[key] = turn.stored if self._codec else turn.state
+        return self._turn_done(live, batch, turn, followers)
+
+    def _event_turn(
+        self,
+        live: _Live,
+        batch: list[object],
+        messages: list[object],
+        followers: list[asyncio.Queue[object]] | None,
+        calls: bool,
+    ) -> int:
+        """The turn of an event-sourced entity: its events go to `self.log`."""
+        etype, address = live.etype, live.address
+        codec = self._codec
+        store_event = None
+        if codec is not None:
+            name, id = etype.name, address._id
+
+            def store_event(event: object) -> object:
+                return codec.decode_event(name, id, codec.encode_event(name, event, id))
+
+        turn = run_turn(
+            etype,
+            address,
+            self.states.get(live.key, UNBORN),
+            messages,
+            live.recent,
+            self._routing,
+            keep_states=calls or bool(followers),
+            budget=self.activation_budget,
+            store_event=store_event,
+            events_before=self.log.count(live.key),
+            keep_events=True,
+        )
+        if turn.changed:
+            self.states[live.key] = turn.state
+        if turn.events:
+            self.log.append(address, [(seq, stored) for _, seq, _, stored in turn.events])
+        return self._turn_done(live, batch, turn, followers)
+
+    def _turn_done(
+        self,
+        live: _Live,
+        batch: list[object],
+        turn: Turn,
+        followers: list[asyncio.Queue[object]] | None,
+    ) -> int:
+        """Deliver what a turn sent, dead-letter its failures, answer calls and followers."""
         if turn.routed:
             enqueue = self._enqueue
             for to, target_type, msg, delay in turn.routed:
@@ -470,7 +522,7 @@ class Runtime:
         failed = self._failed(live, batch, turn) if turn.failures else ()
         states = turn.states
         if states is not None:
-            if turn.changed and self._codec:
+            if turn.changed and self._codec and not live.etype.event_sourced:
                 states[-1] = (
                     turn.stored if not failed or len(batch) - 1 not in failed else states[-1]
                 )

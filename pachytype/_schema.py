@@ -19,7 +19,9 @@ from outside the package (its module cannot be known at run time, so its
 spelling cannot be compared: better no check than a false alarm).
 
 What the description holds, per entity: its type name, class, canonical id
-type, message classes (sorted) and state type, and `state_version`; and,
+type, message classes (sorted) and state type, and `state_version`; for an
+event-sourced entity, its event classes with their versions (the key is
+absent otherwise, so other entities' fingerprints are unchanged); and,
 for every class of the package reachable from those, whether it is an attrs
 class and its `__init__` fields (name, canonical type, kw_only, whether it
 has a default), in init order, and for an enum its members with their
@@ -105,6 +107,9 @@ class EntitySchema:
     """Qualified message class names, sorted."""
     state: str
     state_version: int
+    events: tuple[tuple[str, int], ...] = ()
+    """An event-sourced entity's event classes (qualified, sorted) with their
+    versions (1 + their upcasters); empty for a state-stored entity."""
 
 
 @frozen
@@ -132,6 +137,8 @@ def describe(schema: Schema) -> dict[str, Any]:
                 "messages": sorted(e.messages),
                 "state": e.state,
                 "state_version": e.state_version,
+                # Only for event-sourced entities: other fingerprints stay as they were.
+                **({"events": [list(ev) for ev in e.events]} if e.events else {}),
             }
             for e in schema.entities
         ],
@@ -206,6 +213,12 @@ def messages_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int 
     )
 
 
+def event_fingerprint(schema: Schema, event: str) -> str:
+    """The structure of one event class (qualified name) and every class it reaches."""
+    classes = reachable(schema, [event])
+    return _hash({"event": event, "classes": {n: _class(schema.classes[n]) for n in classes}})
+
+
 # -- the live view -------------------------------------------------------------
 
 
@@ -232,9 +245,15 @@ def _live_schema(package: str, etypes: Sequence[EntityType]) -> Schema:
                 messages=tuple(sorted(_qualified(m) for m in etype.messages)),
                 state=canonical(etype.state, package),
                 state_version=etype.state_version,
+                events=tuple(
+                    sorted(
+                        (_qualified(e), entity.event_version(e))  # type: ignore[attr-defined]
+                        for e in etype.events
+                    )
+                ),
             )
         )
-        roots.extend([etype.state, etype.id_type, *etype.messages])
+        roots.extend([etype.state, etype.id_type, *etype.messages, *etype.events])
     entities.sort(key=lambda e: (e.name, e.cls))
     return Schema(package, tuple(entities), _live_classes(package, roots))
 

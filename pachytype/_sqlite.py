@@ -38,7 +38,12 @@ Design note
 Tables: `meta(key, value)`, `entities(etype, eid, state, version,
 consumed)`, `mailbox(id, etype, eid, payload)`, `timers(id, etype, eid,
 payload, due)`, `dead_letters(id, etype, eid, message, error_type, error,
-traceback, state, version, recent, at)`.
+traceback, state, version, recent, at)`, `events(position, etype, eid, seq,
+payload)` (append-only; `position` is AUTOINCREMENT, so positions are given
+in commit order by the one writer and never reused: the per-type stream
+resumes after a position with no gap), `snapshots(etype, eid, seq, state,
+version)` (an event-sourced entity's latest snapshot). Events and snapshots
+are written by the same transaction as the states and mail of their batch.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ from pachytype._store import (
     CommitBatch,
     DeadRow,
     EntityKey,
+    Journal,
+    LogRow,
     MailRow,
     Recovery,
     StoredState,
@@ -89,6 +96,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     traceback TEXT NOT NULL, state BLOB, version INTEGER NOT NULL, recent BLOB NOT NULL,
     at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS attempts (id INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT, etype TEXT NOT NULL, eid TEXT NOT NULL,
+    seq INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS events_of_entity ON events (etype, eid, seq);
+CREATE INDEX IF NOT EXISTS events_of_type ON events (etype, position);
+CREATE TABLE IF NOT EXISTS snapshots (
+    etype TEXT NOT NULL, eid TEXT NOT NULL, seq INTEGER NOT NULL, state BLOB NOT NULL,
+    version INTEGER NOT NULL, PRIMARY KEY (etype, eid)) WITHOUT ROWID;
 """
 
 _UPSERT_ENTITY: Final = (
@@ -579,6 +594,55 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
         if batch.forget_below is not None:
             conn.execute("DELETE FROM mailbox WHERE id < ?", (batch.forget_below,))
             conn.execute("DELETE FROM attempts WHERE id < ?", (batch.forget_below,))
+        if batch.events:
+            conn.executemany(
+                "INSERT INTO events (etype, eid, seq, payload) VALUES (?, ?, ?, ?)", batch.events
+            )
+        if batch.snapshots:
+            conn.executemany(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)", batch.snapshots
+            )
+
+
+def read_journals(conn: sqlite3.Connection, keys: Sequence[EntityKey]) -> dict[EntityKey, Journal]:
+    """Latest snapshot and later events of each of `keys` (absent: neither)."""
+    found: dict[EntityKey, Journal] = {}
+    conn.execute("BEGIN")  # one snapshot of the database for every key
+    try:
+        for etype, eid in keys:
+            row = conn.execute(
+                "SELECT seq, state, version FROM snapshots WHERE etype = ? AND eid = ?",
+                (etype, eid),
+            ).fetchone()
+            after = 0 if row is None else row[0]
+            events = conn.execute(
+                "SELECT seq, payload FROM events WHERE etype = ? AND eid = ? AND seq > ? "
+                "ORDER BY seq",
+                (etype, eid, after),
+            ).fetchall()
+            if row is not None or events:
+                found[(etype, eid)] = Journal(None if row is None else tuple(row), events)
+    finally:
+        conn.execute("COMMIT")
+    return found
+
+
+def read_events(
+    conn: sqlite3.Connection, etype: str, eid: str | None, after: int, limit: int
+) -> list[LogRow]:
+    """Committed events of one entity after sequence number `after`, or of a
+    whole type after log position `after`, in order."""
+    if eid is not None:
+        return conn.execute(
+            "SELECT position, eid, seq, payload FROM events "
+            "WHERE etype = ? AND eid = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (etype, eid, after, limit),
+        ).fetchall()
+    return conn.execute(
+        "SELECT position, eid, seq, payload FROM events "
+        "WHERE etype = ? AND position > ? ORDER BY position LIMIT ?",
+        (etype, after, limit),
+    ).fetchall()
 
 
 def read_states(
@@ -708,6 +772,14 @@ class SqliteStore:
 
     async def dead_letters(self) -> list[DeadRow]:
         return read_dead(self._c())
+
+    async def load_journals(self, keys: Sequence[EntityKey]) -> dict[EntityKey, Journal]:
+        return read_journals(self._c(), keys)
+
+    async def read_events(
+        self, entity_type: str, id_text: str | None, after: int, limit: int
+    ) -> list[LogRow]:
+        return read_events(self._c(), entity_type, id_text, after, limit)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -24,7 +24,8 @@ The contract, in the order the runtime uses it:
    in the same batch that stores it (the runtime then leaves its row out
    of `mail`: the consumer's cursor and state record it) or in a later one,
    never an earlier one.
-3. `load_states(keys)` reads committed states of entities about to be
+3. `load_states(keys)` reads committed states (and `load_journals(keys)`
+   the snapshot and later events of event-sourced entities) of entities about to be
    activated whose state is not cached, and for `eco.state(ref)`. It must
    return what the last finished `commit` wrote.
 4. `dead_letters()` lists persisted dead letters; `close()` releases the lock.
@@ -76,6 +77,28 @@ version, id of the last message it consumed)`: an entity's outcome in one
 commit (None: e.g. every message it handled was dead-lettered)."""
 
 
+EventRow: TypeAlias = tuple[str, str, int, bytes]
+"""`(entity type, id text, sequence number in the entity, encoded event)`: one
+event appended to an event-sourced entity's log."""
+
+SnapshotRow: TypeAlias = tuple[str, str, int, bytes, int]
+"""`(entity type, id text, sequence number of the last event folded in, encoded
+state, state version)`: an event-sourced entity's latest snapshot."""
+
+LogRow: TypeAlias = tuple[int, str, int, bytes]
+"""`(log position, id text, sequence number, encoded event)`: an event read back."""
+
+
+@frozen
+class Journal:
+    """What rebuilds an event-sourced entity: its latest snapshot
+    `(seq, encoded state, state version)` or None, and its events after it
+    `(seq, encoded event)` in order."""
+
+    snapshot: tuple[int, bytes, int] | None
+    events: list[tuple[int, bytes]]
+
+
 @frozen
 class DeadRow:
     """A dead letter as stored: the message, why it failed, and context."""
@@ -110,6 +133,9 @@ class CommitBatch:
       store may delete them (None: no news).
     * `attempted`: ids of stored mail about to be run again after a crash:
       count one more attempt for each, durably, before it runs.
+    * `events`: events appended to event-sourced entities' logs, in order
+      (the store gives each a log position, increasing in commit order);
+      `snapshots`: their new snapshots (replacing the previous one).
     """
 
     entities: list[EntityRow] = field(factory=list)
@@ -121,11 +147,14 @@ class CommitBatch:
     redelivered: list[int] = field(factory=list)
     forget_below: int | None = None
     attempted: list[int] = field(factory=list)
+    events: list[EventRow] = field(factory=list)
+    snapshots: list[SnapshotRow] = field(factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.attempted
             or self.entities
+            or self.events
             or self.mail
             or self.timers
             or self.fired
@@ -168,6 +197,19 @@ class Store(Protocol):
 
     async def dead_letters(self) -> list[DeadRow]:
         """Every stored dead letter, oldest first."""
+        ...
+
+    async def load_journals(self, keys: Sequence[EntityKey]) -> dict[EntityKey, Journal]:
+        """Latest snapshot and later events of event-sourced `keys` (entities
+        with neither are absent). Must reflect the last finished `commit`."""
+        ...
+
+    async def read_events(
+        self, entity_type: str, id_text: str | None, after: int, limit: int
+    ) -> list[LogRow]:
+        """Up to `limit` committed events in log order: of one entity (`id_text`)
+        with a sequence number above `after`, or of every entity of the type
+        (`id_text` None) with a log position above `after`."""
         ...
 
     async def close(self) -> None:

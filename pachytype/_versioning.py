@@ -94,3 +94,43 @@ def upgrade_raw(
                 "fix that upgrader",
             ) from error
     return raw
+
+
+def upcast_raw(
+    entity: type[Entity[Any, Any, Any]], id: Hashable, event: str, raw: Any, version: int
+) -> Any:
+    """The raw fields of a stored `event` of `version` brought to the event
+    class's current version by the entity's `@upcast` chain.
+
+    Raises `StateVersionError` (naming the entity, the id, the event and both
+    versions) when the stored version is newer than the code's or when an
+    upcaster raises (chained as the cause)."""
+    upcasts = getattr(entity, "upcasts", {})
+    current = 1 + sum(1 for e, _ in upcasts if e == event)
+    if version == current:
+        return raw
+    if version > current or version < 1:
+        raise StateVersionError(
+            entity.entity_type,
+            id,
+            version,
+            current,
+            f"a stored {event} event has version {version}, the code knows "
+            f"{current}" + (" (it was written by newer code)" if version > current else ""),
+            f"run the code that declares @upcast(event={event}, from_version={version - 1})",
+        )
+    for v in range(version, current):
+        step = upcasts[(event, v)]
+        try:
+            raw = step(raw)
+        except Exception as error:
+            raise StateVersionError(
+                entity.entity_type,
+                id,
+                version,
+                current,
+                f"@upcast(event={event}, from_version={v}) ({step.fn.__qualname__}) raised "
+                f"{type(error).__name__}: {error}",
+                "fix that upcaster",
+            ) from error
+    return raw

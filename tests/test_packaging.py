@@ -106,15 +106,3 @@ def test_the_installed_command_generates_refs_from_any_directory(
         check=True,
     )
     assert probe.stdout.split() == ["pachytype._codegen", "None"]
-
-
-def test_importing_pachytype_does_not_import_asyncpg() -> None:
-    """Programs that never touch PostgreSQL do not load its driver; `Postgres`
-    is imported on first use."""
-    code = (
-        "import sys, pachytype\n"
-        "assert 'asyncpg' not in sys.modules, 'asyncpg imported by import pachytype'\n"
-        "from pachytype import Postgres\n"
-        "assert Postgres.__name__ == 'Postgres' and 'asyncpg' in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,8 +15,8 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import ActivationError, Postgres, Registry
-from pachytype._errors import FingerprintMismatchError
 from pachytype._pg_dsn import redact
+from pachytype._pg_lease import FingerprintMismatchError
 from pachytype._pg_partition import partition_of
 from pachytype._pg_testing import (
     drop_schemas,

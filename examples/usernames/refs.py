@@ -80,6 +80,7 @@ def _entity_types() -> list[EntityType]:
             messages=(_m_shard.Claim, _m_shard.Release),
             state=_m_shard.ShardState,
             id_type=int,
+            events=(_m_shard.NameClaimed, _m_shard.NameReleased),
         ),
         EntityType(
             entity=_m_signup.Signup,
@@ -93,5 +94,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.usernames",
     _entity_types,
-    fingerprint="984a6fb8ac37a7efa2f4bce9f15b7d22040ddb087ddac053e50b4be1c8aafbd6",
+    fingerprint="06a2ba8505948e21d0102af6915530d0d934e2701388d9d342747050bbdd941f",
 )

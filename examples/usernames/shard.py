@@ -9,6 +9,11 @@ claims for a free name the first it receives wins and the second is told
 (idempotent); a release by a user who does not own the name is refused
 with an error, a release of a free name is a no-op. The owners are a dict
 in the state, copied, never mutated, on every change.
+
+The shard is event-sourced: a grant is a `NameClaimed` event, a release a
+`NameReleased`, so every node can follow `eco.events_of(Shard)` and keep
+its own answer to "is this name taken?" (`examples.usernames.cache`)
+without asking the shards: writes go to the shards, reads stay local.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import NewType, assert_never
 from attrs import evolve, field, frozen
 
 from examples.usernames import signup
-from pachytype import Activation, Address, Entity
+from pachytype import Address, Decision, EventSourced
 
 ShardId = NewType("ShardId", int)
 
@@ -73,6 +78,25 @@ ShardMsg = Claim | Release
 
 
 @frozen
+class NameClaimed:
+    """`name` now belongs to `user`."""
+
+    name: str
+    user: signup.UserId
+
+
+@frozen
+class NameReleased:
+    """`name`, held by `user`, is free again."""
+
+    name: str
+    user: signup.UserId
+
+
+ShardEvent = NameClaimed | NameReleased
+
+
+@frozen
 class ShardState:
     """Which shard I am, and who owns each of my names that is taken."""
 
@@ -80,32 +104,41 @@ class ShardState:
     owners: dict[str, signup.UserId] = field(factory=dict)
 
 
-class Shard(Entity[ShardId, ShardMsg, ShardState]):
+class Shard(EventSourced[ShardId, ShardMsg, ShardEvent, ShardState]):
     """Grants each of its names to one user at a time."""
 
     def init(self, id: ShardId) -> ShardState:
         return ShardState(me=id)
 
-    def activate(self, msg: ShardMsg, state: ShardState) -> Activation[ShardState]:
+    def decide(self, msg: ShardMsg, state: ShardState) -> Decision[ShardEvent]:
         match msg:
             case Claim(name=name, user=user, reply_to=reply_to):
                 _check_mine(name, state.me)
                 owner = state.owners.get(name)
                 if owner is not None and owner != user:
-                    return [reply_to.post(signup.Taken(name))], state
-                owners = {**state.owners, name: user}
-                return [reply_to.post(signup.Claimed(name))], evolve(state, owners=owners)
+                    return [reply_to.post(signup.Taken(name))], []
+                granted = [] if owner == user else [NameClaimed(name, user)]
+                return [reply_to.post(signup.Claimed(name))], granted
             case Release(name=name, user=user):
                 _check_mine(name, state.me)
                 owner = state.owners.get(name)
                 if owner is None:
-                    return [], state
+                    return [], []
                 if owner != user:
                     raise NotOwner(name, user)
-                owners = {n: u for n, u in state.owners.items() if n != name}
-                return [], evolve(state, owners=owners)
+                return [], [NameReleased(name, user)]
             case _:
                 assert_never(msg)
+
+    def evolve(self, state: ShardState, event: ShardEvent) -> ShardState:
+        match event:
+            case NameClaimed(name=name, user=user):
+                return evolve(state, owners={**state.owners, name: user})
+            case NameReleased(name=name):
+                owners = {n: u for n, u in state.owners.items() if n != name}
+                return evolve(state, owners=owners)
+            case _:
+                assert_never(event)
 
 
 def _check_mine(name: str, shard: ShardId) -> None:

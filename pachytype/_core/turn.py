@@ -22,6 +22,15 @@ its result (commit it, show it to followers, answer calls). The rules:
   slice is run again one message at a time (activations are pure, so
   running them again is safe) and the message whose new state cannot be
   stored fails with `unstorable`; the others apply.
+* **Event-sourced entities** (`EventSourced`): `decide` returns envelopes
+  and events, `evolve` is folded over the events; a raise in either, an
+  event not of the entity's event classes, or one `store_event` refuses,
+  fails the message like a raise in `activate` (none of its events is
+  kept). The turn numbers the kept events after `events_before` (the
+  entity's count so far) and, when that count crosses a multiple of
+  `snapshot_every`, stores a snapshot of the final state (`store_state`);
+  a state that cannot be stored only means no snapshot this time (the
+  events are the truth; the next crossing tries again).
 * **Recent messages.** `recent` (a bounded deque of the entity's latest
   messages) is updated in place; a failure carries a snapshot of it that
   ends with the failing message (OTP's "last message received").
@@ -127,10 +136,24 @@ class Turn:
     * `routed`: what `route` returned for each envelope sent, in order;
     * `failures`: the failed messages, in order;
     * `states`: with `keep_states`, the state after each message (failed
-      ones repeat the state before them), for calls and followers.
+      ones repeat the state before them), for calls and followers;
+    * event-sourced entities only: `events`, the kept events as
+      `(message index, sequence number, event, stored form)`; `seq`, the
+      entity's event count after the slice; `snapshot`, the stored form of
+      the final state when a snapshot is due (else None).
     """
 
-    __slots__ = ("changed", "failures", "routed", "state", "states", "stored")
+    __slots__ = (
+        "changed",
+        "events",
+        "failures",
+        "routed",
+        "seq",
+        "snapshot",
+        "state",
+        "states",
+        "stored",
+    )
 
     def __init__(self, state: object, keep_states: bool) -> None:
         self.state = state
@@ -139,6 +162,9 @@ class Turn:
         self.routed: list[Any] = []
         self.failures: list[Failure] = []
         self.states: list[object] | None = [] if keep_states else None
+        self.events: list[tuple[int, int, object, object]] = []
+        self.seq = 0
+        self.snapshot: object = None
 
     def outcome(self, index: int) -> Failure | None:
         """The failure of message `index`, if it failed (failures are few: a scan)."""
@@ -150,6 +176,9 @@ class Turn:
 
 StoreState = Callable[[object], object]
 """Prepare a new state for storage (encode it); raising means it cannot be stored."""
+
+StoreEvent = Callable[[object], object]
+"""Prepare an event for storage (encode it); raising means it cannot be stored."""
 
 
 def run_turn(
@@ -163,14 +192,35 @@ def run_turn(
     store_state: StoreState | None = None,
     keep_states: bool = False,
     budget: float = 0.0,
+    store_event: StoreEvent | None = None,
+    events_before: int = 0,
+    keep_events: bool = False,
 ) -> Turn:
     """Handle `messages` (in order) at `address`, starting from `state` (or UNBORN).
 
-    `budget`: seconds each `init`/`activate` may run (0: not watched)."""
+    `budget`: seconds each `init`/`activate` may run (0: not watched).
+    Event-sourced entities, with `keep_events` (an ecosystem that stores
+    events): `store_event` encodes each event, `events_before` is the
+    entity's event count so far (see the module's design note). Without it
+    they run as state-stored entities (`EventSourced.activate`: decide, then
+    fold; the events are not kept)."""
     watch = WATCH
     watch.budget = etype.instance.activation_budget or budget
     watch.entity = etype.name
     watch.id = address._id
+    if keep_events and etype.event_sourced:
+        return _run_events(
+            etype,
+            address,
+            state,
+            messages,
+            recent,
+            route,
+            keep_states,
+            store_event,
+            store_state,
+            events_before,
+        )
     if store_state is None:
         return _run(etype, address, state, messages, recent, route, keep_states)
     before = tuple(recent)
@@ -323,3 +373,97 @@ def unstorable(etype: EntityType, address: Address[Any], error: Exception) -> Pa
     )
     failure.__cause__ = error
     return failure
+
+
+def _run_events(
+    etype: EntityType,
+    address: Address[Any],
+    state: object,
+    messages: Sequence[object],
+    recent: deque[object],
+    route: Route,
+    keep_states: bool,
+    store_event: StoreEvent | None,
+    store_state: StoreState | None,
+    seq: int,
+) -> Turn:
+    """The turn of an event-sourced entity: decide, fold evolve, keep the events."""
+    watch = WATCH
+    before = seq
+    if state is UNBORN:
+        try:
+            watch.seq += 1
+            watch.inside = True
+            state = etype.instance.init(address._id)
+            watch.inside = False
+        except Exception as error:
+            watch.inside = False
+            turn = _init_failed(messages, recent, error, keep_states)
+            turn.seq = seq
+            return turn
+    turn = Turn(state, keep_states)
+    states = turn.states
+    routed = turn.routed
+    kept_events = turn.events
+    instance = etype.instance
+    decide = instance.decide  # type: ignore[attr-defined]
+    evolve = instance.evolve  # type: ignore[attr-defined]
+    allowed = etype.event_set
+    noted = 0
+    failed: Exception
+    for i, message in enumerate(messages):
+        if type(message) is Unreadable:
+            failed = message.error
+        else:
+            try:
+                watch.seq += 1
+                watch.inside = True
+                envelopes, events = decide(message, state)
+                new_state = state
+                for event in events:
+                    if allowed and type(event) not in allowed:
+                        raise wrong_event(etype, address, event)
+                    new_state = evolve(new_state, event)
+                watch.inside = False
+                stored = [store_event(e) for e in events] if store_event is not None else events
+                sent = [route(address, env) for env in envelopes] if envelopes else ()
+            except Exception as error:
+                watch.inside = False
+                failed = error
+            else:
+                routed.extend(sent)
+                for event, form in zip(events, stored, strict=True):
+                    seq += 1
+                    kept_events.append((i, seq, event, form))
+                if stored:
+                    state = new_state
+                    turn.changed = True
+                if states is not None:
+                    states.append(state)
+                continue
+        recent.extend(messages[noted : i + 1])
+        noted = i + 1
+        turn.failures.append(Failure(i, message, failed, state, tuple(recent)))
+        if states is not None:
+            states.append(state)
+    recent.extend(messages[max(noted, len(messages) - RECENT) :])
+    turn.state = state
+    turn.seq = seq
+    every: int = etype.entity.snapshot_every  # type: ignore[attr-defined]
+    if store_state is not None and every and seq // every > before // every:
+        try:
+            turn.snapshot = store_state(state)
+        except Exception:
+            # No snapshot this time: the events keep the truth (see the design note).
+            turn.snapshot = None
+    return turn
+
+
+def wrong_event(etype: EntityType, address: Address[Any], event: object) -> PachytypeError:
+    """The failure of a message whose `decide` returned something not an event."""
+    expected = " | ".join(sorted(c.__qualname__ for c in etype.events))
+    return PachytypeError(
+        f"entity {etype.name!r} (id {address._id!r}): decide returned "
+        f"{type(event).__qualname__} ({event!r}) as an event, expected one of {expected}; "
+        f"return only the entity's event classes"
+    )

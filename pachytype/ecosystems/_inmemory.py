@@ -12,12 +12,15 @@ from pachytype._budget import DEFAULT_BUDGET, check_budget
 from pachytype._clock import Clock
 from pachytype._codec import Codec
 from pachytype._deadletter import DeadLetter
-from pachytype._ecosystem import Ecosystem
+from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import EcosystemClosedError
+from pachytype._event_sourced import EventSourced
+from pachytype._events import StoredEvent, tail
 from pachytype._registry import Registry
 from pachytype._runtime import MAX_BACKLOG, Runtime
 
 S = TypeVar("S")
+E = TypeVar("E")
 
 _YIELD_EVERY = 16
 """Inline-answered calls between forced yields to the event loop."""
@@ -124,3 +127,32 @@ class InMemory(Ecosystem):
 
     async def settle(self) -> None:
         await self._rt.quiesce()
+
+    def events(self, ref: Ref[Any, Any], *, after: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        rt = self._rt
+        event_type(self.registry, ref.entity_type, ref)
+        log = rt.log
+
+        async def read(position: int) -> list[tuple[int, object]]:
+            return log.of_entity(ref.key, position)
+
+        return tail(log.signal, read, _seq, after)
+
+    def events_of(
+        self, entity: type[EventSourced[Any, Any, E, Any]] | str, *, after: int = 0
+    ) -> AsyncIterator[StoredEvent[E]]:
+        log = self._rt.log
+        name = event_type(self.registry, entity).name
+
+        async def read(position: int) -> list[StoredEvent[Any]]:
+            return log.of_type(name, position)
+
+        return tail(log.signal, read, _position, after)
+
+
+def _seq(item: tuple[int, object]) -> int:
+    return item[0]
+
+
+def _position(item: StoredEvent[Any]) -> int:
+    return item.position

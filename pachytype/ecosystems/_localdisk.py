@@ -22,12 +22,15 @@ from pachytype._codec import Codec
 from pachytype._core.held import RETRY_HELD
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
-from pachytype._ecosystem import Ecosystem
+from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import EcosystemClosedError
+from pachytype._event_sourced import EventSourced
+from pachytype._events import StoredEvent
 from pachytype._registry import Registry
 from pachytype._sqlite import SqliteStore, Synchronous
 
 S = TypeVar("S")
+E = TypeVar("E")
 
 
 class LocalDisk(Ecosystem):
@@ -130,3 +133,13 @@ class LocalDisk(Ecosystem):
 
     async def settle(self) -> None:
         await self._rt.quiesce()
+
+    def events(self, ref: Ref[Any, Any], *, after: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        rt = self._rt
+        return rt.entity_events(event_type(self.registry, ref.entity_type, ref), ref, after)
+
+    def events_of(
+        self, entity: type[EventSourced[Any, Any, E, Any]] | str, *, after: int = 0
+    ) -> AsyncIterator[StoredEvent[E]]:
+        rt = self._rt
+        return rt.type_events(event_type(self.registry, entity), after)

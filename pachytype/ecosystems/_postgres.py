@@ -420,7 +420,7 @@ class Postgres(Ecosystem):
             partition_of(etype.name, id_text, self.partitions),
             etype.name,
             id_text,
-            self._c.encode_message(etype.name, message, to._id),
+            self._c.encode_message(etype.name, message),
             delay,
             reply,
         )

@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
 from pachytype._clock import Clock, SystemClock, Timer
 from pachytype._deadletter import DeadLetter
-from pachytype._ecosystem import Ecosystem
+from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
+from pachytype._event_sourced import EventSourced
+from pachytype._events import MemoryLog, Signal, StoredEvent, tail
 from pachytype.simulation._run import seeded
 from pachytype.simulation._trace import Kind, Step
 from pachytype.simulation._world import TICK, advance_clock, apply, enabled
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from pachytype.simulation._simulation import Simulation
 
 S = TypeVar("S")
+E = TypeVar("E")
 
 _RECENT: Final = 10
 """How many recent messages a dead letter keeps."""
@@ -72,6 +75,7 @@ class SimulatedEcosystem(Ecosystem):
         self._dead: list[DeadLetter] = []
         self._dead_seq = 0
         self._crash: Exception | None = None
+        self._log = MemoryLog()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -83,6 +87,7 @@ class SimulatedEcosystem(Ecosystem):
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._log.signal = Signal()  # a reopened view streams again (its events stay)
         self._task = loop.create_task(self._pump(), name="pachytype simulation")
 
     async def _close(self) -> None:
@@ -105,6 +110,7 @@ class SimulatedEcosystem(Ecosystem):
             for queue in queues:
                 queue.put_nowait(_CLOSED)
         self._followers.clear()
+        self._log.signal.close()
 
     def _check_open(self) -> None:
         if self._crash is not None:
@@ -189,6 +195,28 @@ class SimulatedEcosystem(Ecosystem):
             await self._idle.wait()
             await asyncio.sleep(0)
 
+    def events(self, ref: Ref[Any, Any], *, after: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        self._check_open()
+        event_type(self.registry, ref.entity_type, ref)
+        log = self._log
+
+        async def read(position: int) -> list[tuple[int, object]]:
+            return log.of_entity(ref.key, position)
+
+        return tail(log.signal, read, lambda item: item[0], after)
+
+    def events_of(
+        self, entity: type[EventSourced[Any, Any, E, Any]] | str, *, after: int = 0
+    ) -> AsyncIterator[StoredEvent[E]]:
+        self._check_open()
+        name = event_type(self.registry, entity).name
+        log = self._log
+
+        async def read(position: int) -> list[StoredEvent[Any]]:
+            return log.of_type(name, position)
+
+        return tail(log.signal, read, lambda item: item.position, after)
+
     # -- driving the world ---------------------------------------------------
 
     def _kick(self) -> None:
@@ -271,6 +299,9 @@ class SimulatedEcosystem(Ecosystem):
                 failure.__cause__ = error
                 fut.set_exception(failure)
             return
+        if step.events:
+            base = self._log.count(key)
+            self._log.append(to, [(base + i, e) for i, e in enumerate(step.events, 1)])
         if fut is not None and not fut.done():
             fut.set_result(step.after)
         for queue in self._followers.get(key, ()):

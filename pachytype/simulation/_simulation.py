@@ -103,6 +103,11 @@ class Simulation:
         except Exception as error:
             raise InitError(ref.entity_type, ref.id, error) from error
 
+    def events(self, ref: Ref[Any, Any]) -> tuple[object, ...]:
+        """The events an event-sourced `ref` kept so far, in order (empty if none)."""
+        self.registry.get(ref.entity_type, ref.id)
+        return self._world.events.get(ref.key, ())
+
     def outcome(self) -> Outcome:
         """Every activated entity's current state."""
         return outcome_of(self._world.states, self._ctx.addresses)

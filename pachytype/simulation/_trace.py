@@ -28,7 +28,8 @@ class Step:
     """One step of a trace: a message delivered (or dropped, or duplicated)
     at `time`, with the target's state before and after and what it sent;
     or the clock moving (`kind` TICK). `error` is set when activation raised
-    (the state is then unchanged)."""
+    (the state is then unchanged). `events`: what an event-sourced target's
+    step appended to its events."""
 
     kind: Kind
     time: float
@@ -39,6 +40,7 @@ class Step:
     after: object
     sent: tuple[Envelope[Any], ...]
     error: BaseException | None = field(default=None, eq=False)
+    events: tuple[object, ...] = ()
 
     def describe(self) -> str:
         """One line, e.g. `t=0 <log 'l'> <- Append(value=1) from <relay 1>: () -> (1,)`."""
@@ -56,7 +58,8 @@ class Step:
                 f"(state stays {self.before!r})"
             )
         sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
-        return f"{head}{dup}: {self.before!r} -> {self.after!r}{sent}"
+        events = f"; events {list(self.events)!r}" if self.events else ""
+        return f"{head}{dup}: {self.before!r} -> {self.after!r}{events}{sent}"
 
 
 def _after(envelope: Envelope[Any]) -> str:

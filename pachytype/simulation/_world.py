@@ -5,7 +5,9 @@ Design note
 -----------
 * A `World` is an immutable snapshot: the states of the entities that were
   activated, the messages in flight per *channel* (sender -> target), the
-  timers of delayed envelopes, the virtual time and the fault budgets left.
+  timers of delayed envelopes, the virtual time and the fault budgets left,
+  and the events of event-sourced entities (what `exhaust` needs to treat
+  events as part of an outcome; `key()` already tells worlds apart by them).
   A step builds a new world and never changes the old one, so searches can
   keep many worlds and compare them by `key()`.
 * Channels are FIFO, which is the delivery promise every ecosystem keeps
@@ -32,7 +34,7 @@ from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-from attrs import define, evolve
+from attrs import define, evolve, field
 
 from pachytype._address import Address, Envelope, Key, make_envelope
 from pachytype._codec import Codec
@@ -81,18 +83,33 @@ class Context:
         self.addresses: dict[Key, Address[Any]] = {}
         self.codec = Codec(registry)
 
-    def turn(self, target: Key, state: object, message: object) -> Turn:
+    def turn(self, target: Key, state: object, message: object, events_before: int = 0) -> Turn:
         """`target` handles `message` in `state`, by the rules every ecosystem
-        keeps (`pachytype._core.turn`): its new state and the envelopes it
-        sent must be storable, as on a durable ecosystem."""
+        keeps (`pachytype._core.turn`): its new state (or its events, for an
+        event-sourced entity that has `events_before` so far) and the
+        envelopes it sent must be storable, as on a durable ecosystem."""
         etype = self.etype(target)
         codec = self.codec
         name, version = etype.name, etype.state_version
 
         def store(new_state: object) -> object:
-            data = codec.encode_state(name, new_state, target[1])
-            return codec.decode_state(name, target[1], data, version)
+            return codec.decode_state(name, target[1], codec.encode_state(name, new_state), version)
 
+        def store_event(event: object) -> object:
+            return codec.decode_event(name, target[1], codec.encode_event(name, event, target[1]))
+
+        if etype.event_sourced:
+            return run_turn(
+                etype,
+                self.addresses[target],
+                state,
+                (message,),
+                deque(),
+                self.route,
+                store_event=store_event,
+                events_before=events_before,
+                keep_events=True,
+            )
         return run_turn(
             etype, self.addresses[target], state, (message,), deque(), self.route, store_state=store
         )
@@ -100,7 +117,7 @@ class Context:
     def route(self, sender: Address[Any], env: object) -> tuple[Key, object, float]:
         """Check an envelope returned by `sender`'s activate, as the runtime does."""
         to, etype, message, delay = check_returned(self.registry, sender, env)
-        self.codec.encode_message(etype.name, message, to._id)  # raises if it cannot be stored
+        self.codec.encode_message(etype.name, message)  # raises if it could not be stored
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 
@@ -108,7 +125,7 @@ class Context:
         """Check an envelope sent from outside (raises like every ecosystem's `send`)."""
         to, etype, message, delay = check_outside(self.registry, envelope)
         self.codec.encode_id(etype.name, to._id)  # what a durable ecosystem refuses at send,
-        self.codec.encode_message(etype.name, message, to._id)  # this one refuses too
+        self.codec.encode_message(etype.name, message)  # this one refuses too
         self.addresses.setdefault(to.key, to)
         return to.key, message, delay
 
@@ -141,10 +158,12 @@ class World:
     drops: int = 0
     duplicates: int = 0
     reorder: bool = False
+    events: Mapping[Key, tuple[object, ...]] = field(factory=dict)
+    """Each event-sourced entity's events, in order (part of its outcome)."""
 
     @classmethod
     def empty(cls, faults: Faults = NO_FAULTS) -> World:
-        return cls({}, {}, (), 0.0, faults.drop, faults.duplicate, faults.reorder)
+        return cls({}, {}, (), 0.0, faults.drop, faults.duplicate, faults.reorder, {})
 
     @property
     def quiescent(self) -> bool:
@@ -165,6 +184,11 @@ class World:
             states = frozenset((k, freeze(s)) for k, s in self.states.items())
             channels = frozenset((c, freeze(m)) for c, m in self.channels.items())
             timers = freeze(self.timers)
+        if self.events:
+            # Two worlds with equal states but different events are different
+            # outcomes: never merge them (events are values: hashable attrs classes).
+            events = frozenset((k, freeze(e)) for k, e in self.events.items())
+            return (states, channels, timers, self.now, self.drops, self.duplicates, events)
         return (states, channels, timers, self.now, self.drops, self.duplicates)
 
     def outcome_key(self) -> Hashable:
@@ -260,6 +284,7 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
             world.drops - 1,
             duplicates,
             world.reorder,
+            world.events,
         )
         if not record:
             return new, None, None
@@ -280,14 +305,22 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
     to = ctx.addresses[target]
     try:
         before = states[target] if target in states else ctx.init_state(target)
-        turn = ctx.turn(target, before, message)
+        kept = world.events.get(target, ())
+        turn = ctx.turn(target, before, message, len(kept))
         if turn.failures:
             raise turn.failures[0].error
         after = turn.state
         routed: list[tuple[Key, object, float]] = turn.routed
     except Exception as error:
         failed = World(
-            states, channels, world.timers, world.now, world.drops, duplicates, world.reorder
+            states,
+            channels,
+            world.timers,
+            world.now,
+            world.drops,
+            duplicates,
+            world.reorder,
+            world.events,
         )
         if not record:
             return failed, None, error
@@ -312,11 +345,17 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
         timers = tuple(pending)
     new_states = dict(states)
     new_states[target] = after
-    new = World(new_states, channels, timers, now, world.drops, duplicates, world.reorder)
+    appended = tuple(stored for _, _, _, stored in turn.events)
+    events = world.events
+    if appended:
+        events = dict(events)
+        events[target] = kept + appended
+    new = World(new_states, channels, timers, now, world.drops, duplicates, world.reorder, events)
     if not record:
         return new, None, None
     sent = tuple(make_envelope(ctx.addresses[k], m, d) for k, m, d in routed)
-    return new, Step(kind, now, _sender(ctx, channel), to, message, before, after, sent), None
+    step = Step(kind, now, _sender(ctx, channel), to, message, before, after, sent, None, appended)
+    return new, step, None
 
 
 def _sender(ctx: Context, channel: Channel) -> Address[Any] | None:
@@ -331,7 +370,16 @@ def _tick(world: World, record: bool) -> _Applied:
     for _, channel, message in due:
         channels[channel] = (*channels.get(channel, ()), message)
     timers = world.timers[len(due) :]
-    new = World(world.states, channels, timers, now, world.drops, world.duplicates, world.reorder)
+    new = World(
+        world.states,
+        channels,
+        timers,
+        now,
+        world.drops,
+        world.duplicates,
+        world.reorder,
+        world.events,
+    )
     step = Step(Kind.TICK, now, None, None, None, None, None, ()) if record else None
     return new, step, None
 

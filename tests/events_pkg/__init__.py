@@ -1,0 +1,1 @@
+"""Event-sourced entities the event tests run on every ecosystem."""

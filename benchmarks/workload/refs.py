@@ -15,9 +15,35 @@ if TYPE_CHECKING:
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
+    _EventSinkRefBase = Ref[Hit, int]
+    _JournalRefBase = Ref[Hit, int]
     _SinkRefBase = Ref[Hit, int]
+    _SnappedJournalRefBase = Ref[Hit, int]
 else:
+    _EventSinkRefBase = Ref
+    _JournalRefBase = Ref
     _SinkRefBase = Ref
+    _SnappedJournalRefBase = Ref
+
+
+class EventSinkRef(_EventSinkRefBase):
+    """Address of an `EventSink` (benchmarks.workload.entities)."""
+
+    __slots__ = ()
+
+    def hit(self, n: int = 1) -> Envelope[int]:
+        """Send `Hit`."""
+        return self.post(_m_entities.Hit(n=n))
+
+
+class JournalRef(_JournalRefBase):
+    """Address of a `Journal` (benchmarks.workload.entities)."""
+
+    __slots__ = ()
+
+    def hit(self, n: int = 1) -> Envelope[int]:
+        """Send `Hit`."""
+        return self.post(_m_entities.Hit(n=n))
 
 
 class SinkRef(_SinkRefBase):
@@ -30,18 +56,64 @@ class SinkRef(_SinkRefBase):
         return self.post(_m_entities.Hit(n=n))
 
 
+class SnappedJournalRef(_SnappedJournalRefBase):
+    """Address of a `SnappedJournal` (benchmarks.workload.entities)."""
+
+    __slots__ = ()
+
+    def hit(self, n: int = 1) -> Envelope[int]:
+        """Send `Hit`."""
+        return self.post(_m_entities.Hit(n=n))
+
+
+def event_sink(id: int) -> EventSinkRef:
+    """The `EventSink` with this id."""
+    return make_ref(EventSinkRef, "event_sink", id)
+
+
+def journal(id: int) -> JournalRef:
+    """The `Journal` with this id."""
+    return make_ref(JournalRef, "journal", id)
+
+
 def sink(id: int) -> SinkRef:
     """The `Sink` with this id."""
     return make_ref(SinkRef, "sink", id)
 
 
+def snapped_journal(id: int) -> SnappedJournalRef:
+    """The `SnappedJournal` with this id."""
+    return make_ref(SnappedJournalRef, "snapped_journal", id)
+
+
 def _entity_types() -> list[EntityType]:
     return [
+        EntityType(
+            entity=_m_entities.EventSink,
+            messages=(_m_entities.Hit,),
+            state=int,
+            id_type=int,
+            events=(_m_entities.Counted,),
+        ),
+        EntityType(
+            entity=_m_entities.Journal,
+            messages=(_m_entities.Hit,),
+            state=int,
+            id_type=int,
+            events=(_m_entities.Counted,),
+        ),
         EntityType(
             entity=_m_entities.Sink,
             messages=(_m_entities.Hit,),
             state=int,
             id_type=int,
+        ),
+        EntityType(
+            entity=_m_entities.SnappedJournal,
+            messages=(_m_entities.Hit,),
+            state=int,
+            id_type=int,
+            events=(_m_entities.Counted,),
         ),
     ]
 
@@ -49,5 +121,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "benchmarks.workload",
     _entity_types,
-    fingerprint="df412b83634df2fba4e6333b9821088edd50926a9435c8402fa5c4546c16c8c5",
+    fingerprint="b2b7e9f60cd4382df2c8d7a86405c6953159e8616a8c0c99a1ae8aa9a7161a98",
 )

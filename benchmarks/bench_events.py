@@ -1,0 +1,232 @@
+"""Event-sourced entities on LocalDisk, replay, read models.
+
+* `localdisk.event_sourced`: 2,000 `EventSink` entities x 20 messages, fire
+  and forget from 8 senders in batches of 500 (as `localdisk.durable`);
+  activations/s until all are committed. Baseline, same run, same work: the
+  state-stored `Sink`. Each event-sourced activation writes an event row
+  (and every 100 events a snapshot) instead of the state row.
+* `localdisk.replay_100k`: ms to rebuild one entity with 100,000 events on
+  its first read after a reopen, with no snapshot (`Journal`); baseline: the
+  same entity snapshotted every 1,000 events (`SnappedJournal`).
+* `localdisk.projection_lag_p50/p99`: ms from a `call` to an event-sourced
+  entity returning (its event committed) to that event applied by a
+  `Projection` in the same process, while 8 callers write.
+* `usernames.cache_*`: the usernames example's `NameCache` in a local SQLite
+  file (`SqliteProjection`) over LocalDisk: 2,000 sign-ups (each a claim
+  event at a shard) sent by 8 senders; writes/s until every name is in the
+  cache; lag p50/p99 from a shard's commit (the signup's `follow` seeing its
+  name granted) to the cache answering "taken"; then the cache is closed,
+  1,000 more names are claimed, and the reopened cache catches up: ms and
+  events applied (only the missed ones, not all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks._record import Record
+from benchmarks.workload import refs
+from examples.usernames import refs as names
+from examples.usernames.cache import NameCache
+from examples.usernames.signup import UserId
+from pachytype import LocalDisk, Projection, StoredEvent
+
+ENTITIES = 2_000
+PER_ENTITY = 20
+SENDERS = 8
+BATCH = 500
+REPLAY = 100_000
+LAG_CALLERS = 8
+LAG_CALLS = 500
+SIGNUPS = 2_000
+MISSED = 1_000
+
+
+async def _throughput(path: Path, event_sourced: bool) -> float:
+    make = refs.event_sink if event_sourced else refs.sink
+    targets = [make(i) for i in range(ENTITIES)]
+    batches = [
+        [t.hit(n=1) for t in targets[j : j + BATCH]]
+        for _ in range(PER_ENTITY)
+        for j in range(0, ENTITIES, BATCH)
+    ]
+    gc.freeze()
+    async with LocalDisk(path, refs.REGISTRY) as eco:
+
+        async def sender(mine: list[list[Any]]) -> None:
+            for batch in mine:
+                await eco.send(*batch)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(batches[k::SENDERS]) for k in range(SENDERS)))
+        await eco.settle()
+        elapsed = time.perf_counter() - started
+        assert await eco.state(make(ENTITIES - 1)) == PER_ENTITY
+    gc.unfreeze()
+    return ENTITIES * PER_ENTITY / elapsed
+
+
+async def _replay(path: Path, snapshots: bool) -> float:
+    """ms of the first read of an entity with REPLAY events after a reopen."""
+    ref = refs.snapped_journal(1) if snapshots else refs.journal(1)
+    async with LocalDisk(path, refs.REGISTRY) as eco:
+        for first in range(0, REPLAY, 5_000):
+            await eco.send(*(ref.hit(n=1) for _ in range(first, first + 5_000)))
+        await eco.settle()
+    async with LocalDisk(path, refs.REGISTRY) as eco:
+        started = time.perf_counter()
+        state = await eco.state(ref)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert state == REPLAY
+    return elapsed
+
+
+async def _lag(path: Path) -> list[float]:
+    """ms from each call's return to its event applied by a projection."""
+    seen: dict[int, float] = {}
+
+    def note(view: int, stored: StoredEvent[Any]) -> int:
+        seen[stored.event.n] = time.perf_counter()
+        return view + 1
+
+    lags: list[float] = []
+    async with (
+        LocalDisk(path, refs.REGISTRY) as eco,
+        Projection(eco, "event_sink", apply=note, initial=0) as view,
+    ):
+
+        async def caller(k: int) -> None:
+            for i in range(LAG_CALLS):
+                tag = k * LAG_CALLS + i + 1  # unique n: finds its event
+                await eco.call(refs.event_sink(k).hit(n=tag))
+                returned = time.perf_counter()
+                await view.wait_until(_applied(seen, tag), timeout=30)
+                lags.append(max(0.0, seen[tag] - returned) * 1000)
+
+        await asyncio.gather(*(caller(k) for k in range(LAG_CALLERS)))
+    return lags
+
+
+async def _cache(directory: Path) -> dict[str, float]:
+    db, cache_db = directory / "names.db", directory / "cache.db"
+    users = [UserId(f"user{i}") for i in range(SIGNUPS + MISSED)]
+    lags: list[float] = []
+    async with LocalDisk(db, names.REGISTRY) as eco, NameCache(eco, cache_db) as cache:
+        granted: dict[str, float] = {}
+
+        async def watch(user: UserId) -> None:
+            async for state in eco.follow(names.signup(user)):
+                if state.name is not None:
+                    granted[state.name] = time.perf_counter()
+                    return
+
+        async def measure(user: UserId) -> None:
+            name = f"name-{user}"
+            await watchers[user]
+            await cache.projection.wait_until(lambda _: cache.taken(name), timeout=60)
+            lags.append(max(0.0, time.perf_counter() - granted[name]) * 1000)
+
+        watchers = {u: asyncio.ensure_future(watch(u)) for u in users[:SIGNUPS]}
+        started = time.perf_counter()
+        sends = [names.signup(u).choose(name=f"name-{u}") for u in users[:SIGNUPS]]
+        await asyncio.gather(
+            *(eco.send(*sends[k::SENDERS]) for k in range(SENDERS)),
+            *(measure(u) for u in users[:SIGNUPS]),
+        )
+        writes = SIGNUPS / (time.perf_counter() - started)
+    async with LocalDisk(db, names.REGISTRY) as eco:
+        await eco.send(*(names.signup(u).choose(name=f"name-{u}") for u in users[SIGNUPS:]))
+        await eco.settle()
+        started = time.perf_counter()
+        async with NameCache(eco, cache_db) as cache:
+            await cache.projection.wait_until(
+                lambda _: all(cache.taken(f"name-{u}") for u in users[-1:]), timeout=60
+            )
+            catch_up = (time.perf_counter() - started) * 1000
+            applied = cache.projection.applied
+            assert all(cache.taken(f"name-{u}") for u in users)
+    return {
+        "writes": writes,
+        "p50": statistics.median(lags),
+        "p99": _percentile(lags, 0.99),
+        "catch_up": catch_up,
+        "applied": applied,
+    }
+
+
+def _applied(seen: dict[int, float], tag: int) -> Callable[[object], bool]:
+    """Whether the event tagged `tag` reached the projection."""
+    return lambda _: tag in seen
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run() -> list[Record]:
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        directory = Path(tmp)
+        event_sourced = max(
+            asyncio.run(_throughput(directory / f"es-{i}.db", True)) for i in range(2)
+        )
+        state_stored = max(
+            asyncio.run(_throughput(directory / f"ss-{i}.db", False)) for i in range(2)
+        )
+        no_snapshot = asyncio.run(_replay(directory / "replay.db", False))
+        snapshot = asyncio.run(_replay(directory / "replay-snap.db", True))
+        lags = asyncio.run(_lag(directory / "lag.db"))
+        cache = asyncio.run(_cache(directory))
+    load = f"{ENTITIES:,} entities x {PER_ENTITY} msgs, synchronous=FULL"
+    return [
+        Record(
+            "localdisk.event_sourced",
+            event_sourced,
+            "activations/s",
+            "state-stored Sink, same work",
+            state_stored,
+            load,
+        ),
+        Record(
+            "localdisk.replay_100k",
+            no_snapshot,
+            "ms",
+            "snapshot every 1,000 events",
+            snapshot,
+            f"first read after reopen of an entity with {REPLAY:,} events, no snapshot",
+        ),
+        Record(
+            "localdisk.projection_lag_p50",
+            statistics.median(lags),
+            "ms",
+            note=f"call returned -> event in a Projection, {LAG_CALLERS} callers writing",
+        ),
+        Record("localdisk.projection_lag_p99", _percentile(lags, 0.99), "ms"),
+        Record(
+            "usernames.cache_writes",
+            cache["writes"],
+            "signups/s",
+            note=f"{SIGNUPS:,} signups, each name visible in the SQLite cache",
+        ),
+        Record(
+            "usernames.cache_lag_p50",
+            cache["p50"],
+            "ms",
+            note="name granted (signup follower) -> cache answers taken",
+        ),
+        Record("usernames.cache_lag_p99", cache["p99"], "ms"),
+        Record(
+            "usernames.cache_catch_up",
+            cache["catch_up"],
+            "ms",
+            note=f"reopened cache: applied {int(cache['applied']):,} missed events "
+            f"({MISSED:,} claims while it was down), not {SIGNUPS + MISSED:,}",
+        ),
+    ]

@@ -99,7 +99,7 @@ async def _drained(conn: asyncpg.Connection, schema: str) -> bool:
     return found
 
 
-async def _durable(dsn: str, nodes: int, logs: Path) -> float:
+async def _durable(dsn: str, nodes: int, logs: Path, workers: int = WORKERS) -> float:
     schema = new_schema_name("pt_bench")
     total = ENTITIES * PER_ENTITY
     try:
@@ -114,6 +114,7 @@ async def _durable(dsn: str, nodes: int, logs: Path) -> float:
                 lease=5.0,
                 partitions=PARTITIONS,
                 log_dir=logs,
+                workers=workers,
             )
             for i in range(nodes)
         ]
@@ -284,11 +285,20 @@ CLIENT_SECONDS = 5.0
 SEQUENTIAL = 500
 
 
-async def _serving(dsn: str, logs: Path) -> tuple[str, subprocess.Popen[bytes]]:
+async def _serving(
+    dsn: str, logs: Path, workers: int = WORKERS
+) -> tuple[str, subprocess.Popen[bytes]]:
     """One `pachytype node` process owning every partition of a fresh schema."""
     schema = new_schema_name("pt_client")
     proc = spawn_node(
-        dsn, schema, REGISTRY, node_id="server", lease=5.0, partitions=PARTITIONS, log_dir=logs
+        dsn,
+        schema,
+        REGISTRY,
+        node_id="server",
+        lease=5.0,
+        partitions=PARTITIONS,
+        log_dir=logs,
+        workers=workers,
     )
     conn = await asyncpg.connect(dsn)
     try:
@@ -317,12 +327,12 @@ async def _connections(dsn: str, schema: str) -> int:
         await conn.close()
 
 
-async def client_calls(dsn: str, logs: Path) -> dict[str, float]:
+async def client_calls(dsn: str, logs: Path, workers: int = WORKERS) -> dict[str, float]:
     """From a `node=False` client in this process to one node process:
     `IN_FLIGHT` concurrent calls over `CLIENT_KEYS` sinks for
     `CLIENT_SECONDS` (calls/s, p50, p99 in ms), then one key called in
     sequence (p50, p99 ms), and the connections both processes used."""
-    schema, proc = await _serving(dsn, logs)
+    schema, proc = await _serving(dsn, logs, workers)
     try:
         async with Postgres(dsn, refs.REGISTRY, schema=schema, node=False) as eco:
             await asyncio.gather(*(eco.call(refs.sink(k).hit(n=1)) for k in range(CLIENT_KEYS)))

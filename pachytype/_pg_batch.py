@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 from attrs import define, field
@@ -64,10 +64,10 @@ Key = tuple[str, str]
 """`(entity type, id text)`."""
 
 
-@define
-class Mail:
+class Mail(NamedTuple):
     """One claimed mailbox row (`ctid`: its physical address, stable while
-    our transaction holds its row lock; deletes need no index lookup)."""
+    our transaction holds its row lock; deletes need no index lookup). A
+    named tuple: a batch makes thousands, straight from the claimed rows."""
 
     ctid: tuple[int, int]
     msg_id: uuid.UUID
@@ -167,7 +167,11 @@ class Recent:
 
 def pack_recent(payloads: Iterable[bytes]) -> bytes:
     """Encoded messages as one value (each prefixed by its 4-byte length)."""
-    return b"".join(struct.pack(">I", len(p)) + p for p in payloads)
+    parts: list[bytes] = []
+    for p in payloads:
+        parts.append(len(p).to_bytes(4, "big"))
+        parts.append(p)
+    return b"".join(parts)
 
 
 def unpack_recent(data: bytes | None) -> tuple[bytes, ...]:

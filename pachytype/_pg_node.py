@@ -111,6 +111,8 @@ class Node:
             {} for _ in range(workers)
         ]
         self._recent = Recent()
+        self._due = [0.0] * workers
+        """Per worker: when (monotonic) its next delayed message falls due."""
         self._turns = [0] * workers
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -213,10 +215,16 @@ class Node:
                     log.exception("node %s worker %d: batch failed unexpectedly", self.node_id, w)
                     await asyncio.sleep(min(self.poll_interval, 0.2))
                     continue
-            if handled:
+            now = time.monotonic()
+            if handled >= self.batch:
                 await asyncio.sleep(0)
                 continue
-            timeout = self.poll_interval if not parts else min(self.poll_interval, delay)
+            if not handled:
+                self._due[w] = now + delay
+            # A batch that was not full took every due row of its partitions:
+            # what comes next wakes us (a notification, a local send, our own
+            # commit), or falls due (`_due`); no claim round trips meanwhile.
+            timeout = min(self.poll_interval, self._due[w] - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(timeout, 0.001))
 
@@ -269,12 +277,13 @@ class Node:
             f"SELECT m.ctid, m.msg_id, m.partition, m.entity_type, m.entity_id, m.payload, "
             f"m.outside, m.reply, m.reply_to, m.reply_key, "
             f"m.outside AND EXISTS (SELECT 1 FROM {s}.dedupe d WHERE d.msg_id = m.msg_id), "
-            f"EXISTS (SELECT 1 FROM {s}.watches w "
+            # (an InitPlan, once per claim: most of the time nobody follows anything)
+            f"(SELECT EXISTS (SELECT 1 FROM {s}.watches)) AND EXISTS (SELECT 1 FROM {s}.watches w "
             f"WHERE w.entity_type = m.entity_type AND w.entity_id = m.entity_id) "
-            f"FROM unnest($1::int[], $5::bigint[]) AS p(p, e), LATERAL ("
+            f"FROM (SELECT p FROM unnest($1::int[], $5::bigint[]) AS u(p, e) "
+            f"WHERE EXISTS (SELECT 1 FROM {s}.leases l "
+            f"WHERE l.partition = u.p AND l.owner = $6 AND l.epoch = u.e)) AS p, LATERAL ("
             f"SELECT ctid, * FROM {s}.mailbox WHERE partition = p.p "
-            f"AND EXISTS (SELECT 1 FROM {s}.leases l "
-            f"WHERE l.partition = p.p AND l.owner = $6 AND l.epoch = p.e) "
             f"AND (deliver_at IS NULL OR deliver_at <= now()) "
             f"AND (entity_type, entity_id) NOT IN "
             f"(SELECT * FROM unnest($3::text[], $4::text[])) "
@@ -289,7 +298,7 @@ class Node:
         if not rows:
             await conn.execute("COMMIT")
             return 0
-        mail = [Mail(*r) for r in rows]
+        mail = [Mail._make(r) for r in rows]
         cache = self._caches[w]
         known: dict[Key, Cached | None] = {}
         missing: list[Key] = []
@@ -342,13 +351,10 @@ class Node:
         calls), history of followed entities, replies for version-1 callers,
         and every notification (wake-ups, answers, follow hints)."""
         s = self._s
-        answers = {r.msg_id: r for r in out.replies}
-        dedupe: list[tuple[uuid.UUID, int | None, bytes | None, str | None, str | None]] = []
-        for msg_id in out.dedupe:
-            r = answers.get(msg_id)
-            dedupe.append(
-                (msg_id, *_answer(r)) if r is not None else (msg_id, None, None, None, None)
-            )
+        # Consumed outside ids, apart from those of calls (kept with their answers).
+        answered = [(r.msg_id, *_answer(r)) for r in out.replies]
+        called = {r.msg_id for r in out.replies}
+        plain = [m for m in out.dedupe if m not in called] if called else out.dedupe
         legacy = [(r.msg_id, *_answer(r)) for r in out.replies if r.reply_to is None]
         await conn.fetchval(
             f"WITH d AS (DELETE FROM {s}.mailbox WHERE ctid = ANY($1::tid[])), "
@@ -366,7 +372,7 @@ class Node:
             f"$14::float8[]) AS u(i, p, t, e, b, d)), "
             f"x AS (INSERT INTO {s}.dedupe (msg_id, version, data, error_type, error) "
             f"SELECT * FROM unnest($15::uuid[], $16::int[], $17::bytea[], $18::text[], "
-            f"$19::text[])), "
+            f"$19::text[]) UNION ALL SELECT unnest($32::uuid[]), NULL, NULL, NULL, NULL), "
             f"h AS (INSERT INTO {s}.history (entity_type, entity_id, activations, version, data) "
             f"SELECT * FROM unnest($20::text[], $21::text[], $22::bigint[], $23::int[], "
             f"$24::bytea[]) ON CONFLICT DO NOTHING), "
@@ -377,10 +383,11 @@ class Node:
             out.consumed,
             *_columns(out.states, 7),
             *_columns(out.mail, 6),
-            *_columns(dedupe, 5),
+            *_columns(answered, 5),
             *_columns(out.committed, 5),
             *_columns(legacy, 5),
             *_columns(self._notices(out), 2),
+            plain,
         )
         if out.dead:
             await conn.executemany(
@@ -439,9 +446,13 @@ class Node:
                 failure = ActivationError(reply.entity_type, reply.id, reply.message, reply.error)
                 failure.__cause__ = reply.error
                 fut.set_exception(failure)
+        now = time.monotonic()
         for m in out.mail:
             if m[5] <= 0:
                 self.wake(m[1])
+            elif m[1] in self.ownership.epochs:
+                v = m[1] % self.workers
+                self._due[v] = min(self._due[v], now + m[5])
         self.activations += out.activations
 
 
@@ -459,8 +470,8 @@ def _answer(r: Reply) -> tuple[int | None, bytes | None, str | None, str | None]
     """A call's answer as `(version, data, error type, error)` columns."""
     if r.error is None:
         return r.version, r.data, None, None
-    # The error's text may hold NUL or lone surrogates: PostgreSQL's text refuses them.
-    return None, None, type(r.error).__qualname__, storable_text(str(r.error))
+    # Texts as any store (and a NOTIFY payload) can keep them: no NUL, no lone surrogate.
+    return None, None, storable_text(type(r.error).__qualname__), storable_text(str(r.error))
 
 
 def _literal(text: str) -> str:

@@ -1,8 +1,10 @@
 """`pachytype inspect --db PATH MODULE:REGISTRY`: what a LocalDisk database holds.
 
 Entities with their states (decoded and pretty-printed, upgraded to the
-code's version in memory only), mailbox depths, delayed messages and dead
-letters, as rich tables, or as JSON with `--json`. Read-only: it works while
+code's version in memory only; an event-sourced entity's rebuilt from its
+snapshot and events), mailbox depths, delayed messages, dead letters and
+the latest events (`--limit` of them, in log order), as rich tables, or as
+JSON with `--json`. Read-only: it works while
 the owning process runs (WAL readers do not block the writer).
 
 With `--dsn` (or `PACHYTYPE_DSN` in the environment, and no `--db`) it shows
@@ -37,10 +39,12 @@ from pachytype._cli_support import (
     postgres_errors,
 )
 from pachytype._codec import Codec
+from pachytype._core.journal import rebuild
+from pachytype._core.turn import UNBORN
 from pachytype._durable import decode_dead
 from pachytype._pg_dsn import redact
-from pachytype._registry import Registry
-from pachytype._sqlite import connect_readonly, read_dead
+from pachytype._registry import EntityType, Registry
+from pachytype._sqlite import connect_readonly, read_dead, read_journals
 
 if TYPE_CHECKING:  # imported when run: it imports asyncpg
     from pachytype._pg_inspect import SchemaContents
@@ -89,12 +93,17 @@ def gather(conn: sqlite3.Connection, registry: Registry, limit: int) -> dict[str
             "GROUP BY m.etype, m.eid"
         )
     )
+    journaled = _has_events(conn)
     entities = []
     for row in conn.execute(
         "SELECT etype, eid, state, version, consumed FROM entities ORDER BY etype, eid LIMIT ?",
         (limit,),
     ):
-        state, problem = _decode_state(codec, row)
+        etype = registry.types.get(row[0])
+        if journaled and etype is not None and etype.event_sourced:
+            state, problem = _rebuilt_state(conn, codec, etype, row[1])
+        else:
+            state, problem = _decode_state(codec, row)
         entities.append(
             {
                 "entity_type": row[0],
@@ -132,6 +141,24 @@ def gather(conn: sqlite3.Connection, registry: Registry, limit: int) -> dict[str
             }
         )
     (total,) = conn.execute("SELECT count(*) FROM entities").fetchone()
+    events: list[dict[str, Any]] = []
+    events_total = 0
+    if journaled:
+        (events_total,) = conn.execute("SELECT count(*) FROM events").fetchone()
+        rows = conn.execute(
+            "SELECT position, etype, eid, seq, payload FROM events ORDER BY position DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        for position, etype_name, eid, seq, payload in reversed(rows):
+            events.append(
+                {
+                    "position": position,
+                    "entity_type": etype_name,
+                    "id": eid,
+                    "seq": seq,
+                    "event": _decode_event(codec, etype_name, eid, payload),
+                }
+            )
     return {
         "schema": meta.get("schema"),
         "fingerprint": meta.get("fingerprint"),
@@ -142,7 +169,46 @@ def gather(conn: sqlite3.Connection, registry: Registry, limit: int) -> dict[str
         ],
         "timers": timers,
         "dead_letters": dead,
+        "events_total": events_total,
+        "events": events,
     }
+
+
+def _has_events(conn: sqlite3.Connection) -> bool:
+    """Whether the database has the events tables (a file last opened by an
+    older pachytype has not)."""
+    found = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+    ).fetchone()
+    return bool(found[0])
+
+
+def _rebuilt_state(
+    conn: sqlite3.Connection, codec: Codec, etype: EntityType, eid: str
+) -> tuple[object, str | None]:
+    """An event-sourced entity's state: its snapshot and later events, folded."""
+    try:
+        id: Hashable = codec.decode_id(etype.name, eid)
+        journal = read_journals(conn, [(etype.name, eid)]).get((etype.name, eid))
+        if journal is None:
+            return None, "no events (never activated, or no message decided one)"
+        snapshot = journal.snapshot
+        state = (
+            UNBORN
+            if snapshot is None
+            else codec.decode_state(etype.name, id, snapshot[1], snapshot[2])
+        )
+        decoded = [(n, codec.decode_event(etype.name, id, data)) for n, data in journal.events]
+        return rebuild(etype, id, state, decoded), None
+    except Exception as error:
+        return None, f"{type(error).__name__}: {error}"
+
+
+def _decode_event(codec: Codec, etype: str, eid: str, data: bytes) -> object:
+    try:
+        return codec.decode_event(etype, codec.decode_id(etype, eid), data)
+    except Exception:
+        return bytes(data).decode(errors="replace")
 
 
 def _plain(value: object) -> Any:
@@ -189,7 +255,16 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
             Pretty(d["recent"]),
             d["at"],
         )
-    return [entities, mailboxes, timers, dead]
+    events = Table(
+        title=f"events (latest {len(data['events'])} of {data['events_total']}, in log order)"
+    )
+    for column in ("position", "type", "id", "seq", "event"):
+        events.add_column(column)
+    for e in data["events"]:
+        events.add_row(
+            str(e["position"]), e["entity_type"], e["id"], str(e["seq"]), Pretty(e["event"])
+        )
+    return [entities, mailboxes, timers, dead, events]
 
 
 def _read_postgres(dsn: str, schema: str, limit: int) -> SchemaContents:

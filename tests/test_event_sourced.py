@@ -10,6 +10,7 @@ SIGKILLed child process.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -532,3 +533,31 @@ def test_on_postgres_an_event_sourced_entity_runs_but_keeps_no_events_yet() -> N
         asyncio.run(asyncio.wait_for(scenario(), 60))
     finally:
         drop_schemas(dsn, [schema])
+
+
+async def test_inspect_shows_events_and_the_rebuilt_state(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pachytype.cli import main
+
+    db = tmp_path / "es.db"
+    async with LocalDisk(db, REGISTRY) as eco:
+        for item in "abcd":
+            await eco.call(cart("i").add(item=item))
+    result = CliRunner().invoke(
+        main, ["inspect", "--db", str(db), "tests.events_pkg.refs:REGISTRY", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    (entity,) = [e for e in data["entities"] if e["entity_type"] == "cart"]
+    assert entity["state"] == repr(CartState(dict.fromkeys("abcd", 1)))
+    assert data["events_total"] == 4
+    assert [(e["position"], e["id"], e["seq"], e["event"]) for e in data["events"]] == [
+        (n, "i", n, repr(Added(item, 1))) for n, item in enumerate("abcd", 1)
+    ]
+    tables = CliRunner().invoke(
+        main,
+        ["inspect", "--db", str(db), "tests.events_pkg.refs:REGISTRY"],
+        env={"COLUMNS": "200"},
+    )
+    assert "events (latest 4 of 4, in log order)" in tables.output

@@ -255,6 +255,8 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
             Pretty(d["recent"]),
             d["at"],
         )
+    if "events" not in data:  # a PostgreSQL schema keeps no events yet
+        return [entities, mailboxes, timers, dead]
     events = Table(
         title=f"events (latest {len(data['events'])} of {data['events_total']}, in log order)"
     )

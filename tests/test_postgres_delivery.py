@@ -1,14 +1,18 @@
 """Delivery on PostgreSQL: a resent outside message is applied once, mail
-(delayed or not, calls included) waits in the database for a node, and a
+(delayed or not, calls included) waits in the database for a node, a call
+lost with the server is sent again, a forged answer resolves nothing, and a
 dead letter keeps its entity's recent messages across restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
+import orjson
 import pytest
 
 from pachytype import ActivationError, Postgres
@@ -101,3 +105,56 @@ async def test_a_dead_letter_keeps_the_messages_before_a_restart_and_a_takeover(
         assert [d.message for d in letters] == [Fail("one"), Fail("two")]
         assert letters[1].recent == (Add(1), Add(2), Add(3), Fail("one"), Fail("two"))
         assert letters[1].state == 6
+
+
+async def _waiting_call_row(conn: asyncpg.Connection, schema: str) -> asyncpg.Record:
+    """The mailbox row of a call, once it is committed."""
+    while True:
+        row = await conn.fetchrow(
+            f'SELECT msg_id, reply_to FROM "{schema}".mailbox WHERE reply_to IS NOT NULL'
+        )
+        if row is not None:
+            return row
+        await asyncio.sleep(0.01)
+
+
+async def test_a_call_whose_message_was_lost_with_the_server_is_sent_again(
+    schema: tuple[str, str],
+) -> None:
+    # A call's INSERT does not wait for its own flush (the owner's flushed
+    # commit covers it): if the server loses it, the caller must send it again.
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with open_eco(dsn, name, node=False) as client:
+            call = asyncio.create_task(client.call(refs.tally(TallyId("lost")).add(n=4)))
+            row = await _waiting_call_row(conn, name)
+            await conn.execute(f'DELETE FROM "{name}".mailbox WHERE msg_id = $1', row["msg_id"])
+            async with open_eco(dsn, name):
+                assert await asyncio.wait_for(call, 10) == 4
+                await client.settle()
+                assert await client.state(refs.tally(TallyId("lost"))) == 4  # once
+    finally:
+        await conn.close()
+
+
+async def test_a_forged_answer_never_resolves_a_call(schema: tuple[str, str]) -> None:
+    # Anyone who can connect may LISTEN (and learn a call's id) and NOTIFY:
+    # an answer not sealed with the caller's key is dropped.
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with open_eco(dsn, name, node=False) as client:
+            call = asyncio.create_task(client.call(refs.tally(TallyId("f")).add(n=1)))
+            row = await _waiting_call_row(conn, name)
+            forged = orjson.dumps([[row["msg_id"].hex, 1, base64.b64encode(b"999").decode()]])
+            for tag in ("0" * 32, "f" * 32):
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", row["reply_to"], tag + forged.decode()
+                )
+            await conn.execute("SELECT pg_sleep(0.3)")  # delivered meanwhile, if at all
+            assert not call.done()
+            async with open_eco(dsn, name):
+                assert await asyncio.wait_for(call, 10) == 1
+    finally:
+        await conn.close()

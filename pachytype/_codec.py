@@ -131,7 +131,7 @@ class _EntityCodec:
     state_unstructure: Unstructure
     state_structure: Structure
     events_by_class: dict[type, tuple[str, Unstructure, int]]
-    events_by_tag: dict[str, tuple[type, Structure]]
+    events_by_tag: dict[str, tuple[type, Structure, int]]
 
 
 class Codec:
@@ -376,7 +376,15 @@ class Codec:
 
         Raises `DecodeError` (data that does not fit, an unknown event class)
         or `StateVersionError` (no upcaster chain from the stored version)."""
-        codec = self._for(entity_type, id)
+        codec = self._entities.get(entity_type) or self._for(entity_type, id)
+        try:  # the common case: an event of the current version that fits
+            raw = orjson.loads(data)
+            cls, structure, current = codec.events_by_tag[raw[0]]
+            stored = raw[2] if len(raw) == 3 else 1 if len(raw) == 2 else 0
+            if stored == current and type(raw[1]) is dict:
+                return structure(raw[1], cls)
+        except Exception:  # anything wrong: the slow path below says what
+            pass
         fix = (
             "stored events must keep decoding: when an event class changes shape, add "
             "@upcast(event=..., from_version=...) converting its stored form"
@@ -405,7 +413,7 @@ class Codec:
                 tag,
                 "an event class was renamed or removed: keep the class (events are forever)",
             )
-        cls, structure = found
+        cls, structure, _ = found
         fields = upcast_raw(codec.etype.entity, id, tag, fields, version)
         try:
             return structure(fields, cls)
@@ -575,7 +583,7 @@ class Codec:
             by_class[cls] = (tag, converter.get_unstructure_hook(cls))
             by_tag[tag] = (cls, converter.get_structure_hook(cls))
         events_by_class: dict[type, tuple[str, Unstructure, int]] = {}
-        events_by_tag: dict[str, tuple[type, Structure]] = {}
+        events_by_tag: dict[str, tuple[type, Structure, int]] = {}
         for cls in etype.events:
             _check_resolved(etype, cls)
             tag = cls.__name__
@@ -585,7 +593,7 @@ class Codec:
                 )
             version = etype.entity.event_version(cls)  # type: ignore[attr-defined]
             events_by_class[cls] = (tag, converter.get_unstructure_hook(cls), version)
-            events_by_tag[tag] = (cls, converter.get_structure_hook(cls))
+            events_by_tag[tag] = (cls, converter.get_structure_hook(cls), version)
         return _EntityCodec(
             etype=etype,
             events_by_class=events_by_class,

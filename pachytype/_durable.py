@@ -819,9 +819,9 @@ class DurableRuntime(Runtime):
         lives, self._to_load = self._to_load[: self.max_batch], self._to_load[self.max_batch :]
         keys = [(live.etype.name, live.id_text) for live in lives]
         journaled = [k for live, k in zip(lives, keys, strict=True) if live.etype.event_sourced]
-        found = await self.store.load_states(
-            [k for k in keys if k not in journaled] if journaled else keys
-        )
+        skip = set(journaled)
+        rest = [k for k in keys if k not in skip] if journaled else keys
+        found = await self.store.load_states(rest) if rest else {}
         journals = await self.store.load_journals(journaled) if journaled else {}
         for live, key in zip(lives, keys, strict=True):
             if live.etype.event_sourced:

@@ -605,26 +605,50 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
 
 
 def read_journals(conn: sqlite3.Connection, keys: Sequence[EntityKey]) -> dict[EntityKey, Journal]:
-    """Latest snapshot and later events of each of `keys` (absent: neither)."""
-    found: dict[EntityKey, Journal] = {}
-    conn.execute("BEGIN")  # one snapshot of the database for every key
+    """Latest snapshot and later events of each of `keys` (absent: neither), in
+    two queries per chunk of ids (entities about to run are loaded together)."""
+    by_type: dict[str, list[str]] = {}
+    for etype, eid in keys:
+        by_type.setdefault(etype, []).append(eid)
+    snapshots: dict[EntityKey, tuple[int, bytes, int]] = {}
+    events: dict[EntityKey, list[tuple[int, bytes]]] = {}
+    conn.execute("BEGIN")  # one snapshot of the database for every chunk
     try:
-        for etype, eid in keys:
-            row = conn.execute(
-                "SELECT seq, state, version FROM snapshots WHERE etype = ? AND eid = ?",
-                (etype, eid),
-            ).fetchone()
-            after = 0 if row is None else row[0]
-            events = conn.execute(
-                "SELECT seq, payload FROM events WHERE etype = ? AND eid = ? AND seq > ? "
-                "ORDER BY seq",
-                (etype, eid, after),
-            ).fetchall()
-            if row is not None or events:
-                found[(etype, eid)] = Journal(None if row is None else tuple(row), events)
+        for etype, eids in by_type.items():
+            for at in range(0, len(eids), _READ_CHUNK):
+                chunk = eids[at : at + _READ_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for eid, seq, state, version in conn.execute(
+                    f"SELECT eid, seq, state, version FROM snapshots "
+                    f"WHERE etype = ? AND eid IN ({marks})",
+                    (etype, *chunk),
+                ):
+                    snapshots[(etype, eid)] = (seq, state, version)
+                # Entities without a snapshot: all their events, one query per
+                # chunk; with one: a range read after it each (an index range,
+                # never a scan of the events the snapshot covers).
+                bare = [eid for eid in chunk if (etype, eid) not in snapshots]
+                if bare:
+                    marks = ", ".join("?" * len(bare))
+                    for eid, seq, payload in conn.execute(
+                        f"SELECT eid, seq, payload FROM events "
+                        f"WHERE etype = ? AND eid IN ({marks}) ORDER BY eid, seq",
+                        (etype, *bare),
+                    ):
+                        events.setdefault((etype, eid), []).append((seq, payload))
+                for eid in chunk:
+                    snapshot = snapshots.get((etype, eid))
+                    if snapshot is not None:
+                        found = conn.execute(
+                            "SELECT seq, payload FROM events "
+                            "WHERE etype = ? AND eid = ? AND seq > ? ORDER BY seq",
+                            (etype, eid, snapshot[0]),
+                        ).fetchall()
+                        if found:
+                            events[(etype, eid)] = found
     finally:
         conn.execute("COMMIT")
-    return found
+    return {key: Journal(snapshots.get(key), events.get(key, [])) for key in {*snapshots, *events}}
 
 
 def read_events(

@@ -50,6 +50,8 @@ from libcst.metadata import (
     QualifiedNameProvider,
 )
 
+from pachytype._names import snake_case as _snake  # noqa: PLC2701 (names must agree)
+
 from .model import PackageModel
 from .package import ModuleSource
 from .problems import Problem
@@ -58,6 +60,9 @@ ALLOW = "pachytype: allow-impure"
 """The comment that allows one impure line on purpose."""
 
 _PURE_METHODS = ("init", "activate")
+_WORKER_PURE = ("give_up", "key")
+"""A worker's methods that run inside its entity's activation: pure like `activate`
+(its `perform` is where effects belong, and is left alone)."""
 _ECOSYSTEM_CALLS = frozenset({"send", "call", "follow", "settle", "dead_letters"})
 _MUTATORS = frozenset(
     {
@@ -125,13 +130,14 @@ def lint(model: PackageModel, modules: Sequence[ModuleSource]) -> list[Problem]:
     """Purity and private-construction problems in the package's modules
     (`modules` should not include the generated `refs.py`)."""
     entities_by_path: dict[str, dict[str, list[str]]] = {}
+    workers = {e.sym.name for e in model.entities if e.is_worker}
     for entity in model.entities:
         messages = [m.name for m in entity.messages]
         entities_by_path.setdefault(entity.path, {})[entity.sym.name] = messages
     found: list[Problem] = []
     functions: dict[_Key, _Function] = {}
     for module in modules:
-        visitor = _scan_module(module, entities_by_path.get(str(module.path), {}))
+        visitor = _scan_module(module, entities_by_path.get(str(module.path), {}), workers)
         found.extend(visitor.problems)
         for function in visitor.functions:
             functions[function.key] = function
@@ -166,10 +172,14 @@ class _Function:
     calls: list[_Call] = Factory(list)
 
 
-def _scan_module(module: ModuleSource, entity_classes: dict[str, list[str]]) -> _Module:
+def _scan_module(
+    module: ModuleSource, entity_classes: dict[str, list[str]], workers: set[str]
+) -> _Module:
     source = module.path.read_text(encoding="utf-8")
     wrapper = MetadataWrapper(cst.parse_module(source))
-    visitor = _Module(str(module.path), module.name, source.splitlines(), entity_classes, wrapper)
+    visitor = _Module(
+        str(module.path), module.name, source.splitlines(), entity_classes, wrapper, workers
+    )
     wrapper.visit(visitor)
     return visitor
 
@@ -265,8 +275,11 @@ class _Module(cst.CSTVisitor):
         lines: list[str],
         entity_classes: dict[str, list[str]],
         wrapper: MetadataWrapper,
+        workers: set[str],
     ) -> None:
         super().__init__()
+        self.workers = workers
+        """Worker class names of the package (any module): their `perform` is theirs to call."""
         self.path = path
         self.module = module
         self.lines = lines
@@ -292,8 +305,14 @@ class _Module(cst.CSTVisitor):
 
     @property
     def in_entity(self) -> bool:
-        """Inside a method of an entity class (where mutating `self` is impure)."""
-        return self.klass is not None and self.klass in self.entity_classes
+        """Inside a method of an entity class (where mutating `self` is impure); for
+        a worker, only inside the methods that run in its activation."""
+        if self.klass is None or self.klass not in self.entity_classes:
+            return False
+        if self.klass not in self.workers:
+            return True
+        method = self.function.key[1].rpartition(".")[2] if self.function else ""
+        return method in _WORKER_PURE
 
     # -- where we are --------------------------------------------------------
 
@@ -332,7 +351,8 @@ class _Module(cst.CSTVisitor):
         at_top = self.depth == 0 or (self.depth == 1 and self.klass is not None)
         if self.function is None and at_top:
             qualname = f"{self.klass}.{name}" if self.depth == 1 else name
-            entity = self.klass if self.in_entity and name in _PURE_METHODS else None
+            pure = _WORKER_PURE if self.klass in self.workers else _PURE_METHODS
+            entity = self.klass if self.klass in self.entity_classes and name in pure else None
             self.function = _Function((self.module, qualname), self.path, entity)
             self.functions.append(self.function)
             self.function_depth = self.depth
@@ -410,6 +430,37 @@ class _Module(cst.CSTVisitor):
         if node.keyword is not None and node.keyword.value == "_key":
             self._private(node, "passes `_key=`")
 
+    # -- workers: only their runner performs ----------------------------------
+
+    def _check_perform(self, node: cst.Call) -> None:
+        """A worker's `perform` is called by its runner, never by package code:
+        called directly, the request has no retries, no idempotency key kept,
+        and its result reaches no one."""
+        func = node.func
+        if not (isinstance(func, cst.Attribute) and func.attr.value == "perform"):
+            return
+        target = func.value
+        head = target.func if isinstance(target, cst.Call) else target
+        name = cst.helpers.get_full_name_for_node(head) or ""
+        worker = name.rpartition(".")[2]
+        in_own = self.klass is not None and self.klass in self.workers and _is_self(target)
+        if worker not in self.workers and not in_own:
+            return
+        line = self._line(node)
+        if self._allowed(line):
+            return
+        shown = worker if worker in self.workers else str(self.klass)
+        self.problems.append(
+            Problem(
+                self.path,
+                line,
+                f"worker {shown}: `perform` is called directly; a worker's requests go "
+                f"through its entity (return `refs.{_snake(shown)}().<request>(...)` from "
+                f"an activate, or `await eco.ask(...)`), which keeps the idempotency key, "
+                f"retries, and answers reply_to exactly once",
+            )
+        )
+
     # -- purity (inside functions; reported only if an init/activate reaches them)
 
     def visit_Await(self, node: cst.Await) -> None:
@@ -425,6 +476,7 @@ class _Module(cst.CSTVisitor):
             self._impure(node, "declares `nonlocal`: keep all changes in the returned state")
 
     def visit_Call(self, node: cst.Call) -> None:
+        self._check_perform(node)
         if self.function is None:
             return
         func = node.func

@@ -350,8 +350,10 @@ def _entity_view(
         ),
         methods=[method for method, _ in methods],
         class_line=fit(0, f"class {e.ref_class}(", [f"_{e.ref_class}Base"], "):"),
-        factory_docstring=_docstring(
-            4, f"The `{e.sym.name}` with this id.", "The entity with this id."
+        factory_docstring=(
+            _docstring(4, f"The `{e.sym.name}` worker (send it requests).", "The worker.")
+            if e.is_worker
+            else _docstring(4, f"The `{e.sym.name}` with this id.", "The entity with this id.")
         ),
         factory_return=fit(
             4, "return make_ref(", [e.ref_class, f'"{e.name}"', "0" if e.is_worker else "id"], ")"

@@ -157,8 +157,11 @@ class WorkerRunner:
             wake = None if state is None else next_wake(state, now)
             self._changed.clear()
             timeout = None if wake is None else max(0.0, wake - time.time()) + 0.01
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
+            # cancellation that stops the runner when its timeout fires at once.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
 
     def _room(self) -> int:
         return self.worker.concurrency - len(self.performing)

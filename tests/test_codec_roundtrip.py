@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pachytype import Address, Ref, Registry
-from pachytype._address import make_ref
+from pachytype import Address, Envelope, Ref, Registry, Worker
+from pachytype._address import make_envelope, make_ref
 from pachytype._codec import Codec
 from pachytype._hints import field_types
 from pachytype._names import snake_case
@@ -73,6 +73,10 @@ def values(tp: Any, registry: Registry, depth: int = 0) -> st.SearchStrategy[Any
         isinstance(tp, type) and issubclass(tp, Address)
     ):
         return addresses(registry)
+    if (isinstance(origin, type) and issubclass(origin, Envelope)) or (
+        isinstance(tp, type) and issubclass(tp, Envelope)
+    ):
+        return envelopes(registry)
     if origin is typing.Literal:
         return st.sampled_from(args)
     if origin in (tuple, abc.Sequence) and (
@@ -108,6 +112,24 @@ def addresses(registry: Registry) -> st.SearchStrategy[Address[Any]]:
     names = sorted(registry.types)
     return st.sampled_from(names).flatmap(
         lambda name: ids(registry, name).map(lambda id: make_ref(Ref, name, id))
+    )
+
+
+def envelopes(registry: Registry) -> st.SearchStrategy[Envelope[Any]]:
+    """Envelopes inside messages or states (a worker's requests and results), to
+    the registry's own entities (not workers: their messages hold envelopes)."""
+    names = sorted(
+        t.name
+        for t in registry.types.values()
+        if not issubclass(t.entity, Worker) and t.name != "pachytype.inbox"
+    )
+    return st.sampled_from(names).flatmap(
+        lambda name: st.builds(
+            make_envelope,
+            ids(registry, name).map(lambda id: make_ref(Ref, name, id)),
+            messages(registry, name),
+            st.floats(0, 1e6),
+        )
     )
 
 

@@ -34,7 +34,10 @@ its own (a Postgres follower used to skip states too big to notify).
 
 Postgres runs when a server answers at PACHYTYPE_TEST_DSN; without one the
 test skips (under CI=true it fails), as every Postgres test does.
-`PACHYTYPE_DIFFERENTIAL_EXAMPLES` draws more workloads (25 by default).
+A second test runs the workloads on a Postgres cluster too: a `node=False`
+client with two nodes, restarted one node at a time at each reopen.
+`PACHYTYPE_DIFFERENTIAL_EXAMPLES` draws more workloads (25 by default, a
+fifth of that for the cluster).
 """
 
 from __future__ import annotations
@@ -218,7 +221,8 @@ class Settle:
 @frozen
 class Reopen:
     """Close and reopen the durable ecosystems on the same store (settled
-    first, or with mail in flight); the others go on (they would lose all)."""
+    first, or with mail in flight; a cluster restarts its nodes one by one);
+    the others go on (they would lose everything)."""
 
     settled: bool
 
@@ -378,12 +382,13 @@ class Driver:
         self.kind = kind
         self.workload = workload
         self.eco = kind.open()
+        self.nodes: list[Ecosystem] = []
         self.senders = workload.appended()
         self.seen: Observation = {}
         self.followers: dict[str, Followed] = {}
 
     async def run(self) -> Observation:
-        await self.eco.open()
+        await self.open()
         try:
             if self.workload.follow:
                 await self.follow()
@@ -399,8 +404,21 @@ class Driver:
             await self.eco.settle()
             await self.observe()
         finally:
-            await self.eco.close()
+            await self.close()
         return self.seen
+
+    async def open(self) -> None:
+        for make in self.kind.nodes:
+            self.nodes.append(make())
+            await self.nodes[-1].open()
+        await self.eco.open()
+
+    async def close(self) -> None:
+        try:
+            await self.eco.close()
+        finally:
+            while self.nodes:
+                await self.nodes.pop().close()
 
     async def follow(self) -> None:
         eco = self.eco
@@ -434,9 +452,15 @@ class Driver:
                     return  # it would lose everything: it goes on instead
                 if settled:
                     await self.eco.settle()
-                await self.eco.close()
+                if self.nodes:  # a rolling restart: the client stays, partitions move
+                    for i, make in enumerate(self.kind.nodes):
+                        await self.nodes[i].close()
+                        self.nodes[i] = make()
+                        await self.nodes[i].open()
+                    return
+                await self.close()
                 self.eco = self.kind.open()
-                await self.eco.open()
+                await self.open()
 
     async def call(self, i: int, msg: Msg, delay_ms: int = 0) -> None:
         envelope = msg.envelope()
@@ -572,44 +596,54 @@ class Kind:
     name: str
     durable: bool
     open: Callable[[], Ecosystem]
+    nodes: tuple[Callable[[], Ecosystem], ...] = ()
+    """Nodes opened before it (and closed after) on the same store: then it
+    is a client, and they run the entities."""
 
 
 @contextmanager
-def fresh_stores(dsn: str, seed: int) -> Iterator[list[Kind]]:
-    """Every ecosystem, each on a store of its own for one example (removed after)."""
+def fresh_stores(dsn: str, seed: int, cluster: bool) -> Iterator[list[Kind]]:
+    """Every ecosystem, each on a store of its own for one example (removed
+    after). With `cluster`: InMemory (as the reference: the other test holds
+    the others to it) and a Postgres client in front of two nodes."""
     schema = new_schema_name()
+    options: dict[str, Any] = {
+        "schema": schema,
+        "partitions": 8,
+        "lease": timedelta(seconds=2),
+        "poll_interval": 0.1,
+    }
+    node = partial(Postgres, dsn, REGISTRY, **options)
     with tempfile.TemporaryDirectory() as directory:
         kinds = []
         for name, opener in sorted(ECOSYSTEMS.items()):
+            if cluster and name != "inmemory":
+                continue
             if name == "simulation":  # seeded: the delivery order is part of the example
                 kinds.append(Kind(name, False, Simulation(REGISTRY, seed=seed).ecosystem))
                 continue
             path = Path(directory) / name
             path.mkdir()
             kinds.append(Kind(name, name in DURABLE, partial(opener, REGISTRY, path)))
-        postgres = partial(
-            Postgres,
-            dsn,
-            REGISTRY,
-            schema=schema,
-            partitions=8,
-            lease=timedelta(seconds=2),
-            poll_interval=0.1,
-        )
-        kinds.append(Kind("postgres", True, postgres))
+        if cluster:
+            kinds.append(Kind("postgres cluster", True, partial(node, node=False), (node, node)))
+        else:
+            kinds.append(Kind("postgres", True, node))
         try:
             yield kinds
         finally:
             drop_schemas(dsn, [schema])
 
 
-async def differences(dsn: str, workload: Workload, *, exact: bool = False) -> list[str]:
+async def differences(
+    dsn: str, workload: Workload, *, exact: bool = False, cluster: bool = False
+) -> list[str]:
     """Run `workload` on every ecosystem, side by side (an example costs about
     what the slowest one takes, not the sum); lines naming each observation
     on which they differ.
 
     Unless `exact`, the known gap of recent messages at a reopen is tolerated."""
-    with fresh_stores(dsn, workload.seed) as kinds:
+    with fresh_stores(dsn, workload.seed, cluster) as kinds:
         results = await asyncio.gather(
             *(Driver(kind, workload).run() for kind in kinds), return_exceptions=True
         )
@@ -660,16 +694,29 @@ def dsn() -> str:
     return require_postgres()
 
 
-@settings(
-    max_examples=int(os.environ.get("PACHYTYPE_DIFFERENTIAL_EXAMPLES", "25")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+EXAMPLES: Final = int(os.environ.get("PACHYTYPE_DIFFERENTIAL_EXAMPLES", "25"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workload=workloads())
 async def test_every_ecosystem_agrees_on_what_the_promises_fix(
     dsn: str, workload: Workload
 ) -> None:
     lines = await differences(dsn, workload)
+    assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
+
+
+@settings(
+    max_examples=max(1, EXAMPLES // 5),  # three Postgres instances an example
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(workload=workloads())
+async def test_a_postgres_cluster_agrees_with_the_others(dsn: str, workload: Workload) -> None:
+    """A `node=False` client in front of two nodes sharing the partitions
+    (mail between entities crosses nodes), restarted one node at a time at
+    each Reopen, with mail in flight or not."""
+    lines = await differences(dsn, workload, cluster=True)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
 
 

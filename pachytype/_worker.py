@@ -38,6 +38,13 @@ in any of them:
 Time comes only from the runners' messages (`now`), so `activate` stays
 pure; leases compare runners' clocks, so nodes need roughly synchronised
 clocks (seconds, not milliseconds).
+
+Limits (not done): one entity per worker type holds every pending request,
+so each of its activations costs O(pending) (the new state is encoded);
+hundreds pending are fine, thousands arriving at once are slow, and on
+Postgres a batch of them can outlast the node's transaction timeout.
+Sharding the worker entity by key is the fix. The runners use the wall
+clock, not an ecosystem's `clock=`.
 """
 
 from __future__ import annotations

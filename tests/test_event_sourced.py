@@ -10,15 +10,20 @@ SIGKILLed child process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from codegen.generate import generate, write
 from pachytype import (
@@ -561,3 +566,77 @@ async def test_inspect_shows_events_and_the_rebuilt_state(tmp_path: Path) -> Non
         env={"COLUMNS": "200"},
     )
     assert "events (latest 4 of 4, in log order)" in tables.output
+
+
+# -- the ecosystems agree --------------------------------------------------------------
+
+_ITEMS = st.sampled_from(["tea", "jam", "oat"])
+_MESSAGES = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.one_of(
+            st.builds(lambda i, q: ("add", i, q), _ITEMS, st.integers(0, 2)),
+            st.builds(lambda i: ("remove", i, 0), _ITEMS),
+            st.just(("checkout", "", 0)),
+        ),
+    ),
+    max_size=25,
+)
+
+
+def _envelope(name: str, what: tuple[str, str, int]) -> Any:
+    kind, item, qty = what
+    if kind == "add":
+        return cart(name).add(item=item, qty=qty)
+    if kind == "remove":
+        return cart(name).remove(item=item)
+    return cart(name).checkout()
+
+
+async def _outcome(eco: Any, steps: list[tuple[str, tuple[str, str, int]]]) -> object:
+    """States, events, dead letters and the ledger after `steps`, then one more
+    checkout per cart (its `CheckedOut` is the last event each stream waits for)."""
+    names = ("a", "b")
+    logs: dict[str, list[object]] = {n: [] for n in names}
+    checkouts = {n: 1 + sum(1 for m, w in steps if m == n and w[0] == "checkout") for n in names}
+
+    async def collect(name: str) -> None:
+        seen = 0
+        async for _, event in eco.events(cart(name)):
+            logs[name].append(event)
+            seen += isinstance(event, CheckedOut)
+            if seen == checkouts[name]:
+                return
+
+    readers = [asyncio.ensure_future(collect(n)) for n in names]
+    for name, what in steps:
+        with contextlib.suppress(ActivationError):  # failures are part of the outcome
+            await eco.call(_envelope(name, what))
+    for name in names:
+        await eco.call(cart(name).checkout())
+    await asyncio.wait_for(asyncio.gather(*readers), 30)
+    states = {n: await eco.state(cart(n)) for n in names}
+    dead = [(d.to.id, repr(d.message)) for d in await eco.dead_letters()]
+    await eco.settle()
+    return states, logs, dead, await eco.state(refs.ledger(0))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=_MESSAGES)
+async def test_inmemory_localdisk_and_the_simulation_keep_the_same_events(
+    steps: list[tuple[str, tuple[str, str, int]]],
+) -> None:
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for eco in (
+            InMemory(REGISTRY),
+            LocalDisk(Path(tmp) / "d.db", REGISTRY),
+            Simulation(REGISTRY).ecosystem(),
+        ):
+            async with eco:
+                outcomes.append(await _outcome(eco, steps))
+        # LocalDisk again after a reopen: rebuilt from snapshots and events.
+        async with LocalDisk(Path(tmp) / "d.db", REGISTRY) as eco:
+            rebuilt = {n: await eco.state(cart(n)) for n in ("a", "b")}
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert rebuilt == outcomes[0][0]  # type: ignore[index]

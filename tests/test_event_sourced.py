@@ -82,6 +82,31 @@ async def test_decide_then_evolve_gives_the_state_and_keeps_the_events(
         assert await eco.state(c) == CartState({"jam": 1})
 
 
+async def test_followers_see_each_state_the_events_make(ecosystem: EcosystemFactory) -> None:
+    async with ecosystem(REGISTRY) as eco:
+        c = cart("fl")
+        await eco.call(c.add(item="tea"))
+        seen: list[CartState] = []
+
+        async def follow() -> None:
+            async for state in eco.follow(c):
+                seen.append(state)
+                if state.closed:
+                    return
+
+        follower = asyncio.ensure_future(follow())
+        while not seen:
+            await asyncio.sleep(0)
+        await eco.send(c.add(item="jam"), c.remove(item="tea"), c.checkout())
+        await asyncio.wait_for(follower, 10)
+        assert seen == [
+            CartState({"tea": 1}),
+            CartState({"tea": 1, "jam": 1}),
+            CartState({"jam": 1}),
+            CartState({"jam": 1}, closed=True),
+        ]
+
+
 async def test_envelopes_decided_are_delivered(ecosystem: EcosystemFactory) -> None:
     async with ecosystem(REGISTRY) as eco:
         await eco.send(cart("b").add(item="x", qty=3), cart("b").checkout())

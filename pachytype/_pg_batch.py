@@ -22,9 +22,11 @@ Design note
   says whether its id was consumed before (`done`), and such rows are
   dropped. The answer of a call (the state after it, encoded, or the
   error) is written with its dedupe id and notified to its caller.
-* Each state row carries its entity's `RECENT` last messages (encoded), so
-  a dead letter has them after a restart or a takeover too; an entity
-  loaded from the table starts from them.
+* Each state row carries its entity's `RECENT` last messages (encoded, at
+  most `RECENT_BYTES`), so a dead letter has them after a restart or a
+  takeover too; an entity loaded from the table starts from them. The
+  price: every state write carries them (about 10-15% of the durable
+  drain's throughput with tiny messages, see `make bench`).
 * For a followed entity (`watched`), every committed state of the batch is
   kept for the `history` table, in order (followers read them there); for
   the others only the last state is encoded.
@@ -39,7 +41,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import attrs
 from attrs import define, field
@@ -165,6 +167,21 @@ class Recent:
         return found
 
 
+RECENT_BYTES: Final = 64 * 1024
+"""Most bytes of recent messages stored with a state (it is rewritten at
+every commit of the entity): the newest messages that fit, at least one."""
+
+
+def _bounded(payloads: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The last `RECENT` payloads, newest first kept, within `RECENT_BYTES`."""
+    kept = payloads[-RECENT:]
+    size = sum(len(p) for p in kept)
+    while len(kept) > 1 and size > RECENT_BYTES:
+        size -= len(kept[0])
+        kept = kept[1:]
+    return kept
+
+
 def pack_recent(payloads: Iterable[bytes]) -> bytes:
     """Encoded messages as one value (each prefixed by its 4-byte length)."""
     parts: list[bytes] = []
@@ -249,7 +266,7 @@ def _run_entity(
     if cached is not None and (key not in states or key not in recent):
         seed = [_decode(codec, entity_type, id, p) for p in cached.recent]
     history = recent.of(key, seed)
-    payloads = (*(cached.recent if cached else ()), *(row.payload for row in rows))[-RECENT:]
+    payloads = _bounded((*(cached.recent if cached else ()), *(row.payload for row in rows)))
     address: Address[Any] = make_ref(Ref, etype.name, id)
     name, version = etype.name, etype.state_version
 

@@ -74,7 +74,7 @@ from pachytype._errors import (
 from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _SLICE, Runtime, address_of
-from pachytype._store import CommitBatch, DeadRow, Journal, MailRow, Store, TimerRow
+from pachytype._store import CommitBatch, DeadRow, EntityRow, Journal, MailRow, Store, TimerRow
 
 MAX_BATCH: Final = 256
 """Default bound on activations (and on new outside messages) per group commit."""
@@ -102,8 +102,9 @@ _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail."""
 
 Future: TypeAlias = "asyncio.Future[Any]"
-Mail: TypeAlias = tuple[int, object, "asyncio.Future[Any] | None"]
-"""An inbox entry: (message id, message, future of a `call` or None)."""
+Mail: TypeAlias = tuple[int, object, "asyncio.Future[Any] | None", bytes]
+"""An inbox entry: (message id, message, future of a `call` or None, the
+message as stored)."""
 
 
 class Out:
@@ -158,6 +159,8 @@ class _Live:
         "inbox",
         "key",
         "recent",
+        "recent_dirty",
+        "recent_stored",
         "scheduled",
         "urgent",
     )
@@ -169,6 +172,8 @@ class _Live:
         self.id_text = id_text
         self.inbox: deque[Mail] = deque()
         self.recent: deque[object] = deque(maxlen=RECENT)
+        self.recent_stored: deque[bytes] = deque(maxlen=RECENT)  # the same, as stored
+        self.recent_dirty = False  # recent_stored changed since it was last written
         self.scheduled = False
         self.busy = False
         self.urgent = False
@@ -276,6 +281,7 @@ class DurableRuntime(Runtime):
         """Event count of each event-sourced entity whose state is cached."""
         self.event_signal = Signal()
         """Bumped after each commit that appended events (streams wait on it)."""
+        self._recent_rows: list[EntityRow] = []  # recent messages of passivated entities
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -303,15 +309,26 @@ class DurableRuntime(Runtime):
         )
         self._fail_waiting(closed)
         self.event_signal.close()
+        await self._save_recent()
         self._dlive.clear()
         self._dready.clear()
         self._urgent.clear()
         await self.store.close()
 
+    async def _save_recent(self) -> None:
+        """At a clean close, write the recent messages not written yet."""
+        if self._failure is not None:
+            return
+        rows = [_recent_row(live) for live in self._dlive.values() if live.recent_dirty]
+        rows.extend(self._recent_rows)
+        if rows:
+            with contextlib.suppress(Exception):  # losing context must not stop a close
+                await self.store.commit(CommitBatch(entities=rows))
+
     def _fail_waiting(self, error: BaseException) -> None:
         futures: list[Future] = []
         for live in self._dlive.values():
-            futures.extend(fut for _, _, fut in live.inbox if fut is not None)
+            futures.extend(fut for _, _, fut, _ in live.inbox if fut is not None)
         for request in [*self._incoming, *self._calls]:
             if request.ack is not None:
                 futures.append(request.ack)
@@ -408,7 +425,7 @@ class DurableRuntime(Runtime):
     ) -> None:
         self._startup.dead.append(raw_dead_row(type_name, id_text, payload, error, None, 0, []))
         self._startup.consumed.append(mail_id)
-        self._startup.entities.append((type_name, id_text, None, 0, mail_id))
+        self._startup.entities.append((type_name, id_text, None, 0, mail_id, None))
 
     # -- entry points --------------------------------------------------------
 
@@ -535,7 +552,7 @@ class DurableRuntime(Runtime):
             stored = found.get((etype.name, id_text))
             if key in self._cache:  # committed while we read: newer
                 state = self._cache[key]
-            elif stored is None:
+            elif stored is None or stored[0] is None:
                 state = UNBORN
             else:
                 state = self.codec.decode_state(etype.name, ref.id, stored[0], stored[1])
@@ -619,7 +636,7 @@ class DurableRuntime(Runtime):
         if live is None:
             live = self._dlive[key] = _Live(out.address, out.etype, out.id_text)
         fut = out.fut
-        live.inbox.append((mail_id, out.message, fut))
+        live.inbox.append((mail_id, out.message, fut, out.payload))
         self._backlog += 1
         if fut is not None and not live.urgent and not live.busy:
             live.urgent = live.scheduled = True
@@ -685,6 +702,9 @@ class DurableRuntime(Runtime):
 
     def _build(self) -> tuple[CommitBatch, _Pending] | None:
         batch, self._startup = self._startup, CommitBatch()
+        if self._recent_rows:
+            batch.entities.extend(self._recent_rows)
+            self._recent_rows = []
         pending = _Pending()
         budget = self.max_batch
         short = bool(self._calls) and not self._short
@@ -752,7 +772,7 @@ class DurableRuntime(Runtime):
                 live = lives.get(out.address._key)
                 if live is None:
                     live = lives[out.address._key] = _Live(out.address, out.etype, out.id_text)
-                live.inbox.append((next_id, out.message, None))
+                live.inbox.append((next_id, out.message, None, out.payload))
                 next_id += 1
                 if not live.scheduled:
                     live.scheduled = True
@@ -790,11 +810,11 @@ class DurableRuntime(Runtime):
     def _hold(self, live: _Live, held: Held) -> None:
         """Leave a held entity's mail waiting; its callers get the load error."""
         live.scheduled = False
-        for i, (mail_id, message, fut) in enumerate(live.inbox):
+        for i, (mail_id, message, fut, payload) in enumerate(live.inbox):
             if fut is not None:
                 if not fut.done():
                     fut.set_exception(held.error)
-                live.inbox[i] = (mail_id, message, None)
+                live.inbox[i] = (mail_id, message, None, payload)
 
     def _retry_later(self, live: _Live, held: Held) -> None:
         """Read a held entity's state again after `retry_held` seconds: a repaired
@@ -812,6 +832,17 @@ class DurableRuntime(Runtime):
 
         handle = loop.call_later(self.retry_held, retry)
         self._held_retries.add(handle)
+
+    def _restore_recent(self, live: _Live, stored: tuple[bytes, ...]) -> None:
+        """Give an entity loaded from disk the recent messages it had before, so a
+        dead letter after a restart still shows them (undecodable ones as bytes)."""
+        for payload in stored:
+            try:
+                message = self._decode_message(live.etype, live.address._id, payload)
+            except Exception as error:
+                message = Unreadable(payload, error)
+            live.recent.append(message)
+            live.recent_stored.append(payload)
 
     async def _load(self) -> None:
         """Read the states of entities about to run whose state is not cached."""
@@ -833,7 +864,9 @@ class DurableRuntime(Runtime):
                 self._dready.append(live)
                 continue
             stored = found.get(key)
-            if stored is None:
+            if stored is not None and stored[2] and not live.recent:
+                self._restore_recent(live, stored[2])
+            if stored is None or stored[0] is None:
                 self._cache[live.key] = UNBORN
             else:
                 try:
@@ -959,7 +992,9 @@ class DurableRuntime(Runtime):
         last = items[-1][0]
         data = turn.stored if turn.changed and not journaled else None
         assert data is None or type(data) is bytes
-        batch.entities.append((etype.name, live.id_text, data, etype.state_version, last))
+        live.recent_stored.extend([item[3] for item in items[-RECENT:]])
+        live.recent_dirty = True
+        batch.entities.append((etype.name, live.id_text, data, etype.state_version, last, None))
         if n == 1:
             batch.consumed.append(last)
         else:
@@ -1091,8 +1126,15 @@ class DurableRuntime(Runtime):
             seqs.pop(key, None)
 
     def _drop_idle(self) -> None:
-        """Passivate: forget live records with no mail (their states stay stored)."""
-        self._dlive = {k: v for k, v in self._dlive.items() if v.scheduled or v.inbox}
+        """Passivate: forget live records with no mail (their states stay stored;
+        their recent messages are written with the next commit)."""
+        kept: dict[Key, _Live] = {}
+        for key, live in self._dlive.items():
+            if live.scheduled or live.inbox:
+                kept[key] = live
+            elif live.recent_dirty:
+                self._recent_rows.append(_recent_row(live))
+        self._dlive = kept
         # With many entities holding mail, do not rescan at every commit.
         self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
 
@@ -1103,6 +1145,12 @@ def _first(item: tuple[int, object]) -> int:
 
 def _position(item: StoredEvent[Any]) -> int:
     return item.position
+
+
+def _recent_row(live: _Live) -> EntityRow:
+    """An entity row that changes only the recent messages (nothing else moves)."""
+    live.recent_dirty = False
+    return (live.etype.name, live.id_text, None, 0, 0, tuple(live.recent_stored))
 
 
 def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:

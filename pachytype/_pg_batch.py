@@ -329,12 +329,13 @@ def _run_entity(
             out.followed.append(key)
     elif cached is not None:
         # Only failures: the state stays, but its recent messages are stored.
+        base = cached.state
         with contextlib.suppress(Exception):  # (a state that no longer encodes stays as it is)
-            kept = codec.encode_state(name, cached.state)
+            kept = codec.encode_state(name, base, id)
             out.states.append(
                 (entity_type, id_text, partition, version, kept, count, pack_recent(payloads))
             )
-        out.cache[key] = Cached(cached.state, count, payloads)
+        out.cache[key] = Cached(base, count, payloads)
 
 
 def _bytes(value: object) -> bytes:

@@ -84,7 +84,7 @@ _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entities (
     etype TEXT NOT NULL, eid TEXT NOT NULL, state BLOB, version INTEGER NOT NULL,
-    consumed INTEGER NOT NULL, PRIMARY KEY (etype, eid)) WITHOUT ROWID;
+    consumed INTEGER NOT NULL, recent BLOB, PRIMARY KEY (etype, eid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mailbox (
     id INTEGER PRIMARY KEY, etype TEXT NOT NULL, eid TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS timers (
@@ -107,11 +107,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 _UPSERT_ENTITY: Final = (
-    "INSERT INTO entities (etype, eid, state, version, consumed) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO entities (etype, eid, state, version, consumed, recent) "
+    "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (etype, eid) DO UPDATE SET "
     "state = coalesce(excluded.state, state), "
     "version = CASE WHEN excluded.state IS NULL THEN version ELSE excluded.version END, "
-    "consumed = max(consumed, excluded.consumed)"
+    "consumed = max(consumed, excluded.consumed), "
+    "recent = coalesce(excluded.recent, recent)"
 )
 
 
@@ -506,6 +508,9 @@ def previous_writer(db: Path, info: os.stat_result) -> str | None:
 def create_schema(conn: sqlite3.Connection, fingerprint: str) -> None:
     """Create the tables if new and record the schema version and fingerprint."""
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entities)")}
+    if "recent" not in columns:  # a database from before recent messages were kept
+        conn.execute("ALTER TABLE entities ADD COLUMN recent BLOB")
     found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if found is not None and int(found[0]) != SCHEMA_VERSION:
         raise PachytypeError(
@@ -576,7 +581,13 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
         if batch.mail:
             conn.executemany("INSERT INTO mailbox VALUES (?, ?, ?, ?)", batch.mail)
         if batch.entities:
-            conn.executemany(_UPSERT_ENTITY, batch.entities)
+            conn.executemany(
+                _UPSERT_ENTITY,
+                [
+                    (*row[:5], None if row[5] is None else pack_blobs(row[5]))
+                    for row in batch.entities
+                ],
+            )
         if batch.timers:
             conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?)", batch.timers)
         if batch.fired:
@@ -683,12 +694,13 @@ def read_states(
             for at in range(0, len(eids), _READ_CHUNK):
                 chunk = eids[at : at + _READ_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                for eid, state, version in conn.execute(
-                    f"SELECT eid, state, version FROM entities "
-                    f"WHERE etype = ? AND eid IN ({marks}) AND state IS NOT NULL",
+                for eid, state, version, recent in conn.execute(
+                    f"SELECT eid, state, version, recent FROM entities "
+                    f"WHERE etype = ? AND eid IN ({marks}) "
+                    f"AND (state IS NOT NULL OR recent IS NOT NULL)",
                     (etype, *chunk),
                 ):
-                    found[(etype, eid)] = (state, version)
+                    found[(etype, eid)] = (state, version, unpack_blobs(recent or b""))
     finally:
         conn.execute("COMMIT")
     return found

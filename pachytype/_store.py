@@ -67,14 +67,18 @@ TimerRow: TypeAlias = tuple[int, str, str, bytes, float]
 """`(timer id, entity type, id text, encoded message, due as Unix time)`: a
 delayed message, moved into the mailbox (with a new message id) when due."""
 
-StoredState: TypeAlias = tuple[bytes, int]
-"""`(encoded state, state version it was written with)`."""
+StoredState: TypeAlias = tuple[bytes | None, int, tuple[bytes, ...]]
+"""`(encoded state or None if it has none yet, state version it was written
+with, the entity's recent messages as stored, oldest first)`: the recent
+messages outlive a restart so a later dead letter still shows what came
+before it."""
 
 
-EntityRow: TypeAlias = tuple[str, str, bytes | None, int, int]
+EntityRow: TypeAlias = tuple[str, str, bytes | None, int, int, tuple[bytes, ...] | None]
 """`(entity type, id text, new encoded state or None if unchanged, state
-version, id of the last message it consumed)`: an entity's outcome in one
-commit (None: e.g. every message it handled was dead-lettered)."""
+version, id of the last message it consumed, its recent messages as stored
+or None if unchanged)`: an entity's outcome in one commit (state None: e.g.
+every message it handled was dead-lettered)."""
 
 
 EventRow: TypeAlias = tuple[str, str, int, bytes]

@@ -43,8 +43,9 @@ Limits (not done): one entity per worker type holds every pending request,
 so each of its activations costs O(pending) (the new state is encoded);
 hundreds pending are fine, thousands arriving at once are slow, and on
 Postgres a batch of them can outlast the node's transaction timeout.
-Sharding the worker entity by key is the fix. The runners use the wall
-clock, not an ecosystem's `clock=`.
+Sharding the worker entity by key is the fix. Runners read the
+ecosystem's `clock=` (a `ManualClock` moves backoffs and leases); a
+perform's `timeout` is real time (it bounds real I/O).
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from pachytype._address import Envelope, Ref, make_envelope, make_ref
+from pachytype._clock import Clock, SystemClock
 from pachytype._errors import EcosystemClosedError, PachytypeError
 from pachytype._worker import (
     WORKER_ID,
@@ -88,6 +88,10 @@ class WorkerRunner:
 
     def __init__(self, eco: Ecosystem, etype: EntityType) -> None:
         self.eco = eco
+        clock = getattr(eco, "clock", None)
+        self.clock: Clock = SystemClock() if clock is None else clock
+        """The ecosystem's clock (`clock=`): claims, backoffs and leases follow it,
+        so a `ManualClock` test moves retries on with `advance`."""
         worker = etype.entity()
         assert isinstance(worker, Worker)
         self.worker: Worker[Any, Any] = worker
@@ -144,7 +148,7 @@ class WorkerRunner:
     async def _run(self) -> None:
         while True:
             state = self._state
-            now = time.time()
+            now = self.clock.now()
             if state is not None and self._room() > 0 and self._may_claim(state, now):
                 try:
                     await self._claim(now)
@@ -156,12 +160,12 @@ class WorkerRunner:
                 continue
             wake = None if state is None else next_wake(state, now)
             self._changed.clear()
-            timeout = None if wake is None else max(0.0, wake - time.time()) + 0.01
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the
-            # cancellation that stops the runner when its timeout fires at once.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait()
+            alarm = None if wake is None else self.clock.call_at(wake, self._changed.set)
+            try:
+                await self._changed.wait()
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
 
     def _room(self) -> int:
         return self.worker.concurrency - len(self.performing)
@@ -207,7 +211,7 @@ class WorkerRunner:
             self._changed.set()
 
     def _failed(self, pending: Pending, claim: str, error: str) -> WorkFailed:
-        return WorkFailed(pending.key, claim, time.time(), error)
+        return WorkFailed(pending.key, claim, self.clock.now(), error)
 
     def _done(self, pending: Pending, claim: str, request: object, result: object) -> object:
         to = reply_address(request)

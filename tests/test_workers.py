@@ -5,6 +5,7 @@ exercised by tests/test_example_payments.py."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,9 @@ from click.testing import CliRunner
 from codegen.generate import generate, write
 from examples.payments import refs
 from examples.payments.order import Charged, ChargeFailed, OrderId
+from examples.payments.provider import PROVIDER_URL, Provider
 from examples.payments.workers import Charge, Payments
-from pachytype import Envelope, WorkerState
+from pachytype import Envelope, InMemory, ManualClock, WorkerState
 from pachytype._address import unpack
 from pachytype._cmd_check import check
 from pachytype._cmd_lock import lock
@@ -128,6 +130,30 @@ def test_released_grants_are_claimable_at_once_without_using_an_attempt() -> Non
     state, _ = run(state, ReleaseWork(("c1",)), ClaimWork("c2", "r2", 0.1, 1))
     assert granted(state, "c2") == ["charge-a"]
     assert state.pending[0].attempts == 1
+
+
+# -- the runner ---------------------------------------------------------------------
+
+
+async def test_retries_wait_on_the_ecosystem_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ManualClock()
+    provider = Provider(fail_next=1)
+    monkeypatch.setenv(PROVIDER_URL, await provider.start())
+    async with InMemory(refs.REGISTRY, clock=clock) as eco:
+        await eco.send(refs.order(OrderId("o")).place(cents=5))
+        async with asyncio.timeout(30):
+            async for worker in eco.follow(refs.payments()):
+                if worker.pending and worker.pending[0].error is not None:
+                    break
+        await eco.settle()
+        assert provider.performed == 1  # backing off on the manual clock: no retry yet
+        clock.advance(Payments.backoff)
+        async with asyncio.timeout(30):
+            async for order in eco.follow(refs.order(OrderId("o"))):
+                if order.status == "paid":
+                    break
+        assert (provider.performed, provider.applied) == (2, 1)
+    await provider.stop()
 
 
 # -- the generator and the checker --------------------------------------------------

@@ -1,11 +1,16 @@
 """Simulation: how much the partial-order reduction saves, and how fast the
 search goes.
 
-* `simulation.pingpong<N>_executions`: N independent ping-pong pairs (2N
-  entities), each rally 11 deliveries long, explored completely. Value: the
-  executions the reduced search explores; baseline: the orders a naive
-  search would visit, (11N)! / (11!)^N (that formula is checked against the
-  naive search on a small case first).
+* `simulation.pingpong<N>_states`, N = 2..6: N independent ping-pong pairs
+  (2N entities), each rally 11 deliveries long, explored completely by
+  DPOR. Value: the states (distinct worlds) it visits, 11N + 1 (linear);
+  baseline: the states the sleep-set search visits, 12^N (every
+  combination of the rallies' progress), measured for N <= 4 and from the
+  formula beyond (N = 5 takes ~10 s and 250,000 states, N = 6 passes the
+  default bound of 1,000,000 states).
+* `simulation.pingpong<N>_executions`: the executions DPOR explores; baseline:
+  the orders a naive search would visit, (11N)! / (11!)^N (that formula is
+  checked against the naive search on a small case first).
 * `simulation.pingpong3_seconds`: the time to explore the 6-entity system
   completely; baseline: the 1 s target.
 * `simulation.race_seconds`: 5 relays racing to one log (120 outcomes),
@@ -14,6 +19,10 @@ search goes.
   racing relays (5,040 executions, one per outcome), reduced search; the
   note gives the naive search's rate and how long it would need.
 * `simulation.run_deliveries_per_s`: a seeded run, deliveries per second.
+* `simulation.race_parallel_executions_per_s`: the 7-relay race explored by
+  DPOR over every core (`workers=0`); baseline: one process.
+* `simulation.sample_parallel_executions_per_s`: 2,000 sampled (PCT)
+  executions of 4 rallies and 10 racers over every core; baseline: one process.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from collections.abc import Callable
 
 from benchmarks._record import Record
 from pachytype import Envelope, Simulation, SimulationReport
+from pachytype.simulation import Search
+from pachytype.simulation._parallel import default_workers
 from tests.simulation import refs
 from tests.simulation.refs import REGISTRY
 
@@ -52,11 +63,16 @@ def _best(search: Callable[[], SimulationReport], repeat: int = 3) -> Simulation
     return min((search() for _ in range(repeat)), key=lambda r: r.seconds)
 
 
-def _pingpong(n: int) -> SimulationReport:
+def _pingpong(n: int, search: Search = "dpor") -> SimulationReport:
     envelopes = pairs(n)
-    report = _best(lambda: Simulation(REGISTRY).exhaust(envelopes))
+    report = _best(lambda: Simulation(REGISTRY).exhaust(envelopes, search=search))
     assert report.complete and report.deterministic
     return report
+
+
+def sleep_set_states(n: int) -> int:
+    """The sleep-set search visits every combination of the rallies' progress."""
+    return int((RALLY + 1) ** n)
 
 
 def _check_the_formula() -> None:
@@ -67,7 +83,25 @@ def _check_the_formula() -> None:
 def run() -> list[Record]:
     _check_the_formula()
     records = []
-    searches = {n: _pingpong(n) for n in (1, 2, 3, 4)}
+    searches = {n: _pingpong(n) for n in (1, 2, 3, 4, 5, 6)}
+    for n in (2, 3, 4, 5, 6):
+        report = searches[n]
+        if n <= 4:
+            before = _pingpong(n, "sleep sets")
+            assert before.states == sleep_set_states(n), (n, before.states)
+            how = f"measured, {before.seconds:.2f}s"
+        else:
+            how = "12^N"
+        records.append(
+            Record(
+                f"simulation.pingpong{n}_states",
+                report.states,
+                "states",
+                "sleep sets",
+                sleep_set_states(n),
+                f"DPOR, {2 * n} entities, {report.seconds:.4f}s; sleep sets: {how}",
+            )
+        )
     for n, report in searches.items():
         records.append(
             Record(
@@ -131,4 +165,35 @@ def run() -> list[Record]:
             note="seeded runs: 4 rallies of 500 + 50 racing relays",
         )
     )
+    records.extend(_parallel())
     return records
+
+
+def _parallel() -> list[Record]:
+    workers = default_workers()
+    one = _best(lambda: Simulation(REGISTRY).exhaust(racers(7)), repeat=1)
+    many = _best(lambda: Simulation(REGISTRY).exhaust(racers(7), workers=0), repeat=1)
+    assert len(many.outcomes) == len(one.outcomes) == 5040
+    workload = [*pairs(4), *racers(10)]
+    one_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct")
+    many_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct", workers=0)
+    return [
+        Record(
+            "simulation.race_parallel_executions_per_s",
+            many.executions / many.seconds,
+            "executions/s",
+            "one process",
+            one.executions / one.seconds,
+            f"7 relays, DPOR over {workers} processes: {many.executions:,} executions "
+            f"in {many.seconds:.2f}s vs {one.executions:,} in {one.seconds:.2f}s",
+        ),
+        Record(
+            "simulation.sample_parallel_executions_per_s",
+            many_s.executions / many_s.seconds,
+            "executions/s",
+            "one process",
+            one_s.executions / one_s.seconds,
+            f"PCT, 4 rallies + 10 racers, {workers} processes: {many_s.seconds:.2f}s vs "
+            f"{one_s.seconds:.2f}s",
+        ),
+    ]

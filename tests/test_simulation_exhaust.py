@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pachytype import Envelope, Faults, Simulation, SimulationError, SimulationReport
-from pachytype.simulation import Kind
+from pachytype.simulation import Kind, Search
 from tests.simulation import refs
 from tests.simulation.entities import Add, Append
 from tests.simulation.refs import REGISTRY
@@ -36,12 +36,25 @@ def outcome_set(report: SimulationReport) -> set[Hashable]:
 
 def test_independent_pairs_explore_one_execution_instead_of_every_interleaving() -> None:
     report = Simulation(REGISTRY).exhaust(pairs(3, 4))
-    assert report.complete and report.deterministic
+    assert report.complete and report.deterministic and report.strategy == "dpor"
     assert report.executions == 1
-    assert report.states == 6**3  # each pair is at one of 6 points of its rally
+    assert report.states == 3 * 5 + 1  # one path: the pairs add up instead of multiplying
     (found,) = report.outcomes
     assert all(found.outcome[refs.player(i)] == 2 for i in range(6))
     assert len(found.trace) == 15
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_states_grow_linearly_with_independent_pairs(n: int) -> None:
+    report = Simulation(REGISTRY).exhaust(pairs(n, 10))
+    assert report.complete and report.executions == 1
+    assert report.states == 11 * n + 1
+
+
+def test_the_sleep_set_search_visits_every_world() -> None:
+    report = Simulation(REGISTRY).exhaust(pairs(3, 4), search="sleep sets")
+    assert report.complete and report.deterministic and report.strategy == "sleep sets"
+    assert report.states == 6**3  # each pair is at one of 6 points of its rally
 
 
 def test_the_naive_search_visits_every_interleaving() -> None:
@@ -126,7 +139,7 @@ def test_timers_fire_in_the_search_and_time_is_part_of_the_world() -> None:
 
 def test_progress_is_reported_on_long_searches() -> None:
     seen: list[tuple[int, int]] = []
-    Simulation(REGISTRY).exhaust(racers(5), progress=lambda s, e: seen.append((s, e)))
+    Simulation(REGISTRY).exhaust(racers(6), progress=lambda s, e: seen.append((s, e)))
     assert seen and all(states > 0 for states, _ in seen)
 
 
@@ -170,7 +183,8 @@ def test_a_search_that_ends_exactly_at_max_depth_is_complete() -> None:
     assert not Simulation(REGISTRY).exhaust(pairs(1, 3), max_depth=3).complete
 
 
-def test_max_states_bounds_the_memory_a_search_keeps() -> None:
-    report = Simulation(REGISTRY).exhaust(pairs(3, 4), max_states=50)
+@pytest.mark.parametrize("search", ["dpor", "sleep sets"])
+def test_max_states_bounds_the_memory_a_search_keeps(search: Search) -> None:
+    report = Simulation(REGISTRY).exhaust(racers(5), max_states=50, search=search)
     assert not report.complete and report.limit == "max_states=50 reached"
     assert report.states < 60

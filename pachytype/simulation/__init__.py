@@ -8,22 +8,30 @@ hypothesis strategies live in `pachytype.simulation.strategies`.
 
 from pachytype.simulation._calm import CalmCheck, at_most
 from pachytype.simulation._ecosystem import SimulatedEcosystem
-from pachytype.simulation._errors import InvariantError, RunawayError, SimulationError
-from pachytype.simulation._explore import Found, SimulationReport
+from pachytype.simulation._errors import (
+    InvariantError,
+    LivenessError,
+    RunawayError,
+    SimulationError,
+)
+from pachytype.simulation._explore import Found, Search, SimulationReport
 from pachytype.simulation._faults import Faults
-from pachytype.simulation._simulation import RunResult, Simulation
+from pachytype.simulation._simulation import Execution, RunResult, Simulation
 from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 
 __all__ = [
     "CalmCheck",
+    "Execution",
     "Faults",
     "Found",
     "InvariantError",
     "Kind",
+    "LivenessError",
     "Outcome",
     "SimulationReport",
     "RunResult",
     "RunawayError",
+    "Search",
     "SimulatedEcosystem",
     "Simulation",
     "SimulationError",

@@ -114,3 +114,50 @@ def check(
     except Exception as error:
         failure = InvariantError(invariant, error, outcome, trace())
         raise failure from error
+
+
+class LivenessError(PachytypeError):
+    """An `eventually=` property does not always come true.
+
+    Either an execution ends in a world where it is false (`cycle` is an
+    empty trace), or the system can go round a `cycle` of worlds where it
+    is false forever. Attributes: `prop` (the property), `outcome` (the
+    states where the execution ends, or where the cycle starts), `trace`
+    (a shortest way there) and `cycle` (the steps around the cycle, which
+    lead back to that same world).
+    """
+
+    def __init__(self, prop: object, outcome: Outcome, trace: Trace, cycle: Trace) -> None:
+        self.prop = prop
+        self.outcome = outcome
+        self.trace = trace
+        self.cycle = cycle
+        name = getattr(prop, "__qualname__", repr(prop))
+        if not cycle:
+            head = (
+                f"eventually {name} does not hold: an execution ends after {len(trace)} "
+                f"steps without it"
+            )
+            tail = (
+                "Every execution must end in a world where the property holds: find the "
+                "step that should have led there (a lost or unanswered message?)."
+            )
+        else:
+            head = (
+                f"eventually {name} may never hold: after {len(trace)} steps the system can "
+                f"go round a cycle of {len(cycle)} steps forever without it"
+            )
+            tail = (
+                "The cycle comes back to the same states (and messages in flight) each "
+                "time round: break the symmetry or bound the retries."
+            )
+        cycle_text = (
+            f"  cycle ({len(cycle)} steps, back to the start):\n{cycle.render()}\n" if cycle else ""
+        )
+        super().__init__(
+            f"{head}\n"
+            f"  states: {outcome}\n"
+            f"  trace ({len(trace)} steps):\n{trace.render(last=_TRACE_SHOWN)}\n"
+            f"{cycle_text}"
+            f"{tail}"
+        )

@@ -1,7 +1,9 @@
 """Exhaustive exploration of delivery orders: every distinct outcome, with one
-shortest trace each.
+shortest trace each. `exhaust` runs dynamic partial-order reduction
+(`_dpor`) and falls back to the stateful sleep-set search below where DPOR
+does not apply (a cycle of worlds, an invariant reading every entity).
 
-Design note
+Design note (the stateful sleep-set search, `sleep_sets`)
 -----------
 * **Search.** Breadth-first over worlds (`_world.World`), so the first time
   an outcome (or a failure) is found it is by a shortest path of the
@@ -42,8 +44,11 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Literal
 
+import attrs
 from attrs import frozen
 
+from pachytype._address import Key
+from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._errors import SimulationError, check
 from pachytype.simulation._faults import Faults
 from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
@@ -62,6 +67,9 @@ OnError = Literal["raise", "dead_letter"]
 its state, the messages it received and the trace), or keep the entity's
 state, count a dead letter and go on, as the other ecosystems do."""
 
+Search = Literal["dpor", "sleep sets", "naive"]
+"""The algorithms `Simulation.exhaust` can search with."""
+
 Invariant = Callable[[Outcome], object]
 """Checked on every world a simulation reaches (with the states of the
 entities activated so far); raising (e.g. `assert`) stops the simulation
@@ -79,11 +87,14 @@ _Path = tuple[Event, "_Path"] | None
 @frozen
 class Found:
     """One distinct outcome, a shortest trace reaching it, and how many
-    explored executions ended in it (a naive search keeps no traces)."""
+    explored executions ended in it (a naive search keeps no traces). A
+    sampled outcome has the `seed` of the execution that reached it (see
+    `Simulation.sample` to replay it)."""
 
     outcome: Outcome
     trace: Trace
     executions: int
+    seed: int | None = None
 
 
 @frozen
@@ -106,6 +117,9 @@ class SimulationReport:
     faults: Faults
     seconds: float
     naive: bool = False
+    strategy: str = "sleep sets"
+    """How the space was searched: "dpor", "sleep sets" (and why, when DPOR
+    fell back to it), "naive", "random", "pct"."""
 
     @property
     def deterministic(self) -> bool:
@@ -114,7 +128,7 @@ class SimulationReport:
 
     def summary(self) -> str:
         """One line: counts, completeness, determinism."""
-        kind = "naive search" if self.naive else "search"
+        kind = f"{self.strategy} search"
         done = "complete" if self.complete else f"INCOMPLETE ({self.limit})"
         return (
             f"{kind} {done}: {len(self.outcomes)} distinct outcome(s), "
@@ -251,7 +265,102 @@ def exhaust(
     progress: Progress | None = None,
     invariant: Invariant | None = None,
 ) -> SimulationReport:
-    """Explore every delivery order from `root` (see the module's design note)."""
+    """Explore every delivery order from `root`: DPOR, or the sleep-set
+    search where DPOR does not apply (the report's `strategy` says which)."""
+    visible: set[Key] = set()
+    while True:
+        search = dpor.Search(
+            root,
+            ctx,
+            on_error=on_error,
+            invariant=invariant,
+            max_depth=max_depth,
+            max_states=max_states,
+        )
+        search.visible = set(visible)
+        try:
+            with _without_cyclic_gc():
+                return _collect(search, max_executions, progress)
+        except dpor.Restart:
+            visible = search.visible
+        except dpor.Fallback as why:
+            report = sleep_sets(
+                root,
+                ctx,
+                max_depth=max_depth,
+                max_executions=max_executions,
+                max_states=max_states,
+                on_error=on_error,
+                progress=progress,
+                invariant=invariant,
+            )
+            return attrs.evolve(report, strategy=f"sleep sets ({why})")
+
+
+def _collect(
+    search: dpor.Search, max_executions: int, progress: Progress | None
+) -> SimulationReport:
+    """Run a DPOR search to the end and report it (raising its shortest failure)."""
+    outcomes: dict[Hashable, tuple[World, list[Event], list[int]]] = {}
+    executions = 0
+    next_report = _PROGRESS_EVERY
+    limit: str | None = None
+    for world, names in search.executions():
+        executions += 1
+        key = world.outcome_key()
+        seen = outcomes.get(key)
+        if seen is None:
+            outcomes[key] = (world, names, [1])
+        else:
+            seen[2][0] += 1
+            if len(names) < len(seen[1]):
+                outcomes[key] = (world, names, seen[2])
+        if progress is not None and (
+            len(search.states) >= next_report or executions % _PROGRESS_EVERY == 0
+        ):
+            next_report = len(search.states) + _PROGRESS_EVERY
+            progress(len(search.states), executions)
+        if executions >= max_executions:
+            limit = f"max_executions={max_executions} reached"
+            break
+    search.raise_failure()
+    ctx = search.ctx
+    found = tuple(
+        Found(
+            outcome_of(world.states, ctx.addresses),
+            Trace(tuple(replay(search.root, names, ctx))),
+            count[0],
+        )
+        for world, names, count in outcomes.values()
+    )
+    limit = limit or search.limit
+    return SimulationReport(
+        outcomes=found,
+        executions=executions,
+        states=len(search.states),
+        deliveries=search.deliveries,
+        dead_letters=search.dead_letters,
+        complete=limit is None,
+        limit=limit,
+        faults=faults_of(search.root),
+        seconds=time.perf_counter() - search.started,
+        strategy="dpor",
+    )
+
+
+def sleep_sets(
+    root: World,
+    ctx: Context,
+    *,
+    max_depth: int,
+    max_executions: int,
+    max_states: int = 1_000_000,
+    on_error: OnError = "raise",
+    progress: Progress | None = None,
+    invariant: Invariant | None = None,
+) -> SimulationReport:
+    """Explore every delivery order from `root`, breadth first with sleep sets
+    and deduplication of worlds (see the module's design note)."""
     search = _Search(root, ctx, on_error, invariant)
     with _without_cyclic_gc():
         return _exhaust(search, max_depth, max_executions, max_states, progress)
@@ -308,7 +417,7 @@ def _exhaust(
         dead_letters=search.dead_letters,
         complete=limit is None,
         limit=limit,
-        faults=_faults_of(root),
+        faults=faults_of(root),
         seconds=time.perf_counter() - started,
     )
 
@@ -381,9 +490,10 @@ def _naive(
         dead_letters=search.dead_letters,
         complete=limit is None,
         limit=limit,
-        faults=_faults_of(root),
+        faults=faults_of(root),
         seconds=time.perf_counter() - started,
         naive=True,
+        strategy="naive",
     )
 
 
@@ -416,5 +526,5 @@ def failure(step: Step, trace: Trace) -> SimulationError:
     return error
 
 
-def _faults_of(world: World) -> Faults:
+def faults_of(world: World) -> Faults:
     return Faults(drop=world.drops, duplicate=world.duplicates, reorder=world.reorder)

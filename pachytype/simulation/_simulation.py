@@ -9,7 +9,7 @@ time, and send again) and turns results into the public report types.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
@@ -19,19 +19,28 @@ from pachytype._address import Address, Envelope, Ref
 from pachytype._clock import Clock
 from pachytype._errors import InitError
 from pachytype._registry import Registry
-from pachytype.simulation import _world
+from pachytype.simulation import _liveness, _parallel, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
+from pachytype.simulation._dpor import Fallback
+from pachytype.simulation._dpor import Search as Search_
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import (
     Invariant,
     OnError,
     Progress,
+    Search,
     SimulationReport,
     exhaust,
+    failure,
     naive,
+    replay,
+    sleep_sets,
 )
 from pachytype.simulation._faults import NO_FAULTS, Faults
+from pachytype.simulation._liveness import Property
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
+from pachytype.simulation._run import pct as pct_chooser
+from pachytype.simulation._sample import Strategy as SampleStrategy
 from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
 from pachytype.simulation._world import Context, World
 
@@ -59,6 +68,14 @@ class RunResult:
     def dead_letters(self) -> tuple[Step, ...]:
         """Steps whose activation raised (only with `on_error="dead_letter"`)."""
         return tuple(s for s in self.trace if s.error is not None)
+
+
+@frozen
+class Execution:
+    """One execution `Simulation.explore` found: its final states and its steps."""
+
+    outcome: Outcome
+    trace: Trace
 
 
 class Simulation:
@@ -145,12 +162,16 @@ class Simulation:
         fault_rate: float = 0.2,
         on_error: OnError | None = None,
         invariant: Invariant | None = None,
+        pct: int | None = None,
+        pct_steps: int = 100,
     ) -> RunResult:
         """Send `envelopes`, then deliver until nothing is in flight, firing
         delayed envelopes as the virtual clock jumps to them.
 
-        The order is drawn from the seeded generator, or taken from
-        `schedule` (see `pachytype.simulation.strategies`). `faults` are
+        The order is drawn from the seeded generator (uniformly, or with
+        `pct=d` by PCT with d - 1 priority changes among the first
+        `pct_steps` steps), or taken from `schedule` (see
+        `pachytype.simulation.strategies`). `faults` are
         budgets; each delivery becomes a fault with probability `fault_rate`
         while budget remains. `until` stops the clock that far ahead (later
         timers stay set; `advance` moves on). Raises `SimulationError` when
@@ -161,7 +182,13 @@ class Simulation:
         if until is not None and until < timedelta(0):
             raise ValueError(f"until must not be negative, got {until!r}")
         self.send(envelopes)
-        choose: Chooser = seeded(self._rng, fault_rate) if schedule is None else scheduled(schedule)
+        choose: Chooser
+        if schedule is not None:
+            choose = scheduled(schedule)
+        elif pct is not None:
+            choose = pct_chooser(self._rng, pct, pct_steps, fault_rate)
+        else:
+            choose = seeded(self._rng, fault_rate)
         start = self._world.with_faults(faults)
         limit = None if until is None else start.now + until.total_seconds()
         world, steps = run(
@@ -196,6 +223,9 @@ class Simulation:
         progress: Progress | None = None,
         invariant: Invariant | None = None,
         naive_search: bool = False,
+        search: Search = "dpor",
+        workers: int = 1,
+        eventually: Property | None = None,
     ) -> SimulationReport:
         """Explore every delivery order of `envelopes` sent from the current world.
 
@@ -204,12 +234,30 @@ class Simulation:
         `max_executions` or `max_states` (worlds kept in memory) cut the
         search short. `invariant(outcome)` is checked on every world
         reached: if it raises, `InvariantError` shows a shortest trace
-        there. `naive_search=True`
-        turns the reductions off (the baseline they are measured against).
+        there.
+
+        `search` picks the algorithm: "dpor" (dynamic partial-order
+        reduction: one execution per class of equivalent orders, depth
+        first; it falls back to "sleep sets" on a cycle of worlds or an
+        invariant that reads every entity, and `report.strategy` says so),
+        "sleep sets" (breadth first over every distinct world: more states,
+        same outcomes) or "naive" (every order, no reduction: the baseline,
+        also `naive_search=True`).
+
+        `eventually=p` is a liveness property (`p(outcome) -> bool`): every
+        execution must end in a world where it holds, and no cycle of worlds
+        where it is false may go on forever; otherwise `LivenessError`
+        shows the shortest trace (and the cycle).
+
+        `workers=n` runs the DPOR search over n processes (forked; 0: one
+        per core) and merges their reports: the same outcomes, more
+        executions counted (see `pachytype.simulation._parallel`).
         """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
         on_error = on_error or self.on_error
-        if naive_search:
+        if search not in ("dpor", "sleep sets", "naive"):
+            raise ValueError(f"search must be 'dpor', 'sleep sets' or 'naive', got {search!r}")
+        if naive_search or search == "naive":
             return naive(
                 root,
                 self._ctx,
@@ -218,16 +266,132 @@ class Simulation:
                 on_error=on_error,
                 invariant=invariant,
             )
-        return exhaust(
+        explore = exhaust if search == "dpor" else sleep_sets
+
+        def sequential() -> SimulationReport:
+            return explore(
+                root,
+                self._ctx,
+                max_depth=max_depth,
+                max_executions=max_executions,
+                max_states=max_states,
+                on_error=on_error,
+                progress=progress,
+                invariant=invariant,
+            )
+
+        workers = _parallel.default_workers() if workers == 0 else workers
+        if workers > 1 and search == "dpor" and _parallel.can_fork():
+            report = _parallel.exhaust(
+                root,
+                self._ctx,
+                workers=workers,
+                max_depth=max_depth,
+                max_executions=max_executions,
+                max_states=max_states,
+                on_error=on_error,
+                invariant=invariant,
+                sequential=sequential,
+            )
+        else:
+            report = sequential()
+        if eventually is not None:
+            _liveness.check_terminal(report, eventually)
+            if _liveness.may_cycle(report):
+                _liveness.check_cycles(root, self._ctx, eventually, max_states)
+        return report
+
+    def sample(
+        self,
+        envelopes: Iterable[Envelope[Any]] = (),
+        *,
+        executions: int = 1000,
+        seed: int | None = None,
+        strategy: SampleStrategy = "random",
+        depth: int = 3,
+        pct_steps: int | None = None,
+        faults: Faults = NO_FAULTS,
+        fault_rate: float = 0.2,
+        max_deliveries: int = 100_000,
+        on_error: OnError | None = None,
+        invariant: Invariant | None = None,
+        workers: int = 1,
+    ) -> SimulationReport:
+        """Run `executions` executions of `envelopes` in sampled orders: for
+        state spaces too large to `exhaust`.
+
+        `strategy="random"` picks each next delivery uniformly;
+        `strategy="pct"` is PCT (see `run`) with `depth` (bugs needing up to
+        `depth` ordering constraints are likely found). Each execution has
+        its own seed derived from `seed` (default: the simulation's), shown
+        as `Found.seed` and in the note of a failure, and replayable with
+        `Simulation(registry, seed=that).run(envelopes, faults=...,
+        fault_rate=..., pct=depth, pct_steps=...)` from the same starting
+        world. `workers=n` samples over n processes (0: one per core).
+        The report is never `complete`.
+        """
+        root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
+        if strategy not in ("random", "pct"):
+            raise ValueError(f"strategy must be 'random' or 'pct', got {strategy!r}")
+        return _sample.sample(
             root,
             self._ctx,
-            max_depth=max_depth,
-            max_executions=max_executions,
-            max_states=max_states,
-            on_error=on_error,
-            progress=progress,
+            executions=executions,
+            seed=self.seed if seed is None else seed,
+            strategy=strategy,
+            depth=depth,
+            steps=pct_steps,
+            fault_rate=fault_rate,
+            max_deliveries=max_deliveries,
+            on_error=on_error or self.on_error,
             invariant=invariant,
+            workers=_parallel.default_workers() if workers == 0 else workers,
         )
+
+    def explore(
+        self,
+        envelopes: Iterable[Envelope[Any]] = (),
+        *,
+        faults: Faults = NO_FAULTS,
+        max_depth: int = 10_000,
+        max_states: int = 1_000_000,
+        on_error: OnError | None = None,
+    ) -> Iterator[Execution]:
+        """Yield the executions `exhaust` explores, one by one as the DPOR
+        search finds them (stop iterating to stop the search). Each has its
+        final `outcome` and its `trace`. On a system whose worlds form a
+        cycle DPOR cannot run; the stateful search's outcomes (one trace
+        each) are yielded instead. An activation error raises
+        `SimulationError` at once (with `on_error="raise"`)."""
+        root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
+        on_error = on_error or self.on_error
+        search = Search_(
+            root,
+            self._ctx,
+            on_error="dead_letter",
+            invariant=None,
+            max_depth=max_depth,
+            max_states=max_states,
+        )
+        try:
+            for world, names in search.executions():
+                trace = Trace(tuple(replay(root, names, self._ctx)))
+                if on_error == "raise":
+                    failed = next((s for s in trace if s.error is not None), None)
+                    if failed is not None:
+                        raise failure(failed, Trace(trace.steps[: trace.steps.index(failed) + 1]))
+                yield Execution(outcome_of(world.states, self._ctx.addresses), trace)
+        except Fallback:
+            report = sleep_sets(
+                root,
+                self._ctx,
+                max_depth=max_depth,
+                max_executions=1_000_000,
+                max_states=max_states,
+                on_error=on_error,
+            )
+            for found in report.outcomes:
+                yield Execution(found.outcome, found.trace)
 
     def check_drops(
         self,

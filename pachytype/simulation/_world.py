@@ -171,25 +171,31 @@ class World:
         return not self.channels and not self.timers
 
     def key(self) -> Hashable:
-        """Equal for worlds that will behave the same (the explorer's dedup key)."""
+        """Equal for worlds that will behave the same (the explorer's dedup key).
+
+        Time is relative: entities cannot read the clock, so two worlds that
+        differ only by when they are (timers due equally far ahead) behave
+        the same. A reminder loop that comes back to the same states is
+        then a cycle of worlds, which liveness checks look for."""
         states: frozenset[tuple[Key, Hashable]]
         channels: frozenset[tuple[Channel, Hashable]]
         timers: Hashable
+        now = self.now
         try:
             states = frozenset(self.states.items())  # raises TypeError if unhashable
             channels = frozenset(self.channels.items())
-            timers = self.timers
+            timers = tuple((due - now, c, m) for due, c, m in self.timers) if now else self.timers
             hash(timers)
         except TypeError:  # an unhashable state or message: compare those by repr
             states = frozenset((k, freeze(s)) for k, s in self.states.items())
             channels = frozenset((c, freeze(m)) for c, m in self.channels.items())
-            timers = freeze(self.timers)
+            timers = freeze(tuple((due - now, c, m) for due, c, m in self.timers))
         if self.events:
             # Two worlds with equal states but different events are different
             # outcomes: never merge them (events are values: hashable attrs classes).
             events = frozenset((k, freeze(e)) for k, e in self.events.items())
-            return (states, channels, timers, self.now, self.drops, self.duplicates, events)
-        return (states, channels, timers, self.now, self.drops, self.duplicates)
+            return (states, channels, timers, self.drops, self.duplicates, events)
+        return (states, channels, timers, self.drops, self.duplicates)
 
     def outcome_key(self) -> Hashable:
         """Equal for worlds whose entities all have equal states."""

@@ -1,0 +1,432 @@
+"""Source-set dynamic partial-order reduction (Abdulla, Aronis, Jonsson and
+Sagonas, POPL 2014): explore one execution per class of equivalent delivery
+orders, depth first, keeping only the current path in memory.
+
+Design note
+-----------
+* **Events are named by the message, not by its place.** A step is named
+  `(kind, channel, n, copies)`: deliver (or drop, or duplicate) the `n`-th
+  message that entered `channel`, after `copies` duplications of it. The
+  name is the same in every order of independent steps (only the sender's
+  own steps put messages on a channel), so a race found in one execution
+  can be replayed in another. `_Walk` keeps these names beside a `World`.
+* **Dependence** is `_world.independent`, widened by `visible`: steps at two
+  entities an invariant reads are dependent, so every combination of their
+  states an invariant could see is reached (the visibility condition of
+  partial-order reduction). **Happens-before** is dependence plus "this
+  step put that message in flight", closed transitively; each step on the
+  path keeps its causal past as a bitmask.
+* **Choices.** Delivering, dropping or duplicating one message are
+  alternatives that exclude each other (not a race between steps of one
+  execution): when one is taken at a point, the others are explored there.
+* **Races.** When step `p` is added after path `E`, every step `e` of `E`
+  that is dependent with `p`, is not a cause of it (`p` could have gone
+  first) and is not ordered before it through another step, is in a race
+  with it. The algorithm then makes sure, at the point before `e`, that
+  some step that can start "the rest without `e`, then `p`" (an *initial*)
+  is in the backtrack set there. Sleep sets prune the remaining repeats.
+  Independent entities never race, so N independent ping-pong pairs give
+  one execution and a path of N * L steps: linear, not (L+1)^N.
+* **Outcomes and shortest traces.** Equivalent executions have the same
+  length and the same final states, so the shortest explored execution to
+  an outcome is a shortest one overall. A failure (an activation error or
+  a broken invariant) is reported with its *causal past* only (the steps it
+  depends on), and the search goes on to keep the shortest such trace: the
+  same shortest traces the breadth-first search gave.
+* **Where it does not apply.** Stateless search loops forever on a cycle of
+  worlds, and an invariant that reads every entity makes every step
+  visible (no reduction left). In both cases `Fallback` is raised and the
+  caller runs the stateful sleep-set search (`_explore`), which handles both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any
+
+from pachytype._address import Address, Key
+from pachytype.simulation._errors import InvariantError, SimulationError
+from pachytype.simulation._trace import Kind, Outcome, Step, Trace, outcome_of
+from pachytype.simulation._world import Channel, Context, Event, World, advance, apply, enabled
+
+Name = tuple[Kind, Channel | None, int, int]
+"""A step by its message: (kind, channel, n-th message on it, copies made)."""
+
+_TICK: Name = (Kind.TICK, None, 0, 0)
+
+_KINDS = (Kind.DELIVER, Kind.DROP, Kind.DUPLICATE)
+
+_Ids = Mapping[Channel, tuple[tuple[int, int], ...]]
+"""Per channel, the (n, copies) of each message in flight, aligned with the world's."""
+
+
+class Fallback(Exception):
+    """DPOR cannot search this space soundly (the reason says why)."""
+
+
+class _Everything(Exception):
+    """An invariant looked at every entity (iterated the states)."""
+
+
+class _Walk:
+    """A world, with the names of the messages in flight (see the design note)."""
+
+    __slots__ = ("entered", "ids", "world")
+
+    def __init__(self, world: World, ids: _Ids, entered: Mapping[Channel, int]) -> None:
+        self.world = world
+        self.ids = ids
+        self.entered = entered
+
+    @classmethod
+    def start(cls, world: World) -> _Walk:
+        ids = {c: tuple((k, 0) for k in range(len(m))) for c, m in world.channels.items()}
+        return cls(world, ids, {c: len(m) for c, m in world.channels.items()})
+
+    def events(self) -> dict[Name, Event]:
+        """The enabled steps, by name, in `enabled`'s order."""
+        named: dict[Name, Event] = {}
+        for event in enabled(self.world):
+            if event.channel is None:
+                named[_TICK] = event
+            else:
+                n, copies = self.ids[event.channel][event.position]
+                named[(event.kind, event.channel, n, copies)] = event
+        return named
+
+    def after(self, event: Event, world: World) -> tuple[_Walk, frozenset[tuple[Channel, int]]]:
+        """The walk at `world` (reached by `event`), and the messages it put in flight."""
+        ids = dict(self.ids)
+        entered = dict(self.entered)
+        channel = event.channel
+        if channel is not None:
+            queue = ids[channel]
+            i = event.position
+            if event.kind is Kind.DUPLICATE:
+                n, copies = queue[i]
+                ids[channel] = (*queue[:i], (n, copies + 1), *queue[i + 1 :])
+            elif len(queue) > 1:
+                ids[channel] = queue[:i] + queue[i + 1 :]
+            else:
+                del ids[channel]
+        posted: list[tuple[Channel, int]] = []
+        for c, messages in world.channels.items():
+            have = ids.get(c, ())
+            extra = len(messages) - len(have)
+            if extra > 0:
+                start = entered.get(c, 0)
+                ids[c] = have + tuple((start + k, 0) for k in range(extra))
+                entered[c] = start + extra
+                posted.extend((c, start + k) for k in range(extra))
+        return _Walk(world, ids, entered), frozenset(posted)
+
+
+def replay(root: World, names: list[Name], ctx: Context) -> Trace:
+    """The trace of the steps `names` from `root` (steps are pure: same result)."""
+    walk = _Walk.start(root)
+    steps: list[Step] = []
+    for name in names:
+        event = walk.events()[name]
+        world, step = apply(walk.world, event, ctx)
+        steps.append(step)
+        walk = walk.after(event, world)[0]
+    return Trace(tuple(steps))
+
+
+class _Recording(Mapping[Address[Any], object]):
+    """The states an invariant sees, recording which entities it looked at."""
+
+    def __init__(self, states: Mapping[Address[Any], object], seen: set[Key]) -> None:
+        self._states = states
+        self._seen = seen
+
+    def __getitem__(self, address: Address[Any]) -> object:
+        self._seen.add(address.key)
+        return self._states[address]
+
+    def __contains__(self, address: object) -> bool:
+        if isinstance(address, Address):
+            self._seen.add(address.key)
+        return address in self._states
+
+    def __iter__(self) -> Iterator[Address[Any]]:
+        raise _Everything
+
+    def __len__(self) -> int:
+        raise _Everything
+
+
+Invariant = Callable[[Outcome], object]
+
+
+class Search:
+    """One DPOR search from `root` (plain data; `executions()` runs it)."""
+
+    def __init__(
+        self,
+        root: World,
+        ctx: Context,
+        *,
+        on_error: str,
+        invariant: Invariant | None,
+        max_depth: int,
+        max_states: int,
+        sleep: frozenset[Event] = frozenset(),
+    ) -> None:
+        self.root = root
+        self.sleep = sleep
+        self.ctx = ctx
+        self.on_error = on_error
+        self.invariant = invariant
+        self.max_depth = max_depth
+        self.max_states = max_states
+        self.reorder = root.reorder
+        self.visible: set[Key] = set()
+        self.states: set[int] = set()
+        self.deliveries = 0
+        self.dead_letters = 0
+        self.limit: str | None = None
+        self.stopped = False
+        # The shortest failure so far: its steps by name, and what was raised.
+        self.failure: tuple[list[Name], BaseException] | None = None
+        self.started = time.perf_counter()
+
+    # -- dependence ----------------------------------------------------------
+
+    def dependent(self, a: Name, b: Name) -> bool:
+        if a[1] is None or b[1] is None:
+            return True  # the clock: only enabled when nothing else is
+        ta, tb = a[1][1], b[1][1]
+        if ta == tb:
+            return True
+        if a[0] is not Kind.DELIVER and b[0] is not Kind.DELIVER:
+            return True  # faults share a budget: one may use up the other's
+        return ta in self.visible and tb in self.visible
+
+    def reversible(self, e: Name, p: Name) -> bool:
+        """Whether `p` could go before the earlier step `e` (its race partner)."""
+        if e[1] != p[1] or p[1] is None:
+            return True
+        if e[2] == p[2]:
+            return False  # a copy of the same message: the duplicate comes first
+        return self.reorder  # FIFO: the channel's earlier message goes first
+
+    # -- invariant -----------------------------------------------------------
+
+    def check(self, world: World, names: list[Name], masks: list[int]) -> None:
+        """Run the invariant on `world`; keep the shortest failure found."""
+        assert self.invariant is not None
+        seen: set[Key] = set()
+        states = outcome_of(world.states, self.ctx.addresses).states
+        try:
+            self.invariant(Outcome(_Recording(states, seen)))
+        except _Everything:
+            raise Fallback("the invariant looks at every entity") from None
+        except Exception as error:
+            self._widen(seen)
+            past = 0
+            for k, name in enumerate(names):
+                if name[1] is not None and name[1][1] in seen:
+                    past |= (1 << k) | masks[k]
+            steps = [n for k, n in enumerate(names) if past >> k & 1]
+            self._keep(steps, error)
+        else:
+            self._widen(seen)
+
+    def _widen(self, seen: set[Key]) -> None:
+        if not seen <= self.visible:
+            if self.deliveries:  # part of the search ran with fewer steps visible
+                self.visible |= seen
+                raise _Restart
+            self.visible |= seen
+
+    def _keep(self, names: list[Name], error: BaseException) -> None:
+        if self.failure is None or len(names) < len(self.failure[0]):
+            self.failure = (names, error)
+
+    def raise_failure(self) -> None:
+        """Raise the shortest failure found, with its trace."""
+        if self.failure is None:
+            return
+        names, error = self.failure
+        trace = replay(self.root, names, self.ctx)
+        if isinstance(error, _ActivationFailed):
+            step = trace[-1]
+            assert step.to is not None and step.error is not None
+            raised = SimulationError(step.to, step.before, step.message, step.error, trace)
+            raise raised from step.error
+        assert self.invariant is not None
+        outcome = _final_outcome(self.root, names, self.ctx)
+        raise InvariantError(self.invariant, error, outcome, trace) from error
+
+    # -- the search ----------------------------------------------------------
+
+    def executions(self) -> Iterator[tuple[World, list[Event]]]:
+        """Every explored maximal execution: its final world and its steps
+        (replay them with `_explore.replay`).
+
+        Raises `Fallback` (use the stateful search) or `_Restart` (run again:
+        the invariant turned out to look at more entities)."""
+        root = _Walk.start(self.root)
+        names: list[Name] = []  # the path: step k leads from frame k to frame k + 1
+        taken: list[Event] = []  # the same steps as events (cheaper to replay)
+        masks: list[int] = []  # causal past of step k (bits of earlier steps)
+        posts: list[frozenset[tuple[Channel, int]]] = []  # messages step k put in flight
+        walks = [root]
+        backtrack: list[dict[Name, None]] = [{}]
+        names_of = {event: name for name, event in root.events().items()}
+        sleep: list[set[Name]] = [{names_of[e] for e in self.sleep if e in names_of}]
+        enabled_at: list[dict[Name, Event] | None] = [None]
+        on_path: dict[Hashable, int] = {self.root.key(): 1}
+        self.states.add(hash(self.root.key()))
+        if self.invariant is not None:
+            self.check(self.root, names, masks)
+
+        def pop() -> None:
+            walk = walks.pop()
+            key = walk.world.key()
+            if on_path[key] == 1:
+                del on_path[key]
+            else:
+                on_path[key] -= 1
+            backtrack.pop()
+            sleep.pop()
+            enabled_at.pop()
+            if names:
+                names.pop()
+                taken.pop()
+                masks.pop()
+                posts.pop()
+
+        while walks:
+            if self.stopped:
+                return
+            depth = len(names)
+            walk = walks[-1]
+            events = enabled_at[-1]
+            if events is None:
+                events = enabled_at[-1] = walk.events()
+                if not events:
+                    yield walk.world, list(taken)
+                    pop()
+                    continue
+                if depth >= self.max_depth:
+                    self.limit = f"max_depth={self.max_depth} reached"
+                    pop()
+                    continue
+                awake = [n for n in events if n not in sleep[-1]]
+                if not awake:
+                    pop()  # every way on is covered by a sibling explored before
+                    continue
+                backtrack[-1][awake[0]] = None
+            here = sleep[-1]
+            p = next((n for n in backtrack[-1] if n not in here and n in events), None)
+            if p is None:
+                pop()
+                continue
+            if p[1] is not None:
+                # Delivering, dropping and duplicating a message exclude one
+                # another: a choice, not a race. Each one taken is explored.
+                for kind in _KINDS:
+                    other = (kind, p[1], p[2], p[3])
+                    if other in events and other not in backtrack[-1]:
+                        backtrack[-1][other] = None
+            mask = self._races(p, names, masks, posts, backtrack, sleep, enabled_at)
+            child_sleep = {q for q in here if not self.dependent(q, p)}
+            here.add(p)
+            event = events[p]
+            world, error = advance(walk.world, event, self.ctx)
+            self.deliveries += 1
+            if error is not None:
+                self.dead_letters += 1
+                if self.on_error == "raise":
+                    steps = [n for k, n in enumerate(names) if mask >> k & 1]
+                    self._keep([*steps, p], _ActivationFailed(error))
+            child, posted = walk.after(event, world)
+            key = world.key()
+            if key in on_path:
+                raise Fallback("a cycle of worlds (the system can run forever)")
+            on_path[key] = on_path.get(key, 0) + 1
+            hashed = hash(key)
+            if hashed not in self.states:
+                self.states.add(hashed)
+                if len(self.states) >= self.max_states:
+                    self.limit = f"max_states={self.max_states} reached"
+                    self.stopped = True
+            names.append(p)
+            taken.append(event)
+            masks.append(mask)
+            posts.append(posted)
+            walks.append(child)
+            backtrack.append({})
+            sleep.append(child_sleep)
+            enabled_at.append(None)
+            if self.invariant is not None and (p[1] is None or p[1][1] in self.visible):
+                self.check(world, names, masks)
+
+    def _races(
+        self,
+        p: Name,
+        names: list[Name],
+        masks: list[int],
+        posts: list[frozenset[tuple[Channel, int]]],
+        backtrack: list[dict[Name, None]],
+        sleep: list[set[Name]],
+        enabled_at: list[dict[Name, Event] | None],
+    ) -> int:
+        """The causal past of `p` after the path; adds backtrack points for its races."""
+        n = len(names)
+        past = 0
+        races: list[int] = []
+        message = None if p[1] is None else (p[1], p[2])
+        for j in range(n - 1, -1, -1):
+            if past >> j & 1:
+                continue
+            cause = message is not None and message in posts[j]
+            e = names[j]
+            if cause or self.dependent(e, p):
+                past |= (1 << j) | masks[j]
+                if not cause and p[1] is not None and e[1] is not None and self.reversible(e, p):
+                    races.append(j)
+        for j in races:
+            rest = [k for k in range(j + 1, n) if not masks[k] >> j & 1]
+            later = 0
+            for k in rest:
+                later |= 1 << k
+            initials = [names[k] for k in rest if not masks[k] & later]
+            if not past & later:
+                initials.append(p)
+            there = enabled_at[j]
+            assert there is not None
+            if any(q in backtrack[j] for q in initials):
+                continue
+            candidates = [q for q in initials if q in there]
+            if candidates:
+                awake = [q for q in candidates if q not in sleep[j]]
+                backtrack[j][(awake or candidates)[0]] = None
+        return past
+
+
+class _Restart(Exception):
+    """The invariant looked at more entities: search again with them visible."""
+
+
+class _ActivationFailed(Exception):
+    """An activation raised (kept as the failure until the search ends)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _final_outcome(root: World, names: list[Name], ctx: Context) -> Outcome:
+    walk = _Walk.start(root)
+    for name in names:
+        event = walk.events()[name]
+        world, _ = advance(walk.world, event, ctx)
+        walk = walk.after(event, world)[0]
+    return outcome_of(walk.world.states, ctx.addresses)
+
+
+Restart = _Restart

@@ -1,0 +1,308 @@
+"""Searching over several processes (the machine's cores) and merging what
+they find into one report.
+
+Design note
+-----------
+* **Fork, and send back plain data.** Workers are forked (the registry,
+  the world and the user's entity classes are inherited, never pickled);
+  they return outcomes as plain states plus the names of the steps that
+  reach them, and the parent rebuilds traces by replaying those steps (a
+  simulation is deterministic). Failures are not shipped across processes
+  (exceptions with traces do not pickle reliably): a worker reports that
+  its share failed, and the parent runs the sequential search, which
+  raises the failure with its shortest trace.
+* **Exhaustive search splits at a frontier.** A breadth-first search with
+  deduplication runs from the root until one depth holds enough distinct
+  worlds (a few per worker); each worker then runs DPOR from its share of
+  those worlds as roots. Every execution passes through one frontier world
+  (or ends before the frontier: those outcomes are counted by the parent),
+  and DPOR from a root is complete, so the union is complete. Work is
+  repeated where two frontier worlds lead to equivalent suffixes, so the
+  execution count is larger than the sequential search's; outcomes are the
+  same.
+* Without `fork` (Windows, macOS defaults) or with one worker, callers run
+  the sequential search.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
+
+from pachytype._address import Key
+from pachytype.simulation import _dpor as dpor
+from pachytype.simulation._explore import Found, SimulationReport, faults_of, replay
+from pachytype.simulation._trace import Outcome, Trace, outcome_of
+from pachytype.simulation._world import (
+    Context,
+    Event,
+    World,
+    advance,
+    enabled,
+    independent,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_JOB: Callable[[Any], Any] | None = None
+"""The function workers run (set before forking: inherited, not pickled)."""
+
+
+def _work(item: Any) -> Any:
+    assert _JOB is not None
+    # Searches allocate millions of acyclic objects: the cyclic collector
+    # would rescan them all (see `_explore._without_cyclic_gc`).
+    gc.disable()
+    return _JOB(item)
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def fork_map(job: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """`[job(i) for i in items]` over `workers` forked processes, in order."""
+    global _JOB
+    _JOB = job
+    gc.freeze()  # keep the parent's objects out of the children's collections
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers) as pool:
+            return pool.map(_work, items, chunksize=1)
+    finally:
+        _JOB = None
+        gc.unfreeze()
+
+
+# -- exhaustive search in parallel -------------------------------------------
+
+_PER_WORKER = 8
+"""Frontier worlds per worker (more: better balance, more repeated work)."""
+
+Ended = tuple[World, list[Event], int]
+"""A quiescent world met before the frontier, the events reaching it, executions."""
+
+Reached = tuple[dict[Key, object], int, list[Event], int]
+"""An outcome from a worker: (states, frontier world, steps from it, executions)."""
+
+
+class Share:
+    """What one worker found from its frontier worlds (plain, picklable data)."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[Hashable, Reached] = {}
+        self.executions = 0
+        self.states = 0
+        self.deliveries = 0
+        self.dead_letters = 0
+        self.limit: str | None = None
+        self.failed = False  # an activation error or a broken invariant: rerun sequentially
+        self.fallback: str | None = None
+
+
+def frontier(
+    root: World, ctx: Context, size: int, max_depth: int, on_error: str
+) -> tuple[list[tuple[World, list[Event], frozenset[Event]]], dict[Hashable, Ended], int]:
+    """Distinct worlds at the first depth with at least `size` of them, each
+    with the events reaching it and its sleep set (breadth first with sleep
+    sets, as `_explore.sleep_sets`); the quiescent worlds met before it; the
+    deliveries run. Raises `Failed` if a step raises (`on_error="raise"`)."""
+    level: dict[Hashable, tuple[World, list[Event], frozenset[Event]]]
+    level = {root.key(): (root, [], frozenset())}
+    ended: dict[Hashable, Ended] = {}
+    deliveries = 0
+    depth = 0
+    while level and len(level) < size and depth < max_depth:
+        nxt: dict[Hashable, tuple[World, list[Event], frozenset[Event]]] = {}
+        for world, path, sleep in level.values():
+            events = enabled(world)
+            if not events:
+                seen = ended.get(world.outcome_key())
+                count = 1 if seen is None else seen[2] + 1
+                ended[world.outcome_key()] = (world, path if seen is None else seen[1], count)
+                continue
+            done: list[Event] = []
+            for event in events:
+                if event in sleep:
+                    continue
+                child_sleep = frozenset(u for u in (*sleep, *done) if independent(u, event))
+                done.append(event)
+                new, error = advance(world, event, ctx)
+                deliveries += 1
+                if error is not None and on_error == "raise":
+                    raise Failed
+                key = new.key()
+                there = nxt.get(key)
+                if there is None:
+                    nxt[key] = (new, [*path, event], child_sleep)
+                else:  # reached two ways: only what is asleep on both stays asleep
+                    nxt[key] = (there[0], there[1], there[2] & child_sleep)
+        level = nxt
+        depth += 1
+    return list(level.values()), ended, deliveries
+
+
+class Failed(Exception):
+    """A step raised or an invariant broke: the sequential search reports it."""
+
+
+def explore_share(
+    roots: Sequence[tuple[World, frozenset[Event]]],
+    ctx: Context,
+    first: int,
+    *,
+    on_error: str,
+    invariant: Callable[[Outcome], object] | None,
+    max_depth: int,
+    max_states: int,
+) -> Share:
+    """DPOR from each of `roots` (numbered from `first`), merged."""
+    share = Share()
+    for n, (root, sleep) in enumerate(roots, first):
+        visible: set[Key] = set()
+        while True:
+            search = dpor.Search(
+                root,
+                ctx,
+                on_error=on_error,
+                invariant=invariant,
+                max_depth=max_depth,
+                max_states=max_states,
+                sleep=sleep,
+            )
+            search.visible = set(visible)
+            try:
+                for world, names in search.executions():
+                    share.executions += 1
+                    key = world.outcome_key()
+                    seen = share.outcomes.get(key)
+                    if seen is None or len(names) < len(seen[2]):
+                        count = 0 if seen is None else seen[3]
+                        share.outcomes[key] = (dict(world.states), n, names, count + 1)
+                    else:
+                        share.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + 1)
+            except dpor.Restart:
+                visible = search.visible
+                continue
+            except dpor.Fallback as why:
+                share.fallback = str(why)
+                return share
+            break
+        if search.failure is not None:
+            share.failed = True
+            return share
+        share.states += len(search.states)
+        share.deliveries += search.deliveries
+        share.dead_letters += search.dead_letters
+        share.limit = share.limit or search.limit
+    return share
+
+
+def exhaust(
+    root: World,
+    ctx: Context,
+    *,
+    workers: int,
+    max_depth: int,
+    max_executions: int,
+    max_states: int,
+    on_error: str,
+    invariant: Callable[[Outcome], object] | None,
+    sequential: Callable[[], SimulationReport],
+) -> SimulationReport:
+    """`_explore.exhaust` over `workers` processes (see the design note);
+    `sequential` is the one-process search, run where this one cannot help."""
+    started = time.perf_counter()
+    try:
+        worlds, ended, deliveries = frontier(root, ctx, workers * _PER_WORKER, max_depth, on_error)
+    except Failed:
+        return sequential()
+    if invariant is not None or len(worlds) < 2:
+        # Invariants are checked on every world: the frontier's too. Simple:
+        # leave invariants to the sequential search.
+        return sequential()
+    roots = [w for w, _, _ in worlds]
+    chunks = [list(range(k, len(roots), workers)) for k in range(workers)]
+
+    def job(indices: list[int]) -> Share:
+        total = Share()
+        for i in indices:
+            share = explore_share(
+                [(roots[i], worlds[i][2])],
+                ctx,
+                i,
+                on_error=on_error,
+                invariant=invariant,
+                max_depth=max_depth - len(worlds[i][1]),
+                max_states=max_states,
+            )
+            if share.failed or share.fallback is not None:
+                return share
+            _merge(total, share)
+        return total
+
+    try:
+        shares = fork_map(job, chunks, workers)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return sequential()  # states or messages that do not pickle
+    if any(s.failed or s.fallback is not None for s in shares):
+        return sequential()
+    total = Share()
+    for share in shares:
+        _merge(total, share)
+    # Every frontier world is at the same depth: outcomes reached before it
+    # have the shorter traces; among the workers', the shortest suffix wins.
+    found = [
+        Found(outcome_of(world.states, ctx.addresses), Trace(tuple(replay(root, path, ctx))), count)
+        for world, path, count in ended.values()
+    ]
+    for key, (states, n, events, count) in total.outcomes.items():
+        if key not in ended:
+            trace = Trace(tuple(replay(root, [*worlds[n][1], *events], ctx)))
+            found.append(Found(outcome_of(states, ctx.addresses), trace, count))
+    executions = total.executions + sum(c for _, _, c in ended.values())
+    limit = total.limit
+    if executions > max_executions:
+        limit = limit or f"max_executions={max_executions} reached"
+    return SimulationReport(
+        outcomes=tuple(found),
+        executions=executions,
+        states=total.states + len(worlds),
+        deliveries=total.deliveries + deliveries,
+        dead_letters=total.dead_letters,
+        complete=limit is None,
+        limit=limit,
+        faults=faults_of(root),
+        seconds=time.perf_counter() - started,
+        strategy=f"dpor, {workers} processes",
+    )
+
+
+def _merge(total: Share, share: Share) -> None:
+    for key, reached in share.outcomes.items():
+        seen = total.outcomes.get(key)
+        if seen is None:
+            total.outcomes[key] = reached
+        elif len(reached[2]) < len(seen[2]):
+            total.outcomes[key] = (reached[0], reached[1], reached[2], seen[3] + reached[3])
+        else:
+            total.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + reached[3])
+    total.executions += share.executions
+    total.states += share.states
+    total.deliveries += share.deliveries
+    total.dead_letters += share.dead_letters
+    total.limit = total.limit or share.limit

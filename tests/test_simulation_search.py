@@ -1,0 +1,165 @@
+"""How exhaust searches: DPOR, its fallback to sleep sets, exploration over
+several processes, executions as a stream, and sampling (random and PCT)
+with replayable seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from itertools import islice
+
+import pytest
+
+from pachytype import Faults, Simulation, SimulationError, SimulationReport
+from pachytype.simulation import InvariantError, Outcome
+from tests.simulation import refs
+from tests.simulation.refs import REGISTRY
+from tests.test_simulation_exhaust import pairs, racers
+
+
+def outcomes(report: SimulationReport) -> set[Hashable]:
+    return {frozenset(f.outcome.states.items()) for f in report.outcomes}
+
+
+# -- DPOR ---------------------------------------------------------------------
+
+
+def test_dpor_explores_one_execution_per_arrival_order_and_no_more() -> None:
+    report = Simulation(REGISTRY).exhaust(racers(5))
+    assert report.strategy == "dpor" and report.complete
+    assert report.executions == len(report.outcomes) == 120
+
+
+def test_dpor_and_the_sleep_set_search_agree_on_outcomes_and_shortest_traces() -> None:
+    envelopes = [*racers(3), *pairs(2, 2)]
+    for faults in (Faults(), Faults(drop=1), Faults(duplicate=1), Faults(reorder=True)):
+        fast = Simulation(REGISTRY).exhaust(envelopes, faults=faults)
+        slow = Simulation(REGISTRY).exhaust(envelopes, faults=faults, search="sleep sets")
+        assert outcomes(fast) == outcomes(slow)
+        lengths = {frozenset(f.outcome.states.items()): len(f.trace) for f in slow.outcomes}
+        assert all(
+            len(f.trace) == lengths[frozenset(f.outcome.states.items())] for f in fast.outcomes
+        )
+        assert fast.states <= slow.states
+
+
+def test_an_invariant_over_two_independent_entities_sees_every_combination() -> None:
+    # Each pair alone is one path; the invariant reads both rallies, so every
+    # combination of their progress must be checked, as the search visiting
+    # every world checks it.
+    def watcher(seen: set[tuple[object, object]]) -> Callable[[Outcome], None]:
+        def watch(outcome: Outcome) -> None:
+            seen.add((outcome.get(refs.player(1)), outcome.get(refs.player(3))))
+
+        return watch
+
+    dpor: set[tuple[object, object]] = set()
+    every: set[tuple[object, object]] = set()
+    Simulation(REGISTRY).exhaust(pairs(2, 4), invariant=watcher(dpor))
+    Simulation(REGISTRY).exhaust(pairs(2, 4), invariant=watcher(every), search="sleep sets")
+    assert dpor == every and len(every) == 9  # None, 1 or 2 balls each
+
+
+def test_an_invariant_that_looks_at_everything_falls_back_to_the_sleep_set_search() -> None:
+    def small(outcome: Outcome) -> None:
+        assert len(outcome.states) < 10
+
+    report = Simulation(REGISTRY).exhaust(racers(3), invariant=small)
+    assert report.strategy.startswith("sleep sets (the invariant looks at every entity")
+    assert len(report.outcomes) == 6
+
+
+def test_an_invariant_failure_shows_only_the_steps_it_depends_on() -> None:
+    def under_50(outcome: Outcome) -> None:
+        assert outcome.get(refs.total("t"), 0) <= 50  # type: ignore[operator]
+
+    unrelated = pairs(2, 3)
+    adds = [refs.total("t").add(n=30), refs.total("t").add(n=30)]
+    with pytest.raises(InvariantError) as info:
+        Simulation(REGISTRY).exhaust([*unrelated, *adds], invariant=under_50)
+    assert [s.to for s in info.value.trace] == [refs.total("t"), refs.total("t")]
+
+
+def test_an_activation_error_is_raised_with_its_causal_past_only() -> None:
+    with pytest.raises(SimulationError) as info:
+        Simulation(REGISTRY).exhaust([*racers(3), refs.total("t").add(n=101)])
+    assert len(info.value.trace) == 1
+
+
+# -- in parallel --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("faults", [Faults(), Faults(drop=1), Faults(reorder=True)])
+def test_two_processes_find_the_same_outcomes(faults: Faults) -> None:
+    one = Simulation(REGISTRY).exhaust(racers(4), faults=faults)
+    two = Simulation(REGISTRY).exhaust(racers(4), faults=faults, workers=2)
+    assert two.strategy == "dpor, 2 processes" and two.complete
+    assert outcomes(one) == outcomes(two)
+    for found in two.outcomes:  # each trace really reaches its outcome
+        log = tuple(s.message.value for s in found.trace.received_by(refs.log("l")))  # type: ignore[attr-defined]
+        assert found.outcome.state(refs.log("l")) == log
+
+
+def test_a_failure_found_in_parallel_is_raised_like_the_sequential_search_does() -> None:
+    with pytest.raises(SimulationError) as info:
+        Simulation(REGISTRY).exhaust([*racers(4), refs.total("t").add(n=101)], workers=2)
+    assert len(info.value.trace) == 1
+
+
+# -- as a stream --------------------------------------------------------------
+
+
+def test_executions_stream_and_stop_when_the_caller_stops() -> None:
+    sim = Simulation(REGISTRY)
+    first = list(islice(sim.explore(racers(6)), 3))
+    assert len(first) == 3
+    for execution in first:
+        log = execution.outcome.state(refs.log("l"))
+        assert len(log) == 6 and len(execution.trace) == 12
+    assert len({e.outcome.state(refs.log("l")) for e in sim.explore(racers(3))}) == 6
+
+
+def test_a_stream_raises_an_activation_error() -> None:
+    with pytest.raises(SimulationError):
+        list(Simulation(REGISTRY).explore([refs.total("t").add(n=101)]))
+
+
+# -- sampling -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["random", "pct"])
+def test_a_sample_finds_outcomes_and_each_replays_from_its_seed(strategy: str) -> None:
+    sim = Simulation(REGISTRY, seed=7)
+    report = sim.sample(racers(3), executions=300, strategy=strategy)  # type: ignore[arg-type]
+    assert not report.complete and report.executions == 300
+    assert len(report.outcomes) == 6  # every arrival order, by chance
+    for found in report.outcomes:
+        assert found.seed is not None
+        fresh = Simulation(REGISTRY, seed=found.seed)
+        if strategy == "pct":
+            again = fresh.run(racers(3), pct=3, pct_steps=6)
+        else:
+            again = fresh.run(racers(3))
+        assert again.trace == found.trace
+
+
+def test_a_sample_is_the_same_over_several_processes() -> None:
+    one = Simulation(REGISTRY).sample(racers(4), executions=200, seed=3)
+    two = Simulation(REGISTRY).sample(racers(4), executions=200, seed=3, workers=2)
+    assert outcomes(one) == outcomes(two)
+    assert {f.seed for f in one.outcomes} == {f.seed for f in two.outcomes}
+
+
+def test_a_failing_sampled_execution_says_how_to_replay_it() -> None:
+    from examples.racy import refs as racy
+    from examples.racy import scenarios
+
+    def keeps_stock(outcome: Outcome) -> None:
+        assert outcome.get(racy.stock("shelf")) != 3
+
+    with pytest.raises(InvariantError) as info:
+        Simulation(racy.REGISTRY).sample(
+            scenarios.lost_update(), executions=200, strategy="pct", invariant=keeps_stock
+        )
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "replay this execution: Simulation(registry, seed=" in notes
+    assert "pct=3" in notes

@@ -10,7 +10,7 @@ id stands firm and the higher one grants at once.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, assert_never
 
 from attrs import evolve, frozen
 
@@ -101,3 +101,5 @@ class Candidate(Entity[str, CandidateMsg, CandidateState]):
                 if state.phase != "backing off" or state.rival is None:
                     return [], state
                 return [state.rival.post(Claim(state.me))], evolve(state, phase="claiming")
+            case _:
+                assert_never(msg)

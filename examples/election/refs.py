@@ -74,5 +74,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.election",
     _entity_types,
-    fingerprint="0cb317ac1c839deff4fda99a4ebde74130778af735acaafa2d43d64c4bc21371",
+    fingerprint="1741de7ea8e3f9e3be49da6358e50f142e142edc7051dafa6b78329165aa170a",
 )

@@ -16,14 +16,18 @@ def test_the_polite_election_can_livelock_and_the_cycle_is_shown() -> None:
     from examples.election import scenarios
 
     with pytest.raises(LivenessError) as info:
-        Simulation(election.REGISTRY).exhaust(
-            scenarios.polite(), eventually=scenarios.has_leader
-        )
+        Simulation(election.REGISTRY).exhaust(scenarios.polite(), eventually=scenarios.has_leader)
     error = info.value
     # Shortest stem: both start; then round and round: both claims cross,
     # both back off, the clock moves, both retry.
     assert [s.message for s in error.trace] == [m.message for m in scenarios.polite()]
-    assert [s.kind for s in error.cycle] == [Kind.DELIVER, Kind.DELIVER, Kind.TICK, Kind.DELIVER, Kind.DELIVER]
+    assert [s.kind for s in error.cycle] == [
+        Kind.DELIVER,
+        Kind.DELIVER,
+        Kind.TICK,
+        Kind.DELIVER,
+        Kind.DELIVER,
+    ]
     phases = [s.after.phase for s in error.cycle if s.kind is Kind.DELIVER]  # type: ignore[attr-defined]
     assert phases == ["backing off", "backing off", "claiming", "claiming"]
     text = str(error)

@@ -147,7 +147,7 @@ async def test_a_claim_sent_to_the_wrong_shard_is_refused(ecosystem: EcosystemFa
 def holders(outcome: Outcome, name: str, users: tuple[UserId, ...]) -> list[UserId]:
     """The users whose signup holds `name` in `outcome`."""
     states = [outcome.get(signup(u), SignupState(u)) for u in users]
-    return [s.me for s in states if isinstance(s, SignupState) and s.name == name]
+    return [s.me for s in states if s.name == name]
 
 
 def test_in_every_delivery_order_exactly_one_of_two_racing_users_wins() -> None:

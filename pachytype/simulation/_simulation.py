@@ -9,6 +9,7 @@ time, and send again) and turns results into the public report types.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -68,6 +69,30 @@ class RunResult:
     def dead_letters(self) -> tuple[Step, ...]:
         """Steps whose activation raised (only with `on_error="dead_letter"`)."""
         return tuple(s for s in self.trace if s.error is not None)
+
+
+class _Shown:
+    """A run as hypothesis shows it in a failing example's notes: rendered
+    only if hypothesis reports it (`note` formats lazily, by `repr`)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+    def __repr__(self) -> str:
+        r = self.result
+        head = f"simulation run ({len(r.trace)} steps, ends at {r.now}):"
+        return f"{head}\n{r.trace}\n  states: {r.outcome}"
+
+
+def _note_for_hypothesis(result: RunResult) -> None:
+    """Inside a hypothesis test, note the run's trace: a failing example then
+    prints every step, whatever pytest does to long reprs."""
+    control = sys.modules.get("hypothesis.control")
+    if control is None:
+        return  # hypothesis is not in use (it is not a runtime dependency)
+    if control._current_build_context.value is None:  # not inside a test
+        return
+    control.note(_Shown(result))
 
 
 @frozen
@@ -203,7 +228,9 @@ class Simulation:
         if limit is not None:
             world = _world.advance_clock(world, limit)
         self._world = world.with_faults(NO_FAULTS)
-        return RunResult(self.outcome(), Trace(tuple(steps)), self.now)
+        result = RunResult(self.outcome(), Trace(tuple(steps)), self.now)
+        _note_for_hypothesis(result)
+        return result
 
     def advance(self, delay: timedelta, **options: Any) -> RunResult:
         """Move the virtual clock `delay` ahead, delivering what falls due."""

@@ -7,11 +7,13 @@ import enum
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar, cast, overload
 
+import attrs
 from attrs import field, frozen
 
 from pachytype._address import Address, Envelope, Key, Ref
 
 S = TypeVar("S")
+D = TypeVar("D")
 
 
 class Kind(enum.IntEnum):
@@ -59,7 +61,68 @@ class Step:
             )
         sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
         events = f"; events {list(self.events)!r}" if self.events else ""
-        return f"{head}{dup}: {self.before!r} -> {self.after!r}{events}{sent}"
+        return f"{head}{dup}: {change(self.before, self.after)}{events}{sent}"
+
+
+_SHOWN = 120
+"""Above this many characters, a state is shown by what changed in it."""
+
+
+def change(before: object, after: object) -> str:
+    """What a step did to a state, for people: `before -> after` for small
+    values, and for large ones only what changed (the fields of an attrs
+    class, the keys of a mapping, the items of a set, what was appended to a
+    tuple or list), e.g. `Account(balance: 5 -> 3)` or `(..., 1, 2) + (3,)`.
+    The whole states stay on the step (`before`, `after`)."""
+    if before == after:
+        return f"{_short(before)} (unchanged)"
+    whole = f"{before!r} -> {after!r}"
+    if len(whole) <= _SHOWN:
+        return whole
+    return _diff(before, after)
+
+
+def _diff(before: object, after: object) -> str:
+    cls = type(after)
+    if type(before) is cls and attrs.has(cls):
+        changed = [
+            f"{f.name}: {_diff(getattr(before, f.name), getattr(after, f.name))}"
+            for f in attrs.fields(cls)
+            if getattr(before, f.name) != getattr(after, f.name)
+        ]
+        return f"{cls.__qualname__}({', '.join(changed)})"
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        parts = [f"-{k!r}" for k in before if k not in after]
+        for k, v in after.items():
+            if k not in before:
+                parts.append(f"+{k!r}: {v!r}")
+            elif before[k] != v:
+                parts.append(f"{k!r}: {_diff(before[k], v)}")
+        return "{" + ", ".join(parts) + "}"
+    if isinstance(before, (set, frozenset)) and isinstance(after, (set, frozenset)):
+        parts = [f"+{x!r}" for x in after - before] + [f"-{x!r}" for x in before - after]
+        return "{" + ", ".join(sorted(parts)) + "}"
+    if isinstance(before, (tuple, list)) and type(before) is type(after):
+        assert isinstance(after, (tuple, list))
+        n = len(before)
+        if len(after) > n and after[:n] == before:
+            return f"{_tail(before)} + {after[n:]!r}"
+    if len(repr(before)) + len(repr(after)) > 2 * _SHOWN:
+        return f"{_short(before)} -> {after!r}"
+    return f"{before!r} -> {after!r}"
+
+
+def _tail(items: tuple[object, ...] | list[object]) -> str:
+    """A long sequence by its last items: `(..., 8, 9)`."""
+    if not items:
+        return repr(items)
+    last = ", ".join(repr(x) for x in items[-2:])
+    return f"({'..., ' if len(items) > 2 else ''}{last})"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 3]}..."
 
 
 def _after(envelope: Envelope[Any]) -> str:
@@ -129,8 +192,15 @@ class Outcome:
         """The state of `ref`, typed by the ref (KeyError if never activated)."""
         return cast(S, self[ref])
 
+    @overload
+    def get(self, address: Ref[Any, S]) -> S | None: ...
+    @overload
+    def get(self, address: Ref[Any, S], default: D) -> S | D: ...
+    @overload
+    def get(self, address: Address[Any], default: object = None) -> object: ...
     def get(self, address: Address[Any], default: object = None) -> object:
-        """The state of `address`, or `default` if it was never activated."""
+        """The state of `address` (typed by the ref's state type), or
+        `default` if it was never activated."""
         return self.states.get(address, default)
 
     def __str__(self) -> str:

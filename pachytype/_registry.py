@@ -11,7 +11,7 @@ may import each other freely.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from attrs import Factory, field, frozen
 
@@ -20,6 +20,10 @@ from pachytype._errors import UnknownEntityError, WrongMessageError
 from pachytype._event_sourced import is_event_sourced
 from pachytype._inbox import INBOX, Inbox, InboxState, answer_classes
 from pachytype._schema import check_registry
+
+Id = TypeVar("Id", bound=Hashable)
+M = TypeVar("M")
+S = TypeVar("S")
 
 
 @frozen
@@ -84,6 +88,8 @@ class Registry:
         self.fingerprint = fingerprint
         self._load = entities
         self._types: dict[str, EntityType] | None = None
+        self.replaced: dict[str, type[Entity[Any, Any, Any]]] = {}
+        """Entity type name -> the stand-in running in its place (`replacing`)."""
 
     def _resolve(self) -> dict[str, EntityType]:
         types = self._types
@@ -116,5 +122,60 @@ class Registry:
         except KeyError:
             raise UnknownEntityError(entity_type, id, list(self._resolve()), self.package) from None
 
+    def replacing(
+        self, entity: type[Entity[Id, M, S]], stand_in: type[Entity[Id, M, S]]
+    ) -> Registry:
+        """This registry with `stand_in` running in place of `entity` (a test
+        seam: a fake payment provider, a deterministic clock entity...).
+
+        The stand-in is addressed exactly as `entity` (same entity type
+        name, same refs) and must have the same id, message and state types:
+        mypy rejects anything else (the three types are inferred from both
+        arguments, and entity types are invariant in them). It keeps the
+        same `state_version`, so stored states read the same. The fingerprint
+        stays the original's: nodes and stores see the same schema. Chain
+        calls to replace several entities::
+
+            fake = REGISTRY.replacing(Payment, FakePayment)
+            async with InMemory(fake) as eco: ...
+            sim = Simulation(fake)
+        """
+        types = self._resolve()
+        original = types.get(entity.entity_type)
+        if original is None or original.entity is not entity:
+            raise ValueError(
+                f"registry {self.package!r} has no entity {entity.__qualname__!r} to replace "
+                f"(its entity types: {sorted(types)}); pass an entity class of this registry"
+            )
+        checked: object = stand_in  # typed code cannot pass anything else; untyped code can
+        if not (isinstance(checked, type) and issubclass(checked, Entity)):
+            raise TypeError(
+                f"the stand-in for entity {original.name!r} must be an Entity subclass, "
+                f"got {stand_in!r}"
+            )
+        if stand_in.state_version != entity.state_version:
+            raise ValueError(
+                f"the stand-in {stand_in.__qualname__} for entity {original.name!r} has "
+                f"state_version {stand_in.state_version}, the entity has "
+                f"{entity.state_version}: give the stand-in the same state_version (subclass "
+                f"the entity, or set it)"
+            )
+        replaced = dict(types)
+        replaced[original.name] = EntityType(
+            stand_in, original.messages, original.state, original.id_type, original.name
+        )
+        registry = Registry(self.package, lambda: list(replaced.values()), self.fingerprint)
+        # Resolved already: the live schema names the stand-in's class, which
+        # the generated fingerprint (kept on purpose) does not.
+        registry._types = replaced
+        registry.replaced = {**self.replaced, original.name: stand_in}
+        return registry
+
     def __repr__(self) -> str:
-        return f"<Registry {self.package} {sorted(self._resolve())} {self.fingerprint[:12]}>"
+        stand_ins = "".join(
+            f" {name}->{cls.__qualname__}" for name, cls in sorted(self.replaced.items())
+        )
+        return (
+            f"<Registry {self.package} {sorted(self._resolve())} {self.fingerprint[:12]}"
+            f"{stand_ins}>"
+        )

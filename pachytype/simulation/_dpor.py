@@ -65,8 +65,9 @@ class Fallback(Exception):
     """DPOR cannot search this space soundly (the reason says why)."""
 
 
-class _Everything(Exception):
-    """An invariant looked at every entity (iterated the states)."""
+class _Everything(BaseException):
+    """An invariant looked at every entity (iterated the states). Not an
+    `Exception`: an invariant's own `except Exception` must not swallow it."""
 
 
 class _Walk:

@@ -67,10 +67,12 @@ name (files live there; openers that keep state in memory key it by it)."""
 ECOSYSTEMS: dict[str, Opener] = {
     "inmemory": lambda registry, _dir: InMemory(registry),
     "localdisk": lambda registry, directory: LocalDisk(directory / "eco.db", registry),
+    "simulation": lambda registry, _dir: Simulation(registry).ecosystem(),
 }
-"""Ecosystems that need nothing but a directory, by kind. The `ecosystem`
-fixture adds `postgres` (a schema per name) and `simulation` (a world per
-name), which keep per-test state."""
+"""The single-node ecosystems that need nothing but a directory, by kind
+(each call opens a new one; a simulation here starts from a fresh world).
+The `ecosystem` fixture adds `postgres` (a schema per name) and opens the
+same simulated world again for the same name."""
 
 KINDS: tuple[str, ...] = ("inmemory", "localdisk", "postgres", "simulation")
 """Every kind the `ecosystem` fixture runs over."""

@@ -53,11 +53,9 @@ import pytest
 from attrs import field, frozen
 
 from pachytype._ecosystem import Ecosystem
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype._registry import Registry
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
-from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import Simulation
 
 Opener = Callable[[Registry, Path], Ecosystem]
@@ -147,6 +145,10 @@ def ecosystem(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ecosys
     if kind == "simulation":
         yield EcosystemFactory(kind, tmp_path, _simulations())
     elif kind == "postgres":
+        # Imported here: asyncpg is loaded only by tests that use PostgreSQL.
+        from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+        from pachytype.ecosystems._postgres import Postgres
+
         dsn = require_postgres()
         schemas: dict[Path, str] = {}
 

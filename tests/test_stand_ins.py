@@ -57,7 +57,9 @@ def test_a_replaced_registry_keeps_names_types_and_fingerprint() -> None:
 
 
 def test_only_an_entity_of_the_registry_can_be_replaced() -> None:
-    with pytest.raises(ValueError, match=r"has no entity 'Counter' to replace .*\['account'\]"):
+    with pytest.raises(
+        ValueError, match=r"has no entity 'Counter' to replace \(its entity types: \['account'"
+    ):
         REGISTRY.replacing(Counter, Counter)
 
 

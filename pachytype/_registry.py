@@ -162,8 +162,18 @@ class Registry:
             )
         replaced = dict(types)
         replaced[original.name] = EntityType(
-            stand_in, original.messages, original.state, original.id_type, original.name
+            stand_in,
+            original.messages,
+            original.state,
+            original.id_type,
+            original.name,
+            events=original.events,
         )
+        if replaced[original.name].event_sourced != original.event_sourced:
+            raise TypeError(
+                f"the stand-in {stand_in.__qualname__} for entity {original.name!r} must "
+                f"{'be' if original.event_sourced else 'not be'} event-sourced, as the entity is"
+            )
         registry = Registry(self.package, lambda: list(replaced.values()), self.fingerprint)
         # Resolved already: the live schema names the stand-in's class, which
         # the generated fingerprint (kept on purpose) does not.

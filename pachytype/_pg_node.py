@@ -51,6 +51,7 @@ import orjson
 
 from pachytype._budget import DEFAULT_BUDGET
 from pachytype._codec import Codec, storable_text
+from pachytype._core.deadletters import raw_dead_row
 from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
 from pachytype._pg_lease import Membership, Ownership, channel
@@ -59,6 +60,9 @@ from pachytype._pg_schema import quote_schema
 from pachytype._registry import Registry
 
 log = logging.getLogger("pachytype.postgres")
+
+MAX_ALONE: Final = 3
+"""Failed batches a row may cause on its own before it is dead-lettered unrun."""
 
 RETRY_BLOCKED: Final = 30.0
 """Seconds before an entity held by a state that cannot be loaded is tried again."""
@@ -114,6 +118,9 @@ class Node:
         self._due = [0.0] * workers
         """Per worker: when (monotonic) its next delayed message falls due."""
         self._turns = [0] * workers
+        self._limits = [batch] * workers  # rows per claim: halved after a failed batch
+        self._alone: list[Any] = [None] * workers  # the row claimed alone, if limit is 1
+        self._failed: dict[uuid.UUID, int] = {}  # a row's failed batches, claimed alone
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._mail_channel = channel(self.schema, "mail")
@@ -206,15 +213,19 @@ class Node:
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                     self._caches[w].clear()  # the commit may have happened: trust only the db
                     log.warning("node %s worker %d: batch failed: %s", self.node_id, w, error)
+                    await self._after_failure(w, error)
                     await asyncio.sleep(min(self.poll_interval, 0.2))
                     continue
-                except Exception:
+                except Exception as error:
                     # A dead worker would strand its partitions while the
                     # heartbeat keeps their leases: log the bug and go on.
                     self._caches[w].clear()
                     log.exception("node %s worker %d: batch failed unexpectedly", self.node_id, w)
+                    await self._after_failure(w, error)
                     await asyncio.sleep(min(self.poll_interval, 0.2))
                     continue
+                if handled:
+                    self._limits[w] = min(self.batch, self._limits[w] * 2)
             now = time.monotonic()
             if handled >= self.batch:
                 await asyncio.sleep(0)
@@ -227,6 +238,56 @@ class Node:
             timeout = min(self.poll_interval, self._due[w] - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(timeout, 0.001))
+
+    async def _after_failure(self, w: int, error: BaseException) -> None:
+        """Split a failing batch until the failing row is alone; a row that
+        fails `MAX_ALONE` batches alone becomes a dead letter, unrun, and the
+        others go on (a connection lost or a fenced commit fails whole
+        batches too, so only a row that keeps failing alone is blamed)."""
+        if self._limits[w] > 1:
+            self._limits[w] //= 2
+            return
+        row = self._alone[w]
+        if row is None:
+            return
+        count = self._failed.get(row["msg_id"], 0) + 1
+        self._failed[row["msg_id"]] = count
+        if count < MAX_ALONE:
+            return
+        del self._failed[row["msg_id"]]
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await self._bury(row, error, count)
+
+    async def _bury(self, row: Any, error: BaseException, count: int) -> None:
+        s = self._s
+        blamed = PachytypeError(
+            f"a message to entity {row['entity_type']!r} (id text {row['entity_id']!r}) failed "
+            f"{count} batches on its own ({type(error).__name__}: {error}); it was not run "
+            f"again and is a dead letter, and the entity went on. Fix what fails, then "
+            f"redeliver it"
+        )
+        dead = raw_dead_row(
+            row["entity_type"], row["entity_id"], row["payload"], blamed, None, 0, []
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            gone = await conn.fetchval(
+                f"DELETE FROM {s}.mailbox WHERE msg_id = $1 RETURNING msg_id", row["msg_id"]
+            )
+            if gone is None:
+                return  # consumed meanwhile (by a later, successful batch)
+            await conn.execute(
+                f"INSERT INTO {s}.dead_letters (entity_type, entity_id, message, error_type, "
+                f"error, traceback, state_version, state, recent) "
+                f"VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7)",
+                dead.entity_type,
+                dead.id_text,
+                dead.message,
+                dead.error_type,
+                dead.error,
+                dead.traceback,
+                list(dead.recent),
+            )
+        log.error("node %s: %s", self.node_id, blamed)
 
     async def _next_due(self, conn: asyncpg.Connection, parts: list[int]) -> float:
         due = await conn.fetchval(
@@ -289,7 +350,7 @@ class Node:
             f"(SELECT * FROM unnest($3::text[], $4::text[])) "
             f"ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) AS m LIMIT $2",
             order,
-            self.batch,
+            self._limits[w],
             [k[0] for k in self.blocked],
             [k[1] for k in self.blocked],
             [parts[p] for p in order],
@@ -298,6 +359,7 @@ class Node:
         if not rows:
             await conn.execute("COMMIT")
             return 0
+        self._alone[w] = rows[0] if len(rows) == 1 else None
         mail = [Mail._make(r) for r in rows]
         cache = self._caches[w]
         known: dict[Key, Cached | None] = {}

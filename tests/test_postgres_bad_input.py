@@ -160,3 +160,37 @@ async def test_a_message_that_cannot_be_encoded_is_refused_at_send(eco: Postgres
         assert await conn.fetchval(f'SELECT count(*) FROM "{eco.schema}".mailbox') == 0
     finally:
         await conn.close()
+
+
+async def test_a_batch_that_keeps_failing_is_split_until_the_failing_message_is_alone(
+    eco: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault injected into the node's batch whenever one message is in it
+    (say a value the database refuses): the node halves its batches until
+    that message is claimed alone, dead-letters it after MAX_ALONE failures
+    without running it again, and everything else commits."""
+    import pachytype._pg_node as node_module
+
+    poison = Codec(REGISTRY).encode_message("tally", Add(13))
+    real = node_module.run_batch  # type: ignore[attr-defined]  # patched where it is used
+
+    def failing(*args: object, **kwargs: object) -> object:
+        mail = args[3]
+        assert isinstance(mail, list)
+        if any(row.payload == poison for row in mail):
+            raise RuntimeError("injected: the database refuses this batch")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(node_module, "run_batch", failing)
+    others = [refs.tally(TallyId(f"o{i}")).add(n=1) for i in range(40)]
+    await eco.send(*others[:20], refs.tally(TallyId("p")).add(n=13), *others[20:])
+    await eco.send(refs.tally(TallyId("p")).add(n=1))  # the entity goes on after it
+    await asyncio.wait_for(eco.settle(), 60)
+    assert [await eco.state(refs.tally(TallyId(f"o{i}"))) for i in range(40)] == [1] * 40
+    assert await eco.state(refs.tally(TallyId("p"))) == 1
+    (dead,) = await eco.dead_letters()
+    assert dead.message == Add(13) and dead.to == refs.tally(TallyId("p"))
+    assert dead.error.startswith(
+        "a message to entity 'tally' (id text 'p') failed 3 batches on its own "
+        "(RuntimeError: injected: the database refuses this batch); it was not run again"
+    )

@@ -106,3 +106,17 @@ def test_the_installed_command_generates_refs_from_any_directory(
         check=True,
     )
     assert probe.stdout.split() == ["pachytype._codegen", "None"]
+
+
+def test_nothing_in_pachytype_imports_pickle() -> None:
+    """Nothing is ever unpickled (DESIGN §1.10): processes exchange JSON."""
+    package = Path(__file__).parent.parent / "pachytype"
+    offenders = [
+        str(path)
+        for path in package.rglob("*.py")
+        if any(
+            line.strip().startswith(("import pickle", "from pickle", "import cPickle"))
+            for line in path.read_text().splitlines()
+        )
+    ]
+    assert offenders == []

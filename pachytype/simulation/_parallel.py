@@ -3,14 +3,16 @@ they find into one report.
 
 Design note
 -----------
-* **Fork, and send back plain data.** Workers are forked (the registry,
-  the world and the user's entity classes are inherited, never pickled);
-  they return outcomes as plain states plus the names of the steps that
-  reach them, and the parent rebuilds traces by replaying those steps (a
-  simulation is deterministic). Failures are not shipped across processes
-  (exceptions with traces do not pickle reliably): a worker reports that
-  its share failed, and the parent runs the sequential search, which
-  raises the failure with its shortest trace.
+* **Fork, and send back plain data, never pickles.** Workers are forked
+  (the registry, the world and the user's entity classes are inherited);
+  each writes its result as JSON (numbers, strings, lists) to a pipe: an
+  outcome is the index of its frontier world and, per step, the index of
+  the step among the events enabled there. The parent replays those steps
+  (a simulation is deterministic) to get the states, the outcome and the
+  trace; nothing a child sends is ever turned into an object but numbers.
+  Failures are not shipped across processes: a worker reports that its
+  share failed, and the parent runs the sequential search, which raises
+  the failure with its shortest trace.
 * **Exhaustive search splits at a frontier.** A breadth-first search with
   deduplication runs from the root until one depth holds enough distinct
   worlds (a few per worker); each worker then runs DPOR from its share of
@@ -29,10 +31,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import pickle
 import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
+
+import orjson
 
 from pachytype._address import Key
 from pachytype.simulation import _dpor as dpor
@@ -48,18 +51,6 @@ from pachytype.simulation._world import (
 )
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-_JOB: Callable[[Any], Any] | None = None
-"""The function workers run (set before forking: inherited, not pickled)."""
-
-
-def _work(item: Any) -> Any:
-    assert _JOB is not None
-    # Searches allocate millions of acyclic objects: the cyclic collector
-    # would rescan them all (see `_explore._without_cyclic_gc`).
-    gc.disable()
-    return _JOB(item)
 
 
 def can_fork() -> bool:
@@ -74,18 +65,45 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def fork_map(job: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
-    """`[job(i) for i in items]` over `workers` forked processes, in order."""
-    global _JOB
-    _JOB = job
+def fork_map(job: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
+    """`[job(i) for i in items]`, one forked process per item, in order. Each
+    result must be JSON data: it crosses the process boundary as JSON bytes
+    on a pipe (a child that fails sends null; the caller decides)."""
     gc.freeze()  # keep the parent's objects out of the children's collections
+    children: list[tuple[int, int]] = []
     try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers) as pool:
-            return pool.map(_work, items, chunksize=1)
+        for item in items:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: compute, write, leave without cleanup
+                os.close(read)
+                _child(job, item, write)
+            os.close(write)
+            children.append((pid, read))
+        results = []
+        for pid, read in children:
+            with os.fdopen(read, "rb") as pipe:
+                data = pipe.read()
+            os.waitpid(pid, 0)
+            results.append(orjson.loads(data) if data else None)
+        return results
     finally:
-        _JOB = None
         gc.unfreeze()
+
+
+def _child(job: Callable[[T], Any], item: T, write: int) -> None:
+    code = 0
+    try:
+        # Searches allocate millions of acyclic objects: the cyclic collector
+        # would rescan them all (see `_explore._without_cyclic_gc`).
+        gc.disable()
+        data = orjson.dumps(job(item))
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(data)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
 
 # -- exhaustive search in parallel -------------------------------------------
@@ -101,7 +119,7 @@ Reached = tuple[dict[Key, object], int, list[Event], int]
 
 
 class Share:
-    """What one worker found from its frontier worlds (plain, picklable data)."""
+    """What one worker found from its frontier worlds."""
 
     def __init__(self) -> None:
         self.outcomes: dict[Hashable, Reached] = {}
@@ -238,7 +256,10 @@ def exhaust(
     roots = [w for w, _, _ in worlds]
     chunks = [list(range(k, len(roots), workers)) for k in range(workers)]
 
-    def job(indices: list[int]) -> Share:
+    def job(indices: list[int]) -> dict[str, Any]:
+        return _plain(search(indices), roots, ctx)
+
+    def search(indices: list[int]) -> Share:
         total = Share()
         for i in indices:
             share = explore_share(
@@ -255,10 +276,10 @@ def exhaust(
             _merge(total, share)
         return total
 
-    try:
-        shares = fork_map(job, chunks, workers)
-    except (pickle.PicklingError, AttributeError, TypeError):
-        return sequential()  # states or messages that do not pickle
+    plain = fork_map(job, chunks)
+    if any(p is None for p in plain):
+        return sequential()  # a worker died: the one-process search says why
+    shares = [_share(p, roots, ctx) for p in plain]
     if any(s.failed or s.fallback is not None for s in shares):
         return sequential()
     total = Share()
@@ -290,6 +311,59 @@ def exhaust(
         seconds=time.perf_counter() - started,
         strategy=f"dpor, {workers} processes",
     )
+
+
+def step_indices(world: World, events: Sequence[Event], ctx: Context) -> list[int]:
+    """`events` from `world` as the index of each among the events enabled
+    where it is taken (plain numbers another process can replay)."""
+    indices = []
+    for event in events:
+        indices.append(enabled(world).index(event))
+        world, _ = advance(world, event, ctx)
+    return indices
+
+
+def replay_indices(world: World, indices: Sequence[int], ctx: Context) -> tuple[World, list[Event]]:
+    """The inverse of `step_indices`: the world reached and the events taken."""
+    events = []
+    for i in indices:
+        event = enabled(world)[i]
+        events.append(event)
+        world, _ = advance(world, event, ctx)
+    return world, events
+
+
+def _plain(share: Share, roots: Sequence[World], ctx: Context) -> dict[str, Any]:
+    return {
+        "outcomes": [
+            [n, step_indices(roots[n], events, ctx), count]
+            for _, n, events, count in share.outcomes.values()
+        ],
+        "executions": share.executions,
+        "states": share.states,
+        "deliveries": share.deliveries,
+        "dead_letters": share.dead_letters,
+        "limit": share.limit,
+        "failed": share.failed,
+        "fallback": share.fallback,
+    }
+
+
+def _share(plain: dict[str, Any], roots: Sequence[World], ctx: Context) -> Share:
+    share = Share()
+    for n, indices, count in plain["outcomes"]:
+        world, events = replay_indices(roots[int(n)], [int(i) for i in indices], ctx)
+        one = Share()
+        one.outcomes[world.outcome_key()] = (dict(world.states), int(n), events, int(count))
+        _merge(share, one)
+    share.executions = int(plain["executions"])
+    share.states = int(plain["states"])
+    share.deliveries = int(plain["deliveries"])
+    share.dead_letters = int(plain["dead_letters"])
+    share.limit = plain["limit"]
+    share.failed = bool(plain["failed"])
+    share.fallback = plain["fallback"]
+    return share
 
 
 def _merge(total: Share, share: Share) -> None:

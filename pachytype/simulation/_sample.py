@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Hashable
-from typing import Literal
+from typing import Any, Literal
 
 from pachytype._address import Key
 from pachytype.simulation import _parallel
@@ -44,7 +44,7 @@ def chooser(strategy: Strategy, seed: int, depth: int, steps: int, fault_rate: f
 
 
 class _Part:
-    """What one process sampled (plain, picklable data)."""
+    """What one process sampled."""
 
     def __init__(self) -> None:
         # outcome key -> (states, seed of a shortest execution there, its length, executions)
@@ -109,6 +109,30 @@ def _sample(
     return part
 
 
+def _plain(part: _Part) -> dict[str, Any]:
+    """`part` as JSON data: an outcome is the seed of its shortest execution,
+    whose world the receiving process gets back by running that seed again."""
+    return {
+        "outcomes": [[s, length, count] for _, s, length, count in part.outcomes.values()],
+        "executions": part.executions,
+        "deliveries": part.deliveries,
+        "dead_letters": part.dead_letters,
+        "failed": part.failed,
+    }
+
+
+def _part(plain: dict[str, Any], rerun: Callable[[int], World]) -> _Part:
+    part = _Part()
+    for s, length, count in plain["outcomes"]:
+        world = rerun(int(s))
+        part.outcomes[world.outcome_key()] = (dict(world.states), int(s), int(length), int(count))
+    part.executions = int(plain["executions"])
+    part.deliveries = int(plain["deliveries"])
+    part.dead_letters = int(plain["dead_letters"])
+    part.failed = None if plain["failed"] is None else int(plain["failed"])
+    return part
+
+
 def sample(
     root: World,
     ctx: Context,
@@ -153,9 +177,23 @@ def sample(
             catch=catch,
         )
 
+    def rerun(s: int) -> World:
+        world, _ = run(
+            root,
+            ctx,
+            chooser(strategy, s, depth, steps or 1, fault_rate),
+            max_deliveries=max_deliveries,
+            until=None,
+            on_error="dead_letter",
+        )
+        return world
+
     if workers > 1 and executions > 1 and _parallel.can_fork():
         chunks = [range(k, executions, workers) for k in range(workers)]
-        parts = _parallel.fork_map(lambda r: share(r, True), chunks, workers)
+        plain = _parallel.fork_map(lambda r: _plain(share(r, True)), chunks)
+        if any(p is None for p in plain):  # a process died: sample here, it says why
+            plain = [_plain(share(range(executions), False))]
+        parts = [_part(p, rerun) for p in plain]
         failed = [p.failed for p in parts if p.failed is not None]
         if failed:  # raise it here, with its trace and replay note
             share(range(min(failed), min(failed) + 1), False)

@@ -177,7 +177,7 @@ def _outcomes_table(report: SimulationReport) -> Table:
     """One row per outcome, showing only the entities whose states differ."""
     outcomes = [f.outcome for f in report.outcomes]
     everyone = {a for o in outcomes for a in o.states}
-    differ = [a for a in everyone if len({repr(o.states.get(a)) for o in outcomes}) > 1]
+    differ = [a for a in everyone if len({o.describe(a) for o in outcomes}) > 1]
     shown = sorted(differ or everyone, key=repr)
     title = "outcomes" if len(shown) == len(everyone) else "outcomes (entities that differ)"
     table = Table(title=title)
@@ -186,7 +186,7 @@ def _outcomes_table(report: SimulationReport) -> Table:
     table.add_column("executions", justify="right")
     table.add_column("steps", justify="right")
     for n, found in enumerate(report.outcomes, 1):
-        states = "\n".join(f"{a!r}: {found.outcome.states.get(a)!r}" for a in shown)
+        states = "\n".join(f"{a!r}: {found.outcome.describe(a)}" for a in shown)
         table.add_row(str(n), states, f"{found.executions:,}", str(len(found.trace)))
     if len(shown) < len(everyone):
         same = ", ".join(repr(a) for a in sorted(everyone - set(shown), key=repr))
@@ -204,7 +204,7 @@ def _states_table(title: str, outcomes: list[Outcome]) -> Table:
 
 
 def _states(outcome: Outcome) -> str:
-    return "\n".join(f"{a!r}: {s!r}" for a, s in outcome.states.items()) or "(none)"
+    return "\n".join(f"{a!r}: {outcome.describe(a)}" for a in outcome.states) or "(none)"
 
 
 def _print_trace(console: Console, title: str, trace: Trace) -> None:

@@ -82,12 +82,15 @@ def drops_check(
     init: Callable[[Address[Any]], object],
     le: Order,
 ) -> CalmCheck:
-    """Every outcome with drops is at most some fault-free outcome, entity by entity."""
+    """Every outcome with drops is at most some fault-free outcome, entity by
+    entity (and each event-sourced entity's events a subsequence of its events there)."""
 
     def below(f: Found, c: Found) -> bool:
         everyone = set(f.outcome.states) | set(c.outcome.states)
         return all(
-            le(f.outcome.states.get(a, init(a)), c.outcome.states.get(a, init(a))) for a in everyone
+            le(f.outcome.states.get(a, init(a)), c.outcome.states.get(a, init(a)))
+            and _subsequence(f.outcome.events.get(a, ()), c.outcome.events.get(a, ()))
+            for a in everyone
         )
 
     bad = next((f for f in faulty.outcomes if not any(below(f, c) for c in clean.outcomes)), None)
@@ -104,4 +107,6 @@ def duplicates_check(clean: SimulationReport, faulty: SimulationReport) -> CalmC
 
 
 def _key(found: Found) -> Hashable:
-    return frozenset((a, freeze(s)) for a, s in found.outcome.states.items())
+    outcome = found.outcome
+    states = frozenset((a, freeze(s)) for a, s in outcome.states.items())
+    return states, frozenset((a, freeze(e)) for a, e in outcome.events.items())

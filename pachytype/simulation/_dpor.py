@@ -43,12 +43,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pachytype._address import Address, Key
 from pachytype.simulation._errors import InvariantError, SimulationError
-from pachytype.simulation._trace import Kind, Outcome, Step, Trace, outcome_of
+from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 from pachytype.simulation._world import Channel, Context, Event, World, advance, apply, enabled
+
+V = TypeVar("V")
 
 Name = tuple[Kind, Channel | None, int, int]
 """A step by its message: (kind, channel, n-th message on it, copies made)."""
@@ -135,14 +137,14 @@ def replay(root: World, names: list[Name], ctx: Context) -> Trace:
     return Trace(tuple(steps))
 
 
-class _Recording(Mapping[Address[Any], object]):
-    """The states an invariant sees, recording which entities it looked at."""
+class _Recording(Mapping[Address[Any], V]):
+    """The states (or events) an invariant sees, recording which entities it looked at."""
 
-    def __init__(self, states: Mapping[Address[Any], object], seen: set[Key]) -> None:
+    def __init__(self, states: Mapping[Address[Any], V], seen: set[Key]) -> None:
         self._states = states
         self._seen = seen
 
-    def __getitem__(self, address: Address[Any]) -> object:
+    def __getitem__(self, address: Address[Any]) -> V:
         self._seen.add(address.key)
         return self._states[address]
 
@@ -219,9 +221,11 @@ class Search:
         """Run the invariant on `world`; keep the shortest failure found."""
         assert self.invariant is not None
         seen: set[Key] = set()
-        states = outcome_of(world.states, self.ctx.addresses).states
+        outcome = world.outcome(self.ctx.addresses)
         try:
-            self.invariant(Outcome(_Recording(states, seen)))
+            self.invariant(
+                Outcome(_Recording(outcome.states, seen), _Recording(outcome.events, seen))
+            )
         except _Everything:
             raise Fallback("the invariant looks at every entity") from None
         except Exception as error:
@@ -427,7 +431,7 @@ def _final_outcome(root: World, names: list[Name], ctx: Context) -> Outcome:
         event = walk.events()[name]
         world, _ = advance(walk.world, event, ctx)
         walk = walk.after(event, world)[0]
-    return outcome_of(walk.world.states, ctx.addresses)
+    return walk.world.outcome(ctx.addresses)
 
 
 Restart = _Restart

@@ -51,7 +51,7 @@ from pachytype._address import Key
 from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._errors import SimulationError, check
 from pachytype.simulation._faults import Faults
-from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
+from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import (
     Context,
     Event,
@@ -228,14 +228,14 @@ class _Search:
 
     def check(self, node: int) -> None:
         assert self.invariant is not None
-        outcome = outcome_of(self.worlds[node].states, self.ctx.addresses)
+        outcome = self.worlds[node].outcome(self.ctx.addresses)
         check(self.invariant, outcome, lambda: self.trace(node))
 
     def found(self) -> tuple[Found, ...]:
         result = []
         for node, executions in self.outcomes.values():
             world = self.worlds[node]
-            outcome = outcome_of(world.states, self.ctx.addresses)
+            outcome = world.outcome(self.ctx.addresses)
             result.append(Found(outcome, self.trace(node), executions))
         return tuple(result)
 
@@ -327,7 +327,7 @@ def _collect(
     ctx = search.ctx
     found = tuple(
         Found(
-            outcome_of(world.states, ctx.addresses),
+            world.outcome(ctx.addresses),
             Trace(tuple(replay(search.root, names, ctx))),
             count[0],
         )
@@ -454,7 +454,7 @@ def _naive(
         world, depth, path = stack.pop()
         if invariant is not None:
             trace = partial(_trace_of, root, path, ctx)
-            check(invariant, outcome_of(world.states, ctx.addresses), trace)
+            check(invariant, world.outcome(ctx.addresses), trace)
         events = enabled(world)
         if not events:
             search.executions += 1
@@ -479,7 +479,7 @@ def _naive(
                 search.dead_letters += 1
             stack.append((new, depth + 1, (event, path)))
     found = tuple(
-        Found(outcome_of(search.worlds[node].states, ctx.addresses), Trace(), n)
+        Found(search.worlds[node].outcome(ctx.addresses), Trace(), n)
         for node, n in outcomes.values()
     )
     return SimulationReport(

@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable
 
 from pachytype.simulation._errors import LivenessError
 from pachytype.simulation._explore import SimulationReport, replay
-from pachytype.simulation._trace import Outcome, Trace, outcome_of
+from pachytype.simulation._trace import Outcome, Trace
 from pachytype.simulation._world import Context, Event, World, advance, enabled
 
 Property = Callable[[Outcome], bool]
@@ -75,7 +75,7 @@ def check_cycles(root: World, ctx: Context, prop: Property, max_states: int) -> 
             out.append((event, child))
         edges[node] = out
     edges.extend([] for _ in range(len(worlds) - len(edges)))
-    hot = [not prop(outcome_of(w.states, ctx.addresses)) for w in worlds]
+    hot = [not prop(w.outcome(ctx.addresses)) for w in worlds]
     components = _hot_components(edges, hot)
     if not components:
         return complete
@@ -85,7 +85,7 @@ def check_cycles(root: World, ctx: Context, prop: Property, max_states: int) -> 
     cycle = _loop(edges, component, entry)
     trace = Trace(tuple(replay(root, stem, ctx)))
     around = Trace(tuple(replay(worlds[entry], cycle, ctx)))
-    outcome = outcome_of(worlds[entry].states, ctx.addresses)
+    outcome = worlds[entry].outcome(ctx.addresses)
     raise LivenessError(prop, outcome, trace, around)
 
 

@@ -40,7 +40,7 @@ import orjson
 from pachytype._address import Key
 from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._explore import Found, SimulationReport, faults_of, replay
-from pachytype.simulation._trace import Outcome, Trace, outcome_of
+from pachytype.simulation._trace import Outcome, Trace
 from pachytype.simulation._world import (
     Context,
     Event,
@@ -114,8 +114,8 @@ _PER_WORKER = 8
 Ended = tuple[World, list[Event], int]
 """A quiescent world met before the frontier, the events reaching it, executions."""
 
-Reached = tuple[dict[Key, object], int, list[Event], int]
-"""An outcome from a worker: (states, frontier world, steps from it, executions)."""
+Reached = tuple[World, int, list[Event], int]
+"""An outcome from a worker: (final world, frontier world, steps from it, executions)."""
 
 
 class Share:
@@ -210,7 +210,7 @@ def explore_share(
                     seen = share.outcomes.get(key)
                     if seen is None or len(names) < len(seen[2]):
                         count = 0 if seen is None else seen[3]
-                        share.outcomes[key] = (dict(world.states), n, names, count + 1)
+                        share.outcomes[key] = (world, n, names, count + 1)
                     else:
                         share.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + 1)
             except dpor.Restart:
@@ -288,13 +288,13 @@ def exhaust(
     # Every frontier world is at the same depth: outcomes reached before it
     # have the shorter traces; among the workers', the shortest suffix wins.
     found = [
-        Found(outcome_of(world.states, ctx.addresses), Trace(tuple(replay(root, path, ctx))), count)
+        Found(world.outcome(ctx.addresses), Trace(tuple(replay(root, path, ctx))), count)
         for world, path, count in ended.values()
     ]
-    for key, (states, n, events, count) in total.outcomes.items():
+    for key, (final, n, events, count) in total.outcomes.items():
         if key not in ended:
             trace = Trace(tuple(replay(root, [*worlds[n][1], *events], ctx)))
-            found.append(Found(outcome_of(states, ctx.addresses), trace, count))
+            found.append(Found(final.outcome(ctx.addresses), trace, count))
     executions = total.executions + sum(c for _, _, c in ended.values())
     limit = total.limit
     if executions > max_executions:
@@ -354,7 +354,7 @@ def _share(plain: dict[str, Any], roots: Sequence[World], ctx: Context) -> Share
     for n, indices, count in plain["outcomes"]:
         world, events = replay_indices(roots[int(n)], [int(i) for i in indices], ctx)
         one = Share()
-        one.outcomes[world.outcome_key()] = (dict(world.states), int(n), events, int(count))
+        one.outcomes[world.outcome_key()] = (world, int(n), events, int(count))
         _merge(share, one)
     share.executions = int(plain["executions"])
     share.states = int(plain["states"])

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from pachytype.simulation._errors import RunawayError, check
 from pachytype.simulation._explore import Invariant, OnError, failure
-from pachytype.simulation._trace import Kind, Step, Trace, outcome_of
+from pachytype.simulation._trace import Kind, Step, Trace
 from pachytype.simulation._world import Context, Event, World, apply, enabled
 
 Chooser = Callable[[list[Event]], Event]
@@ -128,6 +128,6 @@ def run(
         if step.error is not None and on_error == "raise":
             raise failure(step, Trace(tuple(steps)))
         if invariant is not None:
-            outcome = outcome_of(world.states, ctx.addresses)
+            outcome = world.outcome(ctx.addresses)
             check(invariant, outcome, lambda: Trace(tuple(steps)))
     return world, steps

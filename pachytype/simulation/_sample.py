@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Literal
 
-from pachytype._address import Key
 from pachytype.simulation import _parallel
 from pachytype.simulation._errors import InvariantError, RunawayError, SimulationError
 from pachytype.simulation._explore import Found, SimulationReport, faults_of
 from pachytype.simulation._run import Chooser, pct, run, seeded
-from pachytype.simulation._trace import Outcome, Trace, outcome_of
+from pachytype.simulation._trace import Outcome, Trace
 from pachytype.simulation._world import Context, World
 
 Strategy = Literal["random", "pct"]
@@ -47,8 +46,8 @@ class _Part:
     """What one process sampled."""
 
     def __init__(self) -> None:
-        # outcome key -> (states, seed of a shortest execution there, its length, executions)
-        self.outcomes: dict[Hashable, tuple[dict[Key, object], int, int, int]] = {}
+        # outcome key -> (final world, seed of a shortest execution there, its length, executions)
+        self.outcomes: dict[Hashable, tuple[World, int, int, int]] = {}
         self.executions = 0
         self.deliveries = 0
         self.dead_letters = 0
@@ -101,7 +100,7 @@ def _sample(
         key = world.outcome_key()
         seen = part.outcomes.get(key)
         if seen is None:
-            part.outcomes[key] = (dict(world.states), s, len(taken), 1)
+            part.outcomes[key] = (world, s, len(taken), 1)
         elif (len(taken), s) < (seen[2], seen[1]):  # the same choice in any split
             part.outcomes[key] = (seen[0], s, len(taken), seen[3] + 1)
         else:
@@ -125,7 +124,7 @@ def _part(plain: dict[str, Any], rerun: Callable[[int], World]) -> _Part:
     part = _Part()
     for s, length, count in plain["outcomes"]:
         world = rerun(int(s))
-        part.outcomes[world.outcome_key()] = (dict(world.states), int(s), int(length), int(count))
+        part.outcomes[world.outcome_key()] = (world, int(s), int(length), int(count))
     part.executions = int(plain["executions"])
     part.deliveries = int(plain["deliveries"])
     part.dead_letters = int(plain["dead_letters"])
@@ -199,18 +198,18 @@ def sample(
             share(range(min(failed), min(failed) + 1), False)
     else:
         parts = [share(range(executions), False)]
-    outcomes: dict[Hashable, tuple[dict[Key, object], int, int, int]] = {}
+    outcomes: dict[Hashable, tuple[World, int, int, int]] = {}
     for part in parts:
-        for key, (states, s, length, count) in part.outcomes.items():
+        for key, (final, s, length, count) in part.outcomes.items():
             seen = outcomes.get(key)
             if seen is None:
-                outcomes[key] = (states, s, length, count)
+                outcomes[key] = (final, s, length, count)
             elif (length, s) < (seen[2], seen[1]):
-                outcomes[key] = (states, s, length, seen[3] + count)
+                outcomes[key] = (final, s, length, seen[3] + count)
             else:
                 outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + count)
     found = []
-    for states, s, _, count in outcomes.values():
+    for final, s, _, count in outcomes.values():
         _, taken = run(
             root,
             ctx,
@@ -219,7 +218,7 @@ def sample(
             until=None,
             on_error="dead_letter",
         )
-        found.append(Found(outcome_of(states, ctx.addresses), Trace(tuple(taken)), count, s))
+        found.append(Found(final.outcome(ctx.addresses), Trace(tuple(taken)), count, s))
     processes = f", {workers} processes" if len(parts) > 1 else ""
     return SimulationReport(
         outcomes=tuple(found),

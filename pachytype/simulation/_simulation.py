@@ -42,7 +42,7 @@ from pachytype.simulation._liveness import Property
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
 from pachytype.simulation._run import pct as pct_chooser
 from pachytype.simulation._sample import Strategy as SampleStrategy
-from pachytype.simulation._trace import Outcome, Step, Trace, outcome_of
+from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import Context, World
 
 S = TypeVar("S")
@@ -152,7 +152,7 @@ class Simulation:
 
     def outcome(self) -> Outcome:
         """Every activated entity's current state."""
-        return outcome_of(self._world.states, self._ctx.addresses)
+        return self._world.outcome(self._ctx.addresses)
 
     @property
     def pending(self) -> int:
@@ -407,7 +407,7 @@ class Simulation:
                     failed = next((s for s in trace if s.error is not None), None)
                     if failed is not None:
                         raise failure(failed, Trace(trace.steps[: trace.steps.index(failed) + 1]))
-                yield Execution(outcome_of(world.states, self._ctx.addresses), trace)
+                yield Execution(world.outcome(self._ctx.addresses), trace)
         except Fallback:
             report = sleep_sets(
                 root,

@@ -171,13 +171,19 @@ class Trace:
 
 @frozen
 class Outcome:
-    """The final state of every entity that was activated, by address.
+    """The final state of every entity that was activated, by address, and
+    the events each event-sourced entity kept.
 
     Look states up with any ref to the entity: `outcome[refs.counter("c")]`,
-    or typed by the ref: `outcome.state(refs.counter("c"))`.
+    or typed by the ref: `outcome.state(refs.counter("c"))`; events with
+    `outcome.events.get(refs.cart("c"), ())`. Events are part of the
+    outcome: two outcomes with equal states but different events (the same
+    items added in another order) are different outcomes.
     """
 
     states: Mapping[Address[Any], object]
+    events: Mapping[Address[Any], tuple[object, ...]] = field(factory=dict)
+    """Each event-sourced entity's events, in order (only entities that kept some)."""
 
     def __getitem__(self, address: Address[Any]) -> object:
         try:
@@ -203,11 +209,28 @@ class Outcome:
         `default` if it was never activated."""
         return self.states.get(address, default)
 
+    def describe(self, address: Address[Any]) -> str:
+        """`address`'s state, and its events if it kept any (`S; events [...]`)."""
+        text = repr(self.states.get(address))
+        events = self.events.get(address)
+        return f"{text}; events {list(events)!r}" if events else text
+
     def __str__(self) -> str:
-        return ", ".join(f"{a!r}: {s!r}" for a, s in self.states.items()) or "(nothing activated)"
+        shown = ", ".join(f"{a!r}: {self.describe(a)}" for a in self.states)
+        return shown or "(nothing activated)"
 
 
-def outcome_of(states: Mapping[Key, object], addresses: Mapping[Key, Address[Any]]) -> Outcome:
-    """An `Outcome` from a world's states, sorted by address for stable display."""
-    items = sorted(states.items(), key=lambda kv: (kv[0][0], repr(kv[0][1])))
-    return Outcome({addresses[k]: s for k, s in items})
+def outcome_of(
+    states: Mapping[Key, object],
+    addresses: Mapping[Key, Address[Any]],
+    events: Mapping[Key, tuple[object, ...]] | None = None,
+) -> Outcome:
+    """An `Outcome` from a world's states (and its event-sourced entities'
+    events), sorted by address for stable display."""
+    items = sorted(states.items(), key=_order)
+    kept = {addresses[k]: e for k, e in sorted((events or {}).items(), key=_order) if e}
+    return Outcome({addresses[k]: s for k, s in items}, kept)
+
+
+def _order(item: tuple[Key, object]) -> tuple[str, str]:
+    return item[0][0], repr(item[0][1])

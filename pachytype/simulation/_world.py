@@ -42,7 +42,7 @@ from pachytype._core.envelopes import check_outside, check_returned
 from pachytype._core.turn import Turn, run_turn
 from pachytype._registry import EntityType, Registry
 from pachytype.simulation._faults import NO_FAULTS, Faults
-from pachytype.simulation._trace import Kind, Step
+from pachytype.simulation._trace import Kind, Outcome, Step, outcome_of
 
 Channel = tuple[Key | None, Key]
 """(sender, target); the sender is None for envelopes sent from outside."""
@@ -198,11 +198,20 @@ class World:
         return (states, channels, timers, self.drops, self.duplicates)
 
     def outcome_key(self) -> Hashable:
-        """Equal for worlds whose entities all have equal states."""
+        """Equal for worlds whose entities all have equal states and whose
+        event-sourced entities kept equal events (events are part of an
+        outcome: the same state reached by other events is another outcome)."""
         try:
-            return frozenset(self.states.items())
+            states = frozenset(self.states.items())
         except TypeError:
-            return frozenset((k, freeze(s)) for k, s in self.states.items())
+            states = frozenset((k, freeze(s)) for k, s in self.states.items())
+        if not self.events:
+            return states
+        return states, frozenset((k, freeze(e)) for k, e in self.events.items() if e)
+
+    def outcome(self, addresses: Mapping[Key, Address[Any]]) -> Outcome:
+        """The outcome of this world: its states and its events, by address."""
+        return outcome_of(self.states, addresses, self.events)
 
     def with_faults(self, faults: Faults) -> World:
         """This world with fresh fault budgets."""

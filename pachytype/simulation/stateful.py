@@ -39,7 +39,7 @@ from pachytype.simulation import _world
 from pachytype.simulation._errors import check as check_invariant
 from pachytype.simulation._explore import OnError, failure
 from pachytype.simulation._faults import NO_FAULTS, Faults
-from pachytype.simulation._trace import Kind, Outcome, Step, Trace, outcome_of
+from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 from pachytype.simulation._world import Context, World, apply, enabled
 
 _WIDEST_CHOICE = 64
@@ -91,7 +91,7 @@ class SimulationMachine(RuleBasedStateMachine):
 
     def outcome(self) -> Outcome:
         """Every activated entity's current state."""
-        return outcome_of(self._world.states, self._ctx.addresses)
+        return self._world.outcome(self._ctx.addresses)
 
     @property
     def pending(self) -> int:

@@ -120,8 +120,9 @@ class LivenessError(PachytypeError):
     """An `eventually=` property does not always come true.
 
     Either an execution ends in a world where it is false (`cycle` is an
-    empty trace), or the system can go round a `cycle` of worlds where it
-    is false forever. Attributes: `prop` (the property), `outcome` (the
+    empty trace), or the system can go round a fair `cycle` of worlds where
+    it is false forever (see `pachytype.simulation._liveness` on fairness).
+    Attributes: `prop` (the property), `outcome` (the
     states where the execution ends, or where the cycle starts), `trace`
     (a shortest way there) and `cycle` (the steps around the cycle, which
     lead back to that same world).
@@ -148,8 +149,9 @@ class LivenessError(PachytypeError):
                 f"go round a cycle of {len(cycle)} steps forever without it"
             )
             tail = (
-                "The cycle comes back to the same states (and messages in flight) each "
-                "time round: break the symmetry or bound the retries."
+                "The cycle is fair (every message in flight all along it is delivered in it, "
+                "and the clock moves if a timer is set), so a real system can stay in it "
+                "forever: break the symmetry or bound the retries."
             )
         cycle_text = (
             f"  cycle ({len(cycle)} steps, back to the start):\n{cycle.render()}\n" if cycle else ""

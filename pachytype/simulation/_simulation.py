@@ -272,9 +272,11 @@ class Simulation:
         also `naive_search=True`).
 
         `eventually=p` is a liveness property (`p(outcome) -> bool`): every
-        execution must end in a world where it holds, and no cycle of worlds
-        where it is false may go on forever; otherwise `LivenessError`
-        shows the shortest trace (and the cycle).
+        execution must end in a world where it holds, and no fair cycle of
+        worlds where it is false may go on forever (fair: a message in
+        flight all along the cycle is delivered in it, and the clock moves
+        if a timer is set; see `pachytype.simulation._liveness`); otherwise
+        `LivenessError` shows the shortest trace (and the cycle).
 
         `workers=n` runs the DPOR search over n processes (forked; 0: one
         per core) and merges their reports: the same outcomes, more

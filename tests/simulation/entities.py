@@ -1,5 +1,6 @@
 """Small systems for the simulation tests: ping-pong pairs, relays racing to a
-log, a failing entity, an alarm (virtual time), a grow-only set and a counter."""
+log, a failing entity, an alarm (virtual time), a grow-only set, a counter and a
+spinner that never stops (liveness and fairness)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,21 @@ class Node(Entity[int, Hop, tuple[int, ...]]):
         if msg.delay_ms:
             envelope = envelope.after(timedelta(milliseconds=msg.delay_ms))
         return [envelope], (*state, msg.value)
+
+
+@frozen
+class Spin:
+    """Flip, and spin again: sends itself another `Spin` at `me`."""
+
+    me: Address[Spin]
+
+
+class Spinner(Entity[str, Spin, bool]):
+    """Never stops: each `Spin` flips the state and sends the next one, so
+    its worlds go round a cycle of two (busy, while other mail waits)."""
+
+    def init(self, id: str) -> bool:
+        return False
+
+    def activate(self, msg: Spin, state: bool) -> Activation[bool]:
+        return [msg.me.post(msg)], not state

@@ -12,7 +12,7 @@ from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
     from pachytype import Address
-    from tests.simulation.entities import Add, Append, Ball, Forward, Hop, Insert, PlayerMsg
+    from tests.simulation.entities import Add, Append, Ball, Forward, Hop, Insert, PlayerMsg, Spin
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     _NodeRefBase = Ref[Hop, tuple[int, ...]]
     _PlayerRefBase = Ref[PlayerMsg, int]
     _RelayRefBase = Ref[Forward, int]
+    _SpinnerRefBase = Ref[Spin, bool]
     _TotalRefBase = Ref[Add, int]
 else:
     _LogRefBase = Ref
@@ -28,6 +29,7 @@ else:
     _NodeRefBase = Ref
     _PlayerRefBase = Ref
     _RelayRefBase = Ref
+    _SpinnerRefBase = Ref
     _TotalRefBase = Ref
 
 
@@ -87,6 +89,16 @@ class RelayRef(_RelayRefBase):
         return self.post(_m_entities.Forward(to=to, value=value, delay_ms=delay_ms))
 
 
+class SpinnerRef(_SpinnerRefBase):
+    """Address of a `Spinner` (tests.simulation.entities)."""
+
+    __slots__ = ()
+
+    def spin(self, me: Address[Spin]) -> Envelope[bool]:
+        """Send `Spin`."""
+        return self.post(_m_entities.Spin(me=me))
+
+
 class TotalRef(_TotalRefBase):
     """Address of a `Total` (tests.simulation.entities)."""
 
@@ -120,6 +132,11 @@ def player(id: int) -> PlayerRef:
 def relay(id: int) -> RelayRef:
     """The `Relay` with this id."""
     return make_ref(RelayRef, "relay", id)
+
+
+def spinner(id: str) -> SpinnerRef:
+    """The `Spinner` with this id."""
+    return make_ref(SpinnerRef, "spinner", id)
 
 
 def total(id: str) -> TotalRef:
@@ -160,6 +177,12 @@ def _entity_types() -> list[EntityType]:
             id_type=int,
         ),
         EntityType(
+            entity=_m_entities.Spinner,
+            messages=(_m_entities.Spin,),
+            state=bool,
+            id_type=str,
+        ),
+        EntityType(
             entity=_m_entities.Total,
             messages=(_m_entities.Add,),
             state=int,
@@ -171,5 +194,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.simulation",
     _entity_types,
-    fingerprint="e2aa3dffbfa22601f41239aaf96b84c46f45c4c360d9824dbed83e9877e76547",
+    fingerprint="ed02ec727210a5b4460d0cd00650784c7c9fcfd898ccd47c178d3f4ea6387dce",
 )

@@ -39,6 +39,18 @@ nothing per activation, fairness, passivation):
   read again every `retry_held` seconds):
   never activated, their mail stays stored and unconsumed, `call` and
   `state` on them raise the load error.
+* **Ownership and other writers** (the store's `news()`, see
+  `pachytype._store`): between two commits, never during one, the
+  dispatcher takes what the store rang for: scopes lost (their entities
+  leave memory: inboxes, cached states, armed timers; their mail stays
+  stored for the new owner), scopes gained (recovered as at `open`) and
+  mail written by other processes (appended to inboxes). A commit refused
+  as fenced (`FencedError`) is applied in no part: its outside requests go
+  back in line, every entity leaves memory, and the store's next `news()`
+  recovers every scope still owned. Mail whose sender in another process
+  awaits an answer (`calls`) is answered in the commit that consumes it
+  (`CommitBatch.answers`). LocalDisk's store owns one scope forever, so
+  none of this happens there.
 * **Memory.** Idle live records are dropped in bulk once more than
   `_LIVE_KEPT` exist; committed states are cached up to `cache_size`
   (least recently committed go first) and re-read from the store when
@@ -51,18 +63,19 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeAlias
 
 from pachytype._address import Address, Envelope, Key, Ref, _Envelope, make_ref, not_an_envelope
 from pachytype._budget import DEFAULT_BUDGET
 from pachytype._clock import Clock, Timer
+from pachytype._codec import storable_text
 from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
 from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.journal import rebuild
-from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Unreadable, run_turn
+from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import (
     ActivationError,
@@ -74,7 +87,18 @@ from pachytype._errors import (
 from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _SLICE, Runtime, address_of
-from pachytype._store import CommitBatch, DeadRow, EntityRow, Journal, MailRow, Store, TimerRow
+from pachytype._store import (
+    AnswerRow,
+    CommitBatch,
+    DeadRow,
+    EntityRow,
+    FencedError,
+    Journal,
+    MailRow,
+    Recovery,
+    Store,
+    TimerRow,
+)
 
 MAX_BATCH: Final = 256
 """Default bound on activations (and on new outside messages) per group commit."""
@@ -211,9 +235,10 @@ class _Pending:
     followers or None); `results`/`failures`: call outcomes.
     """
 
-    __slots__ = ("acks", "failures", "results", "timers", "turns")
+    __slots__ = ("acks", "failures", "requests", "results", "timers", "turns")
 
     def __init__(self) -> None:
+        self.requests: list[_Request] = []  # taken into this batch (requeued if it is fenced)
         self.turns: list[tuple[_Live, object, list[object] | None]] = []
         self.results: list[tuple[Future, object]] = []
         self.failures: list[tuple[Future, Exception]] = []
@@ -282,20 +307,50 @@ class DurableRuntime(Runtime):
         self.event_signal = Signal()
         """Bumped after each commit that appended events (streams wait on it)."""
         self._recent_rows: list[EntityRow] = []  # recent messages of passivated entities
+        self._news = False  # the store rang: `news()` has something
+        self._owned: frozenset[int] | None = None  # scopes owned (None: all of them)
+        self._answer_ids: set[int] = set()  # mail whose caller (elsewhere) awaits an answer
 
     # -- lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
         """Open the store, put recovered mail back in inboxes, arm timers, start."""
         _ = self.registry.types
-        recovery = await self.store.open(self.registry.fingerprint)
-        self._next_id = recovery.next_id
-        self._suspects = dict(recovery.suspects)
+        self._recover(await self.store.open(self.registry.fingerprint, self._ring))
+        self._owned = self.store.owned()
+        self.start()
+
+    def _recover(self, recovery: Recovery) -> None:
+        """Put what the store recovered (at open, or scopes gained) in inboxes, arm timers."""
+        self._next_id = max(self._next_id, recovery.next_id)
+        self._suspects.update(recovery.suspects)
+        if recovery.calls:
+            self._answer_ids.update(recovery.calls)
         for row in recovery.mail:
             self._recover_mail(row)
         for timer_row in recovery.timers:
             self._recover_timer(timer_row)
-        self.start()
+
+    def _ring(self) -> None:
+        """The store's bell: `news()` has something (taken between two commits)."""
+        self._news = True
+        self._wake_up()
+
+    async def _take_news(self) -> None:
+        """Ownership changes and mail from other processes (no commit in flight)."""
+        self._news = False
+        news = await self.store.news()
+        self._owned = self.store.owned()
+        if news.lost:
+            self._drop(news.lost)
+        if news.gained is not None:
+            self._recover(news.gained)
+        if news.calls:
+            self._answer_ids.update(news.calls)
+        for row in news.mail:
+            self._recover_mail(row)
+        for timer_row in news.timers:
+            self._recover_timer(timer_row)
 
     async def stop(self) -> None:
         """Stop the dispatcher, fail what waits, close the store."""
@@ -423,6 +478,9 @@ class DurableRuntime(Runtime):
     def _unreadable(
         self, mail_id: int, type_name: str, id_text: str, payload: bytes, error: Exception
     ) -> None:
+        if mail_id in self._answer_ids:
+            self._answer_ids.discard(mail_id)
+            self._startup.answers.append(_error_answer(mail_id, 0, error))
         self._startup.dead.append(raw_dead_row(type_name, id_text, payload, error, None, 0, []))
         self._startup.consumed.append(mail_id)
         self._startup.entities.append((type_name, id_text, None, 0, mail_id, None))
@@ -662,6 +720,8 @@ class DurableRuntime(Runtime):
     async def _dispatch(self) -> None:
         try:
             while True:
+                if self._news:
+                    await self._take_news()
                 if self._waiting:
                     await self._clear_suspects()
                 built = self._build()
@@ -672,7 +732,11 @@ class DurableRuntime(Runtime):
                     await self._load()
                 if built is not None:
                     batch, pending = built
-                    await self.store.commit(batch)
+                    try:
+                        await self.store.commit(batch)
+                    except FencedError:
+                        self._fenced(pending)
+                        continue
                     self._pending = None
                     self._apply(pending, bool(batch.events))
                     # Let senders and callers run between two commits.
@@ -680,7 +744,8 @@ class DurableRuntime(Runtime):
                     continue
                 self._wake.clear()
                 if (
-                    self._urgent
+                    self._news
+                    or self._urgent
                     or self._dready
                     or self._incoming
                     or self._calls
@@ -754,6 +819,7 @@ class DurableRuntime(Runtime):
     ) -> None:
         taken = 0
         mail = batch.mail
+        owned = self._owned  # None: every entity is ours (the inline path below)
         lives = self._dlive
         ready = self._dready
         while incoming and taken < limit:
@@ -762,7 +828,7 @@ class DurableRuntime(Runtime):
             # The common case (no delay, no call) inline: this loop runs once
             # per message sent from outside.
             for out in request.outs:
-                if out.delay > 0 or out.fut is not None:
+                if out.delay > 0 or out.fut is not None or owned is not None:
                     self._backlog += next_id - self._next_id
                     self._next_id = next_id
                     self._number(out, batch, pending)
@@ -780,6 +846,7 @@ class DurableRuntime(Runtime):
             self._backlog += next_id - self._next_id  # the inline ones
             self._next_id = next_id
             taken += len(request.outs)
+            pending.requests.append(request)
             if request.redeliver is not None:
                 batch.redelivered.append(request.redeliver)
             if request.ack is not None:
@@ -791,13 +858,31 @@ class DurableRuntime(Runtime):
         """Give `out` an id and put it in the batch: in an inbox now, or as a timer."""
         new_id = self._next_id
         self._next_id = new_id + 1
+        owned = self._owned is None or self._owns(out)
         if out.delay > 0 and not due_now:
             due = self.clock.now() + out.delay
             batch.timers.append((new_id, out.etype.name, out.id_text, out.payload, due))
-            pending.timers.append(_Timer(new_id, out, due))
-        else:
+            if owned:
+                pending.timers.append(_Timer(new_id, out, due))
+        elif owned:
             batch.mail.append((new_id, out.etype.name, out.id_text, out.payload))
             self._put(out, new_id)
+        else:
+            # Another owner's entity: stored only; the store tells its owner.
+            batch.mail.append((new_id, out.etype.name, out.id_text, out.payload))
+            if out.fut is not None and not out.fut.done():
+                out.fut.set_exception(self._elsewhere(out))
+
+    def _owns(self, out: Out) -> bool:
+        assert self._owned is not None
+        return self.store.scope_of(out.etype.name, out.id_text) in self._owned
+
+    def _elsewhere(self, out: Out) -> PachytypeError:
+        return PachytypeError(
+            f"entity {out.etype.name!r} {out.address._id!r} is owned by another process "
+            f"of this {self.name} store: its message is stored and delivered there, but "
+            f"this runtime cannot answer for it; call it through the ecosystem"
+        )
 
     def _low_water(self) -> int:
         """The smallest id of any message not yet consumed (all of them are in memory)."""
@@ -955,7 +1040,9 @@ class DurableRuntime(Runtime):
                 return 0
         items = [inbox.popleft() for _ in range(n)]
         followed = bool(self._followers) and live.key in self._followers
-        calls = any(item[2] is not None for item in items)
+        answers = self._answer_ids
+        answered = bool(answers) and any(item[0] in answers for item in items)
+        calls = answered or any(item[2] is not None for item in items)
         journaled = etype.event_sourced
         turn = run_turn(
             etype,
@@ -987,6 +1074,8 @@ class DurableRuntime(Runtime):
                     pending.results.append((item[2], states[i]))
                 if shown is not None:
                     shown.append(states[i])
+        if answered:
+            self._answer(live, items, turn.states, failed, turn, batch)
         for out in turn.routed:
             self._number(out, batch, pending)
         last = items[-1][0]
@@ -1003,6 +1092,35 @@ class DurableRuntime(Runtime):
         self._backlog -= n
         self.activations += n
         return n
+
+    def _answer(
+        self,
+        live: _Live,
+        items: list[Mail],
+        states: list[object] | None,
+        failed: set[int],
+        turn: Turn,
+        batch: CommitBatch,
+    ) -> None:
+        """Answers to callers in other processes, into the batch that commits them."""
+        etype, answers = live.etype, self._answer_ids
+        version = etype.state_version
+        errors = {f.index: f.error for f in turn.failures}
+        last_ok = max((i for i in range(len(items)) if i not in failed), default=-1)
+        for i, item in enumerate(items):
+            if item[0] not in answers:
+                continue
+            answers.discard(item[0])
+            if i in failed:
+                batch.answers.append(_error_answer(item[0], version, errors[i]))
+                continue
+            assert states is not None
+            if i == last_ok and turn.changed and not etype.event_sourced:
+                assert type(turn.stored) is bytes
+                data: bytes = turn.stored
+            else:
+                data = self.codec.encode_state(etype.name, states[i])
+            batch.answers.append((item[0], data, version, None, None))
 
     def _journal(
         self,
@@ -1117,6 +1235,109 @@ class DurableRuntime(Runtime):
         if len(self._dlive) > self._live_limit:
             self._drop_idle()
 
+    def _drop(self, scopes: frozenset[int]) -> None:
+        """Forget every entity of `scopes` (lost to another owner): its mail and
+        timers stay stored, and its new owner recovers them."""
+        scope_of = self.store.scope_of
+        moved = self._moved_error(scopes)
+        for key, live in list(self._dlive.items()):
+            if scope_of(live.etype.name, live.id_text) in scopes:
+                del self._dlive[key]
+                self._forget(live, moved)
+        for key in [k for k in self._cache if self._scope_of_key(k) in scopes]:
+            del self._cache[key]
+            self._seqs.pop(key, None)
+        for timer_id, timer in list(self._armed.items()):
+            if scope_of(timer.out.etype.name, timer.out.id_text) in scopes:
+                del self._armed[timer_id]
+                if timer.handle is not None:
+                    timer.handle.cancel()
+        self._fired = [
+            t for t in self._fired if scope_of(t.out.etype.name, t.out.id_text) not in scopes
+        ]
+        self._to_load = [live for live in self._to_load if live.key in self._dlive]
+        self._waiting = [live for live in self._waiting if live.key in self._dlive]
+        self._recent_rows = [r for r in self._recent_rows if scope_of(r[0], r[1]) not in scopes]
+        if self._backlog <= self.max_backlog // 2:
+            self._drained.set()
+
+    def _scope_of_key(self, key: Key) -> int:
+        name, id = key
+        return self.store.scope_of(name, self.codec.encode_id(name, id))
+
+    def _forget(self, live: _Live, moved: PachytypeError) -> None:
+        """Take an entity out of memory (its record may still sit in a ready
+        queue: with no inbox it is skipped there)."""
+        for mail_id, _, fut, _ in live.inbox:
+            self._suspects.pop(mail_id, None)
+            self._cleared.discard(mail_id)
+            self._answer_ids.discard(mail_id)
+            if fut is not None and not fut.done():
+                fut.set_exception(moved)
+        self._backlog -= len(live.inbox)
+        live.inbox.clear()
+        live.scheduled = live.urgent = False
+        self._cache.pop(live.key, None)
+        self._seqs.pop(live.key, None)
+
+    def _moved_error(self, scopes: Iterable[int] | None) -> PachytypeError:
+        which = "some of its scopes" if scopes is None else f"scope(s) {sorted(scopes)}"
+        return PachytypeError(
+            f"the {self.name} store lost {which} to another owner while this call waited: "
+            f"its message is stored and is handled by the new owner, but its answer cannot "
+            f"come back here; read the entity's state with `await eco.state(ref)`"
+        )
+
+    def _fenced(self, pending: _Pending) -> None:
+        """A commit was refused (ownership lost under it): apply none of it, put
+        its outside requests back in line, forget every entity, and let the
+        store's next `news()` recover what it still owns."""
+        requests = pending.requests
+        kept: set[int] = set()
+        for request in requests:
+            if request.ack is not None:
+                kept.add(id(request.ack))
+            kept.update(id(o.fut) for o in request.outs if o.fut is not None)
+        moved = self._moved_error(None)
+        failing = [f for f in self._inbox_futures() if id(f) not in kept]
+        failing.extend(f for f, _ in pending.results if id(f) not in kept)
+        failing.extend(f for f, _ in pending.failures if id(f) not in kept)
+        for request in reversed(requests):
+            (self._calls if request.ack is None else self._incoming).appendleft(request)
+        for timer in [*self._armed.values(), *self._fired]:
+            if timer.handle is not None:
+                timer.handle.cancel()
+        self._armed.clear()
+        self._fired = []
+        for live in self._dlive.values():
+            live.inbox.clear()
+            live.scheduled = live.urgent = live.busy = False
+        self._dlive.clear()
+        self._dready.clear()
+        self._urgent.clear()
+        self._cache.clear()
+        self._seqs.clear()
+        self._suspects.clear()
+        self._cleared.clear()
+        self._waiting = []
+        self._to_load = []
+        self._answer_ids.clear()
+        self._recent_rows = []
+        self._startup = CommitBatch()
+        self._backlog = 0
+        self._pending = None
+        self._drained.set()
+        for fut in failing:
+            if not fut.done():
+                fut.set_exception(moved)
+        self._news = True  # recover every scope still owned
+
+    def _inbox_futures(self) -> Iterator[Future]:
+        for live in self._dlive.values():
+            for _, _, fut, _ in live.inbox:
+                if fut is not None:
+                    yield fut
+
     def _evict_states(self) -> None:
         cache = self._cache
         excess = len(cache) - self.cache_size + self.cache_size // 10
@@ -1137,6 +1358,17 @@ class DurableRuntime(Runtime):
         self._dlive = kept
         # With many entities holding mail, do not rescan at every commit.
         self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
+
+
+def _error_answer(mail_id: int, version: int, error: BaseException) -> AnswerRow:
+    """A failed message's answer: the error's type and text as any store keeps them."""
+    return (
+        mail_id,
+        None,
+        version,
+        storable_text(type(error).__qualname__),
+        storable_text(str(error)),
+    )
 
 
 def _first(item: tuple[int, object]) -> int:

@@ -55,7 +55,7 @@ import sqlite3
 import stat
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -68,6 +68,7 @@ from pachytype._store import (
     Journal,
     LogRow,
     MailRow,
+    News,
     Recovery,
     StoredState,
     TimerRow,
@@ -782,7 +783,8 @@ class SqliteStore:
             raise PachytypeError(f"the store {str(self.path)!r} is not open")
         return self._conn
 
-    async def open(self, fingerprint: str) -> Recovery:
+    async def open(self, fingerprint: str, wake: Callable[[], None]) -> Recovery:
+        # One scope, owned from here to `close`, no other writer: `wake` never rings.
         self._lock.acquire()
         try:
             conn = connect(self.path, self.synchronous)
@@ -799,7 +801,18 @@ class SqliteStore:
         self._conn = conn
         return recovery
 
+    def scope_of(self, entity_type: str, id_text: str) -> int:
+        return 0
+
+    def owned(self) -> frozenset[int] | None:
+        return None
+
+    async def news(self) -> News:
+        return News()
+
     async def commit(self, batch: CommitBatch) -> None:
+        # Never fenced (the flock is ours until close); `answers` stays empty
+        # (no caller in another process: recovered mail has no `calls`).
         write(self._c(), batch)
         self._lock.check_in_place()  # never acknowledge a commit into deleted files
 

@@ -12,10 +12,12 @@ is pure scheduling with no knowledge of SQL.
 
 The contract, in the order the runtime uses it:
 
-1. `open(fingerprint)` once, before anything else. It takes whatever lock
-   makes this process the only writer (LocalDisk: an `flock`; Postgres:
-   partition leases) and returns a `Recovery`: the next free message id,
-   every message not yet consumed (in id order) and every pending timer.
+1. `open(fingerprint, wake)` once, before anything else. It takes whatever
+   makes this process a writer (LocalDisk: an `flock`; Postgres: partition
+   leases) and returns a `Recovery` of what it owns now: the next free
+   message id, every message not yet consumed (in id order), every pending
+   timer, the suspects of a crash. `wake` is the store's bell: it rings it
+   (a plain call, on the event loop) whenever `news()` has something.
 2. The runtime runs *group commits*, one at a time, in build order: it
    builds a `CommitBatch` (plain values), awaits `commit(batch)`, and only
    when that returns makes anything observable (`send`s return, `call`s
@@ -30,32 +32,84 @@ The contract, in the order the runtime uses it:
    return what the last finished `commit` wrote.
 4. `dead_letters()` lists persisted dead letters; `close()` releases the lock.
 
+Ownership and other writers
+---------------------------
+A store may own only part of the entities, and the part may change while
+it runs (Postgres: partitions move between nodes). The unit of ownership
+is a *scope*, an int: `scope_of(entity type, id text)` is pure and the same
+in every process (SQLite: 0, owned by the one writer, forever). Changes
+reach the runtime through `news()`, which the runtime awaits between two
+commits (never while one is in flight) after the store rang `wake`:
+
+* **Lost scopes** (`News.lost`): the runtime drops every entity of them
+  from memory (inbox, cached state, recent messages, armed timers; a local
+  `call` waiting on one fails, saying its message is stored and goes on
+  with the new owner). Their mail and timers stay stored for the new owner.
+* **Gained scopes** (`News.gained`): a `Recovery` of them, exactly as `open`
+  returns one (unconsumed mail, timers, suspects); the runtime puts it
+  back in inboxes and arms the timers. A store gains every scope it owns
+  at `open`, so `open`'s recovery is the first gain.
+* **Mail to other owners.** The runtime puts new mail in inboxes only for
+  scopes in `owned()`; mail (and timers) for the others is only written
+  by the commit, and the store tells their owner (Postgres: a NOTIFY of
+  their partitions in the committing transaction).
+* **Mail from other processes** (`News.mail`, `News.timers`): rows written by other
+  processes to owned scopes since the last recovery or claim (Postgres:
+  a NOTIFY rings `wake`, `news()` claims the rows not yet taken by this
+  owner's epoch). They join their inboxes behind what is there.
+* **Answers** (`Recovery.calls`, `News.calls`): ids of mail whose sender, in
+  another process, awaits the state after it. The runtime puts each answer
+  (the encoded state, or the error) in `CommitBatch.answers` of the commit
+  that consumes the message; the store delivers it as part of that commit
+  (Postgres: a row with the dedupe id, and a NOTIFY on the caller's
+  channel, in the same transaction), so no caller sees an answer that was
+  not committed.
+* **Fenced commits.** A store whose ownership may be taken checks it in the
+  commit itself (Postgres: the partition epochs, under the lease rows'
+  locks) and raises `FencedError` when it no longer holds a scope the batch
+  touches; then nothing of the batch is written. The runtime applies
+  nothing of it either: it puts the batch's outside requests back in line,
+  forgets every scope (as if all were lost), and awaits `news()`, which
+  must answer with a `Recovery` of every scope the store still owns (its
+  unconsumed mail whoever took it: what this process held in memory is
+  gone). Nothing anyone saw is rolled back, because nothing of the batch
+  was seen.
+
 Message ids are allocated by the runtime from `Recovery.next_id` upward,
 in build order, so for one receiver ids grow in the order messages enter
 its inbox. That is what makes the per-entity *consumed cursor* a correct
 dedupe record: each `EntityRow` carries the last id the entity consumed; a
 store may keep only that and treat any message with an id at or below it
 as already applied (LocalDisk), or record every id of
-`CommitBatch.consumed` (a store whose ids are not commit-ordered must). A
+`CommitBatch.consumed` (a store whose ids are not commit-ordered must:
+mail claimed from other processes carries ids the store gives it, which
+need not be above the runtime's; a multi-node store keeps its own ids out
+of the runtime's range, e.g. by numbering claimed rows from a sequence the
+runtime's `next_id` starts above, and records each consumed id). A
 message is consumed in the same transaction as the state it produced:
 exactly-once effect even when mail is redelivered after a crash.
 
-The stores: `pachytype._sqlite.SqliteStore` (LocalDisk). A multi-node store
-(Postgres) implements the same calls, fences `commit` with its partition
-epoch, and allocates ids per node (e.g. blocks from a sequence).
+Timers are stored with their due time on the runtime's clock (`clock=`),
+never the database's, so a `ManualClock` moves durable timers too.
 
-Trade-offs: the whole backlog of unconsumed mail is loaded at `open` (one
-node owns all of it); mail of a store with several nodes is routed by that
-store (it commits mail for entities it does not own and tells their
-owner), not by this interface.
+The stores: `pachytype._sqlite.SqliteStore` (LocalDisk) implements the
+ownership part trivially: one scope, owned from `open` to `close`, no other
+writer, so `wake` never rings, `news()` is empty and `commit` is never
+fenced.
+
+Trade-offs: the whole backlog of unconsumed mail of the owned scopes is
+loaded when they are gained; a fenced commit costs a reload of every owned
+scope (it is rare: it needs a node paused past its lease).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeAlias
 
 from attrs import define, field, frozen
+
+from pachytype._errors import PachytypeError
 
 EntityKey: TypeAlias = tuple[str, str]
 """`(entity type name, id encoded as text)`: an entity as stores see it."""
@@ -91,6 +145,10 @@ state, state version)`: an event-sourced entity's latest snapshot."""
 
 LogRow: TypeAlias = tuple[int, str, int, bytes]
 """`(log position, id text, sequence number, encoded event)`: an event read back."""
+
+AnswerRow: TypeAlias = tuple[int, bytes | None, int, str | None, str | None]
+"""`(message id, encoded state after it or None, state version, error type or
+None, error text or None)`: the answer to a caller in another process."""
 
 
 @frozen
@@ -140,6 +198,8 @@ class CommitBatch:
     * `events`: events appended to event-sourced entities' logs, in order
       (the store gives each a log position, increasing in commit order);
       `snapshots`: their new snapshots (replacing the previous one).
+    * `answers`: answers to callers in other processes (`Recovery.calls`),
+      delivered as part of this commit.
     """
 
     entities: list[EntityRow] = field(factory=list)
@@ -153,6 +213,7 @@ class CommitBatch:
     attempted: list[int] = field(factory=list)
     events: list[EventRow] = field(factory=list)
     snapshots: list[SnapshotRow] = field(factory=list)
+    answers: list[AnswerRow] = field(factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -181,18 +242,64 @@ class Recovery:
     mail: list[MailRow]
     timers: list[TimerRow]
     suspects: dict[int, int] = field(factory=dict)
+    calls: frozenset[int] = frozenset()
+    """Ids of `mail` whose sender, in another process, awaits an answer."""
+
+
+@frozen
+class News:
+    """What changed since the last `news()` (see the module's design note)."""
+
+    lost: frozenset[int] = frozenset()
+    """Scopes no longer owned: drop their entities from memory."""
+    gained: Recovery | None = None
+    """Unconsumed mail, timers and suspects of scopes newly owned."""
+    mail: list[MailRow] = field(factory=list)
+    """Mail of owned scopes written by other processes, in arrival order."""
+    timers: list[TimerRow] = field(factory=list)
+    """Timers of owned scopes written by other processes."""
+    calls: frozenset[int] = frozenset()
+    """Ids of `mail` whose sender awaits an answer."""
+
+
+class FencedError(PachytypeError):
+    """A commit touched scopes this store no longer owns; nothing of it was written."""
+
+    def __init__(self, scopes: frozenset[int], detail: str) -> None:
+        self.scopes = scopes
+        super().__init__(
+            f"commit refused: this process no longer owns scope(s) {sorted(scopes)} "
+            f"({detail}); nothing of the batch was written, and its entities are "
+            f"reloaded from the store by whichever process owns them now"
+        )
 
 
 class Store(Protocol):
     """Durable storage for one ecosystem (see the module's design note)."""
 
-    async def open(self, fingerprint: str) -> Recovery:
-        """Take the single-writer lock, create the schema if new, and return
-        the unconsumed mail (id order) and pending timers."""
+    async def open(self, fingerprint: str, wake: Callable[[], None]) -> Recovery:
+        """Take the writer's lock (or leases), create the schema if new, and
+        return the unconsumed mail (id order) and pending timers of what it
+        owns; ring `wake` whenever `news()` has something."""
+        ...
+
+    def scope_of(self, entity_type: str, id_text: str) -> int:
+        """The scope (unit of ownership) of an entity; pure, the same everywhere."""
+        ...
+
+    def owned(self) -> frozenset[int] | None:
+        """The scopes owned now (None: every scope, for good); read by the runtime
+        after `open` and after each `news()`."""
+        ...
+
+    async def news(self) -> News:
+        """Ownership changes and mail from other processes since the last call
+        (after a `FencedError`: a `Recovery` of every scope still owned)."""
         ...
 
     async def commit(self, batch: CommitBatch) -> None:
-        """Write `batch` atomically; return once it is durable."""
+        """Write `batch` atomically; return once it is durable. Raise
+        `FencedError`, writing nothing, if a scope it touches is no longer owned."""
         ...
 
     async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:

@@ -1,0 +1,204 @@
+"""The durable runtime under a store whose ownership moves (`pachytype._store`,
+"Ownership and other writers"): scopes lost and gained, mail and calls from
+other processes, fenced commits.
+
+The store is LocalDisk's SQLite store with four scopes, of which it owns
+what the test says; ownership moves when the test says so, as a Postgres
+store reports partitions moving between nodes (fault injection on a real
+store: every row really is written and read back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import attrs
+import pytest
+
+from pachytype._codec import Codec
+from pachytype._durable import DurableRuntime
+from pachytype._errors import PachytypeError
+from pachytype._pg_partition import partition_of
+from pachytype._sqlite import SqliteStore, recover, write
+from pachytype._store import CommitBatch, FencedError, MailRow, News, Recovery
+from tests.conformance import refs
+from tests.conformance.entities import Add, Fail, TallyId
+
+SCOPES = 4
+
+
+class MovingStore(SqliteStore):
+    """SQLite, split in `SCOPES` scopes; owns `owned` until told otherwise."""
+
+    def __init__(self, path: Path, owned: set[int]) -> None:
+        super().__init__(path)
+        self._own = set(owned)
+        self._lost: set[int] = set()
+        self._gained: set[int] = set()
+        self._fence = False
+        self._fenced = False
+        self._mail: list[MailRow] = []
+        self._calls: set[int] = set()
+        self._wake: Callable[[], None] = lambda: None
+        self.answers: list[tuple[int, bytes | None, int, str | None, str | None]] = []
+        self.commits = 0
+        self.refused = 0
+
+    async def open(self, fingerprint: str, wake: Callable[[], None]) -> Recovery:
+        self._wake = wake
+        return self._only(await super().open(fingerprint, wake), self._own)
+
+    def _only(self, recovery: Recovery, scopes: set[int]) -> Recovery:
+        return attrs.evolve(
+            recovery,
+            mail=[r for r in recovery.mail if self.scope_of(r[1], r[2]) in scopes],
+            timers=[t for t in recovery.timers if self.scope_of(t[1], t[2]) in scopes],
+            suspects={},
+        )
+
+    def scope_of(self, entity_type: str, id_text: str) -> int:
+        return partition_of(entity_type, id_text, SCOPES)
+
+    def owned(self) -> frozenset[int] | None:
+        return frozenset(self._own)
+
+    def lose(self, scopes: set[int]) -> None:
+        self._own -= scopes
+        self._lost |= scopes
+        self._wake()
+
+    def gain(self, scopes: set[int]) -> None:
+        self._own |= scopes
+        self._gained |= scopes
+        self._wake()
+
+    def fence_next_commit(self) -> None:
+        self._fence = True
+
+    def deliver(self, row: MailRow, *, call: bool) -> None:
+        """Mail committed by another process to an owned scope."""
+        write(self._c(), CommitBatch(mail=[row]))
+        self._mail.append(row)
+        if call:
+            self._calls.add(row[0])
+        self._wake()
+
+    async def news(self) -> News:
+        if self._fenced:  # everything still owned, whoever took it
+            self._fenced = False
+            self._gained = set(self._own)
+        gained = None
+        if self._gained:
+            gained = self._only(recover(self._c()), self._gained)
+        news = News(
+            lost=frozenset(self._lost),
+            gained=gained,
+            mail=self._mail,
+            calls=frozenset(self._calls),
+        )
+        self._lost, self._gained, self._mail, self._calls = set(), set(), [], set()
+        return news
+
+    async def commit(self, batch: CommitBatch) -> None:
+        if self._fence:
+            self._fence, self._fenced = False, True
+            self.refused += 1
+            raise FencedError(frozenset(self._own), "injected by the test")
+        await super().commit(batch)
+        self.commits += 1
+        self.answers.extend(batch.answers)
+
+
+def _id_in(scope: int, prefix: str) -> TallyId:
+    return next(
+        TallyId(f"{prefix}{i}")
+        for i in range(1000)
+        if partition_of("tally", f"{prefix}{i}", SCOPES) == scope
+    )
+
+
+A = _id_in(0, "a")
+B = _id_in(1, "b")
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[tuple[DurableRuntime, MovingStore]]:
+    store = MovingStore(tmp_path / "eco.db", set(range(SCOPES)))
+    rt = DurableRuntime(refs.REGISTRY, store, Codec(refs.REGISTRY))
+    await rt.open()
+    try:
+        yield rt, store
+    finally:
+        await rt.stop()
+
+
+async def _mailbox(store: MovingStore, id_text: str) -> int:
+    found = store._c().execute(
+        "SELECT count(*) FROM mailbox m JOIN entities e ON e.etype = m.etype AND e.eid = m.eid "
+        "WHERE m.eid = ? AND m.id > e.consumed",
+        (id_text,),
+    )
+    return int(found.fetchone()[0])
+
+
+async def test_a_lost_scope_leaves_memory_and_its_mail_waits_for_whoever_gains_it(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    a, b = refs.tally(A), refs.tally(B)
+    await rt.send_durably([a.add(n=1), b.add(n=1)])
+    await rt.quiesce()
+    store.lose({0})
+    await rt.quiesce()
+    await rt.send_durably([a.add(n=5), b.add(n=5)])
+    await rt.quiesce()
+    assert await rt.read_state(b) == 6
+    assert await rt.read_state(a) == 1  # not run here: stored for its owner
+    assert await _mailbox(store, A) == 1
+    with pytest.raises(PachytypeError, match="owned by another process"):
+        await rt.call(a.add(n=1))
+    store.gain({0})
+    await rt.quiesce()
+    assert await rt.read_state(a) == 7  # both waiting messages, in order
+    assert await _mailbox(store, A) == 0
+
+
+async def test_a_fenced_commit_is_applied_in_no_part_and_its_senders_go_on(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    a, b = refs.tally(A), refs.tally(B)
+    assert await rt.call(a.add(n=1)) == 1
+    store.fence_next_commit()
+    call = rt.call(b.add(n=10))
+    await rt.send_durably([a.add(n=2), b.add(n=3)])
+    assert await call == 10
+    await rt.quiesce()
+    assert store.refused == 1
+    # Each message applied once: the refused batch left no trace anywhere.
+    assert await rt.read_state(a) == 3
+    assert await rt.read_state(b) == 13
+    assert await _mailbox(store, A) == 0 and await _mailbox(store, B) == 0
+
+
+async def test_mail_from_another_process_runs_in_order_and_its_callers_are_answered_in_the_commit(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    codec = Codec(refs.REGISTRY)
+    a = refs.tally(A)
+    await rt.send_durably([a.add(n=1)])
+    await rt.quiesce()
+    far = 10**12  # ids another process gives: outside the runtime's own range
+    store.deliver((far, "tally", A, codec.encode_message("tally", Add(n=4))), call=True)
+    store.deliver((far + 1, "tally", A, codec.encode_message("tally", Fail("no"))), call=True)
+    store.deliver((far + 2, "tally", A, codec.encode_message("tally", Add(n=2))), call=False)
+    await rt.quiesce()
+    assert await rt.read_state(a) == 7
+    assert store.answers == [
+        (far, codec.encode_state("tally", 5), 1, None, None),
+        (far + 1, None, 1, "RuntimeError", "no"),
+    ]
+    (dead,) = await rt.stored_dead_letters()
+    assert dead.message == Fail("no")

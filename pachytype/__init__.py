@@ -26,7 +26,7 @@ from pachytype._errors import (
 )
 from pachytype._event_sourced import Decision, EventSourced, Upcast, upcast
 from pachytype._events import StoredEvent
-from pachytype._pg_lease import FingerprintMismatchError
+from pachytype._pg_deploy import FingerprintMismatchError, VersionSkewError
 from pachytype._projection import Projection, ProjectionError, SqliteProjection
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import StoreLockedError
@@ -97,6 +97,7 @@ __all__ = [
     "UnknownEntityError",
     "Upcast",
     "Upgrade",
+    "VersionSkewError",
     "Worker",
     "WorkerState",
     "WrongMessageError",

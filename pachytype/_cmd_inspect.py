@@ -398,7 +398,7 @@ def _summary_table(summary: dict[str, Any]) -> Table:
         table.add_row(key.replace("_", " "), str(summary[key]))
     for node in summary["nodes"]:
         table.add_row(
-            f"node {node['node_id']}",
+            f"{node.get('kind', 'node')} {node['node_id']}",
             f"{node['host']} pid {node['pid']}, {node['partitions']} partitions, "
             f"heartbeat {node['heartbeat_at']}, fingerprint {node['fingerprint'][:12]}",
         )

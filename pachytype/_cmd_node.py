@@ -1,7 +1,9 @@
 """`pachytype node`: run one PostgreSQL node until SIGTERM/SIGINT.
 
-The node joins the schema's cluster (refused if live nodes run other entity
-types), takes its fair share of partitions and activates their entities.
+The node joins the schema's cluster (refused if live members run a registry
+it cannot run beside; another version of the same package that it reads,
+or that reads it, is a rolling deploy: see `_pg_deploy`), takes its fair
+share of the partitions it may own and activates their entities.
 On SIGTERM or SIGINT it finishes the batches in flight, hands its
 partitions over and exits 0. The DSN's password is never printed (every
 log record is scrubbed of it, errors are one line without it): prefer

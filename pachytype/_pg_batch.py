@@ -40,7 +40,7 @@ import struct
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import attrs
@@ -64,6 +64,9 @@ from pachytype._store import DeadRow
 
 Key = tuple[str, str]
 """`(entity type, id text)`."""
+
+Gate = Callable[[str, type, int], None]
+"""Raises if a message of a class must not be sent to an entity type's partition."""
 
 
 class Mail(NamedTuple):
@@ -211,8 +214,13 @@ def run_batch(
     stored: dict[Key, tuple[int, bytes, int, bytes | None]],
     recent: Recent,
     budget: float = DEFAULT_BUDGET,
+    gate: Gate | None = None,
 ) -> Outcome:
     """Activate every entity of `mail` (each activation within `budget` seconds).
+
+    `gate(entity type, message class, partition)` raises if a message an
+    activation returns must not be sent (`_pg_deploy`: a live node of another
+    version that may own the target could not decode it); the activation fails.
 
     `states` holds what the owner has cached (None: known never committed);
     `stored` holds `(version, data, activations, recent messages)` read for
@@ -228,7 +236,9 @@ def run_batch(
         seen.add(row.msg_id)
         by_key.setdefault((row.entity_type, row.id_text), []).append(row)
     for key, rows in by_key.items():
-        _run_entity(registry, codec, partitions, key, rows, states, stored, recent, out, budget)
+        _run_entity(
+            registry, codec, partitions, key, rows, states, stored, recent, out, budget, gate
+        )
     return out
 
 
@@ -243,6 +253,7 @@ def _run_entity(
     recent: Recent,
     out: Outcome,
     budget: float,
+    gate: Gate | None,
 ) -> None:
     entity_type, id_text = key
     etype = registry.types.get(entity_type)
@@ -276,7 +287,7 @@ def _run_entity(
         return data
 
     def route(sender: Address[Any], env: Envelope[Any]) -> _Row:
-        return _route(registry, codec, partitions, sender, env)
+        return _route(registry, codec, partitions, sender, env, gate)
 
     turn = run_turn(
         etype,
@@ -433,12 +444,16 @@ def _route(
     partitions: int,
     sender: Address[Any],
     env: Envelope[Any],
+    gate: Gate | None = None,
 ) -> _Row:
     to, etype, message, delay = check_returned(registry, sender, env)
     id_text = codec.encode_id(etype.name, to._id)
+    partition = partition_of(etype.name, id_text, partitions)
+    if gate is not None:
+        gate(etype.name, type(message), partition)
     return (
         new_message_id(),
-        partition_of(etype.name, id_text, partitions),
+        partition,
         etype.name,
         id_text,
         codec.encode_message(etype.name, message),

@@ -50,6 +50,8 @@ class NodeRow:
     fingerprint: str
     heartbeat_at: datetime
     partitions: int
+    kind: str = "node"
+    """`node`, or `client` (a `node=False` process: it owns no partition)."""
 
 
 @frozen
@@ -129,10 +131,12 @@ async def summarize(conn: asyncpg.Connection, dsn: str, schema: str) -> SchemaSu
             f"WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner"
         )
     }
+    kind = "kind" if version >= 3 else "'node'"  # clients have rows since version 3
     nodes = tuple(
-        NodeRow(r[0], r[1], r[2], r[3], r[4], owners.get(r[0], 0))
+        NodeRow(r[0], r[1], r[2], r[3], r[4], owners.get(r[0], 0), r[5])
         for r in await conn.fetch(
-            f"SELECT node_id, host, pid, fingerprint, heartbeat_at FROM {s}.nodes ORDER BY node_id"
+            f"SELECT node_id, host, pid, fingerprint, heartbeat_at, {kind} FROM {s}.nodes "
+            f"ORDER BY node_id"
         )
     )
     counts = await conn.fetchrow(

@@ -21,10 +21,16 @@ Design note
   transaction ended by the server (`idle_in_transaction_session_timeout`,
   half a lease) before its lease can expire; when it resumes, its next
   batch sees another owner and commits nothing.
-* **Joining** is refused when a live node runs a registry with another
-  fingerprint (same types everywhere); the check and the insertion of the
-  node row happen under one advisory lock so two versions cannot slip in
-  together.
+* **Joining** is refused when a live member (node or client) runs a
+  registry this one cannot run beside (`_pg_deploy`: a rolling deploy of
+  compatible changes and upgraded states is fine); the check and the
+  insertion of the member's row happen under one advisory lock so two
+  conflicting versions cannot slip in together.
+* **Rolling deploys.** The assignment gives a partition only to nodes that
+  read every state stored in it (`_pg_deploy.Deployment.eligible_node`, from
+  the lease row's `writers`); taking or renewing a lease adds this node's
+  registry to its writers, and a take re-checks eligibility under the row's
+  lock.
 """
 
 from __future__ import annotations
@@ -40,15 +46,13 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field
 
-from pachytype._errors import PachytypeError
+from pachytype._pg_deploy import Deployment, FingerprintMismatchError, member_row
 from pachytype._pg_partition import assign
 from pachytype._pg_schema import quote_schema
 
 log = logging.getLogger("pachytype.postgres")
 
-
-class FingerprintMismatchError(PachytypeError):
-    """A node tried to join a cluster whose live nodes run other types."""
+__all__ = ["FingerprintMismatchError", "Membership", "Ownership", "channel", "new_node_id"]
 
 
 def new_node_id() -> str:
@@ -104,8 +108,12 @@ class Membership:
         partitions: int,
         lease: float,
         ownership: Ownership,
+        deployment: Deployment,
+        kind: str = "node",
     ) -> None:
         self.schema = schema
+        self.deployment = deployment
+        self.kind = kind
         self.node_id = node_id
         self.fingerprint = fingerprint
         self.partitions = partitions
@@ -115,87 +123,101 @@ class Membership:
         self.takeovers: list[tuple[int, int]] = []
         """`(partition, new epoch)` of every partition this node took, in order."""
 
-    async def check_fingerprint(self, conn: asyncpg.Connection, package: str) -> None:
-        """Raise `FingerprintMismatchError` if a live node runs other types."""
-        others = await conn.fetch(
-            f"SELECT node_id, fingerprint FROM {self._s}.nodes "
-            f"WHERE heartbeat_at > now() - $1 * interval '1 second' AND fingerprint <> $2 "
-            f"ORDER BY node_id",
-            self.lease,
-            self.fingerprint,
-        )
-        if others:
-            theirs = others[0]["fingerprint"]
-            names = ", ".join(r["node_id"] for r in others)
-            raise FingerprintMismatchError(
-                f"registry {package!r} has schema fingerprint {self.fingerprint[:12]}, but "
-                f"the live nodes of schema {self.schema!r} ({names}) run {theirs[:12]}: every "
-                f"node must run the same entity types. Stop the old nodes first (SIGTERM hands "
-                f"their partitions over; mail waits in the database), then start the new "
-                f"version; or run `pachytype generate` if this code is simply stale"
-            )
+    async def check_joining(self, conn: asyncpg.Connection) -> None:
+        """Raise `FingerprintMismatchError` if a live member runs a registry
+        this one cannot run beside."""
+        members = await self.deployment.live_members(conn, self.node_id)
+        await self.deployment.learn(conn, [r["digest"] for r in members])
+        self.deployment.check_join(members, "node" if self.kind == "node" else "client")
 
-    async def join(self, conn: asyncpg.Connection, package: str) -> None:
-        """Check the fingerprint and register this node, atomically."""
+    async def join(self, conn: asyncpg.Connection) -> None:
+        """Publish this registry's description, check it can run beside the
+        live members' and register this member, atomically."""
         async with conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1)",
                 zlib.crc32(f"{_JOIN_LOCK} {self.schema}".encode()),
             )
-            await self.check_fingerprint(conn, package)
+            await self.deployment.publish(conn)
+            await self.check_joining(conn)
             await conn.execute(
-                f"INSERT INTO {self._s}.nodes (node_id, fingerprint, host, pid) "
-                f"VALUES ($1, $2, $3, $4)",
-                self.node_id,
-                self.fingerprint,
-                socket.gethostname(),
-                os.getpid(),
+                f"INSERT INTO {self._s}.nodes (node_id, fingerprint, host, pid, kind, digest) "
+                f"VALUES ($1, $2, $3, $4, $5, $6)",
+                *member_row(self.node_id, self.kind, self.deployment.mine),
             )
-            await conn.execute(
-                f"INSERT INTO {self._s}.meta (key, value) VALUES ('fingerprint', $1) "
-                f"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                self.fingerprint,
-            )
+            if self.kind == "node":
+                await conn.execute(
+                    f"INSERT INTO {self._s}.meta (key, value) VALUES ('fingerprint', $1) "
+                    f"ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    self.fingerprint,
+                )
             await conn.execute(
                 "SELECT pg_notify($1, $2)", channel(self.schema, "members"), self.node_id
             )
 
+    async def client_beat(self, conn: asyncpg.Connection) -> None:
+        """A client's heartbeat: refresh its row, read what the nodes run."""
+        await conn.execute(
+            f"INSERT INTO {self._s}.nodes (node_id, fingerprint, host, pid, kind, digest) "
+            f"VALUES ($1, $2, $3, $4, $5, $6) "
+            f"ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()",
+            *member_row(self.node_id, self.kind, self.deployment.mine),
+        )
+        await self.deployment.refresh(conn)
+
     async def beat(self, conn: asyncpg.Connection) -> bool:
         """One heartbeat round; returns whether this node's partitions changed."""
         s = self._s
+        deployment = self.deployment
         async with conn.transaction():
             await conn.execute(
-                f"INSERT INTO {s}.nodes (node_id, fingerprint, host, pid) "
-                f"VALUES ($1, $2, $3, $4) "
+                f"INSERT INTO {s}.nodes (node_id, fingerprint, host, pid, kind, digest) "
+                f"VALUES ($1, $2, $3, $4, $5, $6) "
                 f"ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now()",
-                self.node_id,
-                self.fingerprint,
-                socket.gethostname(),
-                os.getpid(),
+                *member_row(self.node_id, self.kind, deployment.mine),
             )
-            live = [
-                r["node_id"]
+            live = {
+                r["node_id"]: r["digest"]
                 for r in await conn.fetch(
-                    f"SELECT node_id FROM {s}.nodes "
-                    f"WHERE heartbeat_at > now() - $1 * interval '1 second'",
-                    self.lease,
-                )
-            ]
-            held = {
-                r["partition"]: r["epoch"]
-                for r in await conn.fetch(
-                    f"UPDATE {s}.leases SET expires_at = now() + $2 * interval '1 second' "
-                    f"WHERE owner = $1 RETURNING partition, epoch",
-                    self.node_id,
+                    f"SELECT node_id, digest FROM {s}.nodes "
+                    f"WHERE heartbeat_at > now() - $1 * interval '1 second' AND kind = 'node'",
                     self.lease,
                 )
             }
+            # Renewing adds this registry to the writers (a no-op once it is there;
+            # a non-key column: batches holding KEY SHARE are not blocked).
+            held = {
+                r["partition"]: r["epoch"]
+                for r in await conn.fetch(
+                    f"UPDATE {s}.leases SET expires_at = now() + $2 * interval '1 second', "
+                    f"writers = CASE WHEN $3 = ANY(writers) THEN writers "
+                    f"ELSE array_append(writers, $3) END "
+                    f"WHERE owner = $1 RETURNING partition, epoch",
+                    self.node_id,
+                    self.lease,
+                    deployment.mine.digest,
+                )
+            }
+            writers = {
+                r["partition"]: r["writers"]
+                for r in await conn.fetch(f"SELECT partition, writers FROM {s}.leases")
+            }
+            await deployment.update(conn, live, writers)
         before = dict(self.ownership.epochs)
         lost = [p for p, e in before.items() if held.get(p) != e]
         if lost:
             log.warning("node %s lost partitions %s to other nodes", self.node_id, sorted(lost))
         self.ownership.drop(lost)
-        wanted = {p for p, node in assign(self.partitions, live).items() if node == self.node_id}
+        assignment = assign(self.partitions, live, deployment.eligible_node)
+        wanted = {p for p, node in assignment.items() if node == self.node_id}
+        orphans = sorted(set(range(self.partitions)) - set(assignment))
+        if orphans:
+            log.warning(
+                "node %s: no live node may own partitions %s (they hold states only a newer "
+                "version reads): their mail waits until a node of that version runs",
+                self.node_id,
+                orphans,
+            )
         await self._release(conn, sorted(set(held) - wanted))
         for p in set(held) & wanted:
             self.ownership.epochs.setdefault(p, held[p])
@@ -233,23 +255,29 @@ class Membership:
         if not partitions:
             return
         s = self._s
+        deployment = self.deployment
+        mine = deployment.mine.digest
         async with conn.transaction():
-            free = [
-                r["partition"]
-                for r in await conn.fetch(
-                    f"SELECT partition FROM {s}.leases WHERE partition = ANY($1::int[]) "
-                    f"AND (owner IS NULL OR expires_at < now()) FOR UPDATE SKIP LOCKED",
-                    partitions,
-                )
-            ]
+            rows = await conn.fetch(
+                f"SELECT partition, writers FROM {s}.leases WHERE partition = ANY($1::int[]) "
+                f"AND (owner IS NULL OR expires_at < now()) FOR UPDATE SKIP LOCKED",
+                partitions,
+            )
+            await deployment.learn(conn, [d for r in rows for d in r["writers"]])
+            # Checked again under the row lock: the writers may have grown since the beat.
+            free = [r["partition"] for r in rows if deployment.may_own(mine, r["writers"])]
             taken = await conn.fetch(
                 f"UPDATE {s}.leases SET owner = $2, epoch = epoch + 1, "
-                f"expires_at = now() + $3 * interval '1 second' "
+                f"expires_at = now() + $3 * interval '1 second', "
+                f"writers = CASE WHEN $4 = ANY(writers) THEN writers "
+                f"ELSE array_append(writers, $4) END "
                 f"WHERE partition = ANY($1::int[]) RETURNING partition, epoch",
                 free,
                 self.node_id,
                 self.lease,
+                mine,
             )
+        deployment.wrote([r["partition"] for r in taken])
         for r in taken:
             self.ownership.epochs[r["partition"]] = r["epoch"]
             self.takeovers.append((r["partition"], r["epoch"]))

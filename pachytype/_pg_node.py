@@ -132,7 +132,7 @@ class Node:
     async def start(self) -> None:
         """Join (fingerprint check), take a first share of partitions, start working."""
         async with self.pool.acquire() as conn:
-            await self.membership.join(conn, self.registry.package)
+            await self.membership.join(conn)
             await self.membership.beat(conn)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._heartbeat(), name=f"{self.node_id} heartbeat"))
@@ -378,6 +378,7 @@ class Node:
         stored = await self._load(conn, missing)
         for key in stored:
             del known[key]
+        deployment = self.membership.deployment  # nodes of another version: check mail
         out = run_batch(
             self.registry,
             self.codec,
@@ -387,6 +388,7 @@ class Node:
             stored,
             self._recent,
             budget=self.budget,
+            gate=None if deployment.uniform else deployment.check_send,
         )
         await self._write(conn, out)
         await conn.execute("COMMIT")

@@ -20,8 +20,11 @@ Tables (in `<schema>`):
 
 =============  ==============================================================
 meta           key/value: schema version, partition count, fingerprint
-nodes          live nodes: id, registry fingerprint, last heartbeat
-leases         one row per partition: owner node, epoch, expiry
+nodes          live nodes and clients: id, kind, registry fingerprint and
+               description digest, last heartbeat
+registries     the description of each registry that ran (`_compat`), by digest
+leases         one row per partition: owner node, epoch, expiry, writers (the
+               digests of every registry that owned it)
 mailbox        pending messages (the outbox is the mailbox: one database)
 states         committed state of each entity, with its activation count
 dedupe         ids of consumed outside messages (a resent id is dropped),
@@ -39,6 +42,12 @@ the dedupe id (so a caller that missed the notification reads it); states
 carry their entity's recent messages (dead letters keep them across
 restarts and takeovers); followers read `history`, notifications are only
 hints.
+
+Version 3 (rolling deploys, `_pg_deploy`): clients have membership rows
+too (`nodes.kind`), every member names the description of its registry
+(`nodes.digest` -> `registries`), and each lease row lists the registries
+that have owned its partition (`leases.writers`): only a node that reads
+all their states may own it.
 """
 
 from __future__ import annotations
@@ -155,7 +164,19 @@ def _v2(s: str) -> list[str]:
     ]
 
 
-MIGRATIONS: Final = (_v1, _v2)
+def _v3(s: str) -> list[str]:
+    return [
+        f"ALTER TABLE {s}.nodes ADD COLUMN kind text NOT NULL DEFAULT 'node', "
+        f"ADD COLUMN digest text",
+        f"""CREATE TABLE {s}.registries (
+            digest text PRIMARY KEY,
+            description text NOT NULL,
+            at timestamptz NOT NULL DEFAULT now())""",
+        f"ALTER TABLE {s}.leases ADD COLUMN writers text[] NOT NULL DEFAULT '{{}}'",
+    ]
+
+
+MIGRATIONS: Final = (_v1, _v2, _v3)
 """`MIGRATIONS[i](quoted_schema)`: the statements from version i to i + 1."""
 
 VERSION: Final = len(MIGRATIONS)

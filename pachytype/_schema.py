@@ -213,6 +213,12 @@ def messages_fingerprint(schema: Schema, entity: EntitySchema, lock_format: int 
     )
 
 
+def shape_fingerprint(schema: Schema, name: str) -> str:
+    """The structure of one class (qualified name) and every class it reaches."""
+    classes = reachable(schema, [name])
+    return _hash({"class": name, "classes": {n: _class(schema.classes[n]) for n in classes}})
+
+
 def event_fingerprint(schema: Schema, event: str) -> str:
     """The structure of one event class (qualified name) and every class it reaches."""
     classes = reachable(schema, [event])

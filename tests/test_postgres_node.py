@@ -118,10 +118,11 @@ async def test_a_node_with_other_entity_types_is_refused(schema: tuple[str, str]
                 pass
     message = str(info.value)
     assert message.startswith(
-        f"registry 'tests.test_postgres_workload' has schema fingerprint "
-        f"{WORKLOAD.fingerprint[:12]}, but the live nodes "
-        f"of schema {name!r} (old) run {REGISTRY.fingerprint[:12]}: every node must run the "
-        f"same entity types."
+        f"node with registry 'tests.test_postgres_workload' ({WORKLOAD.fingerprint[:12]}) "
+        f"cannot join schema {name!r}: live node old runs registry "
+        f"'tests.conformance' ({REGISTRY.fingerprint[:12]}), and "
+        f"'tests.test_postgres_workload' ({WORKLOAD.fingerprint[:12]}) and "
+        f"'tests.conformance' ({REGISTRY.fingerprint[:12]}) have no entity type in common "
     )
     assert "Stop the old nodes first (SIGTERM hands their partitions over" in message
 

@@ -49,6 +49,7 @@ async def test_migrate_creates_every_table_in_the_named_schema(schema: tuple[str
             "watches",
             "history",
             "dead_letters",
+            "registries",
         }
         assert await current_version(conn, name) == VERSION
         assert await conn.fetchval(f'SELECT count(*) FROM "{name}".leases') == 8

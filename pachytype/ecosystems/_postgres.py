@@ -31,12 +31,17 @@ instance, node or not (`node=False` is a pure client), accepts `send`,
   notification yields nothing.
 * `state` reads the committed row (or `init(id)`), never activating.
 
-Rolling upgrades: a node refuses to join while live nodes run a registry
-with a different fingerprint. To deploy new entity types, stop the old
-nodes (SIGTERM hands their partitions over; mail stays in the mailbox),
-then start the new ones. Stored states of older `state_version`s are
-upgraded on load by the `@upgrade` chain and written back in the new
-version at their next activation. Mail written by the old version is
+Rolling deploys (`_pg_deploy`): nodes and clients of two versions of a
+registry run side by side when the newer reads the older's states (same
+shape, compatible changes, or an `@upgrade` chain) and their message
+classes decode one way or the other; otherwise the newcomer is refused
+(`FingerprintMismatchError`) and the old nodes must be stopped first
+(SIGTERM hands their partitions over; mail stays in the mailbox). A
+partition goes only to nodes that read every state stored in it, and a
+`send`/`call` of a message some live node that may own the target cannot
+decode raises `VersionSkewError` (deploy the nodes first). Stored states
+of older `state_version`s are upgraded on load by the `@upgrade` chain and
+written back in the new version at their next activation. Mail written by the old version is
 decoded by the new one; a stored message that no longer decodes (its class
 was removed or changed incompatibly, its entity type is gone, the row is
 corrupt) becomes a dead letter holding its raw bytes and the error
@@ -69,12 +74,14 @@ from pachytype._address import Envelope, Ref, make_envelope
 from pachytype._address import unpack as unpack_envelope
 from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
+from pachytype._compat import describe_registry
 from pachytype._core.envelopes import check_outside
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._pg_batch import Key, new_message_id
+from pachytype._pg_deploy import Deployment
 from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
 from pachytype._pg_node import Node
@@ -177,6 +184,9 @@ class Postgres(Ecosystem):
         self._reply_key = new_key()
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deployment: Deployment | None = None
+        self._membership: Membership | None = None
+        self._members_changed = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Postgres {redact(self._dsn)} schema={self.schema!r} node={self.node_id!r}>"
@@ -188,6 +198,7 @@ class Postgres(Ecosystem):
             raise RuntimeError(f"this Postgres ecosystem ({self.schema!r}) is already open")
         _ = self.registry.types
         self._codec = Codec(self.registry)
+        self._deployment = Deployment(self.schema, describe_registry(self.registry), self._lease)
         if self.is_node:
             watch_activations()  # a looping activate is cut at its budget, before the lease
         settings = {
@@ -223,6 +234,7 @@ class Postgres(Ecosystem):
                     f"{self._requested_partitions}; the count is fixed: omit `partitions`"
                 )
             self.partitions = stored
+            assert self._deployment is not None
             membership = Membership(
                 self.schema,
                 self.node_id,
@@ -230,9 +242,14 @@ class Postgres(Ecosystem):
                 stored,
                 self._lease,
                 Ownership(),
+                self._deployment,
+                kind="node" if self.is_node else "client",
             )
+            self._membership = membership
             if not self.is_node:
-                await membership.check_fingerprint(conn, self.registry.package)
+                await membership.join(conn)
+                await membership.client_beat(conn)
+                self._spawn(self._client_heartbeat())
         assert self._codec is not None
         await self._listen()
         if self.is_node:
@@ -288,7 +305,30 @@ class Postgres(Ecosystem):
                 self._node.members_changed()
             return
 
+    async def _client_heartbeat(self) -> None:
+        """A client's membership: its row kept alive (so nodes of another
+        version see what it runs) and its view of what the nodes run fresh,
+        every lease / 4 and at once when a member joins or leaves."""
+        assert self._membership is not None
+        while self._pool is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._members_changed.wait(), self._lease / 4)
+            self._members_changed.clear()
+            pool = self._pool
+            if pool is None:
+                return
+            try:
+                async with pool.acquire() as conn:
+                    await self._membership.client_beat(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("%s: client heartbeat failed: %s", self, error)
+
     async def _close(self) -> None:
+        pool = self._pool
+        if pool is not None and not self.is_node and self._membership is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                async with pool.acquire() as conn:
+                    await self._membership.leave(conn)
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -336,7 +376,7 @@ class Postgres(Ecosystem):
             return f" (Postgres schema {self.schema!r}: the ecosystem is closed)"
         live = await pool.fetchval(
             f"SELECT count(*) FROM {self._s}.nodes "
-            f"WHERE heartbeat_at > now() - $1 * interval '1 second'",
+            f"WHERE heartbeat_at > now() - $1 * interval '1 second' AND kind = 'node'",
             self._lease,
         )
         if not live:
@@ -368,8 +408,12 @@ class Postgres(Ecosystem):
                 self._node.wake(int(p))
 
     def _on_members(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
-        if self._node is not None and payload != self._node.node_id:
+        if payload == self.node_id:
+            return
+        if self._node is not None:
             self._node.members_changed()
+        else:
+            self._members_changed.set()
 
     def _on_answers(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
         answers = unpack(self._reply_key, payload)
@@ -415,9 +459,13 @@ class Postgres(Ecosystem):
         """Check one envelope from outside and encode it as a mailbox row."""
         to, etype, message, delay = check_outside(self.registry, envelope)
         id_text = self._c.encode_id(etype.name, to.id)
+        partition = partition_of(etype.name, id_text, self.partitions)
+        deployment = self._deployment
+        if deployment is not None and not deployment.uniform:
+            deployment.check_send(etype.name, type(message), partition, reply)
         return (
             new_message_id(),
-            partition_of(etype.name, id_text, self.partitions),
+            partition,
             etype.name,
             id_text,
             self._c.encode_message(etype.name, message),

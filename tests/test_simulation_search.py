@@ -123,6 +123,65 @@ def test_a_stream_raises_an_activation_error() -> None:
         list(Simulation(REGISTRY).explore([refs.total("t").add(n=101)]))
 
 
+def test_stopping_a_stream_stops_the_search() -> None:
+    sim = Simulation(REGISTRY)
+    full = sim.exhaust(racers(7))
+    assert full.executions == 5040
+    stream = sim.explore(racers(7))
+    first = next(stream)
+    assert len(first.trace) == 14
+    # Only the first execution's own path has run: 15 worlds, 14 deliveries.
+    assert (stream.executions, stream.states, stream.deliveries) == (1, 15, 14)
+    for _ in islice(stream, 9):
+        pass
+    assert stream.executions == 10
+    assert stream.states * 100 < full.states
+    report = stream.report()
+    assert not report.complete
+    assert report.limit == "stopped by the caller after 10 executions"
+    assert len(report.outcomes) == 10  # each execution of the race is its own outcome
+    stream.close()
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_a_drained_stream_reports_what_exhaust_reports() -> None:
+    stream = Simulation(REGISTRY).explore(racers(4))
+    executions = list(stream)
+    report = stream.report()
+    exhausted = Simulation(REGISTRY).exhaust(racers(4))
+    assert report.complete and report.strategy == "dpor"
+    assert len(executions) == report.executions == exhausted.executions == 24
+    assert report.states == exhausted.states
+    assert outcomes(report) == outcomes(exhausted)
+    assert {str(e.outcome) for e in executions} == {str(f.outcome) for f in exhausted.outcomes}
+
+
+def test_a_stream_raises_a_broken_invariant_when_the_execution_that_broke_it_ends() -> None:
+    def short(outcome: Outcome) -> None:
+        assert len(outcome.get(refs.log("l"), ())) < 3, "the log reached 3"
+
+    stream = Simulation(REGISTRY).explore(racers(4), invariant=short)
+    with pytest.raises(InvariantError) as info:
+        next(stream)
+    assert stream.executions == 0
+    error = info.value
+    # The trace is the failure's causal past: three relays and their appends.
+    assert len(error.trace) == 6
+    assert len(error.outcome.state(refs.log("l"))) == 3
+
+
+def test_a_stream_over_a_cycle_of_worlds_yields_each_final_world_once() -> None:
+    from examples.election import refs as election
+    from examples.election import scenarios
+
+    stream = Simulation(election.REGISTRY).explore(scenarios.polite())
+    outcomes = [str(e.outcome) for e in stream]
+    assert stream.report().strategy.startswith("sleep sets (a cycle of worlds")
+    exhausted = Simulation(election.REGISTRY).exhaust(scenarios.polite())
+    assert sorted(outcomes) == sorted(str(f.outcome) for f in exhausted.outcomes)
+
+
 # -- sampling -------------------------------------------------------------------
 
 

@@ -16,12 +16,14 @@ from pachytype.simulation._errors import (
 )
 from pachytype.simulation._explore import Found, Search, SimulationReport
 from pachytype.simulation._faults import Faults
-from pachytype.simulation._simulation import Execution, RunResult, Simulation
+from pachytype.simulation._simulation import RunResult, Simulation
+from pachytype.simulation._stream import Execution, Exploration
 from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 
 __all__ = [
     "CalmCheck",
     "Execution",
+    "Exploration",
     "Faults",
     "Found",
     "InvariantError",

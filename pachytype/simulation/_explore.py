@@ -1,7 +1,8 @@
 """Exhaustive exploration of delivery orders: every distinct outcome, with one
-shortest trace each. `exhaust` runs dynamic partial-order reduction
-(`_dpor`) and falls back to the stateful sleep-set search below where DPOR
-does not apply (a cycle of worlds, an invariant reading every entity).
+shortest trace each, and the report types. `exhaust` (`_stream`) runs
+dynamic partial-order reduction (`_dpor`) and falls back to the stateful
+sleep-set search below where DPOR does not apply (a cycle of worlds, an
+invariant reading every entity); `naive` is the baseline without reduction.
 
 Design note (the stateful sleep-set search, `sleep_sets`)
 -----------
@@ -44,11 +45,8 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Literal
 
-import attrs
 from attrs import frozen
 
-from pachytype._address import Key
-from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._errors import SimulationError, check
 from pachytype.simulation._faults import Faults
 from pachytype.simulation._trace import Outcome, Step, Trace
@@ -165,6 +163,7 @@ class _Search:
         self.deliveries = 0
         self.dead_letters = 0
         self.steps: dict[int, Step] = {}
+        self.limit: str | None = None  # why the search stopped early, if it did
         # (node, sleep set to expand with, only these events); sleep None: a
         # first expansion, with the node's stored sleep set.
         self.queue: deque[tuple[int, frozenset[Event] | None, frozenset[Event] | None]] = deque()
@@ -184,6 +183,16 @@ class _Search:
         steps.reverse()
         return Trace(tuple(steps))
 
+    def path(self, node: int) -> list[Event]:
+        """The events from the root to `node`."""
+        events: list[Event] = []
+        parent = self.parents[node]
+        while parent is not None:
+            events.append(parent[1])
+            parent = self.parents[parent[0]]
+        events.reverse()
+        return events
+
     def step(self, node: int, event: Event) -> World:
         world, error = advance(self.worlds[node], event, self.ctx)
         self.deliveries += 1
@@ -194,9 +203,12 @@ class _Search:
             self.dead_letters += 1
         return world
 
-    def arrive(self, world: World, parent: int, event: Event, sleep: frozenset[Event]) -> None:
+    def arrive(
+        self, world: World, parent: int, event: Event, sleep: frozenset[Event]
+    ) -> int | None:
         """Record `world`, reached from `parent` by `event` with `sleep`, and
-        queue what it still needs explored."""
+        queue what it still needs explored; return its node if it is a final
+        (quiescent) world reached for the first time."""
         key = world.key()
         node = self.index.get(key)
         if world.quiescent:
@@ -214,17 +226,18 @@ class _Search:
             if world.quiescent:
                 self.outcomes.setdefault(world.outcome_key(), [node, 0])[1] += 1
             self.queue.append((node, None, None))
-            return
+            return node if world.quiescent else None
         if world.quiescent:
             self.outcomes[world.outcome_key()][1] += 1
         stored = self.sleep[node]
         if stored <= sleep:
-            return  # everything awake now was explored (or queued) from there before
+            return None  # everything awake now was explored (or queued) from there before
         self.sleep[node] = stored & sleep
         if self.expanded[node]:
             # Expanded before with more asleep: explore what was asleep then, awake now.
             self.queue.append((node, stored & sleep, stored - sleep))
         # Not expanded yet: it will be, with the smaller stored sleep set.
+        return None
 
     def check(self, node: int) -> None:
         assert self.invariant is not None
@@ -241,7 +254,7 @@ class _Search:
 
 
 @contextmanager
-def _without_cyclic_gc() -> Iterator[None]:
+def without_cyclic_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector: a search allocates millions of
     acyclic tuples and dicts, and collections triggered by them would
     rescan every world kept (half the search time on large searches)."""
@@ -252,100 +265,6 @@ def _without_cyclic_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def exhaust(
-    root: World,
-    ctx: Context,
-    *,
-    max_depth: int,
-    max_executions: int,
-    max_states: int = 1_000_000,
-    on_error: OnError = "raise",
-    progress: Progress | None = None,
-    invariant: Invariant | None = None,
-) -> SimulationReport:
-    """Explore every delivery order from `root`: DPOR, or the sleep-set
-    search where DPOR does not apply (the report's `strategy` says which)."""
-    visible: set[Key] = set()
-    while True:
-        search = dpor.Search(
-            root,
-            ctx,
-            on_error=on_error,
-            invariant=invariant,
-            max_depth=max_depth,
-            max_states=max_states,
-        )
-        search.visible = set(visible)
-        try:
-            with _without_cyclic_gc():
-                return _collect(search, max_executions, progress)
-        except dpor.Restart:
-            visible = search.visible
-        except dpor.Fallback as why:
-            report = sleep_sets(
-                root,
-                ctx,
-                max_depth=max_depth,
-                max_executions=max_executions,
-                max_states=max_states,
-                on_error=on_error,
-                progress=progress,
-                invariant=invariant,
-            )
-            return attrs.evolve(report, strategy=f"sleep sets ({why})")
-
-
-def _collect(
-    search: dpor.Search, max_executions: int, progress: Progress | None
-) -> SimulationReport:
-    """Run a DPOR search to the end and report it (raising its shortest failure)."""
-    outcomes: dict[Hashable, tuple[World, list[Event], list[int]]] = {}
-    executions = 0
-    next_report = _PROGRESS_EVERY
-    limit: str | None = None
-    for world, names in search.executions():
-        executions += 1
-        key = world.outcome_key()
-        seen = outcomes.get(key)
-        if seen is None:
-            outcomes[key] = (world, names, [1])
-        else:
-            seen[2][0] += 1
-            if len(names) < len(seen[1]):
-                outcomes[key] = (world, names, seen[2])
-        if progress is not None and (
-            len(search.states) >= next_report or executions % _PROGRESS_EVERY == 0
-        ):
-            next_report = len(search.states) + _PROGRESS_EVERY
-            progress(len(search.states), executions)
-        if executions >= max_executions:
-            limit = f"max_executions={max_executions} reached"
-            break
-    search.raise_failure()
-    ctx = search.ctx
-    found = tuple(
-        Found(
-            world.outcome(ctx.addresses),
-            Trace(tuple(replay(search.root, names, ctx))),
-            count[0],
-        )
-        for world, names, count in outcomes.values()
-    )
-    limit = limit or search.limit
-    return SimulationReport(
-        outcomes=found,
-        executions=executions,
-        states=len(search.states),
-        deliveries=search.deliveries,
-        dead_letters=search.dead_letters,
-        complete=limit is None,
-        limit=limit,
-        faults=faults_of(search.root),
-        seconds=time.perf_counter() - search.started,
-        strategy="dpor",
-    )
 
 
 def sleep_sets(
@@ -361,25 +280,41 @@ def sleep_sets(
 ) -> SimulationReport:
     """Explore every delivery order from `root`, breadth first with sleep sets
     and deduplication of worlds (see the module's design note)."""
+    started = time.perf_counter()
     search = _Search(root, ctx, on_error, invariant)
-    with _without_cyclic_gc():
-        return _exhaust(search, max_depth, max_executions, max_states, progress)
+    with without_cyclic_gc():
+        for _ in walk(search, max_depth, max_executions, max_states, progress):
+            pass
+    return SimulationReport(
+        outcomes=search.found(),
+        executions=search.executions,
+        states=len(search.worlds),
+        deliveries=search.deliveries,
+        dead_letters=search.dead_letters,
+        complete=search.limit is None,
+        limit=search.limit,
+        faults=faults_of(root),
+        seconds=time.perf_counter() - started,
+    )
 
 
-def _exhaust(
+def walk(
     search: _Search,
     max_depth: int,
     max_executions: int,
     max_states: int,
     progress: Progress | None,
-) -> SimulationReport:
-    started = time.perf_counter()
+) -> Iterator[int]:
+    """Run the sleep-set search, yielding each final world (its node) when
+    first reached: breadth first, so by a shortest path. Sets `search.limit`
+    if a bound stops it."""
     root = search.root
     if search.invariant is not None:
         search.check(0)
     if root.quiescent:
         search.executions = 1
         search.outcomes[root.outcome_key()] = [0, 1]
+        yield 0
     queue = search.queue
     queue.append((0, None, None))
     next_report = _PROGRESS_EVERY
@@ -405,21 +340,13 @@ def _exhaust(
                 continue
             child_sleep = frozenset(u for u in (*sleep, *done) if independent(u, event))
             done.append(event)
-            search.arrive(search.step(node, event), node, event, child_sleep)
+            final = search.arrive(search.step(node, event), node, event, child_sleep)
+            if final is not None:
+                yield final
         if progress is not None and len(search.worlds) >= next_report:
             next_report = len(search.worlds) + _PROGRESS_EVERY
             progress(len(search.worlds), search.executions)
-    return SimulationReport(
-        outcomes=search.found(),
-        executions=search.executions,
-        states=len(search.worlds),
-        deliveries=search.deliveries,
-        dead_letters=search.dead_letters,
-        complete=limit is None,
-        limit=limit,
-        faults=faults_of(root),
-        seconds=time.perf_counter() - started,
-    )
+    search.limit = limit
 
 
 def naive(
@@ -432,7 +359,7 @@ def naive(
     invariant: Invariant | None = None,
 ) -> SimulationReport:
     """Every order, one by one, with no reduction and no dedup (the baseline)."""
-    with _without_cyclic_gc():
+    with without_cyclic_gc():
         return _naive(root, ctx, max_depth, max_executions, on_error, invariant)
 
 

@@ -95,7 +95,7 @@ def _child(job: Callable[[T], Any], item: T, write: int) -> None:
     code = 0
     try:
         # Searches allocate millions of acyclic objects: the cyclic collector
-        # would rescan them all (see `_explore._without_cyclic_gc`).
+        # would rescan them all (see `_explore.without_cyclic_gc`).
         gc.disable()
         data = orjson.dumps(job(item))
         with os.fdopen(write, "wb") as pipe:
@@ -242,7 +242,7 @@ def exhaust(
     invariant: Callable[[Outcome], object] | None,
     sequential: Callable[[], SimulationReport],
 ) -> SimulationReport:
-    """`_explore.exhaust` over `workers` processes (see the design note);
+    """`exhaust` (`_stream.Exploration`) over `workers` processes (see the design note);
     `sequential` is the one-process search, run where this one cannot help."""
     started = time.perf_counter()
     try:

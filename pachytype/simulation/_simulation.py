@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
@@ -22,8 +22,6 @@ from pachytype._errors import InitError
 from pachytype._registry import Registry
 from pachytype.simulation import _liveness, _parallel, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
-from pachytype.simulation._dpor import Fallback
-from pachytype.simulation._dpor import Search as Search_
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import (
     Invariant,
@@ -31,10 +29,7 @@ from pachytype.simulation._explore import (
     Progress,
     Search,
     SimulationReport,
-    exhaust,
-    failure,
     naive,
-    replay,
     sleep_sets,
 )
 from pachytype.simulation._faults import NO_FAULTS, Faults
@@ -42,6 +37,7 @@ from pachytype.simulation._liveness import Property
 from pachytype.simulation._run import Chooser, run, scheduled, seeded
 from pachytype.simulation._run import pct as pct_chooser
 from pachytype.simulation._sample import Strategy as SampleStrategy
+from pachytype.simulation._stream import Exploration
 from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import Context, World
 
@@ -93,14 +89,6 @@ def _note_for_hypothesis(result: RunResult) -> None:
     if control._current_build_context.value is None:  # not inside a test
         return
     control.note(_Shown(result))
-
-
-@frozen
-class Execution:
-    """One execution `Simulation.explore` found: its final states and its steps."""
-
-    outcome: Outcome
-    trace: Trace
 
 
 class Simulation:
@@ -281,6 +269,9 @@ class Simulation:
         `workers=n` runs the DPOR search over n processes (forked; 0: one
         per core) and merges their reports: the same outcomes, more
         executions counted (see `pachytype.simulation._parallel`).
+
+        To stop early (at the first bad outcome, after so many executions),
+        iterate `explore(...)` instead: the same search, as a stream.
         """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
         on_error = on_error or self.on_error
@@ -295,19 +286,30 @@ class Simulation:
                 on_error=on_error,
                 invariant=invariant,
             )
-        explore = exhaust if search == "dpor" else sleep_sets
 
         def sequential() -> SimulationReport:
-            return explore(
+            if search == "sleep sets":
+                return sleep_sets(
+                    root,
+                    self._ctx,
+                    max_depth=max_depth,
+                    max_executions=max_executions,
+                    max_states=max_states,
+                    on_error=on_error,
+                    progress=progress,
+                    invariant=invariant,
+                )
+            return Exploration(
                 root,
                 self._ctx,
                 max_depth=max_depth,
                 max_executions=max_executions,
                 max_states=max_states,
                 on_error=on_error,
-                progress=progress,
                 invariant=invariant,
-            )
+                progress=progress,
+                eager=False,
+            ).drain()
 
         workers = _parallel.default_workers() if workers == 0 else workers
         if workers > 1 and search == "dpor" and _parallel.can_fork():
@@ -383,44 +385,47 @@ class Simulation:
         *,
         faults: Faults = NO_FAULTS,
         max_depth: int = 10_000,
+        max_executions: int = 1_000_000,
         max_states: int = 1_000_000,
         on_error: OnError | None = None,
-    ) -> Iterator[Execution]:
-        """Yield the executions `exhaust` explores, one by one as the DPOR
-        search finds them (stop iterating to stop the search). Each has its
-        final `outcome` and its `trace`. On a system whose worlds form a
-        cycle DPOR cannot run; the stateful search's outcomes (one trace
-        each) are yielded instead. An activation error raises
-        `SimulationError` at once (with `on_error="raise"`)."""
+        invariant: Invariant | None = None,
+        progress: Progress | None = None,
+    ) -> Exploration:
+        """`exhaust` as a stream: the executions of the same search, yielded
+        one by one as it finds them, each with its final `outcome` and its
+        `trace`. Stop iterating and the search stops: nothing runs ahead.
+
+        >>> stream = sim.explore(envelopes, faults=Faults(drop=1))   # doctest: +SKIP
+        >>> for execution in stream:                                 # doctest: +SKIP
+        ...     if execution.outcome.state(refs.stock("shelf")) < 0:
+        ...         print(execution.trace)                           # the order that did it
+        ...         break
+        >>> stream.executions, stream.states                         # doctest: +SKIP
+        (3, 19)
+        >>> stream.report().complete                                 # doctest: +SKIP
+        False
+
+        The `Exploration` counts what ran so far (`states`, `executions`,
+        `deliveries`) and `report()` gives the `SimulationReport` of it.
+        An activation error (with `on_error="raise"`) or a broken
+        `invariant` is raised when the execution that met it ends, with the
+        steps it depends on as its trace (`exhaust` waits for the end and
+        raises the shortest). On a system whose worlds form a cycle, DPOR
+        gives way to the sleep-set search, which yields each distinct final
+        world once. Liveness (`eventually=`) and `workers=` need the whole
+        search: use `exhaust`.
+        """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
-        on_error = on_error or self.on_error
-        search = Search_(
+        return Exploration(
             root,
             self._ctx,
-            on_error="dead_letter",
-            invariant=None,
             max_depth=max_depth,
+            max_executions=max_executions,
             max_states=max_states,
+            on_error=on_error or self.on_error,
+            invariant=invariant,
+            progress=progress,
         )
-        try:
-            for world, names in search.executions():
-                trace = Trace(tuple(replay(root, names, self._ctx)))
-                if on_error == "raise":
-                    failed = next((s for s in trace if s.error is not None), None)
-                    if failed is not None:
-                        raise failure(failed, Trace(trace.steps[: trace.steps.index(failed) + 1]))
-                yield Execution(world.outcome(self._ctx.addresses), trace)
-        except Fallback:
-            report = sleep_sets(
-                root,
-                self._ctx,
-                max_depth=max_depth,
-                max_executions=1_000_000,
-                max_states=max_states,
-                on_error=on_error,
-            )
-            for found in report.outcomes:
-                yield Execution(found.outcome, found.trace)
 
     def check_drops(
         self,

@@ -211,7 +211,9 @@ class Codec:
             raise AssertionError  # pragma: no cover (check_message raised)
         tag, unstructure = entry
         try:
-            data = orjson.dumps([tag, unstructure(message)])
+            # A compact copy: orjson's result holds a 4 KiB allocation whatever
+            # its length, and messages are kept (inboxes, recent messages).
+            data = memoryview(orjson.dumps([tag, unstructure(message)])).tobytes()
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
             raise EncodeError(entity_type, id, f"{tag} message", _unencodable(error)) from error
         if len(data) > MAX_MESSAGE_BYTES:
@@ -311,20 +313,13 @@ class Codec:
         code's, `DecodeError` when the (upgraded) data does not fit the state
         type. Either way nothing is changed: the caller holds the entity.
         """
-        codec = self._for(entity_type, id)
-        current = codec.etype.state_version
-        if version < current:
-            fix = (
-                f"the @upgrade chain from version {version} to {current} produced data that "
-                f"does not fit {_spell(codec.state_type)}: fix the upgraders"
-            )
-        else:
-            fix = (
-                f"the stored state (version {version}) does not fit "
-                f"{_spell(codec.state_type)}: if the state's shape changed, bump "
-                f"state_version to {current + 1} and add @upgrade(from_version={current}) "
-                f"converting the old shape"
-            )
+        codec = self._entities.get(entity_type) or self._for(entity_type, id)
+        if version == codec.etype.state_version:
+            try:  # the common case: a state of the current version that fits
+                return codec.state_structure(orjson.loads(data), codec.state_type)
+            except Exception:  # anything wrong: the slow path below says what
+                pass
+        fix = _state_fix(codec, version)
         raw = self._load(entity_type, id, "state", data, fix)
         raw = upgrade_raw(codec.etype.entity, id, raw, version)
         try:
@@ -355,7 +350,9 @@ class Codec:
         tag, unstructure, version = entry
         try:
             fields = unstructure(event)
-            data = orjson.dumps([tag, fields] if version == 1 else [tag, fields, version])
+            data = memoryview(  # compact, as a message's (events are kept in journals)
+                orjson.dumps([tag, fields] if version == 1 else [tag, fields, version])
+            ).tobytes()
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
             raise EncodeError(entity_type, id, f"{tag} event", _unencodable(error)) from error
         if len(data) > MAX_MESSAGE_BYTES:
@@ -640,6 +637,22 @@ _SURROGATE_FIX: Final = (
     "from bytes decoded with errors='surrogateescape', e.g. file names): decode such "
     "bytes strictly, or carry them as hex or base64"
 )
+
+
+def _state_fix(codec: _EntityCodec, version: int) -> str:
+    """What to do about a stored state (of `version`) that does not decode."""
+    current = codec.etype.state_version
+    if version < current:
+        return (
+            f"the @upgrade chain from version {version} to {current} produced data that "
+            f"does not fit {_spell(codec.state_type)}: fix the upgraders"
+        )
+    return (
+        f"the stored state (version {version}) does not fit "
+        f"{_spell(codec.state_type)}: if the state's shape changed, bump "
+        f"state_version to {current + 1} and add @upgrade(from_version={current}) "
+        f"converting the old shape"
+    )
 
 
 def _unencodable(error: BaseException) -> str:

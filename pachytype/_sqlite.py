@@ -108,14 +108,28 @@ CREATE TABLE IF NOT EXISTS snapshots (
 """
 
 _UPSERT_ENTITY: Final = (
+    "INSERT INTO entities (etype, eid, state, version, consumed) "
+    "VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (etype, eid) DO UPDATE SET "
+    "state = coalesce(excluded.state, state), "
+    "version = CASE WHEN excluded.state IS NULL THEN version ELSE excluded.version END, "
+    "consumed = max(consumed, excluded.consumed)"
+)
+"""A turn's row (no recent messages: they are written when the entity leaves
+memory). Its own statement, so the hot path binds no NULL for them: the
+sqlite3 module binds NULL and bytes through its adapter lookup, which costs
+a formatted AttributeError per value."""
+
+_UPSERT_RECENT: Final = (
     "INSERT INTO entities (etype, eid, state, version, consumed, recent) "
     "VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (etype, eid) DO UPDATE SET "
     "state = coalesce(excluded.state, state), "
     "version = CASE WHEN excluded.state IS NULL THEN version ELSE excluded.version END, "
     "consumed = max(consumed, excluded.consumed), "
-    "recent = coalesce(excluded.recent, recent)"
+    "recent = excluded.recent"
 )
+"""A row that carries recent messages (they replace the stored ones)."""
 
 
 class StoreLockedError(PachytypeError):
@@ -582,13 +596,19 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
         if batch.mail:
             conn.executemany("INSERT INTO mailbox VALUES (?, ?, ?, ?)", batch.mail)
         if batch.entities:
-            conn.executemany(
-                _UPSERT_ENTITY,
-                [
-                    (*row[:5], None if row[5] is None else pack_blobs(row[5]))
-                    for row in batch.entities
-                ],
-            )
+            # Rows of one entity commute (each sets only what it carries).
+            turns = [row[:5] for row in batch.entities if row[5] is None]
+            if turns:
+                conn.executemany(_UPSERT_ENTITY, turns)
+            if len(turns) < len(batch.entities):
+                conn.executemany(
+                    _UPSERT_RECENT,
+                    [
+                        (*row[:5], pack_blobs(row[5]))
+                        for row in batch.entities
+                        if row[5] is not None
+                    ],
+                )
         if batch.timers:
             conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?)", batch.timers)
         if batch.fired:

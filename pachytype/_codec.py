@@ -306,6 +306,21 @@ class Codec:
             )
         return data
 
+    def encode_state_checked(self, entity_type: str, state: object, id: Hashable = None) -> bytes:
+        """`encode_state`, and the bytes decode back: what cannot be read back
+        must not be written (it would hold the entity at its next load).
+
+        Raises as `encode_state` does, or as `decode_state` would on the bytes.
+        """
+        data = self.encode_state(entity_type, state, id)
+        codec = self._entities[entity_type]  # encode_state found it
+        try:  # decode_state's fast path, inline: this runs at every commit of a state
+            codec.state_structure(orjson.loads(data), codec.state_type)
+        except Exception:
+            self.decode_state(entity_type, id, data, codec.etype.state_version)  # says why
+            raise
+        return data
+
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object:
         """The state stored as `data` with `version`: upgraded, then structured.
 

@@ -163,6 +163,9 @@ class Codec(Protocol):
     def encode_message(self, entity_type: str, message: object) -> bytes: ...
     def decode_message(self, entity_type: str, data: bytes, id: Hashable = None) -> object: ...
     def encode_state(self, entity_type: str, state: object) -> bytes: ...
+    def encode_state_checked(
+        self, entity_type: str, state: object, id: Hashable = None
+    ) -> bytes: ...
     def decode_state(self, entity_type: str, id: Hashable, data: bytes, version: int) -> object: ...
     def encode_event(self, entity_type: str, event: object, id: Hashable = None) -> bytes: ...
     def decode_event(self, entity_type: str, id: Hashable, data: bytes) -> object: ...
@@ -184,7 +187,6 @@ class _Live:
         "key",
         "recent",
         "recent_dirty",
-        "recent_stored",
         "scheduled",
         "urgent",
     )
@@ -196,8 +198,7 @@ class _Live:
         self.id_text = id_text
         self.inbox: deque[Mail] = deque()
         self.recent: deque[object] = deque(maxlen=RECENT)
-        self.recent_stored: deque[bytes] = deque(maxlen=RECENT)  # the same, as stored
-        self.recent_dirty = False  # recent_stored changed since it was last written
+        self.recent_dirty = False  # recent changed since it was last written
         self.scheduled = False
         self.busy = False
         self.urgent = False
@@ -374,7 +375,7 @@ class DurableRuntime(Runtime):
         """At a clean close, write the recent messages not written yet."""
         if self._failure is not None:
             return
-        rows = [_recent_row(live) for live in self._dlive.values() if live.recent_dirty]
+        rows = [self._recent_row(live) for live in self._dlive.values() if live.recent_dirty]
         rows.extend(self._recent_rows)
         if rows:
             with contextlib.suppress(Exception):  # losing context must not stop a close
@@ -927,7 +928,6 @@ class DurableRuntime(Runtime):
             except Exception as error:
                 message = Unreadable(payload, error)
             live.recent.append(message)
-            live.recent_stored.append(payload)
 
     async def _load(self) -> None:
         """Read the states of entities about to run whose state is not cached."""
@@ -1039,10 +1039,11 @@ class DurableRuntime(Runtime):
                 self._wake_up()
                 return 0
         items = [inbox.popleft() for _ in range(n)]
+        futures = [item[2] for item in items]
         followed = bool(self._followers) and live.key in self._followers
         answers = self._answer_ids
         answered = bool(answers) and any(item[0] in answers for item in items)
-        calls = answered or any(item[2] is not None for item in items)
+        calls = answered or futures.count(None) != n
         journaled = etype.event_sourced
         turn = run_turn(
             etype,
@@ -1060,18 +1061,17 @@ class DurableRuntime(Runtime):
         )
         if journaled:
             self._journal(live, turn.events, turn.seq, turn.snapshot, batch)
-        failed: set[int] = set()
+        failed = {failure.index for failure in turn.failures}
         for failure in turn.failures:
-            failed.add(failure.index)
-            self._fail(live, pending, batch, failure, items[failure.index][2])
+            self._fail(live, pending, batch, failure, futures[failure.index])
         shown: list[object] | None = [] if followed else None
         states = turn.states
         if states is not None:
-            for i, item in enumerate(items):
+            for i, fut in enumerate(futures):
                 if i in failed:
                     continue
-                if item[2] is not None:
-                    pending.results.append((item[2], states[i]))
+                if fut is not None:
+                    pending.results.append((fut, states[i]))
                 if shown is not None:
                     shown.append(states[i])
         if answered:
@@ -1081,7 +1081,6 @@ class DurableRuntime(Runtime):
         last = items[-1][0]
         data = turn.stored if turn.changed and not journaled else None
         assert data is None or type(data) is bytes
-        live.recent_stored.extend([item[3] for item in items[-RECENT:]])
         live.recent_dirty = True
         batch.entities.append((etype.name, live.id_text, data, etype.state_version, last, None))
         if n == 1:
@@ -1152,15 +1151,13 @@ class DurableRuntime(Runtime):
         return store
 
     def _state_encoder(self, etype: EntityType, id: Hashable) -> StoreState:
-        codec = self.codec
-        name, version = etype.name, etype.state_version
+        # Encoded and decoded back: what cannot be read back must not be
+        # written (it would hold the entity at its next load).
+        encode = self.codec.encode_state_checked
+        name = etype.name
 
         def store(state: object) -> bytes:
-            data = codec.encode_state(name, state)
-            # What cannot be read back must not be written: it would hold the
-            # entity at its next load.
-            codec.decode_state(name, id, data, version)
-            return data
+            return encode(name, state, id)
 
         return store
 
@@ -1338,6 +1335,26 @@ class DurableRuntime(Runtime):
                 if fut is not None:
                     yield fut
 
+    def _recent_row(self, live: _Live) -> EntityRow:
+        """An entity row that changes only the recent messages (nothing else moves).
+
+        They are encoded here, not kept encoded beside the decoded ones: this
+        runs when an entity leaves memory or at a close, a turn runs far more
+        often. Unreadable mail keeps its stored bytes."""
+        live.recent_dirty = False
+        name = live.etype.name
+        encode = self.codec.encode_message
+        stored: list[bytes] = []
+        for message in live.recent:
+            if type(message) is Unreadable:
+                stored.append(message.payload)
+                continue
+            # It was encoded once already (sent, or stored and decoded); should
+            # it fail now, only this context is lost, never the close.
+            with contextlib.suppress(Exception):
+                stored.append(encode(name, message))
+        return (name, live.id_text, None, 0, 0, tuple(stored))
+
     def _evict_states(self) -> None:
         cache = self._cache
         excess = len(cache) - self.cache_size + self.cache_size // 10
@@ -1354,7 +1371,7 @@ class DurableRuntime(Runtime):
             if live.scheduled or live.inbox:
                 kept[key] = live
             elif live.recent_dirty:
-                self._recent_rows.append(_recent_row(live))
+                self._recent_rows.append(self._recent_row(live))
         self._dlive = kept
         # With many entities holding mail, do not rescan at every commit.
         self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
@@ -1377,12 +1394,6 @@ def _first(item: tuple[int, object]) -> int:
 
 def _position(item: StoredEvent[Any]) -> int:
     return item.position
-
-
-def _recent_row(live: _Live) -> EntityRow:
-    """An entity row that changes only the recent messages (nothing else moves)."""
-    live.recent_dirty = False
-    return (live.etype.name, live.id_text, None, 0, 0, tuple(live.recent_stored))
 
 
 def decode_dead(registry: Registry, codec: Codec, row: DeadRow) -> DeadLetter:

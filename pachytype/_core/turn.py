@@ -288,7 +288,8 @@ def _run(
         turn.failures.append(Failure(i, message, failed, state, tuple(recent)))
         if states is not None:
             states.append(state)
-    recent.extend(messages[max(noted, len(messages) - RECENT) :])
+    first = max(noted, len(messages) - RECENT)
+    recent.extend(messages[first:] if first > 0 else messages)
     turn.state = state
     return turn
 

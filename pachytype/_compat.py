@@ -101,6 +101,12 @@ class Description:
         """sha256 of the description's JSON: the key it is published under."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
+    @functools.cached_property
+    def writes(self) -> tuple[tuple[str, int, str], ...]:
+        """What it stores: per entity type, the state version and shape. Two
+        registries that store the same are the same writer for `eligible`."""
+        return tuple((name, e.version, e.state_fp) for name, e in sorted(self.entities.items()))
+
     def to_json(self) -> str:
         """Compact JSON, keys sorted (the same text for the same description)."""
         value = {

@@ -11,7 +11,8 @@ Design note
   neither decodes, or two different applications).
 * **Writers.** Each lease row lists the digests of the registries that have
   owned its partition (`leases.writers`, appended when a node takes or
-  renews it, never shrunk): any of them may have stored states there. A
+  renews it, unless one that stores the same states is there; never
+  shrunk): any of them may have stored states there. A
   node is *eligible* for a partition only if it reads every state each
   writer stores (`_compat.eligible`); `assign` gives partitions only to
   eligible nodes, and a take re-checks it under the lease row's lock. So a
@@ -162,11 +163,21 @@ class Deployment:
         self.writers = new_writers
         self.uniform = all(d in (None, self.mine.digest) for d in self.nodes.values())
 
+    def same_writers(self) -> list[str]:
+        """This registry's digest, and those of the known registries that store
+        exactly the same states (`Description.writes`): a partition listing
+        any of them needs no new writer, so message-only deploys do not grow
+        the lists."""
+        mine = self.mine
+        same = (d for d, x in self.descriptions.items() if x.writes == mine.writes)
+        return [mine.digest, *sorted(d for d in same if d != mine.digest)]
+
     def wrote(self, partitions: Iterable[int]) -> None:
         """This node took `partitions`: its registry is among their writers now."""
         writers = dict(self.writers)
+        same = set(self.same_writers())
         for p in partitions:
-            if self.mine.digest not in writers.get(p, ()):
+            if not same & set(writers.get(p, ())):
                 writers[p] = (*writers.get(p, ()), self.mine.digest)
         self.see(self.nodes, writers)
 

@@ -184,18 +184,20 @@ class Membership:
                     self.lease,
                 )
             }
-            # Renewing adds this registry to the writers (a no-op once it is there;
-            # a non-key column: batches holding KEY SHARE are not blocked).
+            # Renewing adds this registry to the writers (a no-op once it, or one
+            # that stores the same, is there; a non-key column: batches holding
+            # KEY SHARE are not blocked).
             held = {
                 r["partition"]: r["epoch"]
                 for r in await conn.fetch(
                     f"UPDATE {s}.leases SET expires_at = now() + $2 * interval '1 second', "
-                    f"writers = CASE WHEN $3 = ANY(writers) THEN writers "
+                    f"writers = CASE WHEN writers && $4::text[] THEN writers "
                     f"ELSE array_append(writers, $3) END "
                     f"WHERE owner = $1 RETURNING partition, epoch",
                     self.node_id,
                     self.lease,
                     deployment.mine.digest,
+                    deployment.same_writers(),
                 )
             }
             writers = {
@@ -269,13 +271,14 @@ class Membership:
             taken = await conn.fetch(
                 f"UPDATE {s}.leases SET owner = $2, epoch = epoch + 1, "
                 f"expires_at = now() + $3 * interval '1 second', "
-                f"writers = CASE WHEN $4 = ANY(writers) THEN writers "
+                f"writers = CASE WHEN writers && $5::text[] THEN writers "
                 f"ELSE array_append(writers, $4) END "
                 f"WHERE partition = ANY($1::int[]) RETURNING partition, epoch",
                 free,
                 self.node_id,
                 self.lease,
                 mine,
+                deployment.same_writers(),
             )
         deployment.wrote([r["partition"] for r in taken])
         for r in taken:

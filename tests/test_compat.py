@@ -222,3 +222,16 @@ def test_a_call_needs_an_answer_its_caller_can_read() -> None:
         f"({v1.fingerprint[:12]}) reads up to version 1. Deploy the new version here too, or "
         f"use send (which needs no answer); nothing was sent"
     )
+
+
+def test_registries_that_store_the_same_states_count_as_one_writer() -> None:
+    more_messages = app(messages={"Add": ADD, "Clear": ()}, fingerprint="a" * 64)
+    node = Deployment("shop", more_messages, lease=5.0)
+    node.know(V1)
+    node.know(V2)
+    assert more_messages.writes == V1.writes != V2.writes
+    assert node.same_writers() == [more_messages.digest, V1.digest]
+    node.see({}, {0: [V1.digest], 1: [V2.digest]})
+    node.wrote([0, 1])
+    # Partition 0 lists a writer that stores what this one does: nothing to add.
+    assert node.writers == {0: (V1.digest,), 1: (V2.digest, more_messages.digest)}

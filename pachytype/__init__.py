@@ -5,7 +5,7 @@ Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
 ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
-from pachytype._address import Address, Envelope, Ref, Request
+from pachytype._address import Address, CancelTimer, Envelope, Ref, Request
 from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem
@@ -54,6 +54,7 @@ __all__ = [
     "Address",
     "Attempt",
     "CalmCheck",
+    "CancelTimer",
     "Clock",
     "DeadLetter",
     "DeadlineError",

@@ -11,6 +11,11 @@ Neither can be built by user code: `Address.__init__` takes a keyword-only
 with one private, final implementation (which is also a `Request`: the
 envelope of a message carrying a reply address, typed by that reply). Refs
 come from generated `refs.py` modules and from `Entity.address`.
+
+Keyed timers: `envelope.after(delay, key="payment-timeout")` is a timer
+that replaces the pending one with the same key at the same target, and
+`address.cancel_timer(key)` builds a `CancelTimer`, a value `activate` may
+return among its envelopes (the rule: `pachytype._core.timers`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,14 @@ class Address(Generic[M_contra]):
     def post(self, msg: M_contra) -> Envelope[object]:
         """Build an envelope carrying `msg` to this address (nothing is sent yet)."""
         return _Envelope(self, msg, 0.0)
+
+    def cancel_timer(self, key: str) -> CancelTimer:
+        """Cancel the pending timer `key` of this entity (set with
+        `.after(delay, key=key)`): return it among `activate`'s envelopes.
+
+        Only a timer not yet due is cancelled; one already due is a message
+        on its way and is delivered (see `pachytype._core.timers`)."""
+        return _Cancel(self, _timer_key(self, key))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Address):
@@ -141,9 +154,20 @@ class Envelope(ABC, Generic[S_co]):
     def delay(self) -> timedelta:
         """How long after sending the message is delivered (zero: at once)."""
 
+    @property
     @abstractmethod
-    def after(self, delay: timedelta) -> Envelope[S_co]:
-        """The same envelope, delivered `delay` after it is sent (a durable reminder)."""
+    def timer_key(self) -> str | None:
+        """The key of a keyed timer (`after(delay, key=...)`), else None."""
+
+    @abstractmethod
+    def after(self, delay: timedelta, *, key: str | None = None) -> Envelope[S_co]:
+        """The same envelope, delivered `delay` after it is sent (a durable reminder).
+
+        With `key`, it is a *keyed timer*: it replaces the pending timer of
+        the same key at the same target (that one is never delivered), and
+        `activate` can cancel it by returning `address.cancel_timer(key)`.
+        A timer already due is not replaced or cancelled: its message is on
+        its way (the rule: `pachytype._core.timers`)."""
 
 
 class Request(Envelope[S_co], Generic[S_co, R_co]):
@@ -158,15 +182,82 @@ class Request(Envelope[S_co], Generic[S_co, R_co]):
     __slots__ = ()
 
 
+class CancelTimer(ABC):
+    """A value `activate` returns among its envelopes to cancel the pending
+    keyed timer `key` of the entity at `to` (built by
+    `address.cancel_timer(key)`; the concrete class is private).
+
+    It is not an envelope: mypy refuses it where one is expected (`eco.send`,
+    `eco.call`, `.after`), so a cancel only ever comes from an activation.
+    """
+
+    __slots__ = ()
+
+    @final
+    def __init__(self, *, _key: Never) -> None:
+        if _key is not _KEY:
+            raise TypeError("CancelTimer cannot be built directly: use address.cancel_timer(key)")
+
+    @property
+    @abstractmethod
+    def to(self) -> Address[Any]:
+        """The entity whose timer is cancelled."""
+
+    @property
+    @abstractmethod
+    def key(self) -> str:
+        """The key of the timer cancelled."""
+
+
+@final
+class _Cancel(CancelTimer):
+    __slots__ = ("_key", "_to")
+
+    def __init__(self, to: Address[Any], key: str) -> None:  # type: ignore[misc]
+        self._to = to
+        self._key = key
+
+    @property
+    def to(self) -> Address[Any]:
+        return self._to
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Cancel):
+            return NotImplemented
+        return (self._to, self._key) == (other._to, other._key)
+
+    def __hash__(self) -> int:
+        return hash((self._to, self._key))
+
+    def __repr__(self) -> str:
+        return f"CancelTimer(to={self._to!r}, key={self._key!r})"
+
+
+def _timer_key(to: Address[Any], key: object) -> str:
+    if type(key) is not str or not key:
+        raise TypeError(
+            f"a timer key must be a non-empty str, got {key!r} for {to!r}; name the timer, "
+            f'e.g. key="payment-timeout"'
+        )
+    return key
+
+
 @final
 class _Envelope(Request[Any, Any]):
-    __slots__ = ("_delay", "_message", "_to")
+    __slots__ = ("_delay", "_message", "_tkey", "_to")
 
     # The one class allowed past Envelope's final __init__ (hot path: no super call).
-    def __init__(self, to: Address[Any], message: object, delay: float) -> None:  # type: ignore[misc]
+    def __init__(  # type: ignore[misc]
+        self, to: Address[Any], message: object, delay: float, tkey: str | None = None
+    ) -> None:
         self._to = to
         self._message = message
         self._delay = delay
+        self._tkey = tkey
 
     @property
     def to(self) -> Address[Any]:
@@ -184,19 +275,26 @@ class _Envelope(Request[Any, Any]):
     def delay_seconds(self) -> float:
         return self._delay
 
-    def after(self, delay: timedelta) -> Envelope[Any]:
+    @property
+    def timer_key(self) -> str | None:
+        return self._tkey
+
+    def after(self, delay: timedelta, *, key: str | None = None) -> Envelope[Any]:
         seconds = delay.total_seconds()
         if seconds < 0:
             raise ValueError(f"delay must not be negative, got {delay!r} for {self._to!r}")
-        return _Envelope(self._to, self._message, seconds)
+        return _Envelope(
+            self._to, self._message, seconds, None if key is None else _timer_key(self._to, key)
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Envelope):
             return NotImplemented
-        return (self._to, self._message, self._delay) == (
+        return (self._to, self._message, self._delay, self._tkey) == (
             other._to,
             other._message,
             other._delay,
+            other._tkey,
         )
 
     def __hash__(self) -> int:
@@ -204,7 +302,8 @@ class _Envelope(Request[Any, Any]):
 
     def __repr__(self) -> str:
         after = f" after {self._delay}s" if self._delay else ""
-        return f"Envelope(to={self._to!r}, message={self._message!r}{after})"
+        keyed = f" key={self._tkey!r}" if self._tkey is not None else ""
+        return f"Envelope(to={self._to!r}, message={self._message!r}{after}{keyed})"
 
 
 def make_ref(cls: type[R], entity_type: str, id: Hashable) -> R:
@@ -212,9 +311,16 @@ def make_ref(cls: type[R], entity_type: str, id: Hashable) -> R:
     return cls(entity_type, id, _key=_KEY)
 
 
-def make_envelope(to: Address[Any], message: object, delay_seconds: float = 0.0) -> Envelope[Any]:
+def make_envelope(
+    to: Address[Any], message: object, delay_seconds: float = 0.0, timer_key: str | None = None
+) -> Envelope[Any]:
     """Build an envelope from plain values (library use: decoding, redelivery)."""
-    return _Envelope(to, message, delay_seconds)
+    return _Envelope(to, message, delay_seconds, timer_key)
+
+
+def make_cancel(to: Address[Any], key: str) -> CancelTimer:
+    """Build a `CancelTimer` from plain values (library use: traces)."""
+    return _Cancel(to, key)
 
 
 def unpack(envelope: Envelope[Any]) -> tuple[Address[Any], object, float]:

@@ -75,6 +75,7 @@ from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
 from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.journal import rebuild
+from pachytype._core.timers import CANCEL, KeyedTimers, timer_dropped
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, Unreadable, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import (
@@ -134,7 +135,7 @@ message as stored)."""
 class Out:
     """A checked, encoded message on its way into a batch (not yet numbered)."""
 
-    __slots__ = ("address", "delay", "etype", "fut", "id_text", "message", "payload")
+    __slots__ = ("address", "delay", "etype", "fut", "id_text", "message", "payload", "tkey")
 
     def __init__(
         self,
@@ -145,6 +146,7 @@ class Out:
         payload: bytes,
         delay: float,
         fut: Future | None,
+        tkey: str | None = None,
     ) -> None:
         self.address = address
         self.etype = etype
@@ -153,6 +155,8 @@ class Out:
         self.payload = payload
         self.delay = delay
         self.fut = fut
+        self.tkey = tkey
+        """A keyed timer's key; with message `CANCEL`, the key of the timer cancelled."""
 
 
 class Codec(Protocol):
@@ -207,13 +211,14 @@ class _Live:
 class _Timer:
     """A delayed message: stored in the timers table, armed on the loop."""
 
-    __slots__ = ("due", "handle", "id", "out")
+    __slots__ = ("dropped", "due", "handle", "id", "out")
 
     def __init__(self, id: int, out: Out, due: float) -> None:
         self.id = id
         self.out = out
         self.due = due
         self.handle: Timer | None = None
+        self.dropped = False  # replaced or cancelled (keyed timers): never armed again
 
 
 class _Request:
@@ -287,6 +292,8 @@ class DurableRuntime(Runtime):
         self._calls: deque[_Request] = deque()
         self._fired: list[_Timer] = []
         self._armed: dict[int, _Timer] = {}
+        self._dkeyed: KeyedTimers[_Timer] = KeyedTimers()
+        """Pending keyed timers, armed or in a batch not yet applied (`pachytype._core.timers`)."""
         self._to_load: list[_Live] = []
         self._id_texts: dict[Key, str] = {}
         self._next_id = 1
@@ -400,6 +407,7 @@ class DurableRuntime(Runtime):
         self._calls.clear()
         self._armed.clear()
         self._fired.clear()
+        self._dkeyed.clear()
         self._pending = None
         for fut in futures:
             if not fut.done():
@@ -465,7 +473,7 @@ class DurableRuntime(Runtime):
         self._put(out, mail_id)
 
     def _recover_timer(self, row: TimerRow) -> None:
-        timer_id, type_name, id_text, payload, due = row
+        timer_id, type_name, id_text, payload, due, tkey = row
         try:
             out = self._decode_out(type_name, id_text, payload)
         except Exception as error:
@@ -474,7 +482,12 @@ class DurableRuntime(Runtime):
             self._startup.dead.append(raw_dead_row(type_name, id_text, payload, error, None, 0, []))
             self._startup.fired.append(timer_id)
             return
-        self._arm(_Timer(timer_id, out, due))
+        out.tkey = tkey
+        timer = _Timer(timer_id, out, due)
+        if tkey is not None:  # (from another process: it is the later one)
+            old = self._dkeyed.schedule(out.address._key, tkey, timer)
+            self._drop_timer(old, self._startup, cancelled=False)
+        self._arm(timer)
 
     def _unreadable(
         self, mail_id: int, type_name: str, id_text: str, payload: bytes, error: Exception
@@ -514,7 +527,16 @@ class DurableRuntime(Runtime):
                 raise AssertionError("unreachable")
             name = etype.name
             outs.append(
-                Out(to, etype, id_text(etype, to), message, encode(name, message), env._delay, None)
+                Out(
+                    to,
+                    etype,
+                    id_text(etype, to),
+                    message,
+                    encode(name, message),
+                    env._delay,
+                    None,
+                    env._tkey,
+                )
             )
         return outs
 
@@ -707,10 +729,14 @@ class DurableRuntime(Runtime):
             self._wake_up()
 
     def _arm(self, timer: _Timer) -> None:
+        if timer.dropped:
+            return  # replaced or cancelled while its batch was committing
         self._armed[timer.id] = timer
 
         def fire() -> None:
             if self._armed.pop(timer.id, None) is not None:
+                if timer.out.tkey is not None:
+                    self._dkeyed.fired(timer.out.address._key, timer.out.tkey, timer)
                 self._fired.append(timer)
                 self._wake_up()
 
@@ -829,7 +855,12 @@ class DurableRuntime(Runtime):
             # The common case (no delay, no call) inline: this loop runs once
             # per message sent from outside.
             for out in request.outs:
-                if out.delay > 0 or out.fut is not None or owned is not None:
+                if (
+                    out.delay > 0
+                    or out.fut is not None
+                    or owned is not None
+                    or out.tkey is not None
+                ):
                     self._backlog += next_id - self._next_id
                     self._next_id = next_id
                     self._number(out, batch, pending)
@@ -856,15 +887,30 @@ class DurableRuntime(Runtime):
     def _number(
         self, out: Out, batch: CommitBatch, pending: _Pending, *, due_now: bool = False
     ) -> None:
-        """Give `out` an id and put it in the batch: in an inbox now, or as a timer."""
+        """Give `out` an id and put it in the batch: in an inbox now, or as a
+        timer; a keyed one replaces (or, message `CANCEL`, cancels) the
+        pending timer of its key first (`pachytype._core.timers`)."""
+        key = out.tkey
+        timer: _Timer | None = None
+        if key is not None and not due_now:
+            target = out.address._key
+            if out.message is CANCEL:
+                self._drop_timer(self._dkeyed.cancel(target, key), batch, cancelled=True)
+                return
+            if out.delay > 0:
+                timer = _Timer(0, out, self.clock.now() + out.delay)
+            self._drop_timer(self._dkeyed.schedule(target, key, timer), batch, cancelled=False)
         new_id = self._next_id
         self._next_id = new_id + 1
         owned = self._owned is None or self._owns(out)
         if out.delay > 0 and not due_now:
             due = self.clock.now() + out.delay
-            batch.timers.append((new_id, out.etype.name, out.id_text, out.payload, due))
+            batch.timers.append((new_id, out.etype.name, out.id_text, out.payload, due, key))
+            if timer is not None:
+                timer.id = new_id
+                timer.due = due
             if owned:
-                pending.timers.append(_Timer(new_id, out, due))
+                pending.timers.append(_Timer(new_id, out, due) if timer is None else timer)
         elif owned:
             batch.mail.append((new_id, out.etype.name, out.id_text, out.payload))
             self._put(out, new_id)
@@ -884,6 +930,19 @@ class DurableRuntime(Runtime):
             f"of this {self.name} store: its message is stored and delivered there, but "
             f"this runtime cannot answer for it; call it through the ecosystem"
         )
+
+    def _drop_timer(self, timer: _Timer | None, batch: CommitBatch, *, cancelled: bool) -> None:
+        """A keyed timer replaced or cancelled before it fell due: never delivered."""
+        if timer is None:
+            return
+        timer.dropped = True
+        if timer.handle is not None:
+            timer.handle.cancel()
+        self._armed.pop(timer.id, None)
+        batch.cancelled.append(timer.id)  # deleted after this batch's new timers are stored
+        fut = timer.out.fut
+        if fut is not None and not fut.done():
+            fut.set_exception(timer_dropped(timer.out.address, timer.out.tkey or "", cancelled))
 
     def _low_water(self) -> int:
         """The smallest id of any message not yet consumed (all of them are in memory)."""
@@ -1161,10 +1220,10 @@ class DurableRuntime(Runtime):
 
         return store
 
-    def _route_durably(self, sender: Address[Any], env: Envelope[Any]) -> Out:
-        to, etype, message, delay = check_returned(self.registry, sender, env)
-        payload = self.codec.encode_message(etype.name, message)
-        return Out(to, etype, self._id_text(etype, to), message, payload, delay, None)
+    def _route_durably(self, sender: Address[Any], env: object) -> Out:
+        to, etype, message, delay, key = check_returned(self.registry, sender, env)
+        payload = b"" if message is CANCEL else self.codec.encode_message(etype.name, message)
+        return Out(to, etype, self._id_text(etype, to), message, payload, delay, None, key)
 
     def _fail(
         self,
@@ -1249,6 +1308,8 @@ class DurableRuntime(Runtime):
                 del self._armed[timer_id]
                 if timer.handle is not None:
                     timer.handle.cancel()
+                if timer.out.tkey is not None:  # its new owner keeps it
+                    self._dkeyed.fired(timer.out.address._key, timer.out.tkey, timer)
         self._fired = [
             t for t in self._fired if scope_of(t.out.etype.name, t.out.id_text) not in scopes
         ]

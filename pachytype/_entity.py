@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
-from pachytype._address import Envelope, Ref, make_ref
+from pachytype._address import CancelTimer, Envelope, Ref, make_ref
 from pachytype._names import snake_case
 
 Id = TypeVar("Id", bound=Hashable)
@@ -17,8 +17,9 @@ Msg = TypeVar("Msg")
 State = TypeVar("State")
 S = TypeVar("S")
 
-Activation: TypeAlias = tuple[Sequence[Envelope[Any]], S]
-"""What `activate` returns: the envelopes to send and the new state."""
+Activation: TypeAlias = tuple[Sequence[Envelope[Any] | CancelTimer], S]
+"""What `activate` returns: the envelopes to send (and keyed timers to
+cancel: `address.cancel_timer(key)`) and the new state."""
 
 RawState: TypeAlias = Any
 """Unstructured stored state (dicts, lists, str, int, float, bool, None)."""

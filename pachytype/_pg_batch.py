@@ -51,6 +51,7 @@ from pachytype._budget import DEFAULT_BUDGET
 from pachytype._codec import Codec
 from pachytype._core.deadletters import dead_row, raw_dead_row
 from pachytype._core.envelopes import check_returned
+from pachytype._core.timers import CANCEL, supersede
 from pachytype._core.turn import RECENT, UNBORN, Failure, Unreadable, run_turn
 from pachytype._errors import (
     DecodeError,
@@ -122,8 +123,10 @@ class Outcome:
     dedupe: list[uuid.UUID] = field(factory=list)  # outside message ids consumed
     # states: (type, id text, partition, version, data, activations, recent messages)
     states: list[tuple[str, str, int, int, bytes, int, bytes]] = field(factory=list)
-    # mail: (msg id, partition, type, id text, payload, delay seconds)
-    mail: list[tuple[uuid.UUID, int, str, str, bytes, float]] = field(factory=list)
+    # mail: (msg id, partition, type, id text, payload, delay seconds, timer key)
+    mail: list[tuple[uuid.UUID, int, str, str, bytes, float, str | None]] = field(factory=list)
+    # keyed timers whose pending rows to delete (replaced or cancelled): (type, id text, key)
+    timers: list[tuple[str, str, str]] = field(factory=list)
     # dead: (type, id text, message, error type, error, traceback, version, state, recent)
     dead: list[tuple[str, str, bytes, str, str, str, int | None, bytes | None, list[bytes]]] = (
         field(factory=list)
@@ -327,7 +330,13 @@ def _run_entity(
             reply = Reply(row.msg_id, entity_type, id, messages[i], row.reply_to, row.reply_key)
             reply.state, reply.version, reply.data = state, version, data
             out.replies.append(reply)
-    out.mail.extend(turn.routed)
+    for routed in turn.routed:
+        if routed[6] is not None:  # a keyed timer, or a cancel (`pachytype._core.timers`)
+            supersede(out.mail, routed, _timer_of, _delayed)
+            out.timers.append((routed[2], routed[3], routed[6]))
+            if routed[4] is None:
+                continue
+        out.mail.append(routed)
     out.activations += count - before
     partition = rows[0].partition
     if turn.changed:
@@ -435,7 +444,17 @@ def _undecodable(out: Outcome, key: Key, id: Hashable, row: Mail, error: Pachyty
         )
 
 
-_Row = tuple[uuid.UUID, int, str, str, bytes, float]
+_Row = tuple[uuid.UUID, int, str, str, Any, float, str | None]
+"""A routed envelope: (msg id, partition, type, id text, payload or None for a
+cancel, delay, timer key)."""
+
+
+def _timer_of(row: _Row) -> tuple[tuple[str, str], str | None]:
+    return (row[2], row[3]), row[6]
+
+
+def _delayed(row: _Row) -> bool:
+    return row[5] > 0
 
 
 def _route(
@@ -446,7 +465,7 @@ def _route(
     env: Envelope[Any],
     gate: Gate | None = None,
 ) -> _Row:
-    to, etype, message, delay = check_returned(registry, sender, env)
+    to, etype, message, delay, key = check_returned(registry, sender, env)
     id_text = codec.encode_id(etype.name, to._id)
     partition = partition_of(etype.name, id_text, partitions)
     if gate is not None:
@@ -456,6 +475,7 @@ def _route(
         partition,
         etype.name,
         id_text,
-        codec.encode_message(etype.name, message),
+        None if message is CANCEL else codec.encode_message(etype.name, message),
         delay,
+        key,
     )

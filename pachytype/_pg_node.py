@@ -56,7 +56,7 @@ from pachytype._errors import ActivationError, PachytypeError
 from pachytype._pg_batch import Cached, Key, Mail, Outcome, Recent, Reply, run_batch
 from pachytype._pg_lease import Membership, Ownership, channel
 from pachytype._pg_reply import PAYLOAD_LIMIT, entry, pack
-from pachytype._pg_schema import quote_schema
+from pachytype._pg_schema import quote_schema, replaced_timers
 from pachytype._registry import Registry
 
 log = logging.getLogger("pachytype.postgres")
@@ -420,6 +420,7 @@ class Node:
         called = {r.msg_id for r in out.replies}
         plain = [m for m in out.dedupe if m not in called] if called else out.dedupe
         legacy = [(r.msg_id, *_answer(r)) for r in out.replies if r.reply_to is None]
+        mail = _columns(out.mail, 7)
         await conn.fetchval(
             f"WITH d AS (DELETE FROM {s}.mailbox WHERE ctid = ANY($1::tid[])), "
             f"st AS (INSERT INTO {s}.states "
@@ -429,11 +430,12 @@ class Node:
             f"version = excluded.version, data = excluded.data, "
             f"activations = excluded.activations, recent = excluded.recent), "
             f"m AS (INSERT INTO {s}.mailbox "
-            f"(msg_id, partition, entity_type, entity_id, payload, deliver_at) "
+            f"(msg_id, partition, entity_type, entity_id, payload, deliver_at, timer_key) "
             f"SELECT u.i, u.p, u.t, u.e, u.b, "
-            f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END "
+            f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END, u.k "
             f"FROM unnest($9::uuid[], $10::int[], $11::text[], $12::text[], $13::bytea[], "
-            f"$14::float8[]) AS u(i, p, t, e, b, d)), "
+            f"$14::float8[], $33::text[]) AS u(i, p, t, e, b, d, k)), "
+            f"{replaced_timers(s, '$34', '$35', '$36')}, "
             f"x AS (INSERT INTO {s}.dedupe (msg_id, version, data, error_type, error) "
             f"SELECT * FROM unnest($15::uuid[], $16::int[], $17::bytea[], $18::text[], "
             f"$19::text[]) UNION ALL SELECT unnest($32::uuid[]), NULL, NULL, NULL, NULL), "
@@ -446,12 +448,14 @@ class Node:
             f"SELECT count(pg_notify(c, n)) FROM unnest($30::text[], $31::text[]) AS u(c, n)",
             out.consumed,
             *_columns(out.states, 7),
-            *_columns(out.mail, 6),
+            *mail[:6],
             *_columns(answered, 5),
             *_columns(out.committed, 5),
             *_columns(legacy, 5),
             *_columns(self._notices(out), 2),
             plain,
+            mail[6],
+            *_columns(out.timers, 3),
         )
         if out.dead:
             await conn.executemany(

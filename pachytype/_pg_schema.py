@@ -48,6 +48,10 @@ too (`nodes.kind`), every member names the description of its registry
 (`nodes.digest` -> `registries`), and each lease row lists the registries
 that have owned its partition (`leases.writers`): only a node that reads
 all their states may own it.
+
+Version 4 (keyed timers, `pachytype._core.timers`): a delayed row may carry
+its timer's key (`mailbox.timer_key`); a later keyed row, or a cancel,
+deletes the pending (`deliver_at > now()`) row of the same entity and key.
 """
 
 from __future__ import annotations
@@ -176,7 +180,15 @@ def _v3(s: str) -> list[str]:
     ]
 
 
-MIGRATIONS: Final = (_v1, _v2, _v3)
+def _v4(s: str) -> list[str]:
+    return [
+        f"ALTER TABLE {s}.mailbox ADD COLUMN timer_key text",
+        f"CREATE INDEX mailbox_timer ON {s}.mailbox (entity_type, entity_id, timer_key)"
+        f" WHERE timer_key IS NOT NULL",
+    ]
+
+
+MIGRATIONS: Final = (_v1, _v2, _v3, _v4)
 """`MIGRATIONS[i](quoted_schema)`: the statements from version i to i + 1."""
 
 VERSION: Final = len(MIGRATIONS)
@@ -240,3 +252,18 @@ async def stored_partitions(conn: asyncpg.Connection, schema: str) -> int:
     if value is None:
         raise SchemaError(f"schema {schema!r} has no partition count; run `pachytype migrate`")
     return int(value)
+
+
+def replaced_timers(s: str, types: str, ids: str, keys: str) -> str:
+    """A CTE (`tk`) deleting the pending keyed timers named by three parallel
+    text arrays (`types`, `ids`, `keys`: parameters; rows with a null key are
+    skipped): rule 3 of `pachytype._core.timers` in SQL. Pending means not due
+    yet (`deliver_at > now()`); a row a claim holds is skipped, not waited
+    for: it fell due and is being delivered."""
+    return (
+        f"tk AS (DELETE FROM {s}.mailbox WHERE ctid IN (SELECT x.ctid FROM {s}.mailbox x "
+        f"JOIN (SELECT DISTINCT * FROM unnest({types}::text[], {ids}::text[], {keys}::text[]) "
+        f"AS u(t, e, k) WHERE u.k IS NOT NULL) AS u "
+        f"ON x.entity_type = u.t AND x.entity_id = u.e AND x.timer_key = u.k "
+        f"WHERE x.deliver_at > now() FOR UPDATE OF x SKIP LOCKED))"
+    )

@@ -52,6 +52,7 @@ from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._clock import Clock, SystemClock, Timer
 from pachytype._codec import Codec
 from pachytype._core.envelopes import Checked, Route, check_outside, check_returned, checker
+from pachytype._core.timers import CANCEL, KeyedTimers, timer_dropped
 from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
@@ -132,6 +133,8 @@ class Runtime:
         self._dead: list[DeadLetter] = []
         self._dead_seq = itertools.count(1)
         self._timers: set[Timer] = set()
+        self._keyed: KeyedTimers[tuple[Timer, asyncio.Future[Any] | None]] = KeyedTimers()
+        """Pending keyed timers (`pachytype._core.timers`)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -156,6 +159,7 @@ class Runtime:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        self._keyed.clear()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -189,7 +193,7 @@ class Runtime:
 
     # -- entry points --------------------------------------------------------
 
-    def resolve(self, envelope: Envelope[Any]) -> tuple[Address[Any], EntityType, object, float]:
+    def resolve(self, envelope: Envelope[Any]) -> Checked:
         """Check an envelope from outside: known entity type, right message class."""
         return check_outside(self.registry, envelope)
 
@@ -202,9 +206,11 @@ class Runtime:
         codec.encode_id(etype.name, to._id)  # refused at send, as on a durable ecosystem
         return codec.decode_message(etype.name, codec.encode_message(etype.name, message), to._id)
 
-    def _round_trip_route(self, sender: Address[Any], envelope: Envelope[Any]) -> Checked:
-        to, etype, message, delay = check_returned(self.registry, sender, envelope)
-        return to, etype, self._round_trip(etype, to, message), delay
+    def _round_trip_route(self, sender: Address[Any], envelope: object) -> Checked:
+        to, etype, message, delay, key = check_returned(self.registry, sender, envelope)
+        if message is CANCEL:
+            return to, etype, message, delay, key
+        return to, etype, self._round_trip(etype, to, message), delay, key
 
     def _stored_state(self, etype: EntityType, address: Address[Any]) -> StoreState:
         codec = self._codec
@@ -238,9 +244,9 @@ class Runtime:
                 message = env._message
                 if self._codec is not None:
                     message = self._round_trip(etype, to, message)
-                    env = _Envelope(to, message, env._delay)
-                if env._delay > 0:
-                    sent.append(env)
+                    env = _Envelope(to, message, env._delay, env._tkey)
+                if env._delay > 0 or env._tkey is not None:
+                    sent.append(env)  # a timer (keyed: it replaces the pending one)
                     continue
                 key = to._key
                 live = live_map.get(key)
@@ -256,10 +262,10 @@ class Runtime:
             raise
         self._backlog += len(sent)
         for env in sent:
-            if env._delay > 0:
+            if env._delay > 0 or env._tkey is not None:
                 to = env._to
                 self._backlog -= 1  # counted when it fires
-                self.deliver(to, types[to._entity_type], env._message, env._delay, None)
+                self.deliver(to, types[to._entity_type], env._message, env._delay, None, env._tkey)
         if ready and not self._wake.is_set():
             self._wake.set()
             self._idle.clear()
@@ -267,7 +273,7 @@ class Runtime:
     def _take_back(self, sent: list[_Envelope]) -> None:
         """Undo the enqueueing of `sent` (all still at the tails of their inboxes)."""
         for env in reversed(sent):
-            if env._delay > 0:
+            if env._delay > 0 or env._tkey is not None:
                 continue
             live = self._live[env._to._key]
             live.inbox.pop()
@@ -279,11 +285,11 @@ class Runtime:
     def call(self, envelope: Envelope[Any]) -> asyncio.Future[Any]:
         """Enqueue one envelope; the future gets the target's state after it."""
         self._check_open()
-        to, etype, message, delay = self.resolve(envelope)
+        to, etype, message, delay, key = self.resolve(envelope)
         if self._codec is not None:
             message = self._round_trip(etype, to, message)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if delay == 0 and not self._ready and to._key not in self._live:
+        if delay == 0 and key is None and not self._ready and to._key not in self._live:
             # Nothing else is waiting to run: activate right here in the
             # caller's task, sparing two task switches per round trip.
             live = _Live(to._key, to, etype, self._recent.pop(to._key, None))
@@ -297,7 +303,7 @@ class Runtime:
                 self._wake.set()
                 self._idle.clear()
             return fut
-        self.deliver(to, etype, message, delay, fut)
+        self.deliver(to, etype, message, delay, fut, key)
         return fut
 
     def deliver(
@@ -307,19 +313,37 @@ class Runtime:
         message: object,
         delay: float,
         fut: asyncio.Future[Any] | None,
+        key: str | None = None,
     ) -> None:
-        """Put a checked message in its target's inbox (now, or after `delay` s)."""
-        if delay > 0:
-            handle: Timer
+        """Put a checked message in its target's inbox (now, or after `delay` s);
+        with a timer `key`, replace or cancel (message `CANCEL`) the pending
+        timer of that key (`pachytype._core.timers`)."""
+        timer: tuple[Timer, asyncio.Future[Any] | None] | None = None
+        if delay > 0 and message is not CANCEL:
 
             def fire() -> None:
-                self._timers.discard(handle)
+                assert timer is not None
+                self._timers.discard(timer[0])
+                if key is not None:
+                    self._keyed.fired(to._key, key, timer)
                 self.deliver(to, etype, message, 0.0, fut)
 
-            handle = self.clock.call_at(self.clock.now() + delay, fire)
-            self._timers.add(handle)
-            return
-        self._enqueue(to, etype, message, fut)
+            timer = (self.clock.call_at(self.clock.now() + delay, fire), fut)
+            self._timers.add(timer[0])
+        if key is not None:
+            if message is CANCEL:
+                old = self._keyed.cancel(to._key, key)
+            else:
+                old = self._keyed.schedule(to._key, key, timer)
+            if old is not None:
+                old[0].cancel()
+                self._timers.discard(old[0])
+                if old[1] is not None and not old[1].done():
+                    old[1].set_exception(timer_dropped(to, key, message is CANCEL))
+            if message is CANCEL:
+                return
+        if timer is None:
+            self._enqueue(to, etype, message, fut)
 
     def _enqueue(
         self,
@@ -514,9 +538,9 @@ class Runtime:
         """Deliver what a turn sent, dead-letter its failures, answer calls and followers."""
         if turn.routed:
             enqueue = self._enqueue
-            for to, target_type, msg, delay in turn.routed:
-                if delay > 0:
-                    self.deliver(to, target_type, msg, delay, None)
+            for to, target_type, msg, delay, key in turn.routed:
+                if delay > 0 or key is not None:
+                    self.deliver(to, target_type, msg, delay, None, key)
                 else:
                     enqueue(to, target_type, msg, None)
         failed = self._failed(live, batch, turn) if turn.failures else ()

@@ -34,10 +34,12 @@ Design note
   hot path never deletes row by row.
 * Delayed messages live in `timers` until due; a fired timer's message
   moves to `mailbox` under a new id in the same transaction that deletes it.
+  A keyed timer keeps its key in `timers.tkey` (added to older databases
+  when opened); replaced and cancelled ones are deleted by id.
 
 Tables: `meta(key, value)`, `entities(etype, eid, state, version,
 consumed)`, `mailbox(id, etype, eid, payload)`, `timers(id, etype, eid,
-payload, due)`, `dead_letters(id, etype, eid, message, error_type, error,
+payload, due, tkey)`, `dead_letters(id, etype, eid, message, error_type, error,
 traceback, state, version, recent, at)`, `events(position, etype, eid, seq,
 payload)` (append-only; `position` is AUTOINCREMENT, so positions are given
 in commit order by the one writer and never reused: the per-type stream
@@ -90,7 +92,7 @@ CREATE TABLE IF NOT EXISTS mailbox (
     id INTEGER PRIMARY KEY, etype TEXT NOT NULL, eid TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS timers (
     id INTEGER PRIMARY KEY, etype TEXT NOT NULL, eid TEXT NOT NULL, payload BLOB NOT NULL,
-    due REAL NOT NULL);
+    due REAL NOT NULL, tkey TEXT);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, etype TEXT NOT NULL, eid TEXT NOT NULL,
     message BLOB NOT NULL, error_type TEXT NOT NULL, error TEXT NOT NULL,
@@ -526,6 +528,8 @@ def create_schema(conn: sqlite3.Connection, fingerprint: str) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(entities)")}
     if "recent" not in columns:  # a database from before recent messages were kept
         conn.execute("ALTER TABLE entities ADD COLUMN recent BLOB")
+    if "tkey" not in {row[1] for row in conn.execute("PRAGMA table_info(timers)")}:
+        conn.execute("ALTER TABLE timers ADD COLUMN tkey TEXT")  # before keyed timers
     found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if found is not None and int(found[0]) != SCHEMA_VERSION:
         raise PachytypeError(
@@ -561,7 +565,7 @@ def recover(conn: sqlite3.Connection) -> Recovery:
         "WHERE e.consumed IS NULL OR m.id > e.consumed ORDER BY m.id"
     ).fetchall()
     timers: list[TimerRow] = conn.execute(
-        "SELECT id, etype, eid, payload, due FROM timers ORDER BY id"
+        "SELECT id, etype, eid, payload, due, tkey FROM timers ORDER BY id"
     ).fetchall()
     top = conn.execute(
         "SELECT max(coalesce((SELECT max(id) FROM mailbox), 0), "
@@ -610,9 +614,11 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
                     ],
                 )
         if batch.timers:
-            conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?)", batch.timers)
-        if batch.fired:
-            conn.executemany("DELETE FROM timers WHERE id = ?", [(i,) for i in batch.fired])
+            conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?)", batch.timers)
+        if batch.fired or batch.cancelled:
+            conn.executemany(
+                "DELETE FROM timers WHERE id = ?", [(i,) for i in (*batch.fired, *batch.cancelled)]
+            )
         if batch.dead:
             conn.executemany(
                 "INSERT INTO dead_letters (etype, eid, message, error_type, error, traceback, "

@@ -117,9 +117,11 @@ EntityKey: TypeAlias = tuple[str, str]
 MailRow: TypeAlias = tuple[int, str, str, bytes]
 """`(message id, entity type, id text, encoded message)`: one message ready now."""
 
-TimerRow: TypeAlias = tuple[int, str, str, bytes, float]
-"""`(timer id, entity type, id text, encoded message, due as Unix time)`: a
-delayed message, moved into the mailbox (with a new message id) when due."""
+TimerRow: TypeAlias = tuple[int, str, str, bytes, float, str | None]
+"""`(timer id, entity type, id text, encoded message, due as Unix time, timer
+key or None)`: a delayed message, moved into the mailbox (with a new message
+id) when due. The runtime keeps the keyed-timer rule (`pachytype._core.timers`):
+a store only inserts `timers` and deletes `fired` and `cancelled` ids."""
 
 StoredState: TypeAlias = tuple[bytes | None, int, tuple[bytes, ...]]
 """`(encoded state or None if it has none yet, state version it was written
@@ -189,6 +191,8 @@ class CommitBatch:
       fired timers and redeliveries).
     * `timers`: new delayed messages.
     * `fired`: ids of timers whose message is in `mail` (delete them).
+    * `cancelled`: ids of keyed timers replaced or cancelled (delete them,
+      after inserting `timers`: a timer may be set and cancelled in one batch).
     * `dead`: new dead letters; `redelivered`: ids of dead letters whose
       message is in `mail` again (delete them).
     * `forget_below`: every message with an id below this is consumed; the
@@ -207,6 +211,7 @@ class CommitBatch:
     mail: list[MailRow] = field(factory=list)
     timers: list[TimerRow] = field(factory=list)
     fired: list[int] = field(factory=list)
+    cancelled: list[int] = field(factory=list)
     dead: list[DeadRow] = field(factory=list)
     redelivered: list[int] = field(factory=list)
     forget_below: int | None = None
@@ -223,6 +228,7 @@ class CommitBatch:
             or self.mail
             or self.timers
             or self.fired
+            or self.cancelled
             or self.dead
             or self.redelivered
             or self.forget_below is not None

@@ -54,7 +54,7 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from attrs import evolve, frozen
 
-from pachytype._address import Address, Envelope, make_envelope
+from pachytype._address import Address, CancelTimer, Envelope, make_envelope
 from pachytype._entity import Activation, Entity
 
 Req = TypeVar("Req")
@@ -261,7 +261,7 @@ class Worker(Entity[int, Any, WorkerState], Generic[Req, Res]):
 
     def _claim(self, claim: ClaimWork, state: WorkerState) -> Activation[WorkerState]:
         now = claim.now
-        out: list[Envelope[Any]] = []
+        out: list[Envelope[Any] | CancelTimer] = []
         granted = 0
         room = min(claim.limit, self.concurrency - len(held(state, now)))
         for pending in claimable(state, now):

@@ -167,7 +167,7 @@ def test_envelopes_of_successful_activations_are_routed_in_order() -> None:
         deque(),
         checker(REGISTRY),
     )
-    assert [(to, message) for to, _, message, _ in turn.routed] == [
+    assert [(to, message) for to, _, message, _, _ in turn.routed] == [
         (log, Append(1)),
         (log, Append(2)),
         (log, Append(3)),

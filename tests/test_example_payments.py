@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 
 from examples.payments import refs
-from examples.payments.order import OrderId, OrderState
+from examples.payments.order import Order, OrderId, OrderMsg, OrderState, PaymentTimeout
 from examples.payments.provider import PROVIDER_URL, Provider
-from pachytype import Ecosystem, Postgres
+from pachytype import Activation, Ecosystem, Faults, Postgres, Registry, Simulation
 from pachytype._pg_testing import (
     drop_schemas,
     new_schema_name,
@@ -25,6 +26,7 @@ from pachytype._pg_testing import (
     spawn_node,
     stop_processes,
 )
+from pachytype.simulation._trace import Kind
 from pachytype.testing import EcosystemFactory
 
 
@@ -213,3 +215,58 @@ def test_a_worker_process_killed_mid_charge_is_retried_by_another_and_charges_on
         asyncio.run(scenario())
     finally:
         drop_schemas(dsn, [schema])
+
+
+# -- the payment deadline: a keyed timer, cancelled once paid ---------------------------
+
+
+class NaiveOrder(Order):
+    """The order with a naive deadline: it expires whatever state it is in."""
+
+    def activate(self, msg: OrderMsg, state: OrderState) -> Activation[OrderState]:
+        if isinstance(msg, PaymentTimeout):
+            return [], evolve(state, status="expired")
+        return super().activate(msg, state)
+
+
+def paid_then_charged(registry: Registry, faults: Faults) -> set[tuple[str, int]]:
+    """Every (status, charges seen) the order can end in when it is placed and
+    the charge lands, exploring every order (and, with `late`, the deadline
+    falling due while the charge is on its way)."""
+    order = refs.order(OrderId("o"))
+    report = Simulation(registry).exhaust(
+        [order.place(cents=250), order.charged(charge="ch_1")], faults=faults
+    )
+    assert report.complete
+    return {
+        (found.outcome.state(order).status, found.outcome.state(order).charges_seen)
+        for found in report.outcomes
+    }
+
+
+def test_the_deadline_is_cancelled_once_paid_so_it_never_falls_due() -> None:
+    order = refs.order(OrderId("o"))
+    report = Simulation(refs.REGISTRY).exhaust([order.place(cents=250), order.charged("ch_1")])
+    (found,) = report.outcomes
+    assert found.outcome.state(order).status == "paid"
+    assert "cancels timer 'payment-timeout'" in str(found.trace)
+    assert all(step.kind is not Kind.TICK for step in found.trace)  # nothing left to fall due
+
+
+def test_exhaust_finds_the_deadline_racing_the_charge_and_the_naive_order_keeps_the_money() -> None:
+    late = Faults(late=True)
+    # Messages take no time by default: the charge always wins.
+    assert paid_then_charged(refs.REGISTRY.replacing(Order, NaiveOrder), Faults()) == {("paid", 1)}
+    # With late messages the deadline can fall due first: either it is handled
+    # first (expired, then the late charge refunded), or it was due before the
+    # cancel and reaches the paid order, which the naive order takes as expiry:
+    # charged, and expired.
+    assert paid_then_charged(refs.REGISTRY.replacing(Order, NaiveOrder), late) == {
+        ("paid", 1),
+        ("refunding", 1),
+        ("expired", 1),
+    }
+
+
+def test_the_order_ignores_a_deadline_that_was_due_before_it_was_paid() -> None:
+    assert paid_then_charged(refs.REGISTRY, Faults(late=True)) == {("paid", 1), ("refunding", 1)}

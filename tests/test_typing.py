@@ -34,7 +34,7 @@ import pytest
 from attrs import frozen
 from mypy import api as mypy_api
 
-from pachytype import Address, Envelope
+from pachytype import Address, CancelTimer, Envelope
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "typing_cases"
@@ -334,12 +334,19 @@ def test_what_mypy_refuses_to_build_by_hand_is_refused_at_run_time_too() -> None
         to: Any = None
         message: Any = None
         delay: Any = timedelta()
+        timer_key: Any = None
 
-        def after(self, delay: timedelta) -> Envelope[int]:
+        def after(self, delay: timedelta, *, key: str | None = None) -> Envelope[int]:
             return self
+
+    class ForgedCancel(CancelTimer):
+        to: Any = None
+        key: Any = "k"
 
     key: Any = object()
     with pytest.raises(TypeError, match=r"Envelope cannot be built directly: use the generated"):
         Forged(_key=key)
+    with pytest.raises(TypeError, match=r"CancelTimer cannot be built directly: use address"):
+        ForgedCancel(_key=key)
     with pytest.raises(TypeError, match=r"Address cannot be built directly: use the generated"):
         Address("counter", "c", _key=key)

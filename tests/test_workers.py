@@ -39,7 +39,7 @@ def run(state: WorkerState, *messages: object) -> tuple[WorkerState, list[Envelo
     sent: list[Envelope[Any]] = []
     for message in messages:
         out, state = PAYMENTS.activate(message, state)
-        sent.extend(out)
+        sent.extend(e for e in out if isinstance(e, Envelope))  # workers cancel no timer
     return state, sent
 
 

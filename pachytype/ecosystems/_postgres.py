@@ -76,6 +76,7 @@ from pachytype._budget import DEFAULT_BUDGET, watch_activations
 from pachytype._codec import Codec
 from pachytype._compat import describe_registry
 from pachytype._core.envelopes import check_outside
+from pachytype._core.timers import supersede
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
@@ -87,7 +88,13 @@ from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
 from pachytype._pg_node import Node
 from pachytype._pg_partition import partition_of
 from pachytype._pg_reply import Answer, new_key, reply_channel, unpack
-from pachytype._pg_schema import SchemaError, migrate, quote_schema, stored_partitions
+from pachytype._pg_schema import (
+    SchemaError,
+    migrate,
+    quote_schema,
+    replaced_timers,
+    stored_partitions,
+)
 from pachytype._registry import Registry
 from pachytype._store import DeadRow
 
@@ -108,7 +115,7 @@ _HISTORY_PAGE: Final = 100
 """States a follower reads from `history` per query."""
 
 # A row to insert: (msg id, partition, entity type, id text, payload, delay s, reply?)
-_Row = tuple[uuid.UUID, int, str, str, bytes, float, bool]
+_Row = tuple[uuid.UUID, int, str, str, bytes, float, bool, str | None]
 
 
 class RemoteError(Exception):
@@ -457,7 +464,7 @@ class Postgres(Ecosystem):
 
     def _encode(self, envelope: Envelope[Any], reply: bool = False) -> _Row:
         """Check one envelope from outside and encode it as a mailbox row."""
-        to, etype, message, delay = check_outside(self.registry, envelope)
+        to, etype, message, delay, key = check_outside(self.registry, envelope)
         id_text = self._c.encode_id(etype.name, to.id)
         partition = partition_of(etype.name, id_text, self.partitions)
         deployment = self._deployment
@@ -471,6 +478,7 @@ class Postgres(Ecosystem):
             self._c.encode_message(etype.name, message),
             delay,
             reply,
+            key,
         )
 
     def _submit(self, rows: list[_Row]) -> asyncio.Future[None]:
@@ -511,21 +519,30 @@ class Postgres(Ecosystem):
         pool = self._open_pool()
         owned = self._node.ownership.epochs if self._node is not None else {}
         remote = sorted({r[1] for r in rows if r[1] not in owned})
+        if any(r[7] is not None for r in rows):
+            kept: list[_Row] = []
+            for r in rows:  # keyed timers of this commit, in order (`pachytype._core.timers`)
+                if r[7] is not None:
+                    supersede(kept, r, _timer_of, _delayed)
+                kept.append(r)
+            rows = kept
         columns = [list(c) for c in zip(*rows, strict=True)]
         for attempt in (1, 2):
             try:
                 await pool.fetchval(
                     f"WITH m AS (INSERT INTO {self._s}.mailbox (msg_id, partition, entity_type, "
-                    f"entity_id, payload, deliver_at, outside, reply, reply_to, reply_key) "
+                    f"entity_id, payload, deliver_at, outside, reply, reply_to, reply_key, "
+                    f"timer_key) "
                     f"SELECT u.i, u.p, u.t, u.e, u.b, "
                     f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END, true, u.r, "
-                    f"CASE WHEN u.r THEN $8 END, CASE WHEN u.r THEN $9::bytea END "
+                    f"CASE WHEN u.r THEN $8 END, CASE WHEN u.r THEN $9::bytea END, u.k "
                     f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
-                    f"$6::float8[], $7::bool[]) AS u(i, p, t, e, b, d, r)) "
+                    f"$6::float8[], $7::bool[], $13::text[]) AS u(i, p, t, e, b, d, r, k)), "
+                    f"{replaced_timers(self._s, '$3', '$4', '$13')} "
                     f"SELECT count(pg_notify($10, n)), "
                     f"CASE WHEN $12 THEN set_config('synchronous_commit', 'off', true) END "
                     f"FROM unnest($11::text[]) AS n",
-                    *columns,
+                    *columns[:7],
                     self._reply_channel,
                     self._reply_key,
                     channel(self.schema, "mail"),
@@ -535,6 +552,7 @@ class Postgres(Ecosystem):
                     # commit need not wait for its own flush. A send's
                     # acknowledgement is this commit: it waits.
                     all(r[6] for r in rows),
+                    columns[7],
                 )
                 break
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -845,3 +863,11 @@ def _rebuild(error_type: str, text: str) -> BaseException:
         except TypeError:
             pass
     return RemoteError(f"{error_type}: {text}")
+
+
+def _timer_of(row: _Row) -> tuple[tuple[str, str], str | None]:
+    return (row[2], row[3]), row[7]
+
+
+def _delayed(row: _Row) -> bool:
+    return row[5] > 0

@@ -35,8 +35,10 @@ Design note
   same shortest traces the breadth-first search gave.
 * **Where it does not apply.** Stateless search loops forever on a cycle of
   worlds, and an invariant that reads every entity makes every step
-  visible (no reduction left). In both cases `Fallback` is raised and the
-  caller runs the stateful sleep-set search (`_explore`), which handles both.
+  visible (no reduction left). With `Faults(late=True)` a step (a keyed
+  timer's cancel) can disable the clock tick, a step this search never
+  sees race. In these cases `Fallback` is raised and the caller runs the
+  stateful sleep-set search (`_explore`), which handles them.
 """
 
 from __future__ import annotations
@@ -273,6 +275,8 @@ class Search:
 
         Raises `Fallback` (use the stateful search) or `_Restart` (run again:
         the invariant turned out to look at more entities)."""
+        if self.root.late:
+            raise Fallback("late messages: a cancel may disable a timer before it falls due")
         root = _Walk.start(self.root)
         names: list[Name] = []  # the path: step k leads from frame k to frame k + 1
         taken: list[Event] = []  # the same steps as events (cheaper to replay)

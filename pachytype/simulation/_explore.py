@@ -454,4 +454,6 @@ def failure(step: Step, trace: Trace) -> SimulationError:
 
 
 def faults_of(world: World) -> Faults:
-    return Faults(drop=world.drops, duplicate=world.duplicates, reorder=world.reorder)
+    return Faults(
+        drop=world.drops, duplicate=world.duplicates, reorder=world.reorder, late=world.late
+    )

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast, overload
 import attrs
 from attrs import field, frozen
 
-from pachytype._address import Address, Envelope, Key, Ref
+from pachytype._address import Address, CancelTimer, Envelope, Key, Ref
 
 S = TypeVar("S")
 D = TypeVar("D")
@@ -40,7 +40,8 @@ class Step:
     message: object
     before: object
     after: object
-    sent: tuple[Envelope[Any], ...]
+    sent: tuple[Envelope[Any] | CancelTimer, ...]
+    """Envelopes sent, and keyed timers cancelled (`CancelTimer`), in order."""
     error: BaseException | None = field(default=None, eq=False)
     events: tuple[object, ...] = ()
 
@@ -59,7 +60,7 @@ class Step:
                 f"{head}{dup}: RAISED {type(self.error).__name__}: {self.error} "
                 f"(state stays {self.before!r})"
             )
-        sent = "".join(f"; sends {e.message!r} to {e.to!r}{_after(e)}" for e in self.sent)
+        sent = "".join(_sent(e) for e in self.sent)
         events = f"; events {list(self.events)!r}" if self.events else ""
         return f"{head}{dup}: {change(self.before, self.after)}{events}{sent}"
 
@@ -125,9 +126,17 @@ def _short(value: object) -> str:
     return text if len(text) <= _SHOWN else f"{text[: _SHOWN - 3]}..."
 
 
+def _sent(item: Envelope[Any] | CancelTimer) -> str:
+    if isinstance(item, CancelTimer):
+        return f"; cancels timer {item.key!r} of {item.to!r}"
+    return f"; sends {item.message!r} to {item.to!r}{_after(item)}"
+
+
 def _after(envelope: Envelope[Any]) -> str:
     seconds = envelope.delay.total_seconds()
-    return f" after {seconds:g}s" if seconds else ""
+    after = f" after {seconds:g}s" if seconds else ""
+    key = envelope.timer_key
+    return after if key is None else f"{after} (timer {key!r})"
 
 
 @frozen

@@ -20,7 +20,12 @@ Design note
 * Two events are *independent* (they commute and neither disables the
   other) when they act on different targets and do not both spend the
   shared fault budget. The clock tick depends on everything; it is only
-  enabled when nothing else is, because activations take no virtual time.
+  enabled when nothing else is, because activations take no virtual time
+  (with `Faults(late=True)` messages may be late: the tick is enabled
+  while messages are in flight too, so a timer may fall due first).
+* Keyed timers (`pachytype._core.timers`): a keyed envelope removes the
+  pending timer of its `(target, key)` from `timers`, a `CancelTimer`
+  removes it and sends nothing; a ticked timer is in a channel, delivered.
 * `init`/`activate` are the user's pure functions, run exactly as the other
   ecosystems run them, so states are the same values. A raise is returned
   as data (a `Step` with `error`), so each caller decides: stop with the
@@ -36,9 +41,10 @@ from typing import Any, Final, NamedTuple
 
 from attrs import define, evolve, field
 
-from pachytype._address import Address, Envelope, Key, make_envelope
+from pachytype._address import Address, CancelTimer, Envelope, Key, make_cancel, make_envelope
 from pachytype._codec import Codec
 from pachytype._core.envelopes import check_outside, check_returned
+from pachytype._core.timers import CANCEL, reschedule
 from pachytype._core.turn import Turn, run_turn
 from pachytype._registry import EntityType, Registry
 from pachytype.simulation._faults import NO_FAULTS, Faults
@@ -47,8 +53,11 @@ from pachytype.simulation._trace import Kind, Outcome, Step, outcome_of
 Channel = tuple[Key | None, Key]
 """(sender, target); the sender is None for envelopes sent from outside."""
 
-Timer = tuple[float, Channel, object]
-"""A delayed message: (due virtual time in seconds, channel, message)."""
+Timer = tuple[float, Channel, object, str | None]
+"""A delayed message: (due virtual time in seconds, channel, message, timer key)."""
+
+Routed = tuple[Key, object, float, str | None]
+"""An envelope on its way: (target, message or `CANCEL`, delay, timer key)."""
 
 
 class Event(NamedTuple):
@@ -114,20 +123,21 @@ class Context:
             etype, self.addresses[target], state, (message,), deque(), self.route, store_state=store
         )
 
-    def route(self, sender: Address[Any], env: object) -> tuple[Key, object, float]:
+    def route(self, sender: Address[Any], env: object) -> Routed:
         """Check an envelope returned by `sender`'s activate, as the runtime does."""
-        to, etype, message, delay = check_returned(self.registry, sender, env)
-        self.codec.encode_message(etype.name, message)  # raises if it could not be stored
+        to, etype, message, delay, key = check_returned(self.registry, sender, env)
+        if message is not CANCEL:
+            self.codec.encode_message(etype.name, message)  # raises if it could not be stored
         self.addresses.setdefault(to.key, to)
-        return to.key, message, delay
+        return to.key, message, delay, key
 
-    def resolve(self, envelope: Envelope[Any]) -> tuple[Key, object, float]:
+    def resolve(self, envelope: Envelope[Any]) -> Routed:
         """Check an envelope sent from outside (raises like every ecosystem's `send`)."""
-        to, etype, message, delay = check_outside(self.registry, envelope)
+        to, etype, message, delay, key = check_outside(self.registry, envelope)
         self.codec.encode_id(etype.name, to._id)  # what a durable ecosystem refuses at send,
         self.codec.encode_message(etype.name, message)  # this one refuses too
         self.addresses.setdefault(to.key, to)
-        return to.key, message, delay
+        return to.key, message, delay, key
 
     def etype(self, key: Key) -> EntityType:
         return self.types[key[0]]
@@ -160,10 +170,12 @@ class World:
     reorder: bool = False
     events: Mapping[Key, tuple[object, ...]] = field(factory=dict)
     """Each event-sourced entity's events, in order (part of its outcome)."""
+    late: bool = False
+    """Messages may be late: timers may fall due while messages are in flight."""
 
     @classmethod
     def empty(cls, faults: Faults = NO_FAULTS) -> World:
-        return cls({}, {}, (), 0.0, faults.drop, faults.duplicate, faults.reorder, {})
+        return cls({}, {}, (), 0.0, faults.drop, faults.duplicate, faults.reorder, {}, faults.late)
 
     @property
     def quiescent(self) -> bool:
@@ -184,12 +196,12 @@ class World:
         try:
             states = frozenset(self.states.items())  # raises TypeError if unhashable
             channels = frozenset(self.channels.items())
-            timers = tuple((due - now, c, m) for due, c, m in self.timers) if now else self.timers
+            timers = tuple((t[0] - now, *t[1:]) for t in self.timers) if now else self.timers
             hash(timers)
         except TypeError:  # an unhashable state or message: compare those by repr
             states = frozenset((k, freeze(s)) for k, s in self.states.items())
             channels = frozenset((c, freeze(m)) for c, m in self.channels.items())
-            timers = freeze(tuple((due - now, c, m) for due, c, m in self.timers))
+            timers = freeze(tuple((t[0] - now, *t[1:]) for t in self.timers))
         if self.events:
             # Two worlds with equal states but different events are different
             # outcomes: never merge them (events are values: hashable attrs classes).
@@ -215,7 +227,13 @@ class World:
 
     def with_faults(self, faults: Faults) -> World:
         """This world with fresh fault budgets."""
-        return evolve(self, drops=faults.drop, duplicates=faults.duplicate, reorder=faults.reorder)
+        return evolve(
+            self,
+            drops=faults.drop,
+            duplicates=faults.duplicate,
+            reorder=faults.reorder,
+            late=faults.late,
+        )
 
     def pending(self) -> int:
         """Messages in flight or waiting on a timer."""
@@ -227,8 +245,8 @@ def send(world: World, ctx: Context, envelopes: Iterable[Envelope[Any]]) -> Worl
     routed = [ctx.resolve(env) for env in envelopes]
     channels = dict(world.channels)
     timers = list(world.timers)
-    for key, message, delay in routed:
-        _post(channels, timers, world.now, (None, key), message, delay)
+    for key, message, delay, tkey in routed:
+        _post(channels, timers, world.now, (None, key), message, delay, tkey)
     return evolve(world, channels=channels, timers=tuple(timers))
 
 
@@ -249,7 +267,7 @@ def enabled(world: World) -> list[Event]:
                 add(Event(Kind.DROP, channel, i))
             if duplicates:
                 add(Event(Kind.DUPLICATE, channel, i))
-    if not events and world.timers:
+    if world.timers and (not events or world.late):
         add(TICK)
     return events
 
@@ -300,6 +318,7 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
             duplicates,
             world.reorder,
             world.events,
+            world.late,
         )
         if not record:
             return new, None, None
@@ -325,7 +344,7 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
         if turn.failures:
             raise turn.failures[0].error
         after = turn.state
-        routed: list[tuple[Key, object, float]] = turn.routed
+        routed: list[Routed] = turn.routed
     except Exception as error:
         failed = World(
             states,
@@ -336,6 +355,7 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
             duplicates,
             world.reorder,
             world.events,
+            world.late,
         )
         if not record:
             return failed, None, error
@@ -355,8 +375,8 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
     timers = world.timers
     if routed:
         pending = list(timers)
-        for key, msg, delay in routed:
-            _post(channels, pending, now, (target, key), msg, delay)
+        for key, msg, delay, tkey in routed:
+            _post(channels, pending, now, (target, key), msg, delay, tkey)
         timers = tuple(pending)
     new_states = dict(states)
     new_states[target] = after
@@ -365,12 +385,22 @@ def _apply(world: World, event: Event, ctx: Context, record: bool) -> _Applied:
     if appended:
         events = dict(events)
         events[target] = kept + appended
-    new = World(new_states, channels, timers, now, world.drops, duplicates, world.reorder, events)
+    drops, reorder, late = world.drops, world.reorder, world.late
+    new = World(new_states, channels, timers, now, drops, duplicates, reorder, events, late)
     if not record:
         return new, None, None
-    sent = tuple(make_envelope(ctx.addresses[k], m, d) for k, m, d in routed)
+    sent = tuple(_shown(ctx.addresses[k], m, d, tk) for k, m, d, tk in routed)
     step = Step(kind, now, _sender(ctx, channel), to, message, before, after, sent, None, appended)
     return new, step, None
+
+
+def _shown(
+    to: Address[Any], message: object, delay: float, tkey: str | None
+) -> Envelope[Any] | CancelTimer:
+    if message is CANCEL:
+        assert tkey is not None
+        return make_cancel(to, tkey)
+    return make_envelope(to, message, delay, tkey)
 
 
 def _sender(ctx: Context, channel: Channel) -> Address[Any] | None:
@@ -382,7 +412,7 @@ def _tick(world: World, record: bool) -> _Applied:
     now = world.timers[0][0]
     channels = dict(world.channels)
     due = [t for t in world.timers if t[0] <= now]
-    for _, channel, message in due:
+    for _, channel, message, _key in due:
         channels[channel] = (*channels.get(channel, ()), message)
     timers = world.timers[len(due) :]
     new = World(
@@ -394,6 +424,7 @@ def _tick(world: World, record: bool) -> _Applied:
         world.duplicates,
         world.reorder,
         world.events,
+        world.late,
     )
     step = Step(Kind.TICK, now, None, None, None, None, None, ()) if record else None
     return new, step, None
@@ -413,11 +444,20 @@ def _post(
     channel: Channel,
     message: object,
     delay: float,
+    tkey: str | None = None,
 ) -> None:
+    if tkey is not None:  # replace (or cancel) the pending timer of this key
+        timers[:] = reschedule(timers, channel[1], tkey, _timer_id)
+        if message is CANCEL:
+            return
     if delay > 0:
         due = now + delay
         # After every timer due at the same time: equal delays fire in send order.
         at = bisect.bisect_right([t[0] for t in timers], due)
-        timers.insert(at, (due, channel, message))
+        timers.insert(at, (due, channel, message, tkey))
     else:
         channels[channel] = (*channels.get(channel, ()), message)
+
+
+def _timer_id(timer: Timer) -> tuple[Key, str | None]:
+    return timer[1][1], timer[3]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import NewType
+from typing import Any, NewType
 
 from attrs import frozen
 
-from pachytype import Activation, Address, Entity
+from pachytype import Activation, Address, CancelTimer, Entity, Envelope
 from tests.conformance import refs
 
 TallyId = NewType("TallyId", str)
@@ -95,7 +95,17 @@ class Remind:
     delay_ms: int
 
 
-EmitterMsg = Emit | Remind
+@frozen
+class Plan:
+    """Keyed timers at `to`, in order: `("set", key, value, delay_ms)` sets
+    timer `key` to send `Append(value)` after `delay_ms` ms, `("cancel", key,
+    0, 0)` cancels it, `("fail", "", 0, 0)` makes the activation raise."""
+
+    to: Address[Append]
+    ops: tuple[tuple[str, str, int, int], ...]
+
+
+EmitterMsg = Emit | Remind | Plan
 
 
 class Emitter(Entity[str, EmitterMsg, int]):
@@ -110,3 +120,14 @@ class Emitter(Entity[str, EmitterMsg, int]):
                 return [to.post(Append(v)) for v in values], state + len(values)
             case Remind(to=to, value=value, delay_ms=ms):
                 return [to.post(Append(value)).after(timedelta(milliseconds=ms))], state + 1
+            case Plan(to=to, ops=ops):
+                out: list[Envelope[Any] | CancelTimer] = []
+                for op, key, value, ms in ops:
+                    if op == "set":
+                        later = to.post(Append(value)).after(timedelta(milliseconds=ms), key=key)
+                        out.append(later)
+                    elif op == "cancel":
+                        out.append(to.cancel_timer(key))
+                    else:
+                        raise RuntimeError("the plan fails")
+                return out, state + len(out)

@@ -34,6 +34,12 @@ class EmitterRef(_EmitterRefBase):
         """Send `Emit`."""
         return self.post(_m_entities.Emit(to=to, values=values))
 
+    def plan(
+        self, to: Address[Append], ops: tuple[tuple[str, str, int, int], ...]
+    ) -> Envelope[int]:
+        """Send `Plan`."""
+        return self.post(_m_entities.Plan(to=to, ops=ops))
+
     def remind(self, to: Address[Append], value: int, delay_ms: int) -> Envelope[int]:
         """Send `Remind`."""
         return self.post(_m_entities.Remind(to=to, value=value, delay_ms=delay_ms))
@@ -90,7 +96,7 @@ def _entity_types() -> list[EntityType]:
     return [
         EntityType(
             entity=_m_entities.Emitter,
-            messages=(_m_entities.Emit, _m_entities.Remind),
+            messages=(_m_entities.Emit, _m_entities.Plan, _m_entities.Remind),
             state=int,
             id_type=str,
         ),
@@ -112,5 +118,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.conformance",
     _entity_types,
-    fingerprint="1e3cad98ac6484b7053e216d14e39d6e2c496350f15cc9cf3237ff6ccd8644b0",
+    fingerprint="3f39979f50a8a7bb755a2b97ad668945fc645fa13d011ed9fa0187ff107dfad9",
 )

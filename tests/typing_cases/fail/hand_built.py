@@ -13,7 +13,7 @@ Address("counter", "c", _key=None)  # E: Argument "_key" to "Address" has incomp
 Address[Increment]("counter", "c", _key="key")  # E: Argument "_key" to "Address" has incompatible type "str"; expected "Never"  # P: Argument of type "Literal['key']" cannot be assigned to parameter "_key" of type "Never" in function "__init__"
 Ref("counter", "c")  # E: Missing named argument "_key" for "Ref"  # P: Argument missing for parameter "_key"
 CounterRef("counter", "c")  # E: Missing named argument "_key" for "CounterRef"  # P: Argument missing for parameter "_key"
-Envelope()  # E: Cannot instantiate abstract class "Envelope" with abstract attributes "after", "delay", "message" and "to"  # E: Missing named argument "_key" for "Envelope"  # P: Cannot instantiate abstract class "Envelope"  # P: Argument missing for parameter "_key"
+Envelope()  # E: Cannot instantiate abstract class "Envelope" with abstract attributes "after", "delay", "message", "timer_key" and "to"  # E: Missing named argument "_key" for "Envelope"  # P: Cannot instantiate abstract class "Envelope"  # P: Argument missing for parameter "_key"
 
 
 def key() -> Any:

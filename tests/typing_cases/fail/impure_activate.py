@@ -15,7 +15,7 @@ class Sleepy(Entity[str, Increment, int]):
 
 
 class Async(Entity[str, CounterMsg, int]):
-    async def activate(self, msg: CounterMsg, state: int) -> Activation[int]:  # E: Return type "Coroutine[Any, Any, tuple[Sequence[Envelope[Any]], int]]" of "activate" incompatible with return type "tuple[Sequence[Envelope[Any]], int]" in supertype "pachytype._entity.Entity"  # P: Method "activate" overrides class "Entity" in an incompatible manner
+    async def activate(self, msg: CounterMsg, state: int) -> Activation[int]:  # E: Return type "Coroutine[Any, Any, tuple[Sequence[Envelope[Any] | CancelTimer], int]]" of "activate" incompatible with return type "tuple[Sequence[Envelope[Any] | CancelTimer], int]" in supertype "pachytype._entity.Entity"  # P: Method "activate" overrides class "Entity" in an incompatible manner
         return [], state
 
 

@@ -29,7 +29,11 @@ class ForgedEnvelope(Envelope[int]):
     def delay(self) -> timedelta:
         return timedelta()
 
-    def after(self, delay: timedelta) -> Envelope[int]:
+    @property
+    def timer_key(self) -> str | None:
+        return None
+
+    def after(self, delay: timedelta, *, key: str | None = None) -> Envelope[int]:
         return self
 
 
@@ -57,7 +61,11 @@ class QuietEnvelope(Envelope[int]):
     def delay(self) -> timedelta:
         return timedelta()
 
-    def after(self, delay: timedelta) -> Envelope[int]:
+    @property
+    def timer_key(self) -> str | None:
+        return None
+
+    def after(self, delay: timedelta, *, key: str | None = None) -> Envelope[int]:
         return self
 
 

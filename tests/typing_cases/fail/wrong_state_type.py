@@ -16,14 +16,14 @@ class Counting(Entity[str, Increment, int]):
         return "zero"  # E: Incompatible return value type (got "str", expected "int")  # P: Type "Literal['zero']" is not assignable to return type "int"
 
     def activate(self, msg: Increment, state: int) -> Activation[int]:
-        return [], str(state + 1)  # E: Incompatible return value type (got "tuple[list[Envelope[Any]], str]", expected "tuple[Sequence[Envelope[Any]], int]")  # P: Type "tuple[list[Envelope[Any]], str]" is not assignable to return type "Activation[int]"
+        return [], str(state + 1)  # E: Incompatible return value type (got "tuple[list[Envelope[Any] | CancelTimer], str]", expected "tuple[Sequence[Envelope[Any] | CancelTimer], int]")  # P: Type "tuple[list[Envelope[Any] | CancelTimer], str]" is not assignable to return type "Activation[int]"
 
 
 class Banking(Entity[str, Deposit, AccountState]):
     def init(self, id: str) -> int:  # E: Return type "int" of "init" incompatible with return type "AccountState" in supertype "pachytype._entity.Entity"  # P: Method "init" overrides class "Entity" in an incompatible manner
         return 0
 
-    def activate(self, msg: Deposit, state: AccountState) -> Activation[int]:  # E: Return type "tuple[Sequence[Envelope[Any]], int]" of "activate" incompatible with return type "tuple[Sequence[Envelope[Any]], AccountState]" in supertype "pachytype._entity.Entity"  # P: Method "activate" overrides class "Entity" in an incompatible manner
+    def activate(self, msg: Deposit, state: AccountState) -> Activation[int]:  # E: Return type "tuple[Sequence[Envelope[Any] | CancelTimer], int]" of "activate" incompatible with return type "tuple[Sequence[Envelope[Any] | CancelTimer], AccountState]" in supertype "pachytype._entity.Entity"  # P: Method "activate" overrides class "Entity" in an incompatible manner
         return [], state.balance + msg.amount
 
 
@@ -34,7 +34,7 @@ class Sending(Entity[str, Increment, int]):
 
 class Lazy(Entity[str, Increment, int]):
     def activate(self, msg: Increment, state: int) -> Activation[int]:
-        return [counter("c").increment()]  # E: Incompatible return value type (got "list[Envelope[int]]", expected "tuple[Sequence[Envelope[Any]], int]")  # E: Argument 1 to "counter" has incompatible type "str"; expected "CounterId"  # P: Type "list[Envelope[int]]" is not assignable to return type "Activation[int]"  # P: Argument of type "Literal['c']" cannot be assigned to parameter "id" of type "CounterId" in function "counter"
+        return [counter("c").increment()]  # E: Incompatible return value type (got "list[Envelope[int]]", expected "tuple[Sequence[Envelope[Any] | CancelTimer], int]")  # E: Argument 1 to "counter" has incompatible type "str"; expected "CounterId"  # P: Type "list[Envelope[int]]" is not assignable to return type "Activation[int]"  # P: Argument of type "Literal['c']" cannot be assigned to parameter "id" of type "CounterId" in function "counter"
 
 
 class Mutating(Entity[str, Deposit, AccountState]):

@@ -10,7 +10,7 @@ from itertools import islice
 import pytest
 
 from pachytype import Faults, Simulation, SimulationError, SimulationReport
-from pachytype.simulation import InvariantError, Outcome
+from pachytype.simulation import InvariantError, LivenessError, Outcome
 from tests.simulation import refs
 from tests.simulation.refs import REGISTRY
 from tests.test_simulation_exhaust import pairs, racers
@@ -222,3 +222,30 @@ def test_a_failing_sampled_execution_says_how_to_replay_it() -> None:
     notes = "\n".join(getattr(info.value, "__notes__", []))
     assert "replay this execution: Simulation(registry, seed=" in notes
     assert "pct=3" in notes
+
+
+def test_a_sample_checks_eventually_where_each_execution_ends_and_says_how_to_replay() -> None:
+    def whole(outcome: Outcome) -> bool:
+        return len(outcome.get(refs.log("l"), ())) == 3
+
+    sim = Simulation(REGISTRY, seed=3)
+    sim.sample(racers(3), executions=20, eventually=whole)  # every execution logs all three
+    dropped = Faults(drop=1)
+    with pytest.raises(LivenessError) as info:
+        sim.sample(
+            racers(3),
+            executions=50,
+            faults=dropped,
+            fault_rate=0.5,
+            strategy="pct",
+            eventually=whole,
+        )
+    (note,) = info.value.__notes__
+    assert note.startswith("replay it: Simulation(registry, seed=")
+    seed = int(note.split("seed=")[1].split(")")[0])
+    steps = int(note.split("pct_steps=")[1].split(")")[0])
+    replayed = Simulation(REGISTRY, seed=seed).run(
+        racers(3), faults=dropped, fault_rate=0.5, pct=3, pct_steps=steps
+    )
+    assert not whole(replayed.outcome)
+    assert [s.describe() for s in replayed.trace] == [s.describe() for s in info.value.trace]

@@ -118,6 +118,11 @@ class SimulationReport:
     strategy: str = "sleep sets"
     """How the space was searched: "dpor", "sleep sets" (and why, when DPOR
     fell back to it), "naive", "random", "pct"."""
+    pct_depth: int | None = None
+    """A PCT sample's `depth` (replay a sampled outcome with `run(...,
+    pct=pct_depth, pct_steps=pct_steps)` and the outcome's `seed`)."""
+    pct_steps: int | None = None
+    """A PCT sample's `pct_steps` (computed from a typical run if not given)."""
 
     @property
     def deterministic(self) -> bool:

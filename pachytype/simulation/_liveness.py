@@ -55,7 +55,7 @@ from collections import deque
 from collections.abc import Callable, Hashable
 
 from pachytype.simulation._errors import LivenessError
-from pachytype.simulation._explore import SimulationReport, replay
+from pachytype.simulation._explore import Found, SimulationReport, replay
 from pachytype.simulation._trace import Kind, Outcome, Trace
 from pachytype.simulation._world import Channel, Context, Event, World, advance, enabled
 
@@ -68,12 +68,18 @@ Promise = Channel | None
 _Edges = list[list[tuple[Event, int]]]
 
 
-def check_terminal(report: SimulationReport, prop: Property) -> None:
-    """Raise `LivenessError` for the shortest-traced outcome where `prop` is false."""
+def check_terminal(
+    report: SimulationReport, prop: Property, note: Callable[[Found], str] | None = None
+) -> None:
+    """Raise `LivenessError` for the shortest-traced outcome where `prop` is
+    false (with `note(found)` added to it, e.g. how to replay it)."""
     bad = [f for f in report.outcomes if not prop(f.outcome)]
     if bad:
         worst = min(bad, key=lambda f: len(f.trace))
-        raise LivenessError(prop, worst.outcome, worst.trace, Trace())
+        error = LivenessError(prop, worst.outcome, worst.trace, Trace())
+        if note is not None:
+            error.add_note(note(worst))
+        raise error
 
 
 def may_cycle(report: SimulationReport) -> bool:

@@ -231,4 +231,6 @@ def sample(
         faults=faults_of(root),
         seconds=time.perf_counter() - started,
         strategy=f"{strategy}{processes}",
+        pct_depth=depth if strategy == "pct" else None,
+        pct_steps=steps if strategy == "pct" else None,
     )

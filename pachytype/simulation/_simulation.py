@@ -24,6 +24,7 @@ from pachytype.simulation import _liveness, _parallel, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import (
+    Found,
     Invariant,
     OnError,
     Progress,
@@ -347,6 +348,7 @@ class Simulation:
         on_error: OnError | None = None,
         invariant: Invariant | None = None,
         workers: int = 1,
+        eventually: Property | None = None,
     ) -> SimulationReport:
         """Run `executions` executions of `envelopes` in sampled orders: for
         state spaces too large to `exhaust`.
@@ -358,13 +360,18 @@ class Simulation:
         as `Found.seed` and in the note of a failure, and replayable with
         `Simulation(registry, seed=that).run(envelopes, faults=...,
         fault_rate=..., pct=depth, pct_steps=...)` from the same starting
-        world. `workers=n` samples over n processes (0: one per core).
-        The report is never `complete`.
+        world (`report.pct_depth` and `report.pct_steps` give the PCT
+        settings used). `workers=n` samples over n processes (0: one per
+        core). `eventually=p`: every sampled execution must end where `p`
+        holds, else `LivenessError` (with a note saying how to replay it);
+        cycles are not looked for (an execution that never ends raises
+        `RunawayError` after `max_deliveries`). The report is never
+        `complete`.
         """
         root = _world.send(self._world, self._ctx, envelopes).with_faults(faults)
         if strategy not in ("random", "pct"):
             raise ValueError(f"strategy must be 'random' or 'pct', got {strategy!r}")
-        return _sample.sample(
+        report = _sample.sample(
             root,
             self._ctx,
             executions=executions,
@@ -378,6 +385,20 @@ class Simulation:
             invariant=invariant,
             workers=_parallel.default_workers() if workers == 0 else workers,
         )
+        if eventually is not None:
+
+            def replay(found: Found) -> str:
+                pct = ""
+                if report.pct_depth is not None:
+                    pct = f", pct={report.pct_depth}, pct_steps={report.pct_steps}"
+                return (
+                    f"replay it: Simulation(registry, seed={found.seed}).run(envelopes, "
+                    f"faults={report.faults!r}, fault_rate={fault_rate}{pct}) from the same "
+                    f"starting world"
+                )
+
+            _liveness.check_terminal(report, eventually, note=replay)
+        return report
 
     def explore(
         self,

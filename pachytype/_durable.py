@@ -86,6 +86,7 @@ from pachytype._errors import (
     PoisonMessageError,
 )
 from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
+from pachytype._inbox import state_kept
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime import _SLICE, Runtime, address_of
 from pachytype._store import (
@@ -224,14 +225,19 @@ class _Timer:
 class _Request:
     """An outside `send`/`call`/`redeliver`, acknowledged after its commit."""
 
-    __slots__ = ("ack", "outs", "redeliver")
+    __slots__ = ("ack", "forget", "outs", "redeliver")
 
     def __init__(
-        self, outs: list[Out], ack: asyncio.Future[None] | None, redeliver: int | None = None
+        self,
+        outs: list[Out],
+        ack: asyncio.Future[None] | None,
+        redeliver: int | None = None,
+        forget: Address[Any] | None = None,
     ) -> None:
         self.outs = outs
         self.ack = ack
         self.redeliver = redeliver
+        self.forget = forget
 
 
 class _Pending:
@@ -605,6 +611,26 @@ class DurableRuntime(Runtime):
         self._submit(_Request([], ack, redeliver=dead.seq))
         await ack
 
+    async def forget_state(self, ref: Address[Any]) -> None:
+        """Delete an entity's stored state (an ask's inbox, once its ask is
+        over: `pachytype._inbox`); return once that is committed."""
+        self._check_open()
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Request([], ack, forget=ref))
+        await ack
+
+    def _forget_entity(self, ref: Address[Any], batch: CommitBatch) -> None:
+        etype = self.registry.get(ref.entity_type, ref.id)
+        key = ref._key
+        row = (etype.name, self._id_text(etype, ref))
+        batch.forgotten.append(row)
+        self._cache.pop(key, None)
+        live = self._dlive.get(key)
+        if live is not None and not live.inbox and not live.scheduled:
+            del self._dlive[key]
+        if self._recent_rows:
+            self._recent_rows = [r for r in self._recent_rows if (r[0], r[1]) != row]
+
     async def _check_dead(self, dead: DeadLetter, what: str) -> None:
         if not any(row.id == dead.seq for row in await self.store.dead_letters()):
             raise PachytypeError(
@@ -881,6 +907,8 @@ class DurableRuntime(Runtime):
             pending.requests.append(request)
             if request.redeliver is not None:
                 batch.redelivered.append(request.redeliver)
+            if request.forget is not None:
+                self._forget_entity(request.forget, batch)
             if request.ack is not None:
                 pending.acks.append(request.ack)
 
@@ -1140,8 +1168,11 @@ class DurableRuntime(Runtime):
         last = items[-1][0]
         data = turn.stored if turn.changed and not journaled else None
         assert data is None or type(data) is bytes
-        live.recent_dirty = True
-        batch.entities.append((etype.name, live.id_text, data, etype.state_version, last, None))
+        if followed or state_kept(etype.name, False):
+            live.recent_dirty = True
+            batch.entities.append((etype.name, live.id_text, data, etype.state_version, last, None))
+        else:  # an inbox nobody follows: its ask is over, nothing is stored (`pachytype._inbox`)
+            turn.changed = False
         if n == 1:
             batch.consumed.append(last)
         else:

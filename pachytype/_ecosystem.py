@@ -25,6 +25,7 @@ ecosystem has it the same way, Postgres across processes included:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -180,6 +181,13 @@ class Ecosystem(ABC):
             closing = getattr(states, "aclose", None)
             if closing is not None:
                 await closing()
+            # Answered, timed out or cancelled: the inbox is not needed any more.
+            with contextlib.suppress(Exception):
+                await self._forget_inbox(inbox)
+
+    async def _forget_inbox(self, inbox: Ref[Any, Any]) -> None:
+        """Delete the state of an ask's inbox (`pachytype._inbox`): its ask is over."""
+        return None  # an ecosystem that keeps states overrides it
 
     async def state(self, ref: Ref[Any, S], *, timeout: float | None = None) -> S:
         """The entity's committed state, without activating it (its `init`

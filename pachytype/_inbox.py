@@ -8,7 +8,13 @@ random id). It accepts every message class of the registry whose name is
 unique in it (the codec tags messages by class name), keeps the first one
 it receives (as an envelope to itself, so the codec can store any class)
 and ignores later ones. The asker follows it and returns that message.
-Each ask leaves one small state row behind on durable ecosystems.
+
+Cleaning up: an inbox's state is kept only while its asker follows it.
+Once the ask is over (answered, timed out or cancelled) the asker deletes
+the inbox (`Ecosystem._forget_inbox`), and a message that reaches an inbox
+nobody follows (a late answer) is handled but its state is not stored
+(`state_kept`), so no row is left behind. Postgres also sweeps inbox states
+nobody follows (an asker that died mid-ask).
 """
 
 from __future__ import annotations
@@ -48,6 +54,12 @@ class Inbox(Entity[str, Any, InboxState]):
 
 
 Inbox.entity_type = INBOX
+
+
+def state_kept(entity_type: str, followed: bool) -> bool:
+    """Whether a new state of an entity of `entity_type` is stored: always,
+    except an inbox's when nobody follows it (its ask is over)."""
+    return followed or entity_type != INBOX
 
 
 def answer_classes(messages: Iterable[type]) -> tuple[type, ...]:

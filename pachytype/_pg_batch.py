@@ -59,6 +59,7 @@ from pachytype._errors import (
     StateVersionError,
     UnknownEntityError,
 )
+from pachytype._inbox import state_kept
 from pachytype._pg_partition import partition_of
 from pachytype._registry import Registry
 from pachytype._store import DeadRow
@@ -339,7 +340,7 @@ def _run_entity(
         out.mail.append(routed)
     out.activations += count - before
     partition = rows[0].partition
-    if turn.changed:
+    if turn.changed and state_kept(entity_type, watched):
         assert type(turn.stored) is bytes
         out.states.append(
             (entity_type, id_text, partition, version, turn.stored, count, pack_recent(payloads))
@@ -347,7 +348,7 @@ def _run_entity(
         out.cache[key] = Cached(turn.state, count, payloads)
         if watched:
             out.followed.append(key)
-    elif cached is not None:
+    elif cached is not None and not turn.changed:
         # Only failures: the state stays, but its recent messages are stored.
         base = cached.state
         with contextlib.suppress(Exception):  # (a state that no longer encodes stays as it is)

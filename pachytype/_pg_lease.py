@@ -46,6 +46,7 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field
 
+from pachytype._inbox import INBOX
 from pachytype._pg_deploy import Deployment, FingerprintMismatchError, member_row
 from pachytype._pg_partition import assign
 from pachytype._pg_schema import quote_schema
@@ -314,6 +315,12 @@ class Membership:
             f"OR NOT EXISTS (SELECT 1 FROM {s}.watches w WHERE w.entity_type = h.entity_type "
             f"AND w.entity_id = h.entity_id AND w.position < h.activations)",
             HISTORY_RETENTION,
+        )
+        await conn.execute(  # inboxes of asks whose asker stopped mid-ask (`pachytype._inbox`)
+            f"DELETE FROM {s}.states t WHERE t.entity_type = $1 AND NOT EXISTS "
+            f"(SELECT 1 FROM {s}.watches w WHERE w.entity_type = t.entity_type "
+            f"AND w.entity_id = t.entity_id)",
+            INBOX,
         )
         await conn.execute(
             f"DELETE FROM {s}.nodes WHERE heartbeat_at < now() - $1 * interval '1 second'",

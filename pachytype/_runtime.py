@@ -57,6 +57,7 @@ from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_
 from pachytype._deadletter import DeadLetter
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._events import MemoryLog
+from pachytype._inbox import state_kept
 from pachytype._registry import EntityType, Registry
 
 _SLICE: Final = 64
@@ -381,6 +382,12 @@ class Runtime:
             except Exception as error:
                 raise InitError(etype.name, ref.id, error) from error
 
+    def forget(self, key: Key) -> None:
+        """Delete an idle entity's state (an ask's inbox, once its ask is over)."""
+        if key not in self._live:
+            self.states.pop(key, None)
+            self._recent.pop(key, None)
+
     def follow(self, ref: Address[Any]) -> AsyncIterator[Any]:
         """The current state, then every committed state, until the ecosystem closes."""
         self._check_open()
@@ -487,7 +494,7 @@ class Runtime:
             keep_states=bool(calls or followers),
             budget=self.activation_budget,
         )
-        if turn.changed:
+        if turn.changed and (followers or state_kept(etype.name, False)):
             self.states[key] = turn.stored if self._codec else turn.state
         return self._turn_done(live, batch, turn, followers)
 

@@ -640,6 +640,8 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
             conn.executemany(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)", batch.snapshots
             )
+        if batch.forgotten:
+            conn.executemany("DELETE FROM entities WHERE etype = ? AND eid = ?", batch.forgotten)
 
 
 def read_journals(conn: sqlite3.Connection, keys: Sequence[EntityKey]) -> dict[EntityKey, Journal]:

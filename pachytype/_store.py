@@ -199,6 +199,7 @@ class CommitBatch:
       store may delete them (None: no news).
     * `attempted`: ids of stored mail about to be run again after a crash:
       count one more attempt for each, durably, before it runs.
+    * `forgotten`: entities whose row to delete (an ask's inbox, its ask over).
     * `events`: events appended to event-sourced entities' logs, in order
       (the store gives each a log position, increasing in commit order);
       `snapshots`: their new snapshots (replacing the previous one).
@@ -219,6 +220,7 @@ class CommitBatch:
     events: list[EventRow] = field(factory=list)
     snapshots: list[SnapshotRow] = field(factory=list)
     answers: list[AnswerRow] = field(factory=list)
+    forgotten: list[EntityKey] = field(factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -229,6 +231,7 @@ class CommitBatch:
             or self.timers
             or self.fired
             or self.cancelled
+            or self.forgotten
             or self.dead
             or self.redelivered
             or self.forget_below is not None

@@ -109,6 +109,9 @@ class InMemory(Ecosystem):
         result: S = await fut
         return result
 
+    async def _forget_inbox(self, inbox: Ref[Any, Any]) -> None:
+        self._rt.forget(inbox.key)
+
     async def _state(self, ref: Ref[Any, S]) -> S:
         result: S = self._rt.state(ref)
         return result

@@ -113,6 +113,9 @@ class LocalDisk(Ecosystem):
         result: S = await self._rt.call(envelope)
         return result
 
+    async def _forget_inbox(self, inbox: Ref[Any, Any]) -> None:
+        await self._rt.forget_state(inbox)
+
     async def _state(self, ref: Ref[Any, S]) -> S:
         result: S = await self._rt.read_state(ref)
         return result

@@ -81,6 +81,7 @@ from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
+from pachytype._inbox import INBOX
 from pachytype._pg_batch import Key, new_message_id
 from pachytype._pg_deploy import Deployment
 from pachytype._pg_dsn import connect_error, redact
@@ -838,6 +839,16 @@ class Postgres(Ecosystem):
                 f"not among the Postgres dead letters of schema {self.schema!r} (already "
                 f"redelivered or discarded); list them again with `await eco.dead_letters()`"
             )
+
+    async def _forget_inbox(self, inbox: Ref[Any, Any]) -> None:
+        # Its answer (if any) was committed before the asker saw it, and later
+        # messages to it are not stored (nobody follows it): delete its row.
+        pool = self._open_pool()
+        await pool.execute(
+            f"DELETE FROM {self._s}.states WHERE entity_type = $1 AND entity_id = $2",
+            INBOX,
+            self._c.encode_id(INBOX, inbox.id),
+        )
 
     async def settle(self) -> None:
         pool = self._open_pool()

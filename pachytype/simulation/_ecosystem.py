@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import attrs
+
 from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
 from pachytype._clock import Clock, SystemClock, Timer
 from pachytype._deadletter import DeadLetter
@@ -32,6 +34,7 @@ from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
 from pachytype._event_sourced import EventSourced
 from pachytype._events import MemoryLog, Signal, StoredEvent, tail
+from pachytype._inbox import state_kept
 from pachytype.simulation._run import seeded
 from pachytype.simulation._trace import Kind, Step
 from pachytype.simulation._world import TICK, advance_clock, apply, enabled
@@ -306,3 +309,16 @@ class SimulatedEcosystem(Ecosystem):
             fut.set_result(step.after)
         for queue in self._followers.get(key, ()):
             queue.put_nowait(step.after)
+        if not state_kept(to.entity_type, key in self._followers):
+            self._forget(key)  # an inbox nobody follows: its ask is over (`pachytype._inbox`)
+
+    async def _forget_inbox(self, inbox: Ref[Any, Any]) -> None:
+        self._forget(inbox.key)
+
+    def _forget(self, key: Key) -> None:
+        sim = self.simulation
+        world = sim._world
+        if key in world.states:
+            states = {k: v for k, v in world.states.items() if k != key}
+            sim._world = attrs.evolve(world, states=states)
+        self._recent.pop(key, None)

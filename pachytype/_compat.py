@@ -286,14 +286,18 @@ def reads_state(reader: Description, writer: Description, entity: str) -> str | 
 
 def decodes(reader: Description, writer: Description, entity: str, message: str) -> str | None:
     """None if `reader` decodes a `message` (package-relative class name) that
-    `writer` encodes for `entity`, else why not."""
+    `writer` encodes for `entity`, else why not. An entity type the writer
+    does not describe (the library's own, like the inbox of `ask`, the same
+    in every registry) has nothing to decide (None)."""
     r, w = reader.entities.get(entity), writer.entities.get(entity)
+    if w is None:
+        return None
     if r is None:
         return f"{reader.short()} has no entity type {entity!r}"
     theirs = r.messages.get(message)
     if theirs is None:
         return f"{reader.short()} has no message class {short_name(message)} for {entity!r}"
-    if w is None or w.messages.get(message) in (None, theirs):
+    if w.messages.get(message) in (None, theirs):
         return None
     evolution = codegen_module("evolution")
     changes = evolution.message_changes((message,), (message,), writer.classes, reader.classes)

@@ -121,6 +121,8 @@ class Membership:
         self.lease = lease
         self.ownership = ownership
         self._s = quote_schema(schema)
+        self._orphans: list[int] = []
+        """Partitions no live node may own, as last logged."""
         self.takeovers: list[tuple[int, int]] = []
         """`(partition, new epoch)` of every partition this node took, in order."""
 
@@ -214,6 +216,10 @@ class Membership:
         assignment = assign(self.partitions, live, deployment.eligible_node)
         wanted = {p for p, node in assignment.items() if node == self.node_id}
         orphans = sorted(set(range(self.partitions)) - set(assignment))
+        if orphans != self._orphans:  # said once, not at every beat
+            self._orphans = orphans
+        else:
+            orphans = []
         if orphans:
             log.warning(
                 "node %s: no live node may own partitions %s (they hold states only a newer "

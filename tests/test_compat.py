@@ -16,6 +16,7 @@ from pachytype._compat import (
     eligible,
     reads_state,
 )
+from pachytype._inbox import INBOX
 from pachytype._pg_deploy import Deployment
 from pachytype._pg_partition import assign
 from pachytype._schema import ClassSchema, EntitySchema, FieldSchema, Schema
@@ -235,3 +236,16 @@ def test_registries_that_store_the_same_states_count_as_one_writer() -> None:
     node.wrote([0, 1])
     # Partition 0 lists a writer that stores what this one does: nothing to add.
     assert node.writers == {0: (V1.digest,), 1: (V2.digest, more_messages.digest)}
+
+
+def test_the_library_entities_are_the_same_everywhere() -> None:
+    v1, v2 = describe_registry(refs_v1.REGISTRY), describe_registry(refs_v2.REGISTRY)
+    assert INBOX not in v2.entities  # not described: every registry has it
+    assert decodes(v1, v2, INBOX, "__package__.entities.Tag") is None
+    node = Deployment("shop", v2, lease=5.0)
+    node.know(v1)
+    node.see({"n1": v1.digest, "n4": v2.digest}, {0: [v1.digest]})
+    inbox = refs_v2.REGISTRY.types[INBOX]
+    assert inbox.messages  # the answers an `ask` may get: the package's message classes
+    for message in inbox.messages:
+        node.check_send(INBOX, message, 0)

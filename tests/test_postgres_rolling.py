@@ -318,6 +318,19 @@ async def schema() -> AsyncIterator[tuple[str, str]]:
     drop_schemas(dsn, [name])
 
 
+async def _until_shared(
+    conn: asyncpg.Connection, schema: str, nodes: set[str]
+) -> dict[int, str | None]:
+    """The lease owners, once exactly `nodes` own partitions (at most 10 leases)."""
+    deadline = time.monotonic() + 10 * LEASE
+    while True:
+        owners = await lease_owners(conn, schema)
+        if set(owners.values()) == nodes:
+            return owners
+        assert time.monotonic() < deadline, f"partitions not shared by {nodes}: {owners}"
+        await asyncio.sleep(0.05)
+
+
 def _node(dsn: str, schema: str, registry: Registry, node_id: str) -> Postgres:
     return Postgres(
         dsn,
@@ -340,10 +353,7 @@ async def test_an_activation_may_not_send_what_a_node_of_the_old_version_could_r
             _node(dsn, name, v1.REGISTRY, "old"),
             _node(dsn, name, v2.REGISTRY, "new") as new,
         ):
-            owners: dict[int, str | None] = {}
-            while set(owners.values()) != {"old", "new"}:
-                owners = await lease_owners(conn, name)
-                await asyncio.sleep(0.05)
+            owners = await _until_shared(conn, name, {"old", "new"})
 
             def owned_by(entity: str, node_id: str) -> tuple[str, int]:
                 for i in range(1000):
@@ -370,5 +380,47 @@ async def test_an_activation_may_not_send_what_a_node_of_the_old_version_could_r
                 f"with SIGTERM), then send it; nothing was sent"
             )
             assert await conn.fetchval(f'SELECT count(*) FROM "{name}".mailbox') == 0
+    finally:
+        await conn.close()
+
+
+async def test_an_old_node_never_takes_a_partition_a_new_one_owned_its_mail_waits(
+    schema: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    dsn, name = schema
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with _node(dsn, name, v1.REGISTRY, "old") as old:
+            new = _node(dsn, name, v2.REGISTRY, "new")
+            await new.open()
+            owners = await _until_shared(conn, name, {"old", "new"})
+            ids = [f"x{i}" for i in range(1000)]
+            counter = next(c for c in ids if owners[partition_of("counter", c, 4)] == "new")
+            partition = partition_of("counter", counter, 4)
+            bump = v1.counter(counter).bump(src=counter, n=1, audit=v1.audit("a"))
+            await old.send(bump)  # version 1 sends, version 2 activates: state version 2
+            await old.settle()
+            assert (
+                await conn.fetchval(
+                    f'SELECT version FROM "{name}".states WHERE entity_id = $1', counter
+                )
+                == 2
+            )
+            await new.close()  # a rollback: the new node goes away
+            said = "no live node may own partitions"
+            deadline = time.monotonic() + 10 * LEASE
+            while not any(said in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, f"the old node never said {said!r}"
+                await asyncio.sleep(0.05)
+            await old.send(v1.counter(counter).bump(src=counter, n=2, audit=v1.audit("a")))
+            owners = await lease_owners(conn, name)
+            assert owners[partition] is None
+            assert old.blocked() == {}  # not held: never loaded by the old code
+            waiting = f'SELECT count(*) FROM "{name}".mailbox WHERE partition = $1'
+            assert await conn.fetchval(waiting, partition) == 1
+            async with _node(dsn, name, v2.REGISTRY, "new-again") as again:
+                await again.settle()
+                state = await again.state(v2.counter(counter))
+                assert state == CounterState(seen=2, applied=2, anomalies=0)
     finally:
         await conn.close()

@@ -195,6 +195,7 @@ class Search:
         self.stopped = False
         # The shortest failure so far: its steps by name, and what was raised.
         self.failure: tuple[list[Name], BaseException] | None = None
+        self._walks: list[_Walk] = []
         self.started = time.perf_counter()
 
     # -- dependence ----------------------------------------------------------
@@ -283,6 +284,7 @@ class Search:
         masks: list[int] = []  # causal past of step k (bits of earlier steps)
         posts: list[frozenset[tuple[Channel, int]]] = []  # messages step k put in flight
         walks = [root]
+        self._walks = walks
         backtrack: list[dict[Name, None]] = [{}]
         names_of = {event: name for name, event in root.events().items()}
         sleep: list[set[Name]] = [{names_of[e] for e in self.sleep if e in names_of}]
@@ -373,6 +375,11 @@ class Search:
             enabled_at.append(None)
             if self.invariant is not None and (p[1] is None or p[1][1] in self.visible):
                 self.check(world, names, masks)
+
+    def path_worlds(self) -> list[World]:
+        """While `executions()` is paused at an execution it yielded: the
+        worlds along that execution, the root first."""
+        return [walk.world for walk in self._walks]
 
     def _races(
         self,

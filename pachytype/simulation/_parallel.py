@@ -7,7 +7,8 @@ Design note
   (the registry, the world and the user's entity classes are inherited);
   each writes its result as JSON (numbers, strings, lists) to a pipe: an
   outcome is the index of its frontier world and, per step, the index of
-  the step among the events enabled there. The parent replays those steps
+  the step among the events enabled there (read off the worlds on the
+  search's path, not replayed). The parent replays those steps once
   (a simulation is deterministic) to get the states, the outcome and the
   trace; nothing a child sends is ever turned into an object but numbers.
   Failures are not shipped across processes: a worker reports that its
@@ -40,12 +41,13 @@ import orjson
 from pachytype._address import Key
 from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._explore import Found, SimulationReport, faults_of, replay
-from pachytype.simulation._trace import Outcome, Trace
+from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import (
     Context,
     Event,
     World,
     advance,
+    apply,
     enabled,
     independent,
 )
@@ -114,8 +116,30 @@ _PER_WORKER = 8
 Ended = tuple[World, list[Event], int]
 """A quiescent world met before the frontier, the events reaching it, executions."""
 
-Reached = tuple[World, int, list[Event], int]
-"""An outcome from a worker: (final world, frontier world, steps from it, executions)."""
+
+class Reached:
+    """An outcome from a worker: its final world, the frontier world it was
+    reached from, the events from there, how many executions ended in it,
+    the events as step indices (see `replay_indices`), and (in the parent) the
+    trace steps from the frontier world."""
+
+    __slots__ = ("count", "events", "frontier", "indices", "steps", "world")
+
+    def __init__(
+        self,
+        world: World,
+        frontier: int,
+        events: list[Event],
+        count: int,
+        indices: list[int],
+        steps: tuple[Step, ...] = (),
+    ) -> None:
+        self.world = world
+        self.frontier = frontier
+        self.events = events
+        self.count = count
+        self.indices = indices
+        self.steps = steps
 
 
 class Share:
@@ -204,15 +228,18 @@ def explore_share(
             )
             search.visible = set(visible)
             try:
-                for world, names in search.executions():
+                for world, events in search.executions():
                     share.executions += 1
                     key = world.outcome_key()
                     seen = share.outcomes.get(key)
-                    if seen is None or len(names) < len(seen[2]):
-                        count = 0 if seen is None else seen[3]
-                        share.outcomes[key] = (world, n, names, count + 1)
+                    if seen is None or len(events) < len(seen.events):
+                        # The step indices from the worlds on the path: no replay.
+                        path = search.path_worlds()
+                        indices = [enabled(path[k]).index(e) for k, e in enumerate(events)]
+                        count = 0 if seen is None else seen.count
+                        share.outcomes[key] = Reached(world, n, events, count + 1, indices)
                     else:
-                        share.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + 1)
+                        seen.count += 1
             except dpor.Restart:
                 visible = search.visible
                 continue
@@ -291,10 +318,14 @@ def exhaust(
         Found(world.outcome(ctx.addresses), Trace(tuple(replay(root, path, ctx))), count)
         for world, path, count in ended.values()
     ]
-    for key, (final, n, events, count) in total.outcomes.items():
+    prefixes: dict[int, tuple[Step, ...]] = {}  # the steps to each frontier world
+    for key, reached in total.outcomes.items():
         if key not in ended:
-            trace = Trace(tuple(replay(root, [*worlds[n][1], *events], ctx)))
-            found.append(Found(final.outcome(ctx.addresses), trace, count))
+            n = reached.frontier
+            if n not in prefixes:
+                prefixes[n] = tuple(replay(root, worlds[n][1], ctx))
+            trace = Trace((*prefixes[n], *reached.steps))
+            found.append(Found(reached.world.outcome(ctx.addresses), trace, reached.count))
     executions = total.executions + sum(c for _, _, c in ended.values())
     limit = total.limit
     if executions > max_executions:
@@ -313,32 +344,25 @@ def exhaust(
     )
 
 
-def step_indices(world: World, events: Sequence[Event], ctx: Context) -> list[int]:
-    """`events` from `world` as the index of each among the events enabled
-    where it is taken (plain numbers another process can replay)."""
-    indices = []
-    for event in events:
-        indices.append(enabled(world).index(event))
-        world, _ = advance(world, event, ctx)
-    return indices
-
-
-def replay_indices(world: World, indices: Sequence[int], ctx: Context) -> tuple[World, list[Event]]:
-    """The inverse of `step_indices`: the world reached and the events taken."""
+def replay_indices(
+    world: World, indices: Sequence[int], ctx: Context
+) -> tuple[World, list[Event], tuple[Step, ...]]:
+    """The world reached by the steps `indices` (each the index of a step
+    among the events enabled where it is taken), the events taken and their
+    trace steps."""
     events = []
+    steps = []
     for i in indices:
         event = enabled(world)[i]
         events.append(event)
-        world, _ = advance(world, event, ctx)
-    return world, events
+        world, step = apply(world, event, ctx)
+        steps.append(step)
+    return world, events, tuple(steps)
 
 
 def _plain(share: Share, roots: Sequence[World], ctx: Context) -> dict[str, Any]:
     return {
-        "outcomes": [
-            [n, step_indices(roots[n], events, ctx), count]
-            for _, n, events, count in share.outcomes.values()
-        ],
+        "outcomes": [[r.frontier, r.indices, r.count] for r in share.outcomes.values()],
         "executions": share.executions,
         "states": share.states,
         "deliveries": share.deliveries,
@@ -351,10 +375,13 @@ def _plain(share: Share, roots: Sequence[World], ctx: Context) -> dict[str, Any]
 
 def _share(plain: dict[str, Any], roots: Sequence[World], ctx: Context) -> Share:
     share = Share()
-    for n, indices, count in plain["outcomes"]:
-        world, events = replay_indices(roots[int(n)], [int(i) for i in indices], ctx)
+    for n, plain_indices, count in plain["outcomes"]:
+        indices = [int(i) for i in plain_indices]
+        world, events, steps = replay_indices(roots[int(n)], indices, ctx)
         one = Share()
-        one.outcomes[world.outcome_key()] = (world, int(n), events, int(count))
+        one.outcomes[world.outcome_key()] = Reached(
+            world, int(n), events, int(count), indices, steps
+        )
         _merge(share, one)
     share.executions = int(plain["executions"])
     share.states = int(plain["states"])
@@ -371,10 +398,11 @@ def _merge(total: Share, share: Share) -> None:
         seen = total.outcomes.get(key)
         if seen is None:
             total.outcomes[key] = reached
-        elif len(reached[2]) < len(seen[2]):
-            total.outcomes[key] = (reached[0], reached[1], reached[2], seen[3] + reached[3])
+        elif len(reached.events) < len(seen.events):
+            reached.count += seen.count
+            total.outcomes[key] = reached
         else:
-            total.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + reached[3])
+            seen.count += reached.count
     total.executions += share.executions
     total.states += share.states
     total.deliveries += share.deliveries

@@ -19,7 +19,7 @@ from pachytype.simulation import _parallel
 from pachytype.simulation._errors import InvariantError, RunawayError, SimulationError
 from pachytype.simulation._explore import Found, SimulationReport, faults_of
 from pachytype.simulation._run import Chooser, pct, run, seeded
-from pachytype.simulation._trace import Outcome, Trace
+from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import Context, World
 
 Strategy = Literal["random", "pct"]
@@ -48,6 +48,7 @@ class _Part:
     def __init__(self) -> None:
         # outcome key -> (final world, seed of a shortest execution there, its length, executions)
         self.outcomes: dict[Hashable, tuple[World, int, int, int]] = {}
+        self.traces: dict[int, list[Step]] = {}  # seed -> steps, for the seeds kept above
         self.executions = 0
         self.deliveries = 0
         self.dead_letters = 0
@@ -101,8 +102,11 @@ def _sample(
         seen = part.outcomes.get(key)
         if seen is None:
             part.outcomes[key] = (world, s, len(taken), 1)
+            part.traces[s] = taken
         elif (len(taken), s) < (seen[2], seen[1]):  # the same choice in any split
             part.outcomes[key] = (seen[0], s, len(taken), seen[3] + 1)
+            part.traces.pop(seen[1], None)
+            part.traces[s] = taken
         else:
             part.outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + 1)
     return part
@@ -120,11 +124,12 @@ def _plain(part: _Part) -> dict[str, Any]:
     }
 
 
-def _part(plain: dict[str, Any], rerun: Callable[[int], World]) -> _Part:
+def _part(plain: dict[str, Any], rerun: Callable[[int], tuple[World, list[Step]]]) -> _Part:
     part = _Part()
     for s, length, count in plain["outcomes"]:
-        world = rerun(int(s))
+        world, taken = rerun(int(s))
         part.outcomes[world.outcome_key()] = (world, int(s), int(length), int(count))
+        part.traces[int(s)] = taken
     part.executions = int(plain["executions"])
     part.deliveries = int(plain["deliveries"])
     part.dead_letters = int(plain["dead_letters"])
@@ -176,8 +181,8 @@ def sample(
             catch=catch,
         )
 
-    def rerun(s: int) -> World:
-        world, _ = run(
+    def rerun(s: int) -> tuple[World, list[Step]]:
+        return run(
             root,
             ctx,
             chooser(strategy, s, depth, steps or 1, fault_rate),
@@ -185,7 +190,6 @@ def sample(
             until=None,
             on_error="dead_letter",
         )
-        return world
 
     if workers > 1 and executions > 1 and _parallel.can_fork():
         chunks = [range(k, executions, workers) for k in range(workers)]
@@ -209,7 +213,11 @@ def sample(
             else:
                 outcomes[key] = (seen[0], seen[1], seen[2], seen[3] + count)
     found = []
+    traces = {s: t for part in parts for s, t in part.traces.items()}
     for final, s, _, count in outcomes.values():
+        if s in traces:  # the steps of the run kept (or rerun) for this seed
+            found.append(Found(final.outcome(ctx.addresses), Trace(tuple(traces[s])), count, s))
+            continue
         _, taken = run(
             root,
             ctx,

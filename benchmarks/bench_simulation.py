@@ -19,10 +19,17 @@ search goes.
   racing relays (5,040 executions, one per outcome), reduced search; the
   note gives the naive search's rate and how long it would need.
 * `simulation.run_deliveries_per_s`: a seeded run, deliveries per second.
-* `simulation.race_parallel_executions_per_s`: the 7-relay race explored by
-  DPOR over every core (`workers=0`); baseline: one process.
-* `simulation.sample_parallel_executions_per_s`: 2,000 sampled (PCT)
-  executions of 4 rallies and 10 racers over every core; baseline: one process.
+* `simulation.{race,tally}_parallel_seconds` and `..._executions_per_s`:
+  7 relays racing to a log (every order its own outcome) and 8 relays
+  racing to a tally (40,320 orders, one outcome), explored completely by
+  DPOR over every core (`workers=0`); baseline: one process, in the same
+  run (the speed-up is the inverse of the seconds' ratio).
+* `simulation.{sample,sample_tally}_parallel_executions_per_s`: 2,000
+  sampled (PCT) executions of 4 rallies and 10 relays (to a log, to a tally)
+  over every core; baseline: one process.
+* `simulation.stream_first_execution_states`: the states a stream
+  (`explore`) has visited when its first execution comes out of the 7-relay
+  race; baseline: the whole search's states (stopping early stops the search).
 """
 
 from __future__ import annotations
@@ -169,31 +176,72 @@ def run() -> list[Record]:
     return records
 
 
+def tallied(n: int) -> list[Envelope[int]]:
+    """`n` relays racing to a tally: n! orders, one outcome (a sum)."""
+    return [refs.relay(i).forward(to=refs.tally("t"), value=i) for i in range(n)]
+
+
 def _parallel() -> list[Record]:
     workers = default_workers()
-    one = _best(lambda: Simulation(REGISTRY).exhaust(racers(7)), repeat=1)
-    many = _best(lambda: Simulation(REGISTRY).exhaust(racers(7), workers=0), repeat=1)
-    assert len(many.outcomes) == len(one.outcomes) == 5040
-    workload = [*pairs(4), *racers(10)]
-    one_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct")
-    many_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct", workers=0)
-    return [
+    records = []
+    for name, workload, what in (
+        ("race", racers(7), "7 relays to a log: 5,040 executions, 5,040 outcomes"),
+        ("tally", tallied(8), "8 relays to a tally: 40,320 executions, 1 outcome"),
+    ):
+        one = Simulation(REGISTRY).exhaust(workload)
+        many = Simulation(REGISTRY).exhaust(workload, workers=0)
+        assert len(many.outcomes) == len(one.outcomes)
+        records.append(
+            Record(
+                f"simulation.{name}_parallel_seconds",
+                many.seconds,
+                "s",
+                "one process",
+                one.seconds,
+                f"{what}; DPOR over {workers} processes ({many.executions:,} executions) "
+                f"vs one ({one.executions:,}): speed-up {one.seconds / many.seconds:.2f}x",
+            )
+        )
+        records.append(
+            Record(
+                f"simulation.{name}_parallel_executions_per_s",
+                many.executions / many.seconds,
+                "executions/s",
+                "one process",
+                one.executions / one.seconds,
+                f"{what}; {workers} processes",
+            )
+        )
+    for name, workload, what in (
+        ("sample", [*pairs(4), *racers(10)], "4 rallies + 10 relays to a log (~1 outcome each)"),
+        ("sample_tally", [*pairs(4), *tallied(10)], "4 rallies + 10 relays to a tally (1 outcome)"),
+    ):
+        one_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct")
+        many_s = Simulation(REGISTRY).sample(workload, executions=2000, strategy="pct", workers=0)
+        records.append(
+            Record(
+                f"simulation.{name}_parallel_executions_per_s",
+                many_s.executions / many_s.seconds,
+                "executions/s",
+                "one process",
+                one_s.executions / one_s.seconds,
+                f"2,000 PCT executions of {what}, {workers} processes: {many_s.seconds:.2f}s vs "
+                f"{one_s.seconds:.2f}s",
+            )
+        )
+    stream = Simulation(REGISTRY).explore(racers(7))
+    next(stream)
+    first_states = stream.states
+    stream.close()
+    whole = Simulation(REGISTRY).exhaust(racers(7))
+    records.append(
         Record(
-            "simulation.race_parallel_executions_per_s",
-            many.executions / many.seconds,
-            "executions/s",
-            "one process",
-            one.executions / one.seconds,
-            f"7 relays, DPOR over {workers} processes: {many.executions:,} executions "
-            f"in {many.seconds:.2f}s vs {one.executions:,} in {one.seconds:.2f}s",
-        ),
-        Record(
-            "simulation.sample_parallel_executions_per_s",
-            many_s.executions / many_s.seconds,
-            "executions/s",
-            "one process",
-            one_s.executions / one_s.seconds,
-            f"PCT, 4 rallies + 10 racers, {workers} processes: {many_s.seconds:.2f}s vs "
-            f"{one_s.seconds:.2f}s",
-        ),
-    ]
+            "simulation.stream_first_execution_states",
+            first_states,
+            "states",
+            "whole search",
+            whole.states,
+            "7 relays: states visited when explore() yields its first execution",
+        )
+    )
+    return records

@@ -1,6 +1,7 @@
 """Small systems for the simulation tests: ping-pong pairs, relays racing to a
-log, a failing entity, an alarm (virtual time), a grow-only set, a counter and a
-spinner that never stops (liveness and fairness)."""
+log, a failing entity, an alarm (virtual time), a grow-only set, a counter, a
+tally (relays racing to it: many orders, one outcome) and a spinner that
+never stops (liveness and fairness)."""
 
 from __future__ import annotations
 
@@ -163,3 +164,13 @@ class Spinner(Entity[str, Spin, bool]):
 
     def activate(self, msg: Spin, state: bool) -> Activation[bool]:
         return [msg.me.post(msg)], not state
+
+
+class Tally(Entity[str, Append, int]):
+    """Sums what it is sent: every arrival order ends in the same state."""
+
+    def init(self, id: str) -> int:
+        return 0
+
+    def activate(self, msg: Append, state: int) -> Activation[int]:
+        return [], state + msg.value

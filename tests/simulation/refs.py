@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     _PlayerRefBase = Ref[PlayerMsg, int]
     _RelayRefBase = Ref[Forward, int]
     _SpinnerRefBase = Ref[Spin, bool]
+    _TallyRefBase = Ref[Append, int]
     _TotalRefBase = Ref[Add, int]
 else:
     _LogRefBase = Ref
@@ -30,6 +31,7 @@ else:
     _PlayerRefBase = Ref
     _RelayRefBase = Ref
     _SpinnerRefBase = Ref
+    _TallyRefBase = Ref
     _TotalRefBase = Ref
 
 
@@ -99,6 +101,16 @@ class SpinnerRef(_SpinnerRefBase):
         return self.post(_m_entities.Spin(me=me))
 
 
+class TallyRef(_TallyRefBase):
+    """Address of a `Tally` (tests.simulation.entities)."""
+
+    __slots__ = ()
+
+    def append(self, value: int) -> Envelope[int]:
+        """Send `Append`."""
+        return self.post(_m_entities.Append(value=value))
+
+
 class TotalRef(_TotalRefBase):
     """Address of a `Total` (tests.simulation.entities)."""
 
@@ -137,6 +149,11 @@ def relay(id: int) -> RelayRef:
 def spinner(id: str) -> SpinnerRef:
     """The `Spinner` with this id."""
     return make_ref(SpinnerRef, "spinner", id)
+
+
+def tally(id: str) -> TallyRef:
+    """The `Tally` with this id."""
+    return make_ref(TallyRef, "tally", id)
 
 
 def total(id: str) -> TotalRef:
@@ -183,6 +200,12 @@ def _entity_types() -> list[EntityType]:
             id_type=str,
         ),
         EntityType(
+            entity=_m_entities.Tally,
+            messages=(_m_entities.Append,),
+            state=int,
+            id_type=str,
+        ),
+        EntityType(
             entity=_m_entities.Total,
             messages=(_m_entities.Add,),
             state=int,
@@ -194,5 +217,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "tests.simulation",
     _entity_types,
-    fingerprint="ed02ec727210a5b4460d0cd00650784c7c9fcfd898ccd47c178d3f4ea6387dce",
+    fingerprint="261152a3790ae7765aa1ded780c7f1fa5d2d5873ece9ee463a6dcf355f3a3308",
 )

@@ -1441,10 +1441,10 @@ class DurableRuntime(Runtime):
             if type(message) is Unreadable:
                 stored.append(message.payload)
                 continue
-            # It was encoded once already (sent, or stored and decoded); should
-            # it fail now, only this context is lost, never the close.
-            with contextlib.suppress(Exception):
+            try:
                 stored.append(encode(name, message))
+            except Exception:  # pragma: no cover (it was encoded once: sent, or stored)
+                continue  # only this context is lost, never the close
         return (name, live.id_text, None, 0, 0, tuple(stored))
 
     def _evict_states(self) -> None:

@@ -32,8 +32,10 @@ its result (commit it, show it to followers, answer calls). The rules:
   a state that cannot be stored only means no snapshot this time (the
   events are the truth; the next crossing tries again).
 * **Recent messages.** `recent` (a bounded deque of the entity's latest
-  messages) is updated in place; a failure carries a snapshot of it that
-  ends with the failing message (OTP's "last message received").
+  messages) is updated in place once the slice is kept (so a slice run
+  again one message at a time never notes a message twice); a failure
+  carries a snapshot of it that ends with the failing message (OTP's "last
+  message received").
 
 Trade-off: `store_state` runs once per slice, not once per message, so the
 common case pays one encode per turn; the rare failure pays a re-run.
@@ -221,21 +223,30 @@ def run_turn(
             store_state,
             events_before,
         )
-    if store_state is None:
-        return _run(etype, address, state, messages, recent, route, keep_states)
-    before = tuple(recent)
     turn = _run(etype, address, state, messages, recent, route, keep_states)
-    if not turn.changed:
-        return turn
-    try:
-        turn.stored = store_state(turn.state)
-    except Exception as error:
-        recent.clear()
-        recent.extend(before)
-        if len(messages) == 1:
-            return _unstorable_turn(etype, address, state, messages[0], recent, error, keep_states)
-        return _one_by_one(etype, address, state, messages, recent, route, store_state, keep_states)
+    if store_state is not None and turn.changed:
+        try:
+            turn.stored = store_state(turn.state)
+        except Exception as error:
+            if len(messages) == 1:
+                return _unstorable_turn(
+                    etype, address, state, messages[0], recent, error, keep_states
+                )
+            return _one_by_one(
+                etype, address, state, messages, recent, route, store_state, keep_states
+            )
+    recent.extend(messages)  # a bounded deque keeps the last ones
     return turn
+
+
+def _window(recent: deque[object], messages: Sequence[object], end: int) -> tuple[object, ...]:
+    """`recent` as it reads once `messages[:end]` are noted (without noting them)."""
+    size = recent.maxlen
+    if size is None:
+        return (*recent, *messages[:end])
+    if end >= size:
+        return tuple(messages[end - size : end])
+    return (*recent, *messages[:end])[-size:] if size else ()
 
 
 def _run(
@@ -261,7 +272,7 @@ def _run(
     states = turn.states
     routed = turn.routed
     activate = etype.instance.activate
-    noted = 0  # messages[:noted] are already in `recent`
+    changed = False
     failed: Exception
     for i, message in enumerate(messages):
         if type(message) is Unreadable:
@@ -279,17 +290,14 @@ def _run(
                 failed = error
             else:
                 state = new_state
-                turn.changed = True
+                changed = True
                 if states is not None:
                     states.append(state)
                 continue
-        recent.extend(messages[noted : i + 1])
-        noted = i + 1
-        turn.failures.append(Failure(i, message, failed, state, tuple(recent)))
+        turn.failures.append(Failure(i, message, failed, state, _window(recent, messages, i + 1)))
         if states is not None:
             states.append(state)
-    first = max(noted, len(messages) - RECENT)
-    recent.extend(messages[first:] if first > 0 else messages)
+    turn.changed = changed
     turn.state = state
     return turn
 
@@ -299,8 +307,7 @@ def _init_failed(
 ) -> Turn:
     turn = Turn(UNBORN, keep_states)
     for i, message in enumerate(messages):
-        recent.append(message)
-        turn.failures.append(Failure(i, message, error, None, tuple(recent)))
+        turn.failures.append(Failure(i, message, error, None, _window(recent, messages, i + 1)))
         if turn.states is not None:
             turn.states.append(None)
     return turn
@@ -400,6 +407,7 @@ def _run_events(
         except Exception as error:
             watch.inside = False
             turn = _init_failed(messages, recent, error, keep_states)
+            recent.extend(messages)
             turn.seq = seq
             return turn
     turn = Turn(state, keep_states)

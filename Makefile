@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXAMPLES := $(sort $(dir $(wildcard examples/*/refs.py)))
 # Generated refs of the test and benchmark packages must be fresh too.
-GENERATED := tests/conformance tests/events_pkg tests/poison tests/simulation tests/test_postgres_workload benchmarks/workload benchmarks/echo tests/rolling_v1 tests/rolling_v2
+GENERATED := tests/conformance tests/events_pkg tests/poison tests/simulation tests/test_postgres_workload benchmarks/workload benchmarks/echo tests/rolling_v1 tests/rolling_v2 tests/bulk_workers
 
 .PHONY: setup demo test lint typecheck check pytest bench clean
 

@@ -31,6 +31,7 @@ from pachytype._projection import Projection, ProjectionError, SqliteProjection
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import StoreLockedError
 from pachytype._worker import Attempt, Failure, Worker, WorkerState
+from pachytype._worker_runner import worker_state
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
 from pachytype.ecosystems._postgres import Postgres
@@ -101,6 +102,7 @@ __all__ = [
     "VersionSkewError",
     "Worker",
     "WorkerState",
+    "worker_state",
     "WrongMessageError",
     "upcast",
     "upgrade",

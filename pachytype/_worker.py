@@ -39,17 +39,28 @@ Time comes only from the runners' messages (`now`), so `activate` stays
 pure; leases compare runners' clocks, so nodes need roughly synchronised
 clocks (seconds, not milliseconds).
 
-Limits (not done): one entity per worker type holds every pending request,
-so each of its activations costs O(pending) (the new state is encoded);
-hundreds pending are fine, thousands arriving at once are slow, and on
-Postgres a batch of them can outlast the node's transaction timeout.
-Sharding the worker entity by key is the fix. Runners read the
-ecosystem's `clock=` (a `ManualClock` moves backoffs and leases); a
-perform's `timeout` is real time (it bounds real I/O).
+* **Shards.** Requests are sent to the worker's entrance (id 0,
+  `WORKER_ID`), which numbers them, gives each its key and hands it to one
+  of `shards` shard entities (ids 1..n, by a hash of the key: a request
+  received again under a natural key reaches the same shard, which absorbs
+  it) in an `Assigned` message; the shards hold the pending requests and
+  grant claims, each for its share of `concurrency`. Before, one entity
+  held every pending request: each activation rebuilt and re-encoded a
+  state of O(pending), and runners follow the worker, so on Postgres every
+  intermediate state of a batch was encoded and written to `history` and
+  read back by each runner: O(pending^2) bytes per batch, which stalled at
+  a few thousand pending requests. Shards divide that by n squared per
+  shard, and live in different partitions, so several nodes commit them
+  at once. With one shard (`shards = 1`, or `concurrency = 1`) the
+  entrance holds the requests itself, as before.
+
+Runners read the ecosystem's `clock=` (a `ManualClock` moves backoffs and
+leases); a perform's `timeout` is real time (it bounds real I/O).
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from attrs import evolve, frozen
@@ -61,7 +72,7 @@ Req = TypeVar("Req")
 Res = TypeVar("Res")
 
 WORKER_ID: Final = 0
-"""The id of every worker entity (one per worker type)."""
+"""The id of every worker's entrance, where requests are sent (its shards are 1..n)."""
 
 
 @frozen
@@ -127,12 +138,23 @@ class WorkerState:
 
 @frozen
 class ClaimWork:
-    """A runner asks for up to `limit` due requests; `claim` names the grant."""
+    """A runner asks for up to `limit` due requests; `claim` names the grant.
+    `cap`: how many requests this entity may have granted at once (its share
+    of the worker's `concurrency`; 0: all of it)."""
 
     claim: str
     runner: str
     now: float
     limit: int
+    cap: int = 0
+
+
+@frozen
+class Assigned:
+    """The entrance hands the request `key` (as the envelope that brought it) to a shard."""
+
+    key: str
+    request: Envelope[Any]
 
 
 @frozen
@@ -161,7 +183,7 @@ class ReleaseWork:
     claims: tuple[str, ...]
 
 
-CONTROL_MESSAGES: Final = (ClaimWork, ReleaseWork, WorkDone, WorkFailed)
+CONTROL_MESSAGES: Final = (Assigned, ClaimWork, ReleaseWork, WorkDone, WorkFailed)
 """The messages runners send to every worker entity, besides its requests."""
 
 
@@ -187,6 +209,10 @@ class Worker(Entity[int, Any, WorkerState], Generic[Req, Res]):
     backoff: ClassVar[float] = 1.0
     """Seconds before the second attempt; doubled for each further one."""
     max_backoff: ClassVar[float] = 300.0
+    shards: ClassVar[int] = 8
+    """Entities the pending requests are spread over (at most `concurrency`;
+    see the module's design note): more lets more nodes commit claims and
+    results at once, and keeps each one's state small."""
 
     async def perform(self, request: Req, attempt: Attempt) -> Res:
         """Do the effect and return the result. Raise to retry."""
@@ -232,6 +258,10 @@ class Worker(Entity[int, Any, WorkerState], Generic[Req, Res]):
                     error=error,
                 )
                 return [], _replace(state, retry)
+            case Assigned(key=key, request=request):
+                if _find(state, key) is not None:
+                    return [], evolve(state, repeated=state.repeated + 1)
+                return [], evolve(state, pending=(*state.pending, Pending(key, request)))
             case ReleaseWork(claims=claims):
                 released = tuple(
                     evolve(p, claim=None, lease_until=0.0, attempts=p.attempts - 1)
@@ -247,6 +277,24 @@ class Worker(Entity[int, Any, WorkerState], Generic[Req, Res]):
         """Seconds between a failed attempt (the `attempts`-th) and the next."""
         return float(min(self.max_backoff, self.backoff * 2 ** max(attempts - 1, 0)))
 
+    def shard_count(self) -> int:
+        """How many shards hold the pending requests (1: the entrance itself)."""
+        return max(1, min(self.shards, self.concurrency))
+
+    def shard_of(self, key: str) -> int:
+        """The id of the entity that holds the request `key`."""
+        n = self.shard_count()
+        return WORKER_ID if n == 1 else 1 + zlib.crc32(key.encode()) % n
+
+    def share(self, shard: int) -> int:
+        """How many requests the entity `shard` may have granted at once: the
+        worker's `concurrency` divided over its shards (the entrance of a
+        sharded worker holds only requests stored before it was sharded)."""
+        n = self.shard_count()
+        if n == 1 or shard == WORKER_ID:
+            return self.concurrency
+        return self.concurrency // n + (1 if shard - 1 < self.concurrency % n else 0)
+
     @property
     def lease(self) -> float:
         """How long a grant lasts, in seconds."""
@@ -254,16 +302,21 @@ class Worker(Entity[int, Any, WorkerState], Generic[Req, Res]):
 
     def _receive(self, request: Any, state: WorkerState) -> Activation[WorkerState]:
         key = self.key(request, state.next_seq)
+        envelope = make_envelope(self.address(WORKER_ID), request)
+        shard = self.shard_of(key)
+        if shard != WORKER_ID:
+            handed = make_envelope(self.address(shard), Assigned(key, envelope))
+            return [handed], evolve(state, next_seq=state.next_seq + 1)
         if _find(state, key) is not None:
             return [], evolve(state, repeated=state.repeated + 1)
-        pending = Pending(key, make_envelope(self.address(WORKER_ID), request))
+        pending = Pending(key, envelope)
         return [], evolve(state, next_seq=state.next_seq + 1, pending=(*state.pending, pending))
 
     def _claim(self, claim: ClaimWork, state: WorkerState) -> Activation[WorkerState]:
         now = claim.now
         out: list[Envelope[Any] | CancelTimer] = []
         granted = 0
-        room = min(claim.limit, self.concurrency - len(held(state, now)))
+        room = min(claim.limit, (claim.cap or self.concurrency) - len(held(state, now)))
         for pending in claimable(state, now):
             if granted >= room:
                 break

@@ -4,12 +4,14 @@ Design note. One generic implementation over the public `Ecosystem`
 interface (`follow`, `call`, `send`), so it runs the same on InMemory,
 LocalDisk, the simulation's ecosystem and Postgres (on every node, each
 with its own runner id; a request's grant is exclusive because the worker
-entity decides it in one activation). A runner:
+entity holding it decides it in one activation). A runner:
 
-1. follows its worker entity (`follow` yields each committed state);
-2. when a request is claimable and it has room, `call`s `ClaimWork` with
-   its clock, a fresh claim id and its free slots; the state that call
-   returns lists the requests granted under that claim id;
+1. follows each entity holding its worker's requests (`follow` yields each
+   committed state): the shards, and the entrance (`pachytype._worker`);
+2. when a shard has a claimable request and the runner has room, `call`s
+   `ClaimWork` on it with its clock, a fresh claim id, its free slots and
+   the shard's share of `concurrency`; the state that call returns lists
+   the requests granted under that claim id;
 3. performs each granted request in its own task, under the worker's
    `timeout`, and sends `WorkDone(key, reply)` (the result addressed to
    the request's `reply_to`) or `WorkFailed(key, error)`;
@@ -95,13 +97,18 @@ class WorkerRunner:
         worker = etype.entity()
         assert isinstance(worker, Worker)
         self.worker: Worker[Any, Any] = worker
-        self.ref: Ref[Any, WorkerState] = make_ref(Ref, etype.name, WORKER_ID)
+        shards = worker.shard_count()
+        ids = [WORKER_ID] if shards == 1 else [WORKER_ID, *range(1, shards + 1)]
+        self.refs: dict[int, Ref[Any, WorkerState]] = {i: make_ref(Ref, etype.name, i) for i in ids}
+        """The entities holding this worker's requests: its shards (and the
+        entrance, which holds those stored before the worker was sharded)."""
+        self.ref = self.refs[WORKER_ID]
         self.id = f"{etype.name}-{uuid.uuid4().hex[:12]}"
-        self.performing: dict[str, tuple[str, asyncio.Task[None]]] = {}
-        """key -> (claim, task) of the performs in progress."""
+        self.performing: dict[str, tuple[str, asyncio.Task[None], int]] = {}
+        """key -> (claim, task, shard) of the performs in progress."""
         self.performed = 0
         """Performs this runner finished (successfully or not): for tests and logs."""
-        self._state: WorkerState | None = None
+        self._states: dict[int, WorkerState] = {}
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -111,54 +118,59 @@ class WorkerRunner:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._follow(), name=f"{self.id} follow"),
-            loop.create_task(self._run(), name=f"{self.id} run"),
+            loop.create_task(self._follow(shard), name=f"{self.id} follow {shard}")
+            for shard in self.refs
         ]
+        self._tasks.append(loop.create_task(self._run(), name=f"{self.id} run"))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         performing = list(self.performing.values())
-        for _claim, task in performing:
+        for _claim, task, _shard in performing:
             task.cancel()
-        await asyncio.gather(*self._tasks, *(t for _, t in performing), return_exceptions=True)
-        claims = tuple(sorted({claim for claim, _ in performing}))
-        if claims:
+        await asyncio.gather(*self._tasks, *(t for _, t, _ in performing), return_exceptions=True)
+        by_shard: dict[int, set[str]] = {}
+        for claim, _task, shard in performing:
+            by_shard.setdefault(shard, set()).add(claim)
+        for shard, claims in sorted(by_shard.items()):
             # Best effort: if it fails, the grants lapse with their lease.
             with contextlib.suppress(Exception):
-                await self.eco.call(self._post(ReleaseWork(claims)), timeout=2.0)
+                release = ReleaseWork(tuple(sorted(claims)))
+                await self.eco.call(self._post(shard, release), timeout=2.0)
 
-    def _post(self, message: object) -> Envelope[WorkerState]:
-        envelope: Envelope[WorkerState] = make_envelope(self.ref, message)
+    def _post(self, shard: int, message: object) -> Envelope[WorkerState]:
+        envelope: Envelope[WorkerState] = make_envelope(self.refs[shard], message)
         return envelope
 
-    async def _follow(self) -> None:
+    async def _follow(self, shard: int) -> None:
         while True:
             try:
-                async for state in self.eco.follow(self.ref):
-                    self._state = state
+                async for state in self.eco.follow(self.refs[shard]):
+                    self._states[shard] = state
                     self._changed.set()
                 return  # the ecosystem closed
             except (EcosystemClosedError, asyncio.CancelledError):
                 raise
             except Exception:
-                log.exception("%s: following the worker failed; following again", self)
+                log.exception("%s: following shard %d failed; following again", self, shard)
                 await asyncio.sleep(1.0)
 
     async def _run(self) -> None:
         while True:
-            state = self._state
             now = self.clock.now()
-            if state is not None and self._room() > 0 and self._may_claim(state, now):
+            shard = self._claimable(now)
+            if shard is not None:
                 try:
-                    await self._claim(now)
+                    await self._claim(shard, now)
                 except (EcosystemClosedError, asyncio.CancelledError):
                     raise
                 except Exception:
                     log.exception("%s: claiming failed; trying again", self)
                     await asyncio.sleep(1.0)
                 continue
-            wake = None if state is None else next_wake(state, now)
+            wakes = [next_wake(state, now) for state in self._states.values()]
+            wake = min((w for w in wakes if w is not None), default=None)
             self._changed.clear()
             alarm = None if wake is None else self.clock.call_at(wake, self._changed.set)
             try:
@@ -170,22 +182,32 @@ class WorkerRunner:
     def _room(self) -> int:
         return self.worker.concurrency - len(self.performing)
 
-    def _may_claim(self, state: WorkerState, now: float) -> bool:
-        if len(held(state, now)) >= self.worker.concurrency:
-            return False
-        return any(p.key not in self.performing for p in claimable(state, now))
+    def _claimable(self, now: float) -> int | None:
+        """A shard with a request this runner may claim now, if any (and room)."""
+        if self._room() <= 0:
+            return None
+        for shard, state in self._states.items():
+            if len(held(state, now)) >= self.worker.share(shard):
+                continue
+            if any(p.key not in self.performing for p in claimable(state, now)):
+                return shard
+        return None
 
-    async def _claim(self, now: float) -> None:
+    async def _claim(self, shard: int, now: float) -> None:
         claim = uuid.uuid4().hex
-        state = await self.eco.call(self._post(ClaimWork(claim, self.id, now, self._room())))
-        self._state = state
+        share = self.worker.share(shard)
+        message = ClaimWork(claim, self.id, now, min(self._room(), share), share)
+        state = await self.eco.call(self._post(shard, message))
+        self._states[shard] = state
         loop = asyncio.get_running_loop()
         for pending in state.pending:
             if pending.claim == claim and pending.key not in self.performing:
-                task = loop.create_task(self._perform(pending, claim), name=f"{self.id} perform")
-                self.performing[pending.key] = (claim, task)
+                task = loop.create_task(
+                    self._perform(pending, claim, shard), name=f"{self.id} perform"
+                )
+                self.performing[pending.key] = (claim, task, shard)
 
-    async def _perform(self, pending: Pending, claim: str) -> None:
+    async def _perform(self, pending: Pending, claim: str, shard: int) -> None:
         request = pending.request.message
         attempt = Attempt(pending.key, pending.attempts, self.id)
         outcome: object
@@ -205,7 +227,7 @@ class WorkerRunner:
             else:
                 outcome = self._done(pending, claim, request, result)
             self.performed += 1
-            await self._report(pending, outcome)
+            await self._report(shard, pending, outcome)
         finally:
             self.performing.pop(pending.key, None)
             self._changed.set()
@@ -224,11 +246,11 @@ class WorkerRunner:
             return self._failed(pending, claim, f"perform returned a wrong result: {error}")
         return WorkDone(pending.key, claim, reply)
 
-    async def _report(self, pending: Pending, outcome: object) -> None:
+    async def _report(self, shard: int, pending: Pending, outcome: object) -> None:
         delay = 0.1
         for attempt in range(1, _REPORT_TRIES + 1):
             try:
-                await self.eco.send(self._post(outcome))
+                await self.eco.send(self._post(shard, outcome))
                 return
             except EcosystemClosedError:
                 raise
@@ -242,3 +264,23 @@ class WorkerRunner:
                     return
                 await asyncio.sleep(delay)
                 delay *= 2
+
+
+async def worker_state(eco: Ecosystem, ref: Ref[Any, WorkerState]) -> WorkerState:
+    """The state of a worker as a whole: the pending requests of every shard
+    (and of its entrance) and the sums of their counts (each read committed,
+    one after the other)."""
+    etype = eco.registry.get(ref.entity_type, ref.id)
+    worker = etype.entity()
+    assert isinstance(worker, Worker)
+    n = worker.shard_count()
+    ids = [WORKER_ID] if n == 1 else [WORKER_ID, *range(1, n + 1)]
+    states = [await eco.state(make_ref(Ref, etype.name, i)) for i in ids]
+    return WorkerState(
+        next_seq=states[0].next_seq,
+        pending=tuple(p for s in states for p in s.pending),
+        completed=sum(s.completed for s in states),
+        gave_up=sum(s.gave_up for s in states),
+        duplicates=sum(s.duplicates for s in states),
+        repeated=sum(s.repeated for s in states),
+    )

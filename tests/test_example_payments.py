@@ -18,7 +18,7 @@ from attrs import evolve
 from examples.payments import refs
 from examples.payments.order import Order, OrderId, OrderMsg, OrderState, PaymentTimeout
 from examples.payments.provider import PROVIDER_URL, Provider
-from pachytype import Activation, Ecosystem, Faults, Postgres, Registry, Simulation
+from pachytype import Activation, Ecosystem, Faults, Postgres, Registry, Simulation, worker_state
 from pachytype._pg_testing import (
     drop_schemas,
     new_schema_name,
@@ -72,7 +72,7 @@ async def test_each_order_is_charged_once(ecosystem: EcosystemFactory, provider:
         assert [s.charges_seen for s in states] == [1] * 5
         assert sorted(s.charge or "" for s in states) == [f"ch_{n}" for n in range(1, 6)]
         assert (provider.performed, provider.applied, provider.duplicates) == (5, 5, 0)
-        worker = await eco.state(refs.payments())
+        worker = await worker_state(eco, refs.payments())
         assert (worker.completed, worker.pending, worker.duplicates) == (5, (), 0)
 
 
@@ -131,7 +131,7 @@ async def test_a_provider_that_never_answers_is_given_up(
         assert state.reason is not None
         assert state.reason.startswith("no answer after 6 attempts (ProviderError: provider")
         assert provider.performed == 6
-        assert (await eco.state(refs.payments())).gave_up == 1
+        assert (await worker_state(eco, refs.payments())).gave_up == 1
 
 
 async def test_a_charge_landing_after_the_cancel_is_refunded(
@@ -192,7 +192,7 @@ def test_a_worker_process_killed_mid_charge_is_retried_by_another_and_charges_on
                 performed_by_first = provider.performed
                 nodes.append(node("second"))
                 states = [await until(eco, o, paid, timeout=60) for o in orders]
-                worker = await eco.state(refs.payments())
+                worker = await worker_state(eco, refs.payments())
         finally:
             stop_processes(nodes)
             await provider.stop()

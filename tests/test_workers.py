@@ -20,11 +20,11 @@ from examples.payments.order import Charged, ChargeFailed, OrderId
 from examples.payments.provider import PROVIDER_URL, Provider
 from examples.payments.workers import Charge, Payments
 from pachytype import Envelope, InMemory, ManualClock, WorkerState
-from pachytype._address import unpack
+from pachytype._address import Ref, make_ref, unpack
 from pachytype._cmd_check import check
 from pachytype._cmd_lock import lock
 from pachytype._generator import codegen_module
-from pachytype._worker import ClaimWork, ReleaseWork, WorkDone, WorkFailed
+from pachytype._worker import Assigned, ClaimWork, ReleaseWork, WorkDone, WorkFailed
 
 PAYMENTS = Payments()
 problems = codegen_module("problems")
@@ -39,7 +39,14 @@ def run(state: WorkerState, *messages: object) -> tuple[WorkerState, list[Envelo
     sent: list[Envelope[Any]] = []
     for message in messages:
         out, state = PAYMENTS.activate(message, state)
-        sent.extend(e for e in out if isinstance(e, Envelope))  # workers cancel no timer
+        for env in out:
+            assert isinstance(env, Envelope)  # workers cancel no timer
+            if isinstance(env.message, Assigned):
+                # The entrance handed the request to a shard: be that shard too.
+                more, state = PAYMENTS.activate(env.message, state)
+                sent.extend(e for e in more if isinstance(e, Envelope))
+            else:
+                sent.append(env)
     return state, sent
 
 
@@ -142,7 +149,8 @@ async def test_retries_wait_on_the_ecosystem_clock(monkeypatch: pytest.MonkeyPat
     async with InMemory(refs.REGISTRY, clock=clock) as eco:
         await eco.send(refs.order(OrderId("o")).place(cents=5))
         async with asyncio.timeout(30):
-            async for worker in eco.follow(refs.payments()):
+            shard = make_ref(Ref, "payments", PAYMENTS.shard_of("charge-o"))
+            async for worker in eco.follow(shard):
                 if worker.pending and worker.pending[0].error is not None:
                     break
         await eco.settle()

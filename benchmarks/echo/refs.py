@@ -73,5 +73,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "benchmarks.echo",
     _entity_types,
-    fingerprint="71bf093a3079229654d204895c2b014cef67b86d70af360e088760f668bd4960",
+    fingerprint="b4b978ad8aadb8f58621b90cbfe0113aad3c3a415bb98350eed5023c52fc318d",
 )

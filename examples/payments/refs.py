@@ -142,5 +142,5 @@ def _entity_types() -> list[EntityType]:
 REGISTRY: Final = Registry(
     "examples.payments",
     _entity_types,
-    fingerprint="2e6fff48493b65aadc6004b6a9dd137c6a17ba6dc1fdc6671644da9f54679cdf",
+    fingerprint="b16be8087f7c47cfe09ff42476a5b38d101ff1c3ef05e111eed0544e276ccd0f",
 )

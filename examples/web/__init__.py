@@ -1,0 +1,1 @@
+"""A Starlette app whose handlers ask entities (see app.py)."""

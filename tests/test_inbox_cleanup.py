@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import DeadlineError, Ecosystem, InMemory, LocalDisk, Postgres
 from pachytype._inbox import INBOX
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.testing import EcosystemFactory
 from tests.conformance import refs as conformance
@@ -66,3 +68,37 @@ async def test_an_answer_after_the_deadline_is_not_kept(ecosystem: EcosystemFact
                 break
         await eco.settle()
         assert await inboxes(eco) == 0
+
+
+async def test_postgres_sweeps_the_inboxes_nobody_follows() -> None:
+    """An asker that died mid-ask leaves its inbox's row: the sweep deletes
+    the inbox rows nobody watches, and keeps a watched one (an ask under way)."""
+    dsn = require_postgres()
+    schema = new_schema_name()
+    try:
+        async with Postgres(dsn, conformance.REGISTRY, schema=schema, partitions=4) as eco:
+            assert eco.node is not None
+            s = f'"{schema}"'
+            conn = await asyncpg.connect(dsn)
+            try:
+                for eid in ("orphan", "asking"):
+                    await conn.execute(
+                        f"INSERT INTO {s}.states (entity_type, entity_id, partition, version, "
+                        f"data, activations) VALUES ($1, $2, 0, 1, '\\x00', 1)",
+                        INBOX,
+                        eid,
+                    )
+                await conn.execute(
+                    f"INSERT INTO {s}.watches (watch_id, node_id, entity_type, entity_id) "
+                    f"VALUES (gen_random_uuid(), 'n', $1, 'asking')",
+                    INBOX,
+                )
+                await eco.node.membership.sweep(conn)
+                left = await conn.fetch(
+                    f"SELECT entity_id FROM {s}.states WHERE entity_type = $1", INBOX
+                )
+                assert [r[0] for r in left] == ["asking"]
+            finally:
+                await conn.close()
+    finally:
+        drop_schemas(dsn, [schema])

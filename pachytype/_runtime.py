@@ -230,9 +230,10 @@ class Runtime:
         live_map = self._live
         ready = self._ready
         sent: list[_Envelope] = []
+        timed: list[_Envelope] = []
         # One pass that checks and enqueues (this loop runs once per message
         # sent); if an envelope is bad, the ones already enqueued are taken
-        # back, so a send is all or nothing.
+        # back, so a send is all or nothing. Timers are set after the pass.
         try:
             for env in envelopes:
                 if type(env) is not _Envelope:
@@ -247,7 +248,7 @@ class Runtime:
                     message = self._round_trip(etype, to, message)
                     env = _Envelope(to, message, env._delay, env._tkey)
                 if env._delay > 0 or env._tkey is not None:
-                    sent.append(env)  # a timer (keyed: it replaces the pending one)
+                    timed.append(env)  # a timer (keyed: it replaces the pending one)
                     continue
                 key = to._key
                 live = live_map.get(key)
@@ -261,12 +262,10 @@ class Runtime:
         except BaseException:
             self._take_back(sent)
             raise
-        self._backlog += len(sent)
-        for env in sent:
-            if env._delay > 0 or env._tkey is not None:
-                to = env._to
-                self._backlog -= 1  # counted when it fires
-                self.deliver(to, types[to._entity_type], env._message, env._delay, None, env._tkey)
+        self._backlog += len(sent)  # timers are counted when they fire
+        for env in timed:
+            to = env._to
+            self.deliver(to, types[to._entity_type], env._message, env._delay, None, env._tkey)
         if ready and not self._wake.is_set():
             self._wake.set()
             self._idle.clear()
@@ -274,8 +273,6 @@ class Runtime:
     def _take_back(self, sent: list[_Envelope]) -> None:
         """Undo the enqueueing of `sent` (all still at the tails of their inboxes)."""
         for env in reversed(sent):
-            if env._delay > 0 or env._tkey is not None:
-                continue
             live = self._live[env._to._key]
             live.inbox.pop()
             if not live.inbox:

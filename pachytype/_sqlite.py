@@ -847,9 +847,6 @@ class SqliteStore:
     def owned(self) -> frozenset[int] | None:
         return None
 
-    def followed(self) -> frozenset[EntityKey]:
-        return frozenset()
-
     async def news(self) -> News:
         return News()
 

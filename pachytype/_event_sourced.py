@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
-from pachytype._address import Envelope
+from pachytype._address import CancelTimer, Envelope
 from pachytype._entity import Activation, Entity
 
 Id = TypeVar("Id", bound=Hashable)
@@ -39,8 +39,9 @@ Ev = TypeVar("Ev")
 State = TypeVar("State")
 E = TypeVar("E")
 
-Decision: TypeAlias = tuple[Sequence[Envelope[Any]], Sequence[E]]
-"""What `decide` returns: the envelopes to send and the events that happened."""
+Decision: TypeAlias = tuple[Sequence[Envelope[Any] | CancelTimer], Sequence[E]]
+"""What `decide` returns: the envelopes to send (and keyed timers to cancel:
+`address.cancel_timer(key)`, as from `activate`) and the events that happened."""
 
 RawEvent: TypeAlias = dict[str, Any]
 """An event's fields as stored (unstructured JSON values)."""

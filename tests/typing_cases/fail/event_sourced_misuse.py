@@ -9,7 +9,7 @@ from tests.events_pkg.cart import Add, Added, Cart, CartState, Removed
 
 class Wrong(EventSourced[str, Add, Added, CartState]):
     def decide(self, msg: Add, state: CartState) -> Decision[Added]:
-        return [], [Removed(msg.item)]  # E: List item 0 has incompatible type "Removed"; expected "Added"  # P: Type "tuple[list[Envelope[Any]], list[Removed]]" is not assignable to return type "Decision[Added]"
+        return [], [Removed(msg.item)]  # E: List item 0 has incompatible type "Removed"; expected "Added"  # P: Type "tuple[list[Envelope[Any] | CancelTimer], list[Removed]]" is not assignable to return type "Decision[Added]"
 
     def evolve(self, state: CartState, event: Added) -> CartState:
         return state

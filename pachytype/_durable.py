@@ -1,5 +1,6 @@
 """The durable dispatcher: the runtime core (`pachytype._runtime`) with a
-`Store` underneath, in group commits. LocalDisk runs it on SQLite.
+`Store` underneath, in group commits. LocalDisk runs it on SQLite, each
+worker of a Postgres node on PostgreSQL (`pachytype._pg_store`).
 
 Design note
 -----------
@@ -63,7 +64,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Hashable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol, TypeAlias
 
@@ -257,7 +258,8 @@ class _Pending:
 
     def __init__(self) -> None:
         self.requests: list[_Request] = []  # taken into this batch (requeued if it is fenced)
-        self.turns: list[tuple[_Live, object, list[object] | None]] = []
+        # (entity, new state or UNBORN, states shown to followers, messages handled)
+        self.turns: list[tuple[_Live, object, list[object] | None, int]] = []
         self.results: list[tuple[Future, object]] = []
         self.failures: list[tuple[Future, Exception]] = []
         self.timers: list[_Timer] = []
@@ -329,7 +331,12 @@ class DurableRuntime(Runtime):
         """Bumped after each commit that appended events (streams wait on it)."""
         self._recent_rows: list[EntityRow] = []  # recent messages of passivated entities
         self._news = False  # the store rang: `news()` has something
+        self.gate: Callable[[str, type, int], None] | None = None
+        """Raises if a message of a class must not be sent to an entity type's
+        scope (Postgres during a rolling deploy, `pachytype._pg_deploy`)."""
         self._owned: frozenset[int] | None = None  # scopes owned (None: all of them)
+        self._remote: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
+        """Entities followed in other processes (the store's live set)."""
         self._answer_ids: set[int] = set()  # mail whose caller (elsewhere) awaits an answer
 
     # -- lifecycle ---------------------------------------------------------
@@ -339,6 +346,7 @@ class DurableRuntime(Runtime):
         _ = self.registry.types
         self._recover(await self.store.open(self.registry.fingerprint, self._ring))
         self._owned = self.store.owned()
+        self._remote = self.store.followed()
         self.start()
 
     def _recover(self, recovery: Recovery) -> None:
@@ -780,27 +788,29 @@ class DurableRuntime(Runtime):
     async def _dispatch(self) -> None:
         try:
             while True:
-                if self._news:
-                    await self._take_news()
-                if self._waiting:
-                    await self._clear_suspects()
-                built = self._build()
-                # Pending before any await: if the store fails in `_load`, the
-                # built batch's waiters are failed too, not forgotten.
-                self._pending = None if built is None else built[1]
-                if self._to_load:
-                    await self._load()
-                if built is not None:
-                    batch, pending = built
-                    try:
+                try:
+                    if self._news:
+                        await self._take_news()
+                    if self._waiting:
+                        await self._clear_suspects()
+                    built = self._build()
+                    # Pending before any await: if the store fails in `_load`, the
+                    # built batch's waiters are failed too, not forgotten.
+                    self._pending = None if built is None else built[1]
+                    if self._to_load:
+                        await self._load()
+                    if built is not None:
+                        batch, pending = built
                         await self.store.commit(batch)
-                    except FencedError:
-                        self._fenced(pending)
+                        self._pending = None
+                        self._apply(pending, bool(batch.events))
+                        # Let senders and callers run between two commits.
+                        await asyncio.sleep(0)
                         continue
-                    self._pending = None
-                    self._apply(pending, bool(batch.events))
-                    # Let senders and callers run between two commits.
-                    await asyncio.sleep(0)
+                except FencedError:
+                    # Ownership moved under us (or the outcome of a store call
+                    # is unknown): apply nothing, reload what is still ours.
+                    self._fenced(self._pending or _Pending())
                     continue
                 self._wake.clear()
                 if (
@@ -845,6 +855,11 @@ class DurableRuntime(Runtime):
             if self._fired:
                 fired, self._fired = self._fired, []
                 for timer in fired:
+                    if timer.id in self._answer_ids:
+                        # A delayed call from another process: its row (and
+                        # its caller) stay; it is consumed under its own id.
+                        self._put(timer.out, timer.id)
+                        continue
                     batch.fired.append(timer.id)
                     self._number(timer.out, batch, pending, due_now=True)
         cache = self._cache
@@ -933,6 +948,8 @@ class DurableRuntime(Runtime):
             target = out.address._key
             if out.message is CANCEL:
                 self._drop_timer(self._dkeyed.cancel(target, key), batch, cancelled=True)
+                if self._owned is not None and not self._owns(out):
+                    batch.cancels.append((out.etype.name, out.id_text, key))  # its owner's
                 return
             if out.delay > 0:
                 timer = _Timer(0, out, self.clock.now() + out.delay)
@@ -1102,23 +1119,7 @@ class DurableRuntime(Runtime):
     def _rebuild(
         self, etype: EntityType, id: Hashable, journal: Journal | None
     ) -> tuple[object, int]:
-        """An event-sourced entity's state (UNBORN, or Held if it cannot be
-        rebuilt) and event count, from its stored journal (`pachytype._core.journal`)."""
-        if journal is None:
-            return UNBORN, 0
-        name = etype.name
-        snapshot, events = journal.snapshot, journal.events
-        seq = events[-1][0] if events else (0 if snapshot is None else snapshot[0])
-        try:
-            state = (
-                UNBORN
-                if snapshot is None
-                else self.codec.decode_state(name, id, snapshot[1], snapshot[2])
-            )
-            decoded = [(n, self.codec.decode_event(name, id, data)) for n, data in events]
-            return rebuild(etype, id, state, decoded), seq
-        except Exception as error:
-            return Held(error), seq
+        return rebuild_journal(self.codec, etype, id, journal)
 
     def _turn_durably(
         self, live: _Live, state: object, batch: CommitBatch, pending: _Pending, limit: int
@@ -1139,7 +1140,8 @@ class DurableRuntime(Runtime):
         followed = bool(self._followers) and live.key in self._followers
         answers = self._answer_ids
         answered = bool(answers) and any(item[0] in answers for item in items)
-        calls = answered or futures.count(None) != n
+        remote = bool(self._remote) and (etype.name, live.id_text) in self._remote
+        calls = answered or remote or futures.count(None) != n
         journaled = etype.event_sourced
         turn = run_turn(
             etype,
@@ -1170,23 +1172,27 @@ class DurableRuntime(Runtime):
                     pending.results.append((fut, states[i]))
                 if shown is not None:
                     shown.append(states[i])
-        if answered:
-            self._answer(live, items, turn.states, failed, turn, batch)
+        if answered or remote:
+            self._answer(live, items, failed, turn, batch, remote)
         for out in turn.routed:
             self._number(out, batch, pending)
         last = items[-1][0]
         data = turn.stored if turn.changed and not journaled else None
         assert data is None or type(data) is bytes
-        if followed or state_kept(etype.name, False):
+        if followed or remote or state_kept(etype.name, False):
             live.recent_dirty = True
             batch.entities.append((etype.name, live.id_text, data, etype.state_version, last, None))
         else:  # an inbox nobody follows: its ask is over, nothing is stored (`pachytype._inbox`)
             turn.changed = False
+            if self._owned is not None:
+                # (unless it became followed in another process: the store checks
+                # every entity of the batch against its followers)
+                batch.entities.append((etype.name, live.id_text, None, 0, last, None))
         if n == 1:
             batch.consumed.append(last)
         else:
             batch.consumed.extend([item[0] for item in items])
-        pending.turns.append((live, turn.state if turn.changed else UNBORN, shown))
+        pending.turns.append((live, turn.state if turn.changed else UNBORN, shown, n))
         self._backlog -= n
         self.activations += n
         return n
@@ -1195,30 +1201,37 @@ class DurableRuntime(Runtime):
         self,
         live: _Live,
         items: list[Mail],
-        states: list[object] | None,
         failed: set[int],
         turn: Turn,
         batch: CommitBatch,
+        remote: bool,
     ) -> None:
-        """Answers to callers in other processes, into the batch that commits them."""
+        """Answers to callers in other processes, and the states their followers
+        read (`remote`), into the batch that commits them."""
         etype, answers = live.etype, self._answer_ids
-        version = etype.state_version
+        name, version, states = etype.name, etype.state_version, turn.states
         errors = {f.index: f.error for f in turn.failures}
         last_ok = max((i for i in range(len(items)) if i not in failed), default=-1)
         for i, item in enumerate(items):
-            if item[0] not in answers:
+            asked = item[0] in answers
+            if not (asked or remote):
                 continue
-            answers.discard(item[0])
             if i in failed:
-                batch.answers.append(_error_answer(item[0], version, errors[i]))
+                if asked:
+                    answers.discard(item[0])
+                    batch.answers.append(_error_answer(item[0], version, errors[i]))
                 continue
             assert states is not None
             if i == last_ok and turn.changed and not etype.event_sourced:
                 assert type(turn.stored) is bytes
                 data: bytes = turn.stored
             else:
-                data = self.codec.encode_state(etype.name, states[i])
-            batch.answers.append((item[0], data, version, None, None))
+                data = self.codec.encode_state(name, states[i])
+            if asked:
+                answers.discard(item[0])
+                batch.answers.append((item[0], data, version, None, None, None))
+            if remote:
+                batch.history.append((name, live.id_text, data, version))
 
     def _journal(
         self,
@@ -1263,7 +1276,10 @@ class DurableRuntime(Runtime):
     def _route_durably(self, sender: Address[Any], env: object) -> Out:
         to, etype, message, delay, key = check_returned(self.registry, sender, env)
         payload = b"" if message is CANCEL else self.codec.encode_message(etype.name, message)
-        return Out(to, etype, self._id_text(etype, to), message, payload, delay, None, key)
+        id_text = self._id_text(etype, to)
+        if self.gate is not None:  # raises: the activation fails, nothing is sent
+            self.gate(etype.name, type(message), self.store.scope_of(etype.name, id_text))
+        return Out(to, etype, id_text, message, payload, delay, None, key)
 
     def _fail(
         self,
@@ -1297,7 +1313,7 @@ class DurableRuntime(Runtime):
         cache = self._cache
         followers = self._followers
         ready = self._dready
-        for live, state, followed in pending.turns:
+        for live, state, followed, _ in pending.turns:
             key = live.key
             if state is not UNBORN:
                 cache.pop(key, None)
@@ -1407,10 +1423,15 @@ class DurableRuntime(Runtime):
                 timer.handle.cancel()
         self._armed.clear()
         self._fired = []
+        for live, _, _, n in pending.turns:
+            # What the refused batch ran is not in its past: it runs again.
+            for _ in range(min(n, len(live.recent))):
+                live.recent.pop()
         for live in self._dlive.values():
+            # Records stay (with their recent messages); their mail comes back
+            # from the store, entities of scopes lost go with the next news.
             live.inbox.clear()
             live.scheduled = live.urgent = live.busy = False
-        self._dlive.clear()
         self._dready.clear()
         self._urgent.clear()
         self._cache.clear()
@@ -1456,6 +1477,15 @@ class DurableRuntime(Runtime):
                 continue  # only this context is lost, never the close
         return (name, live.id_text, None, 0, 0, tuple(stored))
 
+    def held(self) -> dict[tuple[str, str], BaseException]:
+        """Entities held because their state cannot be loaded: `(entity type,
+        id text) -> the load error`; their mail waits, in order."""
+        return {
+            (name, self.codec.encode_id(name, id)): state.error
+            for (name, id), state in self._cache.items()
+            if type(state) is Held
+        }
+
     def _evict_states(self) -> None:
         cache = self._cache
         excess = len(cache) - self.cache_size + self.cache_size // 10
@@ -1478,6 +1508,26 @@ class DurableRuntime(Runtime):
         self._live_limit = max(_LIVE_KEPT, 2 * len(self._dlive))
 
 
+def rebuild_journal(
+    codec: Codec, etype: EntityType, id: Hashable, journal: Journal | None
+) -> tuple[object, int]:
+    """An event-sourced entity's state (UNBORN, or Held if it cannot be
+    rebuilt) and event count, from its stored journal (`pachytype._core.journal`)."""
+    if journal is None:
+        return UNBORN, 0
+    name = etype.name
+    snapshot, events = journal.snapshot, journal.events
+    seq = events[-1][0] if events else (0 if snapshot is None else snapshot[0])
+    try:
+        state = (
+            UNBORN if snapshot is None else codec.decode_state(name, id, snapshot[1], snapshot[2])
+        )
+        decoded = [(n, codec.decode_event(name, id, data)) for n, data in events]
+        return rebuild(etype, id, state, decoded), seq
+    except Exception as error:
+        return Held(error), seq
+
+
 def _error_answer(mail_id: int, version: int, error: BaseException) -> AnswerRow:
     """A failed message's answer: the error's type and text as any store keeps them."""
     return (
@@ -1486,6 +1536,7 @@ def _error_answer(mail_id: int, version: int, error: BaseException) -> AnswerRow
         version,
         storable_text(type(error).__qualname__),
         storable_text(str(error)),
+        error,
     )
 
 

@@ -90,7 +90,8 @@ class ActivationTimeoutError(PachytypeError):
 
 
 class PoisonMessageError(PachytypeError):
-    """Stored mail that was being handled each time its process died, too often."""
+    """Stored mail that was being handled each time its process died (or its
+    commit failed), too often."""
 
     def __init__(self, entity_type: str, id: Hashable, attempts: int):
         self.entity_type = entity_type
@@ -98,9 +99,10 @@ class PoisonMessageError(PachytypeError):
         self.attempts = attempts
         super().__init__(
             f"a message to entity {entity_type!r} (id {id!r}) was being handled {attempts} "
-            f"times when the process died (a crash, a kill, an activation that could not be "
-            f"interrupted); it was not run again and is a dead letter, and the entity went "
-            f"on. Fix what it does to activate, then redeliver it"
+            f"times when its process died or its commit failed (a crash, a kill, an "
+            f"activation that could not be interrupted, a value the database refused); it "
+            f"was not run again and is a dead letter, and the entity went on. Fix what it "
+            f"does to activate, then redeliver it"
         )
 
 

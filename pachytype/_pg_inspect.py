@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field, frozen
@@ -35,6 +36,10 @@ from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_schema import VERSION, current_version, migrate, quote_schema
 from pachytype._registry import Registry
 from pachytype._store import DeadRow
+
+_NOW: Final = "extract(epoch FROM now())"
+"""Now, as due times are stored (Unix seconds on the nodes' clocks; the system
+clock unless a test gave them another)."""
 
 LIVE_WITHIN_S = 30.0
 """A node whose heartbeat is this recent counts as live for `migrate`."""
@@ -141,10 +146,9 @@ async def summarize(conn: asyncpg.Connection, dsn: str, schema: str) -> SchemaSu
     )
     counts = await conn.fetchrow(
         f"SELECT (SELECT count(*) FROM {s}.leases) AS partitions, "
-        f"(SELECT count(*) FROM {s}.mailbox "
-        f" WHERE deliver_at IS NULL OR deliver_at <= now()) AS due, "
-        f"(SELECT count(*) FROM {s}.mailbox WHERE deliver_at > now()) AS delayed, "
-        f"(SELECT count(*) FROM {s}.states) AS states, "
+        f"(SELECT count(*) FROM {s}.mailbox WHERE due IS NULL OR due <= {_NOW}) AS due, "
+        f"(SELECT count(*) FROM {s}.mailbox WHERE due > {_NOW}) AS delayed, "
+        f"(SELECT count(*) FROM {s}.states WHERE data IS NOT NULL) AS states, "
         f"(SELECT count(*) FROM {s}.dead_letters) AS dead"
     )
     return SchemaSummary(
@@ -187,10 +191,10 @@ async def read_schema(
     must exist (check `summary.version` of `summarize` first)."""
     s = quote_schema(schema)
     summary = await summarize(conn, dsn, schema)
-    due = "(m.deliver_at IS NULL OR m.deliver_at <= now())"
+    due = f"(m.due IS NULL OR m.due <= {_NOW})"
     rows = await conn.fetch(
         f"SELECT entity_type, entity_id, version, data, activations FROM {s}.states "
-        f"ORDER BY entity_type, entity_id LIMIT $1",
+        f"WHERE data IS NOT NULL ORDER BY entity_type, entity_id LIMIT $1",
         limit,
     )
     # One pass over the mailbox for the listed entities (it has no index by entity).
@@ -219,8 +223,8 @@ async def read_schema(
         StoredMail(r[0], r[1], r[2], bytes(r[3]), r[4])
         for r in await conn.fetch(
             f"SELECT seq, entity_type, entity_id, payload, "
-            f"extract(epoch FROM deliver_at - now())::float8 FROM {s}.mailbox "
-            f"WHERE deliver_at > now() ORDER BY deliver_at LIMIT $1",
+            f"due - {_NOW} FROM {s}.mailbox "
+            f"WHERE due > {_NOW} ORDER BY due LIMIT $1",
             limit,
         )
     )
@@ -251,7 +255,8 @@ async def read_schema(
     types = tuple(
         (r[0], r[1])
         for r in await conn.fetch(
-            f"SELECT entity_type, count(*) FROM {s}.states GROUP BY entity_type ORDER BY 1"
+            f"SELECT entity_type, count(*) FROM {s}.states WHERE data IS NOT NULL "
+            f"GROUP BY entity_type ORDER BY 1"
         )
     )
     return SchemaContents(summary, fingerprint, states, mailboxes, delayed, dead, types)
@@ -280,7 +285,8 @@ async def foreign_nodes(
 async def stored_types(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
     """`entity type -> states stored`."""
     rows = await conn.fetch(
-        f"SELECT entity_type, count(*) FROM {quote_schema(schema)}.states GROUP BY 1"
+        f"SELECT entity_type, count(*) FROM {quote_schema(schema)}.states "
+        f"WHERE data IS NOT NULL GROUP BY 1"
     )
     return {r[0]: r[1] for r in rows}
 
@@ -292,7 +298,7 @@ async def pending_states(conn: asyncpg.Connection, schema: str, registry: Regist
     count: int = await conn.fetchval(
         f"SELECT count(*) FROM {quote_schema(schema)}.states s "
         f"JOIN unnest($1::text[], $2::int[]) AS t(name, version) "
-        f"ON s.entity_type = t.name AND s.version < t.version",
+        f"ON s.entity_type = t.name AND s.version < t.version WHERE s.data IS NOT NULL",
         names,
         versions,
     )
@@ -323,7 +329,7 @@ async def migrate_batch(
     s = quote_schema(schema)
     rows = await conn.fetch(
         f"SELECT entity_id, data, version, activations FROM {s}.states "
-        f"WHERE entity_type = $1 AND entity_id > $2 AND version < $3 "
+        f"WHERE entity_type = $1 AND entity_id > $2 AND version < $3 AND data IS NOT NULL "
         f"ORDER BY entity_id LIMIT $4",
         entity_type,
         after,

@@ -73,6 +73,9 @@ class Ownership:
 
     epochs: dict[int, int] = field(factory=dict)
     changed: asyncio.Event = field(factory=asyncio.Event)
+    expired: set[int] = field(factory=set)
+    """Partitions taken from an owner whose lease expired (it died, or hung):
+    their mail may have been running when it stopped (suspects)."""
 
     def drop(self, partitions: list[int]) -> None:
         """Stop treating `partitions` as owned (lost or released)."""
@@ -268,13 +271,15 @@ class Membership:
         mine = deployment.mine.digest
         async with conn.transaction():
             rows = await conn.fetch(
-                f"SELECT partition, writers FROM {s}.leases WHERE partition = ANY($1::int[]) "
+                f"SELECT partition, writers, owner IS NOT NULL AS expired FROM {s}.leases "
+                f"WHERE partition = ANY($1::int[]) "
                 f"AND (owner IS NULL OR expires_at < now()) FOR UPDATE SKIP LOCKED",
                 partitions,
             )
             await deployment.learn(conn, [d for r in rows for d in r["writers"]])
             # Checked again under the row lock: the writers may have grown since the beat.
             free = [r["partition"] for r in rows if deployment.may_own(mine, r["writers"])]
+            expired = {r["partition"] for r in rows if r["expired"]}
             taken = await conn.fetch(
                 f"UPDATE {s}.leases SET owner = $2, epoch = epoch + 1, "
                 f"expires_at = now() + $3 * interval '1 second', "
@@ -290,6 +295,8 @@ class Membership:
         deployment.wrote([r["partition"] for r in taken])
         for r in taken:
             self.ownership.epochs[r["partition"]] = r["epoch"]
+            if r["partition"] in expired:
+                self.ownership.expired.add(r["partition"])
             self.takeovers.append((r["partition"], r["epoch"]))
         if taken:
             log.info(

@@ -25,7 +25,8 @@ nodes          live nodes and clients: id, kind, registry fingerprint and
 registries     the description of each registry that ran (`_compat`), by digest
 leases         one row per partition: owner node, epoch, expiry, writers (the
                digests of every registry that owned it)
-mailbox        pending messages (the outbox is the mailbox: one database)
+mailbox        pending messages (the outbox is the mailbox: one database), and
+               delayed ones with their due time
 states         committed state of each entity, with its activation count
 dedupe         ids of consumed outside messages (a resent id is dropped),
                with the reply of a `call` (the state after it, or the error)
@@ -34,6 +35,10 @@ watches        entities someone follows, and how far each follower has read
 history        the committed states of followed entities, numbered by the
                entity's activation count (followers read them from here)
 dead_letters   messages whose activation raised, with error and context
+attempts       runs of mail whose owner died while it may have been running
+events         event-sourced entities' events, by log position
+event_heads    the last log position given, per entity type
+snapshots      event-sourced entities' latest snapshots
 =============  ==============================================================
 
 Version 2 (the interactive path): a call's row names its caller's reply
@@ -52,6 +57,18 @@ all their states may own it.
 Version 4 (keyed timers, `pachytype._core.timers`): a delayed row may carry
 its timer's key (`mailbox.timer_key`); a later keyed row, or a cancel,
 deletes the pending (`deliver_at > now()`) row of the same entity and key.
+
+Version 5 (nodes run the shared durable runtime over `_pg_store`): mail
+rows carry the id of the transaction that inserted them (`ins_xid`: a
+claim reads what was inserted since its previous snapshot) and a due time
+on the runtime's clock (`due`, Unix seconds; `deliver_at` is gone: a keyed row replaces the
+pending row, `due` after now on the clock, of its entity and key); a state
+row may hold only recent messages (`data` NULL: the entity has no state
+yet); `sessions` numbers node sessions (each numbers its own messages in a
+range of its own); `attempts` counts the runs of mail whose owner died;
+`events`, `event_heads` (the next log position of each type, taken under
+its row lock so positions follow commit order) and `snapshots` hold
+event-sourced entities.
 """
 
 from __future__ import annotations
@@ -188,7 +205,38 @@ def _v4(s: str) -> list[str]:
     ]
 
 
-MIGRATIONS: Final = (_v1, _v2, _v3, _v4)
+def _v5(s: str) -> list[str]:
+    return [
+        # Claims read rows inserted since the last claim's snapshot (`_pg_store`).
+        f"ALTER TABLE {s}.mailbox ADD COLUMN ins_xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+        f"ADD COLUMN due float8",
+        f"UPDATE {s}.mailbox SET due = extract(epoch FROM deliver_at) WHERE deliver_at IS NOT NULL",
+        f"CREATE INDEX mailbox_inserted ON {s}.mailbox (partition, ins_xid)",
+        f"DROP INDEX {s}.mailbox_due",
+        f"ALTER TABLE {s}.mailbox DROP COLUMN deliver_at",
+        f"ALTER TABLE {s}.states ALTER COLUMN data DROP NOT NULL",
+        f"CREATE SEQUENCE {s}.sessions",
+        f"CREATE TABLE {s}.attempts (seq bigint PRIMARY KEY, n int NOT NULL)",
+        f"""CREATE TABLE {s}.events (
+            position bigint PRIMARY KEY,
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            seq bigint NOT NULL,
+            payload bytea NOT NULL,
+            UNIQUE (entity_type, entity_id, seq))""",
+        f"CREATE INDEX events_of_type ON {s}.events (entity_type, position)",
+        f"CREATE TABLE {s}.event_heads (entity_type text PRIMARY KEY, position bigint NOT NULL)",
+        f"""CREATE TABLE {s}.snapshots (
+            entity_type text NOT NULL,
+            entity_id text NOT NULL,
+            seq bigint NOT NULL,
+            state bytea NOT NULL,
+            version int NOT NULL,
+            PRIMARY KEY (entity_type, entity_id))""",
+    ]
+
+
+MIGRATIONS: Final = (_v1, _v2, _v3, _v4, _v5)
 """`MIGRATIONS[i](quoted_schema)`: the statements from version i to i + 1."""
 
 VERSION: Final = len(MIGRATIONS)
@@ -254,16 +302,18 @@ async def stored_partitions(conn: asyncpg.Connection, schema: str) -> int:
     return int(value)
 
 
-def replaced_timers(s: str, types: str, ids: str, keys: str) -> str:
+def replaced_timers(s: str, types: str, ids: str, keys: str, now: str) -> str:
     """A CTE (`tk`) deleting the pending keyed timers named by three parallel
     text arrays (`types`, `ids`, `keys`: parameters; rows with a null key are
     skipped): rule 3 of `pachytype._core.timers` in SQL. Pending means not due
-    yet (`deliver_at > now()`); a row a claim holds is skipped, not waited
-    for: it fell due and is being delivered."""
+    yet (`due` after `now`, a parameter: the writer's clock). An owner holding
+    one armed learns of its replacement by claiming the new row; one cancelled
+    this way is missed by its owner's commit when it falls due, which is then
+    refused and reloaded (`pachytype._pg_store`)."""
     return (
         f"tk AS (DELETE FROM {s}.mailbox WHERE ctid IN (SELECT x.ctid FROM {s}.mailbox x "
         f"JOIN (SELECT DISTINCT * FROM unnest({types}::text[], {ids}::text[], {keys}::text[]) "
         f"AS u(t, e, k) WHERE u.k IS NOT NULL) AS u "
         f"ON x.entity_type = u.t AND x.entity_id = u.e AND x.timer_key = u.k "
-        f"WHERE x.deliver_at > now() FOR UPDATE OF x SKIP LOCKED))"
+        f"WHERE x.due > {now}::float8 FOR UPDATE OF x SKIP LOCKED))"
     )

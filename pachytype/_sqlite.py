@@ -847,6 +847,9 @@ class SqliteStore:
     def owned(self) -> frozenset[int] | None:
         return None
 
+    def followed(self) -> frozenset[EntityKey]:
+        return frozenset()
+
     async def news(self) -> News:
         return News()
 

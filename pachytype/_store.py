@@ -89,13 +89,19 @@ runtime's `next_id` starts above, and records each consumed id). A
 message is consumed in the same transaction as the state it produced:
 exactly-once effect even when mail is redelivered after a crash.
 
+Followers in other processes (`followed()`): every committed state of
+those entities goes in `CommitBatch.history`, in order (Postgres writes them
+to its `history` table, which such followers read).
+
 Timers are stored with their due time on the runtime's clock (`clock=`),
 never the database's, so a `ManualClock` moves durable timers too.
 
 The stores: `pachytype._sqlite.SqliteStore` (LocalDisk) implements the
 ownership part trivially: one scope, owned from `open` to `close`, no other
 writer, so `wake` never rings, `news()` is empty and `commit` is never
-fenced.
+fenced. `pachytype._pg_store.PostgresStore` (one per Postgres node worker)
+implements all of it: partitions as scopes, lease epochs checked in the
+commit statement, claims by snapshot horizon, ids per node session.
 
 Trade-offs: the whole backlog of unconsumed mail of the owned scopes is
 loaded when they are gained; a fenced commit costs a reload of every owned
@@ -148,9 +154,15 @@ state, state version)`: an event-sourced entity's latest snapshot."""
 LogRow: TypeAlias = tuple[int, str, int, bytes]
 """`(log position, id text, sequence number, encoded event)`: an event read back."""
 
-AnswerRow: TypeAlias = tuple[int, bytes | None, int, str | None, str | None]
+HistoryRow: TypeAlias = tuple[str, str, bytes, int]
+"""`(entity type, id text, encoded state, state version)`: one committed state
+of an entity followed in another process."""
+
+AnswerRow: TypeAlias = tuple[int, bytes | None, int, str | None, str | None, BaseException | None]
 """`(message id, encoded state after it or None, state version, error type or
-None, error text or None)`: the answer to a caller in another process."""
+None, error text or None, the error itself or None)`: the answer to a caller
+in another process (the error itself is not stored: a caller that turns out
+to be in this process gets it as raised)."""
 
 
 @frozen
@@ -193,6 +205,9 @@ class CommitBatch:
     * `fired`: ids of timers whose message is in `mail` (delete them).
     * `cancelled`: ids of keyed timers replaced or cancelled (delete them,
       after inserting `timers`: a timer may be set and cancelled in one batch).
+    * `cancels`: keyed timers of entities another process owns, cancelled
+      `(entity type, id text, key)`: delete their pending row (and a keyed
+      row in `timers` for such an entity replaces its pending one).
     * `dead`: new dead letters; `redelivered`: ids of dead letters whose
       message is in `mail` again (delete them).
     * `forget_below`: every message with an id below this is consumed; the
@@ -205,6 +220,8 @@ class CommitBatch:
       `snapshots`: their new snapshots (replacing the previous one).
     * `answers`: answers to callers in other processes (`Recovery.calls`),
       delivered as part of this commit.
+    * `history`: each committed state of entities followed in other
+      processes (`Store.followed()`), in order, for their followers.
     """
 
     entities: list[EntityRow] = field(factory=list)
@@ -213,6 +230,7 @@ class CommitBatch:
     timers: list[TimerRow] = field(factory=list)
     fired: list[int] = field(factory=list)
     cancelled: list[int] = field(factory=list)
+    cancels: list[tuple[str, str, str]] = field(factory=list)
     dead: list[DeadRow] = field(factory=list)
     redelivered: list[int] = field(factory=list)
     forget_below: int | None = None
@@ -221,6 +239,7 @@ class CommitBatch:
     snapshots: list[SnapshotRow] = field(factory=list)
     answers: list[AnswerRow] = field(factory=list)
     forgotten: list[EntityKey] = field(factory=list)
+    history: list[HistoryRow] = field(factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -232,6 +251,7 @@ class CommitBatch:
             or self.fired
             or self.cancelled
             or self.forgotten
+            or self.cancels
             or self.dead
             or self.redelivered
             or self.forget_below is not None
@@ -294,6 +314,11 @@ class Store(Protocol):
 
     def scope_of(self, entity_type: str, id_text: str) -> int:
         """The scope (unit of ownership) of an entity; pure, the same everywhere."""
+        ...
+
+    def followed(self) -> set[EntityKey] | frozenset[EntityKey]:
+        """Entities followed in other processes (a live set the store updates):
+        each of their committed states goes in `CommitBatch.history`."""
         ...
 
     def owned(self) -> frozenset[int] | None:

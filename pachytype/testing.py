@@ -14,8 +14,7 @@ The kinds: `inmemory`, `localdisk`, `postgres` and `simulation`. The
 postgresql://postgres@127.0.0.1:5432/test) reaches a server, and skips
 saying why otherwise; under `CI=true` it fails instead, so a CI job that
 lost its database cannot pass by skipping. Each ecosystem name gets its own
-schema, dropped after the test. Registries with event-sourced entities skip
-on it (Postgres does not keep event streams yet).
+schema, dropped after the test.
 
 **Reopening by name.** Calling the factory again with the same `name`
 reopens the same ecosystem: its state is still there on every *durable*
@@ -154,8 +153,6 @@ def ecosystem(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ecosys
         schemas: dict[Path, str] = {}
 
         def open_postgres(registry: Registry, directory: Path) -> Ecosystem:
-            if any(t.event_sourced for t in registry):
-                pytest.skip("Postgres does not keep event streams yet (event-sourced entities)")
             schema = schemas.setdefault(directory, new_schema_name())
             return Postgres(
                 dsn,

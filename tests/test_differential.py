@@ -26,11 +26,9 @@ Reminded values arrive after a delay, so only their presence is compared.
 Tallies and emitters hear only from outside, one step after the other, so
 everything about them is fixed.
 
-A dead letter keeps its entity's recent messages across a reopen. One gap
-is left, pinned by strict xfails with their minimal workloads: Postgres
-keeps them with the entity's state row, so an entity that never committed
-a state loses them at a reopen (tolerated on Postgres in drawn workloads:
-there they need only end the others'). Drawn states stay small; one big log, followed, is a test of
+A dead letter keeps its entity's recent messages across a reopen, on every
+durable ecosystem (an entity that never committed a state too: two minimal
+workloads pin it). Drawn states stay small; one big log, followed, is a test of
 its own (a Postgres follower used to skip states too big to notify).
 
 Postgres runs when a server answers at PACHYTYPE_TEST_DSN; without one the
@@ -636,14 +634,10 @@ def fresh_stores(dsn: str, seed: int, cluster: bool) -> Iterator[list[Kind]]:
             drop_schemas(dsn, [schema])
 
 
-async def differences(
-    dsn: str, workload: Workload, *, exact: bool = False, cluster: bool = False
-) -> list[str]:
+async def differences(dsn: str, workload: Workload, *, cluster: bool = False) -> list[str]:
     """Run `workload` on every ecosystem, side by side (an example costs about
     what the slowest one takes, not the sum); lines naming each observation
-    on which they differ.
-
-    Unless `exact`, Postgres's known gap of recent messages at a reopen is tolerated."""
+    on which they differ."""
     with fresh_stores(dsn, workload.seed, cluster) as kinds:
         results = await asyncio.gather(
             *(Driver(kind, workload).run() for kind in kinds), return_exceptions=True
@@ -654,19 +648,11 @@ async def differences(
             raise AssertionError(f"{workload!r} failed on {kind.name}") from result
         observed[kind.name] = result
     durable = {kind.name for kind in kinds if kind.durable}
-    reopened = any(isinstance(step, Reopen) for step in workload.steps)
-    tolerate = reopened and not exact
     lines = []
     for key in sorted({key for seen in observed.values() for key in seen}):
         values = {name: seen.get(key, "<missing>") for name, seen in observed.items()}
         reference = next(v for name, v in values.items() if name not in durable)
-        if tolerate and key.startswith(RECENT_OF):
-            same = all(
-                suffixes(v, reference) if name.startswith("postgres") else v == reference
-                for name, v in values.items()
-            )
-        else:
-            same = all(v == reference for v in values.values())
+        same = all(v == reference for v in values.values())
         if not same:
             lines.append(key)
             lines.extend(f"    {name}: {shorten(v)}" for name, v in values.items())
@@ -679,15 +665,6 @@ def shorten(value: object, keep: int = 300) -> str:
     if len(text) <= 2 * keep:
         return text
     return f"{text[:keep]} ... {text[-keep:]}"
-
-
-def suffixes(recents: object, reference: object) -> bool:
-    """Whether each recent-messages tuple of `recents` ends the matching one of `reference`."""
-    assert isinstance(recents, list) and isinstance(reference, list)
-    return len(recents) == len(reference) and all(
-        len(mine) <= len(full) and full[len(full) - len(mine) :] == mine
-        for mine, full in zip(recents, reference, strict=True)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -731,7 +708,7 @@ PostgreSQL notification (~7 KB), and a Postgres follower used to skip some."""
 
 
 async def test_followers_see_every_state_of_a_big_entity(dsn: str) -> None:
-    lines = await differences(dsn, BIG_LOG, exact=True)
+    lines = await differences(dsn, BIG_LOG)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
 
 
@@ -744,20 +721,9 @@ RECENT_AT_REOPEN: Final = Workload(
 
 
 async def test_dead_letters_keep_the_recent_messages_across_a_reopen(dsn: str) -> None:
-    lines = await differences(dsn, RECENT_AT_REOPEN, exact=True)
+    lines = await differences(dsn, RECENT_AT_REOPEN)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
 
-
-NO_STATE_GAP: Final = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "known gap: Postgres stores an entity's recent messages with its state row, and an "
-        "entity that never committed a state has none, so its dead letter after a reopen "
-        "lists only the messages since. Fix: let the states table hold recent messages "
-        "without a state. When these pass, remove the Postgres tolerance in `differences`."
-    ),
-)
 
 ONLY_FAILURES_AT_REOPEN: Final = Workload(
     seed=0,
@@ -772,17 +738,15 @@ INIT_FAILS_AT_REOPEN: Final = Workload(
 )
 
 
-@NO_STATE_GAP
 async def test_an_entity_with_only_failures_keeps_its_recent_messages_across_a_reopen(
     dsn: str,
 ) -> None:
-    lines = await differences(dsn, ONLY_FAILURES_AT_REOPEN, exact=True)
+    lines = await differences(dsn, ONLY_FAILURES_AT_REOPEN)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)
 
 
-@NO_STATE_GAP
 async def test_an_entity_whose_init_raises_keeps_its_recent_messages_across_a_reopen(
     dsn: str,
 ) -> None:
-    lines = await differences(dsn, INIT_FAILS_AT_REOPEN, exact=True)
+    lines = await differences(dsn, INIT_FAILS_AT_REOPEN)
     assert not lines, "the ecosystems disagree on:\n" + "\n".join(lines)

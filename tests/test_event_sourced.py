@@ -42,7 +42,7 @@ from pachytype._core.journal import ReplayError
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
 from tests.events_pkg import refs
-from tests.events_pkg.cart import Added, CartId, CartState, CheckedOut, Removed
+from tests.events_pkg.cart import Added, Cart, CartId, CartState, CheckedOut, Removed
 from tests.events_pkg.refs import REGISTRY
 from tests.test_check import edit, line_of, run, static_check
 
@@ -540,9 +540,10 @@ def test_generate_refuses_event_sourced_with_three_type_arguments(tmp_path: Path
     )
 
 
-def test_on_postgres_an_event_sourced_entity_runs_but_keeps_no_events_yet() -> None:
-    """Postgres stores the folded state (as for a state-stored entity); its
-    streams are not built yet, and say so."""
+def test_on_postgres_events_outlive_their_node_and_a_client_reads_them() -> None:
+    """Postgres keeps an event-sourced entity's events in its tables: once the
+    node that committed them is gone, a `node=False` client reads them (per
+    entity and per type, with their log positions) and the state they make."""
     dsn = require_postgres()
     schema = new_schema_name()
 
@@ -552,12 +553,15 @@ def test_on_postgres_an_event_sourced_entity_runs_but_keeps_no_events_yet() -> N
             with pytest.raises(ActivationError, match="quantity must be positive"):
                 await eco.call(cart("pg").add(item="x", qty=0))
             assert await eco.call(cart("pg").checkout()) == CartState({"tea": 2}, closed=True)
-            with pytest.raises(PachytypeError) as info:
-                eco.events(cart("pg"))
-            assert str(info.value) == (
-                "Postgres does not keep event streams yet: run event-sourced entities on "
-                "InMemory, LocalDisk or the Simulation"
-            )
+        async with Postgres(dsn, REGISTRY, schema=schema, node=False) as client:
+            assert await client.state(cart("pg")) == CartState({"tea": 2}, closed=True)
+            assert await events_of(client, cart("pg"), 2) == [
+                (1, Added("tea", 2)),
+                (2, CheckedOut(2)),
+            ]
+            async for first in client.events_of(Cart):
+                assert (first.position, first.seq, first.event) == (1, 1, Added("tea", 2))
+                break
 
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -77,7 +77,7 @@ def test_a_message_that_kills_its_process_is_isolated_then_dead_lettered(
     assert lines["dead"] == "PoisonMessageError"
     assert lines["error"].startswith(
         f"a message to entity 'job' (id 'bad') was being handled {MAX_ATTEMPTS} times when "
-        f"the process died"
+        f"its process died or its commit failed"
     )
     assert "then redeliver it" in lines["error"]
     again = _child(db, "reopen")  # and it stays settled

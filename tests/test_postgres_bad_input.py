@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
@@ -16,9 +17,10 @@ import pytest
 from pachytype import Postgres
 from pachytype._codec import Codec
 from pachytype._errors import DecodeError, EncodeError
-from pachytype._pg_batch import new_message_id
 from pachytype._pg_partition import partition_of
+from pachytype._pg_store import PostgresStore, new_message_id
 from pachytype._pg_testing import drop_schemas, new_schema_name, postgres_test_dsn, require_postgres
+from pachytype._store import CommitBatch
 from tests.conformance import refs
 from tests.conformance.entities import Add, Append, TallyId
 from tests.conformance.refs import REGISTRY
@@ -37,6 +39,7 @@ async def eco() -> AsyncIterator[Postgres]:
         partitions=PARTITIONS,
         lease=timedelta(seconds=2),
         poll_interval=0.1,
+        retry_held=0.1,
     ) as eco:
         yield eco
     drop_schemas(dsn, [name])
@@ -141,9 +144,10 @@ async def test_a_corrupt_state_row_holds_its_entity_and_its_mail_waits_in_order(
             codec.encode_state("tally", 5),
             rot,
         )
-        assert eco.node is not None
-        eco.node.retry_blocked = 0.05
-        await asyncio.sleep(0.1)
+        for _ in range(100):  # tried again every `retry_held` seconds
+            if not eco.blocked():
+                break
+            await asyncio.sleep(0.02)
         assert await eco.call(refs.tally(TallyId("rot")).add(n=100)) == 108
         assert eco.blocked() == {}
     finally:
@@ -162,26 +166,30 @@ async def test_a_message_that_cannot_be_encoded_is_refused_at_send(eco: Postgres
         await conn.close()
 
 
-async def test_a_batch_that_keeps_failing_is_split_until_the_failing_message_is_alone(
+async def test_a_message_whose_commit_keeps_failing_is_isolated_and_dead_lettered_unrun(
     eco: Postgres, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A fault injected into the node's batch whenever one message is in it
-    (say a value the database refuses): the node halves its batches until
-    that message is claimed alone, dead-letters it after MAX_ALONE failures
-    without running it again, and everything else commits."""
-    import pachytype._pg_node as node_module
-
+    """A fault injected into every commit of one message's outcome (say a value
+    the database refuses): each failed commit makes the reloaded mail
+    suspect, its attempts are counted before it runs again, the failing one
+    ends up running alone, and after MAX_ATTEMPTS it is dead-lettered
+    without running again; everything else commits."""
+    real_take, real_commit = PostgresStore._take, PostgresStore._commit
     poison = Codec(REGISTRY).encode_message("tally", Add(13))
-    real = node_module.run_batch  # type: ignore[attr-defined]  # patched where it is used
+    poison_ids: set[int] = set()
 
-    def failing(*args: object, **kwargs: object) -> object:
-        mail = args[3]
-        assert isinstance(mail, list)
-        if any(row.payload == poison for row in mail):
-            raise RuntimeError("injected: the database refuses this batch")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    async def take(store: PostgresStore, conn: Any, rows: Any) -> Any:
+        poison_ids.update(r[0] for r in rows if r[0] is not None and r[4] == poison)
+        return await real_take(store, conn, rows)
 
-    monkeypatch.setattr(node_module, "run_batch", failing)
+    async def failing(store: PostgresStore, batch: CommitBatch) -> None:
+        ran = not any(dead.message == poison for dead in batch.dead)  # (not: dead-lettered)
+        if poison_ids & set(batch.consumed) and ran:
+            raise asyncpg.DataError("injected: the database refuses this batch")
+        await real_commit(store, batch)
+
+    monkeypatch.setattr(PostgresStore, "_take", take)
+    monkeypatch.setattr(PostgresStore, "_commit", failing)
     others = [refs.tally(TallyId(f"o{i}")).add(n=1) for i in range(40)]
     await eco.send(*others[:20], refs.tally(TallyId("p")).add(n=13), *others[20:])
     await eco.send(refs.tally(TallyId("p")).add(n=1))  # the entity goes on after it
@@ -190,7 +198,8 @@ async def test_a_batch_that_keeps_failing_is_split_until_the_failing_message_is_
     assert await eco.state(refs.tally(TallyId("p"))) == 1
     (dead,) = await eco.dead_letters()
     assert dead.message == Add(13) and dead.to == refs.tally(TallyId("p"))
+    assert dead.error_type == "PoisonMessageError"
     assert dead.error.startswith(
-        "a message to entity 'tally' (id text 'p') failed 3 batches on its own "
-        "(RuntimeError: injected: the database refuses this batch); it was not run again"
+        "a message to entity 'tally' (id 'p') was being handled 3 times when its process "
+        "died or its commit failed"
     )

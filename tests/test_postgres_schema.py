@@ -50,6 +50,10 @@ async def test_migrate_creates_every_table_in_the_named_schema(schema: tuple[str
             "history",
             "dead_letters",
             "registries",
+            "attempts",
+            "events",
+            "event_heads",
+            "snapshots",
         }
         assert await current_version(conn, name) == VERSION
         assert await conn.fetchval(f'SELECT count(*) FROM "{name}".leases') == 8

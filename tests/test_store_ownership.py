@@ -21,7 +21,7 @@ from pachytype._durable import DurableRuntime
 from pachytype._errors import PachytypeError
 from pachytype._pg_partition import partition_of
 from pachytype._sqlite import SqliteStore, recover, write
-from pachytype._store import CommitBatch, FencedError, MailRow, News, Recovery
+from pachytype._store import AnswerRow, CommitBatch, FencedError, MailRow, News, Recovery
 from tests.conformance import refs
 from tests.conformance.entities import Add, Fail, TallyId
 
@@ -41,7 +41,7 @@ class MovingStore(SqliteStore):
         self._mail: list[MailRow] = []
         self._calls: set[int] = set()
         self._wake: Callable[[], None] = lambda: None
-        self.answers: list[tuple[int, bytes | None, int, str | None, str | None]] = []
+        self.answers: list[AnswerRow] = []
         self.commits = 0
         self.refused = 0
 
@@ -196,7 +196,7 @@ async def test_mail_from_another_process_runs_in_order_and_its_callers_are_answe
     store.deliver((far + 2, "tally", A, codec.encode_message("tally", Add(n=2))), call=False)
     await rt.quiesce()
     assert await rt.read_state(a) == 7
-    assert store.answers == [
+    assert [answer[:5] for answer in store.answers] == [
         (far, codec.encode_state("tally", 5), 1, None, None),
         (far + 1, None, 1, "RuntimeError", "no"),
     ]

@@ -4,7 +4,7 @@ Design note
 -----------
 Every `Postgres(dsn, registry, schema=...)` opened with `node=True` (the
 default) is a *node*: it takes a fair share of the schema's partitions and
-activates their entities (`_pg_node`, `_pg_lease`, `_pg_batch`). Any
+activates their entities (`_pg_node`, `_pg_lease`, `_pg_store`). Any
 instance, node or not (`node=False` is a pure client), accepts `send`,
 `call`, `state`, `follow` and `dead_letters` for any entity:
 
@@ -73,16 +73,20 @@ import orjson
 from pachytype._address import Envelope, Ref, make_envelope
 from pachytype._address import unpack as unpack_envelope
 from pachytype._budget import DEFAULT_BUDGET, watch_activations
+from pachytype._clock import Clock, SystemClock
 from pachytype._codec import Codec
 from pachytype._compat import describe_registry
 from pachytype._core.envelopes import check_outside
+from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.timers import supersede
+from pachytype._core.turn import UNBORN
 from pachytype._deadletter import DeadLetter
-from pachytype._durable import decode_dead
-from pachytype._ecosystem import Ecosystem
+from pachytype._durable import decode_dead, rebuild_journal
+from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
+from pachytype._event_sourced import EventSourced
+from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._inbox import INBOX
-from pachytype._pg_batch import Key, new_message_id
 from pachytype._pg_deploy import Deployment
 from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
@@ -96,10 +100,15 @@ from pachytype._pg_schema import (
     replaced_timers,
     stored_partitions,
 )
+from pachytype._pg_store import new_message_id, read_events, read_journals
 from pachytype._registry import Registry
-from pachytype._store import DeadRow
+from pachytype._runtime import address_of
+from pachytype._store import AnswerRow, DeadRow
 
 S = TypeVar("S")
+E = TypeVar("E")
+Key = tuple[str, str]
+"""`(entity type, id text)`."""
 
 log = logging.getLogger("pachytype.postgres")
 
@@ -115,7 +124,8 @@ _FLUSHERS: Final = 2
 _HISTORY_PAGE: Final = 100
 """States a follower reads from `history` per query."""
 
-# A row to insert: (msg id, partition, entity type, id text, payload, delay s, reply?)
+# A row to insert: (msg id, partition, entity type, id text, payload, due on the
+# clock or 0 for now, reply?, timer key)
 _Row = tuple[uuid.UUID, int, str, str, bytes, float, bool, str | None]
 
 
@@ -142,6 +152,11 @@ class Postgres(Ecosystem):
       transaction; `poll_interval`: how often idle loops look for mail
       without being notified.
     * `node_id`: this node's name in the leases (default host-pid-random).
+    * `clock`: where time is read and delayed messages wait (a `ManualClock`
+      in tests); due times are stored on it, so every process of a schema
+      should use the same kind of clock.
+    * `retry_held`: seconds between two attempts to load a state that could
+      not be loaded (its entity is held meanwhile, its mail kept in order).
     """
 
     def __init__(
@@ -157,6 +172,8 @@ class Postgres(Ecosystem):
         batch: int = 2000,
         poll_interval: float = 0.5,
         node_id: str | None = None,
+        clock: Clock | None = None,
+        retry_held: float = RETRY_HELD,
     ) -> None:
         quote_schema(schema)  # refuse a bad name now, not at open
         if workers < 1 or batch < 1 or lease <= timedelta(0) or poll_interval <= 0:
@@ -174,6 +191,9 @@ class Postgres(Ecosystem):
         self._workers = workers
         self._batch = batch
         self._poll = poll_interval
+        self.clock: Clock = clock or SystemClock()
+        self.retry_held = retry_held
+        self._events = Signal()
         self._s = quote_schema(schema)
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -269,11 +289,13 @@ class Postgres(Ecosystem):
                 workers=self._workers,
                 batch=self._batch,
                 poll_interval=self._poll,
-                local_calls=self._calls,
+                is_local=self._calls.__contains__,
+                resolve=self._answered_here,
+                clock=self.clock,
+                # A runaway activation is cut well before its lease could expire.
+                activation_budget=min(DEFAULT_BUDGET, self._lease / 4),
+                retry_held=self.retry_held,
             )
-            # An activation runs inside the batch's transaction: cut it well
-            # before the session's idle-in-transaction timeout (half a lease).
-            node.budget = min(DEFAULT_BUDGET, self._lease / 4)
             await node.start()
             self._node = node
 
@@ -290,6 +312,7 @@ class Postgres(Ecosystem):
         await conn.add_listener(channel(self.schema, "members"), self._on_members)
         await conn.add_listener(self._reply_channel, self._on_answers)
         await conn.add_listener(channel(self.schema, "state"), self._on_state)
+        await conn.add_listener(channel(self.schema, "events"), self._on_events)
 
     def _on_listener_lost(self, _conn: object) -> None:
         if self._pool is not None:
@@ -309,8 +332,10 @@ class Postgres(Ecosystem):
                 for q in queues:
                     q.put_nowait(_HINT)
             self._poll_now.set()  # answers may have been notified meanwhile
+            self._events.notify()  # events may have been committed meanwhile
             if self._node is not None:
                 self._node.members_changed()
+                self._node.wake_all()
             return
 
     async def _client_heartbeat(self) -> None:
@@ -361,6 +386,7 @@ class Postgres(Ecosystem):
             for q in queues:
                 q.put_nowait(_CLOSED)
         self._followers.clear()
+        self._events.close()
 
     @property
     def node(self) -> Node | None:
@@ -373,7 +399,9 @@ class Postgres(Ecosystem):
         text) -> error`; their mail waits in the mailbox, in order, and they are
         tried again every 30 s. (A stored *message* that does not decode is not
         listed here: it becomes a dead letter and its entity carries on.)"""
-        return dict(self._node.blocked) if self._node is not None else {}
+        if self._node is None:
+            return {}
+        return {key: _as_error(error) for key, error in self._node.blocked().items()}
 
     def _hosts_workers(self) -> bool:
         return self.is_node
@@ -442,6 +470,16 @@ class Postgres(Ecosystem):
         if pointers:
             self._spawn(self._fetch_answers(pointers))
 
+    def _on_events(self, _c: object, _pid: int, _channel: str, _payload: str) -> None:
+        self._events.notify()  # a hint: streams read the table
+
+    def _answered_here(self, msg_id: uuid.UUID, answer: AnswerRow) -> None:
+        """An answer committed by this process's node to a call of this process."""
+        fut = self._calls.get(msg_id)
+        if fut is not None and not fut.done():
+            _, data, version, error_type, error, raised = answer
+            self._resolve(fut, Answer(msg_id, version, data, error_type, error), raised)
+
     def _on_state(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
         if payload == "*":
             targets = list(self._followers.values())
@@ -464,7 +502,8 @@ class Postgres(Ecosystem):
     # -- sending ---------------------------------------------------------------------
 
     def _encode(self, envelope: Envelope[Any], reply: bool = False) -> _Row:
-        """Check one envelope from outside and encode it as a mailbox row."""
+        """Check one envelope from outside and encode it as a mailbox row (a
+        delayed one with its due time on this ecosystem's clock)."""
         to, etype, message, delay, key = check_outside(self.registry, envelope)
         id_text = self._c.encode_id(etype.name, to.id)
         partition = partition_of(etype.name, id_text, self.partitions)
@@ -477,7 +516,7 @@ class Postgres(Ecosystem):
             etype.name,
             id_text,
             self._c.encode_message(etype.name, message),
-            delay,
+            self.clock.now() + delay if delay > 0 else 0.0,
             reply,
             key,
         )
@@ -532,14 +571,14 @@ class Postgres(Ecosystem):
             try:
                 await pool.fetchval(
                     f"WITH m AS (INSERT INTO {self._s}.mailbox (msg_id, partition, entity_type, "
-                    f"entity_id, payload, deliver_at, outside, reply, reply_to, reply_key, "
+                    f"entity_id, payload, due, outside, reply, reply_to, reply_key, "
                     f"timer_key) "
                     f"SELECT u.i, u.p, u.t, u.e, u.b, "
-                    f"CASE WHEN u.d > 0 THEN now() + u.d * interval '1 second' END, true, u.r, "
+                    f"CASE WHEN u.d > 0 THEN u.d END, true, u.r, "
                     f"CASE WHEN u.r THEN $8 END, CASE WHEN u.r THEN $9::bytea END, u.k "
                     f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
                     f"$6::float8[], $7::bool[], $13::text[]) AS u(i, p, t, e, b, d, r, k)), "
-                    f"{replaced_timers(self._s, '$3', '$4', '$13')} "
+                    f"{replaced_timers(self._s, '$3', '$4', '$13', '$14')} "
                     f"SELECT count(pg_notify($10, n)), "
                     f"CASE WHEN $12 THEN set_config('synchronous_commit', 'off', true) END "
                     f"FROM unnest($11::text[]) AS n",
@@ -554,6 +593,7 @@ class Postgres(Ecosystem):
                     # acknowledgement is this commit: it waits.
                     all(r[6] for r in rows),
                     columns[7],
+                    self.clock.now(),
                 )
                 break
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
@@ -640,7 +680,10 @@ class Postgres(Ecosystem):
             log.warning("%s: %d call(s) lost with the server; sending them again", self, len(lost))
             await self._submit(lost)
 
-    def _resolve(self, fut: asyncio.Future[Any], answer: Answer) -> None:
+    def _resolve(
+        self, fut: asyncio.Future[Any], answer: Answer, raised: BaseException | None = None
+    ) -> None:
+        """Resolve a call; `raised`: the error itself, when its node is in this process."""
         entity_type, id, message = self._call_targets[answer.msg_id]
         if answer.error_type is None:
             assert answer.data is not None and answer.version is not None
@@ -649,7 +692,7 @@ class Postgres(Ecosystem):
             except PachytypeError as error:
                 fut.set_exception(error)
             return
-        cause = _rebuild(answer.error_type, answer.error or "")
+        cause = raised or _rebuild(answer.error_type, answer.error or "")
         failure = ActivationError(entity_type, id, message, cause)
         failure.__cause__ = cause
         fut.set_exception(failure)
@@ -660,13 +703,25 @@ class Postgres(Ecosystem):
         pool = self._open_pool()
         etype = self.registry.get(ref.entity_type, ref.id)
         id_text = self._c.encode_id(etype.name, ref.id)
-        row = await pool.fetchrow(
-            f"SELECT version, data FROM {self._s}.states WHERE entity_type = $1 AND entity_id = $2",
-            etype.name,
-            id_text,
-        )
-        if row is not None:
-            return cast(S, self._c.decode_state(etype.name, ref.id, row["data"], row["version"]))
+        if etype.event_sourced:
+            key = (etype.name, id_text)
+            journals = await read_journals(pool, self._s, [key])
+            state = rebuild_journal(self._c, etype, ref.id, journals.get(key))[0]
+            if isinstance(state, Held):
+                raise state.error
+            if state is not UNBORN:
+                return cast(S, state)
+        else:
+            row = await pool.fetchrow(
+                f"SELECT version, data FROM {self._s}.states "
+                f"WHERE entity_type = $1 AND entity_id = $2",
+                etype.name,
+                id_text,
+            )
+            if row is not None and row["data"] is not None:
+                return cast(
+                    S, self._c.decode_state(etype.name, ref.id, row["data"], row["version"])
+                )
         try:
             initial: S = etype.instance.init(ref.id)
         except Exception as error:
@@ -768,8 +823,15 @@ class Postgres(Ecosystem):
                 entity_type,
                 id_text,
             )
-        if row is None:
-            return 0, initial
+            journals = await read_journals(conn, self._s, [key]) if etype.event_sourced else {}
+        count = 0 if row is None else int(row["activations"])
+        if etype.event_sourced:  # its row counts activations; its state is its events
+            state = rebuild_journal(self._c, etype, id, journals.get(key))[0]
+            if isinstance(state, Held):
+                raise state.error
+            return count, initial if state is UNBORN else state
+        if row is None or row["data"] is None:
+            return count, initial
         state = self._c.decode_state(entity_type, id, row["data"], row["version"])
         return int(row["activations"]), state
 
@@ -853,10 +915,53 @@ class Postgres(Ecosystem):
     async def settle(self) -> None:
         pool = self._open_pool()
         while await pool.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {self._s}.mailbox "
-            f"WHERE deliver_at IS NULL OR deliver_at <= now())"
+            f"SELECT EXISTS (SELECT 1 FROM {self._s}.mailbox WHERE due IS NULL OR due <= $1)",
+            self.clock.now(),
         ):
             await asyncio.sleep(0.005)
+
+    def events(self, ref: Ref[Any, Any], *, after: int = 0) -> AsyncIterator[tuple[int, Any]]:
+        pool = self._open_pool()
+        etype = event_type(self.registry, ref.entity_type, ref)
+        name, id, codec = etype.name, ref.id, self._c
+        id_text = codec.encode_id(name, id)
+
+        async def read(position: int) -> list[tuple[int, object]]:
+            rows = await read_events(pool, self._s, name, id_text, position, READ_BATCH)
+            return [(seq, codec.decode_event(name, id, data)) for _, _, seq, data in rows]
+
+        return tail(self._events, read, _first, after)
+
+    def events_of(
+        self, entity: type[EventSourced[Any, Any, E, Any]] | str, *, after: int = 0
+    ) -> AsyncIterator[StoredEvent[E]]:
+        pool = self._open_pool()
+        etype = event_type(self.registry, entity)
+        name, codec = etype.name, self._c
+
+        async def read(position: int) -> list[StoredEvent[Any]]:
+            out: list[StoredEvent[Any]] = []
+            for at, id_text, seq, data in await read_events(
+                pool, self._s, name, None, position, READ_BATCH
+            ):
+                id = codec.decode_id(name, id_text)
+                event = codec.decode_event(name, id, data)
+                out.append(StoredEvent(at, address_of(etype, id), seq, event))  # type: ignore[arg-type]
+            return out
+
+        return tail(self._events, read, _position, after)
+
+
+def _first(item: tuple[int, object]) -> int:
+    return item[0]
+
+
+def _position(item: StoredEvent[Any]) -> int:
+    return item.position
+
+
+def _as_error(error: BaseException) -> PachytypeError:
+    return error if isinstance(error, PachytypeError) else PachytypeError(str(error))
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

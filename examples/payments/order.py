@@ -17,7 +17,7 @@ or timed out (the provider charged, the answer was on its way): such a late
 asks `Refunds` to give it back. A cancel after payment refunds too.
 `charges_seen` counts the `Charged` messages received, so tests can show
 each charge is applied exactly once. `exhaust` with `Faults(late=True)`
-explores both races (tests/test_example_payments.py).
+explores both races (tests/examples/test_payments.py).
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Test package: a bulk of worker requests (tests/test_worker_shards.py)."""
+"""Test package: a bulk of worker requests (tests/workers/test_shards.py)."""

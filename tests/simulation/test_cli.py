@@ -65,7 +65,7 @@ def test_mistakes_are_explained() -> None:
 
 
 def test_an_activation_error_prints_the_entity_its_messages_and_the_trace() -> None:
-    result = simulate("tests.test_simulation_cli:overflow", "--registry", "tests.simulation.refs")
+    result = simulate("tests.simulation.test_cli:overflow", "--registry", "tests.simulation.refs")
     assert result.exit_code == 1
     assert "SimulationError: entity 'total' (id 't') raised ValueError" in result.output
     assert "    2. Add(n=60)   <- raised here" in result.output
@@ -135,7 +135,7 @@ def test_a_sampled_liveness_violation_says_how_to_replay_it() -> None:
         "--sample",
         "100",
         "--eventually",
-        "tests.test_simulation_cli:restocked",
+        "tests.simulation.test_cli:restocked",
     )
     assert result.exit_code == 1
     assert "LivenessError: eventually restocked does not hold" in result.output
@@ -153,10 +153,10 @@ def restocked(outcome: Outcome) -> bool:
 
 def test_workers_spread_an_exhaustive_search_and_a_sample_over_processes() -> None:
     options = ["--registry", "tests.simulation.refs", "--workers", "2"]
-    exhausted = simulate("tests.test_simulation_cli:race", "--exhaust", *options)
+    exhausted = simulate("tests.simulation.test_cli:race", "--exhaust", *options)
     assert exhausted.exit_code == 0, exhausted.output
     assert "dpor, 2 processes search complete: 120 distinct outcome(s)" in exhausted.output
-    sampled = simulate("tests.test_simulation_cli:race", "--sample", "50", *options)
+    sampled = simulate("tests.simulation.test_cli:race", "--sample", "50", *options)
     assert sampled.exit_code == 0, sampled.output
     assert "random, 2 processes search INCOMPLETE (sampled 50 executions" in sampled.output
 

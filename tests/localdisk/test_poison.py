@@ -4,7 +4,7 @@ was running at a crash alone, and dead-letters unrun a message that was
 running `MAX_ATTEMPTS` times when its process died. Real processes, real
 SIGKILLs; every acknowledged innocent message applied exactly once.
 
-A child is `python -m tests.test_poison_localdisk DB first|reopen`."""
+A child is `python -m tests.localdisk.test_poison DB first|reopen`."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def _reopen(db: str) -> None:
 
 def _child(db: Path, mode: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.test_poison_localdisk", str(db), mode],
+        [sys.executable, "-m", "tests.localdisk.test_poison", str(db), mode],
         capture_output=True,
         text=True,
         timeout=120,

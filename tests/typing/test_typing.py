@@ -1,6 +1,6 @@
 """The typing suite: mypy (strict, exhaustive-match) and basedpyright (strict)
-must accept every valid program in `tests/typing_cases/pass/` and reject every
-invalid one in `tests/typing_cases/fail/`, with exactly the errors they announce.
+must accept every valid program in `tests/typing/cases/pass/` and reject every
+invalid one in `tests/typing/cases/fail/`, with exactly the errors they announce.
 
 Design note. A failing case marks each line that must be rejected with a
 trailing `# E: <part of the mypy message>` (several markers for several
@@ -36,8 +36,8 @@ from mypy import api as mypy_api
 
 from pachytype import Address, CancelTimer, Envelope
 
-ROOT = Path(__file__).resolve().parent.parent
-CASES = Path(__file__).resolve().parent / "typing_cases"
+ROOT = Path(__file__).resolve().parent.parent.parent
+CASES = Path(__file__).resolve().parent / "cases"
 PASS = sorted((CASES / "pass").glob("*.py"))
 FAIL = sorted((CASES / "fail").glob("*.py"))
 

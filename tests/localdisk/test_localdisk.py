@@ -1,7 +1,7 @@
 """LocalDisk's own promises: restart resumes, dead letters persist and can be
 redelivered, one process per database, held entities, idle entities leave
 memory, versioned state on load. (The shared behaviour is in
-test_conformance.py, which runs on LocalDisk too.)"""
+tests/conformance/test_conformance.py, which runs on LocalDisk too.)"""
 
 from __future__ import annotations
 

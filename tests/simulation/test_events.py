@@ -79,7 +79,7 @@ def test_the_cli_shows_the_events_that_tell_outcomes_apart() -> None:
         main,
         [
             "simulate",
-            "tests.test_simulation_events:two_signups",
+            "tests.simulation.test_events:two_signups",
             "--registry",
             "examples.usernames.refs",
             "--exhaust",

@@ -13,7 +13,7 @@ from pachytype import Faults, Simulation, SimulationError, SimulationReport
 from pachytype.simulation import InvariantError, LivenessError, Outcome
 from tests.simulation import refs
 from tests.simulation.refs import REGISTRY
-from tests.test_simulation_exhaust import pairs, racers
+from tests.simulation.test_exhaust import pairs, racers
 
 
 def outcomes(report: SimulationReport) -> set[Hashable]:

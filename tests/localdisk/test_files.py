@@ -21,7 +21,7 @@ from pachytype._errors import DatabaseFileError
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 async def _refused(path: str | Path) -> str:
@@ -203,7 +203,7 @@ def test_a_second_process_on_a_replaced_database_waits_for_the_old_one(tmp_path:
     asyncio.run(_backup(backup, range(100, 105)))
     go = tmp_path / "go"
     old = subprocess.Popen(
-        [sys.executable, "-m", "tests.test_localdisk_files", str(db), str(go)],
+        [sys.executable, "-m", "tests.localdisk.test_files", str(db), str(go)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -214,7 +214,7 @@ def test_a_second_process_on_a_replaced_database_waits_for_the_old_one(tmp_path:
         assert old.stdout.readline() == "acknowledged 10\n"
         os.replace(backup, db)
         second = subprocess.run(
-            [sys.executable, "-m", "tests.test_localdisk_files", str(db)],
+            [sys.executable, "-m", "tests.localdisk.test_files", str(db)],
             cwd=ROOT,
             capture_output=True,
             text=True,

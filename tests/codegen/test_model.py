@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pachytype._generator import codegen_module
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 generate = codegen_module("generate")
 package = codegen_module("package")
 scan = codegen_module("scan")

@@ -41,10 +41,10 @@ from pachytype._cmd_lock import lock
 from pachytype._core.journal import ReplayError
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
+from tests.cli.test_check import edit, line_of, run, static_check
 from tests.events_pkg import refs
 from tests.events_pkg.cart import Added, Cart, CartId, CartState, CheckedOut, Removed
 from tests.events_pkg.refs import REGISTRY
-from tests.test_check import edit, line_of, run, static_check
 
 
 def cart(name: str) -> refs.CartRef:
@@ -317,7 +317,7 @@ def test_events_are_committed_with_the_activation_a_kill_loses_none_acknowledged
             [sys.executable, "-c", CHILD, str(db), str(acknowledged)],
             stdout=subprocess.PIPE,
             text=True,
-            cwd=Path(__file__).parent.parent,
+            cwd=Path(__file__).parent.parent.parent,
         )
         assert child.stdout is not None
         last = acknowledged
@@ -490,7 +490,7 @@ def test_a_removed_event_class_is_refused(shop: Path) -> None:
 
 
 def test_switching_an_entity_to_event_sourced_is_refused(tmp_path: Path) -> None:
-    from tests.test_check import CART
+    from tests.cli.test_check import CART
 
     package = tmp_path / "shop"
     package.mkdir()

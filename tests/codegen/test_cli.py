@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from pachytype.cli import main
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 
 def _counter_package(root: Path) -> Path:

@@ -5,7 +5,7 @@ a hard link, a `..` path or a relative path is refused with
 deletion would let it in. Two processes racing to write: every acknowledged
 message is applied exactly once.
 
-Run as a script (`python -m tests.test_localdisk_lock MODE ...`) it is the
+Run as a script (`python -m tests.localdisk.test_lock MODE ...`) it is the
 child process these tests start:
 * `spellings DB HOLDER_PID PATH...`: try to open each PATH, print one line
   per path (`refused <message>` or `opened`).
@@ -32,12 +32,12 @@ from tests.conformance.refs import REGISTRY
 
 LOGS = 8
 BATCH = 50
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 def _child(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.test_localdisk_lock", *args],
+        [sys.executable, "-m", "tests.localdisk.test_lock", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -32,7 +32,7 @@ from tests.conformance import refs
 from tests.conformance.entities import TallyId
 from tests.conformance.refs import REGISTRY
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 TMPFS_SIZE = "3m"
 FILLER = 1024 * 1024
 SENDERS = 6
@@ -63,7 +63,7 @@ def test_disk_full_fails_every_waiter_and_reopening_loses_nothing(tmp_path: Path
     out = tmp_path / "findings.json"
     script = (
         f"mount -t tmpfs -o size={TMPFS_SIZE} tmpfs {disk} && "
-        f"exec {sys.executable} -m tests.test_localdisk_disk_full scenario {disk} {out}"
+        f"exec {sys.executable} -m tests.localdisk.test_disk_full scenario {disk} {out}"
     )
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script],
@@ -109,7 +109,7 @@ def _scenario(disk: Path, out: Path) -> None:
     findings: dict[str, Any] = {}
     for mode in ("write", "verify"):
         result = out.with_name(f"{mode}.json")
-        command = [sys.executable, "-m", "tests.test_localdisk_disk_full", mode, str(db)]
+        command = [sys.executable, "-m", "tests.localdisk.test_disk_full", mode, str(db)]
         child = subprocess.run(
             [*command, str(journal), str(result)],
             cwd=ROOT,

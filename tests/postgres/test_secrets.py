@@ -42,7 +42,7 @@ from tests.bank_v1.registry import REGISTRY as BANK_V1
 # Every piece between URL delimiters is distinctive, so finding any of them
 # in an output means (part of) the password leaked.
 HOSTILE = "Hsh1#Sl2/Qm3?At4@Cl5:Pc6%Am7&Qt8'Dq9\" Sp0-é"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def pieces(password: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Workers: the pure worker entity (claims, leases, retries, giving up,
 exactly-once results), the generator's and the checker's rules for them.
 The runner, end to end on every ecosystem and across killed processes, is
-exercised by tests/test_example_payments.py."""
+exercised by tests/examples/test_payments.py."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 NOWHERE = "postgresql://nobody:pw-not-shown@127.0.0.1:1/none"
 
 
@@ -16,7 +16,7 @@ def _run_a_postgres_test(ci: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PACHYTYPE_TEST_DSN": NOWHERE, "CI": ci}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-         "tests/test_postgres_schema.py::test_migrating_again_changes_nothing"],
+         "tests/postgres/test_schema.py::test_migrating_again_changes_nothing"],
         env=env,
         cwd=ROOT,
         capture_output=True,

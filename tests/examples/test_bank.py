@@ -25,7 +25,7 @@ from examples.bank.refs import REGISTRY, account
 from pachytype import ActivationError, Envelope, Simulation
 from pachytype.testing import EcosystemFactory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 A, B = AccountId("a"), AccountId("b")
 
 

@@ -26,7 +26,7 @@ from pachytype._codec import Codec
 from pachytype._hints import field_types
 from pachytype._names import snake_case
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/refs.py"))
 GOLDEN = sorted(p.parent.name for p in (ROOT / "tests" / "golden").glob("*/refs.py"))
 REGISTRIES = [

@@ -23,7 +23,7 @@ from pachytype._schema import (
     state_fingerprint,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = sorted(
     str(p.parent.relative_to(ROOT))
     for pattern in ["examples/*/refs.py", "tests/golden/*/refs.py", "tests/conformance/refs.py"]

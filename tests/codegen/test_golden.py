@@ -5,7 +5,7 @@ Each directory under tests/golden/ is an input package whose `refs.py` is the
 expected output. To update the expected outputs after a deliberate change to
 the generator, run:
 
-    PACHYTYPE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_generate_golden.py
+    PACHYTYPE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/codegen/test_golden.py
 
 and review the diff of tests/golden/*/refs.py before committing.
 """
@@ -23,8 +23,8 @@ import pytest
 from pachytype import InMemory
 from pachytype._generator import codegen_module
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent.parent
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "__init__.py").is_file())
 EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("*/refs.py"))
 BIN = Path(sys.executable).parent

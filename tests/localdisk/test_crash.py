@@ -4,7 +4,7 @@ reopens the database and carries on. At the end the database must hold
 every acknowledged message's effect exactly once, in send order, and pass
 `PRAGMA integrity_check`.
 
-The workload (one child = one run of `python -m tests.test_crash_localdisk`):
+The workload (one child = one run of `python -m tests.localdisk.test_crash`):
 * outside sends `log(v % LOGS).append(value=v)` for increasing v, in batches;
 * `emitter(e).emit(to=log(RELAY + e), values=(v,))`: entity-to-entity mail;
 * `emitter(r).remind(to=log(DELAYED + e), value=v, delay_ms=0..300)`: delayed
@@ -131,8 +131,8 @@ def _run_child(db: Path, journal: Path, start: int, seed: int, rng: random.Rando
     journal.write_text("")
     args = [str(db), str(journal), str(start), str(seed)]
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.test_crash_localdisk", *args],
-        cwd=Path(__file__).parent.parent,
+        [sys.executable, "-m", "tests.localdisk.test_crash", *args],
+        cwd=Path(__file__).parent.parent.parent,
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30

@@ -1,0 +1,1 @@
+"""Tests of the codec (values to bytes and back)."""

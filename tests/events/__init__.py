@@ -1,0 +1,1 @@
+"""Tests of event-sourced entities, event streams and projections."""

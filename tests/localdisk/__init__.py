@@ -1,0 +1,1 @@
+"""Tests of LocalDisk (SQLite): restart, crash, disk full, files, lock, poison, CLI."""

@@ -1,0 +1,1 @@
+"""Tests of the Postgres ecosystem: nodes, faults, rolling deploys, schema, CLI."""

@@ -1,0 +1,1 @@
+"""Tests of the runtime's capabilities, run on every ecosystem."""

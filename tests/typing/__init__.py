@@ -1,0 +1,1 @@
+"""The typing suite: mypy and basedpyright over tests/typing/cases/."""

@@ -1,0 +1,1 @@
+"""Tests of workers (pachytype/_worker.py, _worker_runner.py)."""

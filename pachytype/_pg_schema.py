@@ -79,6 +79,7 @@ from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
+from pachytype._core.timers import DROPPED
 from pachytype._errors import PachytypeError
 
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -309,11 +310,23 @@ def replaced_timers(s: str, types: str, ids: str, keys: str, now: str) -> str:
     yet (`due` after `now`, a parameter: the writer's clock). An owner holding
     one armed learns of its replacement by claiming the new row; one cancelled
     this way is missed by its owner's commit when it falls due, which is then
-    refused and reloaded (`pachytype._pg_store`)."""
+    refused and reloaded (`pachytype._pg_store`). A removed timer that was a
+    `call` gets its answer (`tkd`): the error `DROPPED`, read by its caller."""
     return (
         f"tk AS (DELETE FROM {s}.mailbox WHERE ctid IN (SELECT x.ctid FROM {s}.mailbox x "
         f"JOIN (SELECT DISTINCT * FROM unnest({types}::text[], {ids}::text[], {keys}::text[]) "
         f"AS u(t, e, k) WHERE u.k IS NOT NULL) AS u "
         f"ON x.entity_type = u.t AND x.entity_id = u.e AND x.timer_key = u.k "
-        f"WHERE x.due > {now}::float8 FOR UPDATE OF x SKIP LOCKED))"
+        f"WHERE x.due > {now}::float8 FOR UPDATE OF x SKIP LOCKED) RETURNING msg_id, reply), "
+        f"{dropped_answers(s)}"
+    )
+
+
+def dropped_answers(s: str) -> str:
+    """A CTE (`tkd`) answering, with the error `DROPPED`, every `call` among the
+    timers a CTE `tk` removed (`RETURNING msg_id, reply`), so its caller stops
+    waiting (and does not take the missing row for a lost commit)."""
+    return (
+        f"tkd AS (INSERT INTO {s}.dedupe (msg_id, error_type, error) "
+        f"SELECT msg_id, '{DROPPED}', '' FROM tk WHERE reply ON CONFLICT DO NOTHING)"
     )

@@ -74,12 +74,13 @@ import orjson
 
 from pachytype._clock import Clock
 from pachytype._codec import storable_text
+from pachytype._core.timers import DROPPED
 from pachytype._core.turn import RECENT
 from pachytype._inbox import INBOX
 from pachytype._pg_lease import Ownership, channel
 from pachytype._pg_partition import partition_of
 from pachytype._pg_reply import PAYLOAD_LIMIT, entry, pack
-from pachytype._pg_schema import quote_schema
+from pachytype._pg_schema import dropped_answers, quote_schema
 from pachytype._store import (
     AnswerRow,
     CommitBatch,
@@ -454,6 +455,10 @@ class PostgresStore:
             if row is not None:
                 del_p.append(row[0])
                 del_s.append(timer_id)
+                if row[1] is not None and row[2] is not None and row[3] is not None:
+                    answers.append((row[1], None, None, DROPPED, ""))  # a call's timer
+                    body = entry(row[1], None, None, DROPPED, "")
+                    notices.extend((row[2], n) for n in pack(row[3], [(row[1], body)]))
         # Keyed timers of other owners' entities: their pending row goes (`tk`).
         replaced = list(batch.cancels)
         # States: one row per entity (a turn and a passivation may meet in a batch).
@@ -641,7 +646,7 @@ class PostgresStore:
             f"tk AS (DELETE FROM {s}.mailbox x USING (SELECT DISTINCT * FROM "
             f"unnest($45::text[], $46::text[], $47::text[]) AS v(t, e, k)) AS v "
             f"WHERE x.entity_type = v.t AND x.entity_id = v.e AND x.timer_key = v.k "
-            f"AND x.due > $50::float8 AND {go}), "
+            f"AND x.due > $50::float8 AND {go} RETURNING x.msg_id, x.reply), {dropped_answers(s)}, "
             f"x AS (INSERT INTO {s}.dedupe (msg_id, version, data, error_type, error) "
             f"SELECT * FROM unnest($29::uuid[], $30::int[], $31::bytea[], $32::text[], "
             f"$33::text[]) WHERE {go} UNION ALL "

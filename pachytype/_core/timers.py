@@ -132,9 +132,19 @@ def supersede(
     rows[:] = [r for r in rows if not (delayed(r) and ident(r) == tid)]
 
 
-def timer_dropped(to: object, key: str, cancelled: bool) -> PachytypeError:
-    """The error of a `call` whose keyed timer was cancelled or replaced."""
-    how = "cancelled" if cancelled else "replaced by a later timer of that key"
+DROPPED: Final = "pachytype.TimerDropped"
+"""The error type a store records as the answer of a `call` whose keyed timer
+was cancelled or replaced (Postgres: the caller may be in another process)."""
+
+
+def timer_dropped(to: object, key: str, cancelled: bool | None) -> PachytypeError:
+    """The error of a `call` whose keyed timer was cancelled or replaced
+    (`cancelled=None`: the store does not tell which)."""
+    how = {
+        True: "cancelled",
+        False: "replaced by a later timer of that key",
+        None: "cancelled, or replaced by a later timer of that key,",
+    }[cancelled]
     return PachytypeError(
         f"the timer {key!r} of {to!r} was {how} before it fell due: its message is not "
         f"delivered, so this call has no state to return; call without a timer key to "

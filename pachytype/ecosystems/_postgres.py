@@ -78,7 +78,7 @@ from pachytype._codec import Codec
 from pachytype._compat import describe_registry
 from pachytype._core.envelopes import check_outside
 from pachytype._core.held import RETRY_HELD, Held
-from pachytype._core.timers import supersede
+from pachytype._core.timers import DROPPED, supersede, timer_dropped
 from pachytype._core.turn import UNBORN
 from pachytype._deadletter import DeadLetter
 from pachytype._durable import decode_dead, rebuild_journal
@@ -565,6 +565,9 @@ class Postgres(Ecosystem):
                 if r[7] is not None:
                     supersede(kept, r, _timer_of, _delayed)
                 kept.append(r)
+            for r in set(rows).difference(kept):
+                if r[6]:  # a call whose timer never gets stored: it has no state to return
+                    self._answer_dropped(r[0])
             rows = kept
         columns = [list(c) for c in zip(*rows, strict=True)]
         for attempt in (1, 2):
@@ -684,6 +687,9 @@ class Postgres(Ecosystem):
         self, fut: asyncio.Future[Any], answer: Answer, raised: BaseException | None = None
     ) -> None:
         """Resolve a call; `raised`: the error itself, when its node is in this process."""
+        if answer.error_type == DROPPED:
+            self._answer_dropped(answer.msg_id)
+            return
         entity_type, id, message = self._call_targets[answer.msg_id]
         if answer.error_type is None:
             assert answer.data is not None and answer.version is not None
@@ -696,6 +702,15 @@ class Postgres(Ecosystem):
         failure = ActivationError(entity_type, id, message, cause)
         failure.__cause__ = cause
         fut.set_exception(failure)
+
+    def _answer_dropped(self, msg_id: uuid.UUID) -> None:
+        """Fail a call whose keyed timer was replaced or cancelled before it fell due."""
+        fut, row = self._calls.get(msg_id), self._call_rows.get(msg_id)
+        if fut is None or fut.done() or row is None:
+            return
+        entity_type, id, _ = self._call_targets[msg_id]
+        to = address_of(self.registry.get(entity_type, id), id)
+        fut.set_exception(timer_dropped(to, row[7] or "", None))
 
     # -- reading -----------------------------------------------------------------------
 

@@ -1,16 +1,18 @@
 """Clocks (issue 14): every ecosystem reads time and waits for delayed
 messages through its `clock=`; a `ManualClock` fires a 30-day reminder when
-the test advances it, durable timers included."""
+the test advances it, durable timers included (LocalDisk and Postgres keep
+the due time across a restart)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pachytype import Ecosystem, InMemory, LocalDisk, ManualClock, Simulation
+from pachytype import Ecosystem, InMemory, LocalDisk, ManualClock, Postgres, Simulation
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY
 
@@ -23,12 +25,28 @@ OPENERS: dict[str, Callable[[Path, ManualClock], Ecosystem]] = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(OPENERS))
-async def test_a_thirty_day_reminder_fires_when_the_clock_says_so(
-    kind: str, tmp_path: Path
-) -> None:
+Opener = Callable[[ManualClock], Ecosystem]
+
+
+@pytest.fixture(params=[*sorted(OPENERS), "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens the same ecosystem (same file, same schema) with a given clock."""
+    kind: str = request.param
+    if kind != "postgres":
+        yield lambda clock: OPENERS[kind](tmp_path, clock)
+        return
+    dsn, schema = require_postgres(), new_schema_name()
+    try:
+        yield lambda clock: Postgres(
+            dsn, REGISTRY, schema=schema, partitions=4, poll_interval=0.1, clock=clock
+        )
+    finally:
+        drop_schemas(dsn, [schema])
+
+
+async def test_a_thirty_day_reminder_fires_when_the_clock_says_so(opener: Opener) -> None:
     clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
-    async with OPENERS[kind](tmp_path, clock) as eco:
+    async with opener(clock) as eco:
         log = refs.log(1)
         await eco.call(refs.emitter("e").remind(to=log, value=7, delay_ms=30 * DAY_MS))
         await eco.settle()
@@ -40,13 +58,13 @@ async def test_a_thirty_day_reminder_fires_when_the_clock_says_so(
         assert await eco.state(log) == (7,)
 
 
-async def test_a_stored_timer_keeps_its_due_time_across_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opener", ["localdisk", "postgres"], indirect=True)
+async def test_a_stored_timer_keeps_its_due_time_across_a_restart(opener: Opener) -> None:
     clock = ManualClock(datetime(2030, 1, 1, tzinfo=UTC))
-    db = tmp_path / "eco.db"
-    async with LocalDisk(db, REGISTRY, clock=clock) as eco:
+    async with opener(clock) as eco:
         await eco.call(refs.emitter("e").remind(to=refs.log(2), value=1, delay_ms=30 * DAY_MS))
     later = ManualClock(datetime(2030, 1, 20, tzinfo=UTC))  # 19 days on, not yet due
-    async with LocalDisk(db, REGISTRY, clock=later) as eco:
+    async with opener(later) as eco:
         await eco.settle()
         assert await eco.state(refs.log(2)) == ()
         later.advance(timedelta(days=11))

@@ -10,13 +10,17 @@ not cancelled would have arrived before it.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
-from pachytype import Ecosystem, LocalDisk, PachytypeError
+from pachytype import Ecosystem, LocalDisk, PachytypeError, Postgres
+from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY
@@ -176,3 +180,68 @@ async def test_a_localdisk_database_from_before_keyed_timers_is_migrated(tmp_pat
         await eco.send(refs.emitter("m").remind(to=log, value=MARKER, delay_ms=500))
         # The old timer fired (in either order with the new one); the replaced one never.
         assert sorted(await until_marker(eco, log)) == [1, 3, MARKER]
+
+
+async def test_a_call_whose_keyed_timer_is_replaced_is_answered_at_once(
+    ecosystem: EcosystemFactory, request: pytest.FixtureRequest
+) -> None:
+    """Its message will never be delivered: the caller hears so when the timer
+    is replaced, not at the old timer's due time (a minute away here)."""
+    if ecosystem.kind == "simulation":
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="the simulation's call waits for the message")
+        )
+    log = refs.log(19)
+    async with ecosystem(REGISTRY) as eco:
+        waiting = asyncio.ensure_future(
+            eco.call(log.append(value=1).after(timedelta(minutes=1), key="k"))
+        )
+        await asyncio.sleep(0)  # the call's envelope goes in first (one step: no await in it)
+        await eco.send(log.append(value=2).after(timedelta(milliseconds=50), key="k"))
+        with pytest.raises(PachytypeError, match="replaced by a later timer of that key"):
+            await asyncio.wait_for(waiting, 10)
+        await eco.send(refs.emitter("m").remind(to=log, value=MARKER, delay_ms=200))
+        assert await until_marker(eco, log) == (2, MARKER)
+
+
+@pytest.mark.parametrize("how", ["replaced from another client", "cancelled by an activation"])
+async def test_on_postgres_a_committed_call_behind_a_dropped_timer_is_answered_at_once(
+    how: str,
+) -> None:
+    """The call's timer row is stored (and armed by its owner) before another
+    ecosystem replaces it, or an activation cancels it: the caller (a client:
+    only the database can tell it) is answered within a poll, not a minute
+    later, and its call is not sent again (a resend would set the dropped
+    timer once more)."""
+    dsn, schema = require_postgres(), new_schema_name()
+    log = refs.log(40)
+    try:
+        async with (
+            Postgres(dsn, REGISTRY, schema=schema, partitions=4, poll_interval=0.1) as node,
+            Postgres(dsn, REGISTRY, schema=schema, node=False, poll_interval=0.1) as other,
+        ):
+            waiting = asyncio.ensure_future(
+                other.call(log.append(value=1).after(timedelta(minutes=1), key="k"))
+            )
+            conn = await asyncpg.connect(dsn)
+            try:
+                stored = f"SELECT count(*) FROM {schema}.mailbox WHERE timer_key = 'k'"
+                while not await conn.fetchval(stored):
+                    await asyncio.sleep(0.01)
+                started = time.monotonic()
+                if how == "replaced from another client":
+                    await node.send(log.append(value=2).after(timedelta(seconds=0.05), key="k"))
+                else:
+                    await node.call(refs.emitter("x").plan(to=log, ops=ops(cancel("k"))))
+                with pytest.raises(PachytypeError, match="replaced by a later timer of that key"):
+                    await asyncio.wait_for(waiting, 10)
+                answered_in = time.monotonic() - started
+                await other.send(refs.emitter("m").remind(to=log, value=MARKER, delay_ms=300))
+                expected = (2, MARKER) if how.startswith("replaced") else (MARKER,)
+                assert await until_marker(other, log) == expected
+                assert await conn.fetchval(stored) == 0  # not set again by a resend
+            finally:
+                await conn.close()
+        assert answered_in < 2, f"answered after {answered_in:.2f} s"
+    finally:
+        drop_schemas(dsn, [schema])

@@ -218,14 +218,15 @@ def _v5(s: str) -> list[str]:
         f"ALTER TABLE {s}.states ALTER COLUMN data DROP NOT NULL",
         f"CREATE SEQUENCE {s}.sessions",
         f"CREATE TABLE {s}.attempts (seq bigint PRIMARY KEY, n int NOT NULL)",
+        # Positions count per entity type (`event_heads`): the key is both.
         f"""CREATE TABLE {s}.events (
-            position bigint PRIMARY KEY,
             entity_type text NOT NULL,
+            position bigint NOT NULL,
             entity_id text NOT NULL,
             seq bigint NOT NULL,
             payload bytea NOT NULL,
+            PRIMARY KEY (entity_type, position),
             UNIQUE (entity_type, entity_id, seq))""",
-        f"CREATE INDEX events_of_type ON {s}.events (entity_type, position)",
         f"CREATE TABLE {s}.event_heads (entity_type text PRIMARY KEY, position bigint NOT NULL)",
         f"""CREATE TABLE {s}.snapshots (
             entity_type text NOT NULL,

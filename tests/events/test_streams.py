@@ -16,6 +16,7 @@ from pachytype.testing import EcosystemFactory
 from tests.events_pkg import refs
 from tests.events_pkg.cart import Added, Cart, CartId
 from tests.events_pkg.refs import REGISTRY
+from tests.events_pkg.tally import Counted, Tally
 
 
 def cart(name: str) -> refs.CartRef:
@@ -143,3 +144,22 @@ async def test_a_type_that_keeps_no_events_or_is_unknown_is_refused(
         with pytest.raises(PachytypeError) as unknown:
             eco.events_of("nope")
         assert "'nope'" in str(unknown.value)
+
+
+async def test_each_event_sourced_type_numbers_its_own_positions(
+    ecosystem: EcosystemFactory,
+) -> None:
+    """Two event-sourced types in one ecosystem (on Postgres both used to
+    take position 1, and the second type's commits failed)."""
+    async with ecosystem(REGISTRY) as eco:
+        for i in range(3):
+            await eco.call(cart("both").add(item=str(i)))
+            await eco.call(refs.tally("t").count(n=i))
+        assert await eco.state(refs.tally("t")) == 3
+        carts = await take(eco.events_of(Cart), 3)
+        tallies = await take(eco.events_of(Tally), 3)
+        assert [e.event for e in carts] == [Added(str(i), 1) for i in range(3)]
+        assert [e.event for e in tallies] == [Counted(i) for i in range(3)]
+        for stream in (carts, tallies):
+            positions = [e.position for e in stream]
+            assert positions == sorted(set(positions))

@@ -7,19 +7,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 import tests.events_pkg.cart as _m_cart
+import tests.events_pkg.tally as _m_tally
 from pachytype import EntityType, Envelope, Ref, Registry
 from pachytype._generated import make_ref
 
 if TYPE_CHECKING:
     from tests.events_pkg.cart import CartId, CartMsg, CartState, Record
+    from tests.events_pkg.tally import Count
 
     # Type arguments only for mypy: at run time the entity modules may still
     # be importing (they import this module), so the bases stay unsubscripted.
     _CartRefBase = Ref[CartMsg, CartState]
     _LedgerRefBase = Ref[Record, int]
+    _TallyRefBase = Ref[Count, int]
 else:
     _CartRefBase = Ref
     _LedgerRefBase = Ref
+    _TallyRefBase = Ref
 
 
 class CartRef(_CartRefBase):
@@ -54,6 +58,16 @@ class LedgerRef(_LedgerRefBase):
         return self.post(_m_cart.Record(count=count))
 
 
+class TallyRef(_TallyRefBase):
+    """Address of a `Tally` (tests.events_pkg.tally)."""
+
+    __slots__ = ()
+
+    def count(self, n: int) -> Envelope[int]:
+        """Send `Count`."""
+        return self.post(_m_tally.Count(n=n))
+
+
 def cart(id: CartId) -> CartRef:
     """The `Cart` with this id."""
     return make_ref(CartRef, "cart", id)
@@ -62,6 +76,11 @@ def cart(id: CartId) -> CartRef:
 def ledger(id: int) -> LedgerRef:
     """The `Ledger` with this id."""
     return make_ref(LedgerRef, "ledger", id)
+
+
+def tally(id: str) -> TallyRef:
+    """The `Tally` with this id."""
+    return make_ref(TallyRef, "tally", id)
 
 
 def _entity_types() -> list[EntityType]:
@@ -79,11 +98,18 @@ def _entity_types() -> list[EntityType]:
             state=int,
             id_type=int,
         ),
+        EntityType(
+            entity=_m_tally.Tally,
+            messages=(_m_tally.Count,),
+            state=int,
+            id_type=str,
+            events=(_m_tally.Counted,),
+        ),
     ]
 
 
 REGISTRY: Final = Registry(
     "tests.events_pkg",
     _entity_types,
-    fingerprint="3e6e0544788039c9257161575ea7419acb7a5c4e836048ccf77e2af8fd1e6e6b",
+    fingerprint="0420a79f559f7dbae09e50d5eaaab97c94ac4aa56d7743ba3f0772a4282cc8af",
 )

@@ -8,8 +8,9 @@ JSON with `--json`. Read-only: it works while
 the owning process runs (WAL readers do not block the writer).
 
 With `--dsn` (or `PACHYTYPE_DSN` in the environment, and no `--db`) it shows
-a PostgreSQL schema the same way, after a summary of its nodes and
-partitions (`pachytype._pg_inspect` reads it); MODULE:REGISTRY is optional
+a PostgreSQL schema the same way (events too: the latest `--limit` of each
+event-sourced type, whose positions count per type), after a summary of its
+nodes and partitions (`pachytype._pg_inspect` reads it); MODULE:REGISTRY is optional
 there (without it states and messages are shown as stored), and every list
 is cut at `--limit` rows. Mistakes (no DSN, a bad schema name, an
 unreachable server, a schema without tables) are one line naming the DSN
@@ -45,6 +46,7 @@ from pachytype._durable import decode_dead
 from pachytype._pg_dsn import redact
 from pachytype._registry import EntityType, Registry
 from pachytype._sqlite import connect_readonly, read_dead, read_journals
+from pachytype._store import Journal
 
 if TYPE_CHECKING:  # imported when run: it imports asyncpg
     from pachytype._pg_inspect import SchemaContents
@@ -188,10 +190,20 @@ def _rebuilt_state(
 ) -> tuple[object, str | None]:
     """An event-sourced entity's state: its snapshot and later events, folded."""
     try:
-        id: Hashable = codec.decode_id(etype.name, eid)
         journal = read_journals(conn, [(etype.name, eid)]).get((etype.name, eid))
-        if journal is None:
-            return None, "no events (never activated, or no message decided one)"
+    except Exception as error:
+        return None, f"{type(error).__name__}: {error}"
+    return _folded(codec, etype, eid, journal)
+
+
+def _folded(
+    codec: Codec, etype: EntityType, eid: str, journal: Journal | None
+) -> tuple[object, str | None]:
+    """A journal (latest snapshot and the events after it) folded into the state."""
+    if journal is None or (journal.snapshot is None and not journal.events):
+        return None, "no events (never activated, or no message decided one)"
+    try:
+        id: Hashable = codec.decode_id(etype.name, eid)
         snapshot = journal.snapshot
         state = (
             UNBORN
@@ -255,10 +267,9 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
             Pretty(d["recent"]),
             d["at"],
         )
-    if "events" not in data:  # a PostgreSQL schema keeps no events yet
-        return [entities, mailboxes, timers, dead]
     events = Table(
-        title=f"events (latest {len(data['events'])} of {data['events_total']}, in log order)"
+        title=f"events (latest {len(data['events'])} of {data['events_total']}, in log order"
+        f"{', per entity type' if 'partitions' in data else ''})"
     )
     for column in ("position", "type", "id", "seq", "event"):
         events.add_column(column)
@@ -304,8 +315,20 @@ def gather_postgres(contents: SchemaContents, registry: Registry | None) -> dict
 
     entities = []
     for st in contents.states:
-        if codec is None:
-            state: object = st.data.decode(errors="replace")
+        etype = registry.types.get(st.entity_type) if registry is not None else None
+        if st.journal is not None:
+            if codec is None or etype is None:
+                snap = st.journal.snapshot
+                state: object = (
+                    f"(event-sourced: "
+                    f"{'no snapshot' if snap is None else f'snapshot at event {snap[0]}'}, "
+                    f"{len(st.journal.events)} event(s) after it)"
+                )
+                problem = None
+            else:
+                state, problem = _folded(codec, etype, st.entity_id, st.journal)
+        elif codec is None:
+            state = (st.data or b"").decode(errors="replace")
             problem = None
         else:
             state, problem = _decode_state(
@@ -361,7 +384,7 @@ def gather_postgres(contents: SchemaContents, registry: Registry | None) -> dict
             if registry is not None
             else []
         ),
-        "entities_total": contents.summary.states,
+        "entities_total": sum(n for _, n in contents.entity_types),
         "entities": entities,
         "mailboxes": [{"entity_type": t, "id": i, "pending": n} for t, i, n in contents.mailboxes],
         "timers": [
@@ -375,6 +398,19 @@ def gather_postgres(contents: SchemaContents, registry: Registry | None) -> dict
             for m in contents.delayed
         ],
         "dead_letters": dead,
+        "events_total": contents.events_total,
+        "events": [
+            {
+                "position": e.position,
+                "entity_type": e.entity_type,
+                "id": e.entity_id,
+                "seq": e.seq,
+                "event": bytes(e.payload).decode(errors="replace")
+                if codec is None
+                else _decode_event(codec, e.entity_type, e.entity_id, e.payload),
+            }
+            for e in contents.events
+        ],
     }
 
 

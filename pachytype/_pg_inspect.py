@@ -5,10 +5,13 @@ decode and render (`_cmd_inspect`, `_cmd_migrate`).
 Design note
 -----------
 * `read_schema` never changes anything: the summary (nodes, partitions,
-  counts), then the first `limit` states, mailboxes, delayed messages and
-  the last `limit` dead letters, as stored (bytes; decoding needs the
-  registry and is the command's job). Every list is bounded: a production
-  mailbox may hold millions of rows.
+  counts), then the first `limit` states, mailboxes, delayed messages, the
+  last `limit` dead letters and the last `limit` events of each
+  event-sourced type, as stored (bytes; decoding needs the registry and is
+  the command's job). An event-sourced entity's row holds no state: it
+  comes with its journal (latest snapshot and the events after it), which
+  the command folds. Every list is bounded: a production mailbox may hold
+  millions of rows (a journal is bounded by the entity's snapshots).
 * `migrate_states` upgrades stored states to the registry's
   `state_version` in batches of one statement each (all or nothing).
   Each row is rewritten only if its `version` and `activations` are still
@@ -34,8 +37,9 @@ from attrs import define, field, frozen
 from pachytype._codec import Codec
 from pachytype._pg_dsn import connect_error, redact
 from pachytype._pg_schema import VERSION, current_version, migrate, quote_schema
+from pachytype._pg_store import read_journals
 from pachytype._registry import Registry
-from pachytype._store import DeadRow
+from pachytype._store import DeadRow, Journal
 
 _NOW: Final = "extract(epoch FROM now())"
 """Now, as due times are stored (Unix seconds on the nodes' clocks; the system
@@ -77,14 +81,27 @@ class SchemaSummary:
 
 @frozen
 class StoredState:
-    """One row of `states`, undecoded; `pending`: its mail that is due."""
+    """One row of `states`, undecoded; `pending`: its mail that is due. An
+    event-sourced entity has no `data`: its `journal` rebuilds it."""
 
     entity_type: str
     entity_id: str
     version: int
-    data: bytes
+    data: bytes | None
     activations: int
     pending: int
+    journal: Journal | None = None
+
+
+@frozen
+class StoredEvent:
+    """One row of `events`, undecoded (positions count per entity type)."""
+
+    entity_type: str
+    position: int
+    entity_id: str
+    seq: int
+    payload: bytes
 
 
 @frozen
@@ -109,6 +126,8 @@ class SchemaContents:
     delayed: tuple[StoredMail, ...]  # soonest first
     dead: tuple[DeadRow, ...]  # the last ones, oldest first
     entity_types: tuple[tuple[str, int], ...]  # (type, states stored)
+    events: tuple[StoredEvent, ...] = ()  # the last ones of each type, in its order
+    events_total: int = 0
 
 
 async def connect(dsn: str, schema: str, command: str) -> asyncpg.Connection:
@@ -192,11 +211,18 @@ async def read_schema(
     s = quote_schema(schema)
     summary = await summarize(conn, dsn, schema)
     due = f"(m.due IS NULL OR m.due <= {_NOW})"
+    journaled = summary.version >= 5  # events since version 5
+    kept = (
+        f"(data IS NOT NULL OR entity_type IN (SELECT entity_type FROM {s}.event_heads))"
+        if journaled
+        else "data IS NOT NULL"
+    )
     rows = await conn.fetch(
         f"SELECT entity_type, entity_id, version, data, activations FROM {s}.states "
-        f"WHERE data IS NOT NULL ORDER BY entity_type, entity_id LIMIT $1",
+        f"WHERE {kept} ORDER BY entity_type, entity_id LIMIT $1",
         limit,
     )
+    journals = await read_journals(conn, s, [(r[0], r[1]) for r in rows if r[3] is None])
     # One pass over the mailbox for the listed entities (it has no index by entity).
     pending = {
         (r[0], r[1]): r[2]
@@ -209,7 +235,16 @@ async def read_schema(
         )
     }
     states = tuple(
-        StoredState(r[0], r[1], r[2], bytes(r[3]), r[4], pending.get((r[0], r[1]), 0)) for r in rows
+        StoredState(
+            r[0],
+            r[1],
+            r[2],
+            None if r[3] is None else bytes(r[3]),
+            r[4],
+            pending.get((r[0], r[1]), 0),
+            journals.get((r[0], r[1]), Journal(None, [])) if r[3] is None else None,
+        )
+        for r in rows
     )
     mailboxes = tuple(
         (r[0], r[1], r[2])
@@ -255,11 +290,29 @@ async def read_schema(
     types = tuple(
         (r[0], r[1])
         for r in await conn.fetch(
-            f"SELECT entity_type, count(*) FROM {s}.states WHERE data IS NOT NULL "
+            f"SELECT entity_type, count(*) FROM {s}.states WHERE {kept} "
             f"GROUP BY entity_type ORDER BY 1"
         )
     )
-    return SchemaContents(summary, fingerprint, states, mailboxes, delayed, dead, types)
+    events: list[StoredEvent] = []
+    total = 0
+    if journaled:
+        for etype, head in await conn.fetch(
+            f"SELECT entity_type, position FROM {s}.event_heads ORDER BY 1"
+        ):
+            total += head  # positions are dense: the head counts the type's events
+            latest = await conn.fetch(
+                f"SELECT position, entity_id, seq, payload FROM {s}.events "
+                f"WHERE entity_type = $1 ORDER BY position DESC LIMIT $2",
+                etype,
+                limit,
+            )
+            events.extend(
+                StoredEvent(etype, r[0], r[1], r[2], bytes(r[3])) for r in reversed(latest)
+            )
+    return SchemaContents(
+        summary, fingerprint, states, mailboxes, delayed, dead, types, tuple(events), total
+    )
 
 
 async def migrate_tables(conn: asyncpg.Connection, schema: str, partitions: int = 64) -> int:

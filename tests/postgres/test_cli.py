@@ -30,6 +30,9 @@ from pachytype._pg_testing import (
 from pachytype._registry import Registry
 from pachytype.cli import main
 from tests.bank_v1.registry import REGISTRY as BANK_V1
+from tests.events_pkg import refs as events
+from tests.events_pkg.cart import Added, CartId, CartState
+from tests.events_pkg.tally import Counted
 
 BANK = "examples.bank.refs:REGISTRY"
 BANK_V1_NAME = "tests.bank_v1.registry:REGISTRY"
@@ -378,3 +381,38 @@ def test_migrate_dsn_creates_missing_tables_and_says_so(schema: tuple[str, str])
     assert "give MODULE:REGISTRY to upgrade them" in result.output
     shown = run("inspect", "--schema", name, "--json", dsn=dsn)
     assert json.loads(shown.output)["version"] >= 1
+
+
+async def test_inspect_dsn_shows_events_and_the_state_they_rebuild(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    target = "tests.events_pkg.refs:REGISTRY"
+    async with eco(dsn, name, events.REGISTRY) as node:
+        for item in "abcd":
+            await node.call(events.cart(CartId("i")).add(item=item))
+        await node.call(events.tally("t").count(n=2))
+        await node.call(events.tally("t").count(n=5))
+    result = await pachytype("inspect", "--schema", name, target, "--json", dsn=dsn)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    shown = {(e["entity_type"], e["id"]): e for e in data["entities"]}
+    assert shown["cart", "i"]["state"] == repr(CartState(dict.fromkeys("abcd", 1)))
+    assert shown["cart", "i"]["problem"] is None
+    assert shown["tally", "t"]["state"] == 7
+    assert data["entities_total"] == 2 and data["events_total"] == 6
+    assert [
+        (e["entity_type"], e["position"], e["id"], e["seq"], e["event"]) for e in data["events"]
+    ] == [
+        *(("cart", n, "i", n, repr(Added(item, 1))) for n, item in enumerate("abcd", 1)),
+        ("tally", 1, "t", 1, repr(Counted(2))),
+        ("tally", 2, "t", 2, repr(Counted(5))),
+    ]
+    table = await pachytype("inspect", "--schema", name, target, dsn=dsn)
+    assert table.exit_code == 0, table.output
+    assert "events (latest 6 of 6, in log order, per entity type)" in table.output
+    assert "Added(item='d', qty=1)" in table.output
+    raw = json.loads((await pachytype("inspect", "--schema", name, "--json", dsn=dsn)).output)
+    (cart_row,) = [e for e in raw["entities"] if e["entity_type"] == "cart"]
+    assert cart_row["state"] == "(event-sourced: snapshot at event 3, 1 event(s) after it)"
+    assert raw["events"][0]["event"] == '["Added",{"item":"a","qty":1},2]'  # and its version

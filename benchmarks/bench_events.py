@@ -18,6 +18,18 @@
   name granted) to the cache answering "taken"; then the cache is closed,
   1,000 more names are claimed, and the reopened cache catches up: ms and
   events applied (only the missed ones, not all).
+* `postgres.event_sourced`, `postgres.replay_<n>`, `postgres.projection_lag_*`:
+  the same three on PostgreSQL (`PACHYTYPE_TEST_DSN`; skipped without a
+  server), with the node in this process (one Python process runs the
+  senders, the node and the projection): `PG_ENTITIES` x `PG_PER_ENTITY`
+  hits beside the state-stored `Sink`; an entity with `PG_REPLAY` events
+  read by a `node=False` client (`state` rebuilds it from its journal, as a
+  node taking it over does) with and without snapshots every 1,000 events;
+  the projection lag while `LAG_CALLERS` callers write, and the same with
+  the node in a `pachytype node` process and the callers and the projection
+  in a `node=False` client (`client_projection_lag_*`). The usernames cache
+  across two node processes, one killed and restarted, is measured by
+  `tests/postgres/test_name_cache.py` (`pytest -s` prints its figures).
 """
 
 from __future__ import annotations
@@ -27,16 +39,28 @@ import gc
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
 from benchmarks._record import Record
+from benchmarks.bench_postgres import PARTITIONS
 from benchmarks.workload import refs
 from examples.usernames import refs as names
 from examples.usernames.cache import NameCache
 from examples.usernames.signup import UserId
-from pachytype import LocalDisk, Projection, StoredEvent
+from pachytype import Ecosystem, LocalDisk, Postgres, Projection, StoredEvent
+from pachytype._pg_testing import (
+    drop_schemas,
+    new_schema_name,
+    postgres_test_dsn,
+    spawn_node,
+    stop_processes,
+    unreachable_reason,
+    wait_for_owners,
+)
 
 ENTITIES = 2_000
 PER_ENTITY = 20
@@ -47,18 +71,27 @@ LAG_CALLERS = 8
 LAG_CALLS = 500
 SIGNUPS = 2_000
 MISSED = 1_000
+PG_ENTITIES = ENTITIES
+PG_PER_ENTITY = PER_ENTITY
+PG_REPLAY = REPLAY
+T = TypeVar("T")
 
 
 async def _throughput(path: Path, event_sourced: bool) -> float:
+    return await _sends(LocalDisk(path, refs.REGISTRY), event_sourced, ENTITIES, PER_ENTITY)
+
+
+async def _sends(eco: Ecosystem, event_sourced: bool, entities: int, each: int) -> float:
+    """Activations/s of `entities` x `each` hits sent in batches by SENDERS."""
     make = refs.event_sink if event_sourced else refs.sink
-    targets = [make(i) for i in range(ENTITIES)]
+    targets = [make(i) for i in range(entities)]
     batches = [
         [t.hit(n=1) for t in targets[j : j + BATCH]]
-        for _ in range(PER_ENTITY)
-        for j in range(0, ENTITIES, BATCH)
+        for _ in range(each)
+        for j in range(0, entities, BATCH)
     ]
     gc.freeze()
-    async with LocalDisk(path, refs.REGISTRY) as eco:
+    async with eco:
 
         async def sender(mine: list[list[Any]]) -> None:
             for batch in mine:
@@ -68,9 +101,9 @@ async def _throughput(path: Path, event_sourced: bool) -> float:
         await asyncio.gather(*(sender(batches[k::SENDERS]) for k in range(SENDERS)))
         await eco.settle()
         elapsed = time.perf_counter() - started
-        assert await eco.state(make(ENTITIES - 1)) == PER_ENTITY
+        assert await eco.state(make(entities - 1)) == each
     gc.unfreeze()
-    return ENTITIES * PER_ENTITY / elapsed
+    return entities * each / elapsed
 
 
 async def _replay(path: Path, snapshots: bool) -> float:
@@ -89,6 +122,10 @@ async def _replay(path: Path, snapshots: bool) -> float:
 
 
 async def _lag(path: Path) -> list[float]:
+    return await _lags(LocalDisk(path, refs.REGISTRY))
+
+
+async def _lags(eco: Ecosystem) -> list[float]:
     """ms from each call's return to its event applied by a projection."""
     seen: dict[int, float] = {}
 
@@ -97,10 +134,7 @@ async def _lag(path: Path) -> list[float]:
         return view + 1
 
     lags: list[float] = []
-    async with (
-        LocalDisk(path, refs.REGISTRY) as eco,
-        Projection(eco, "event_sink", apply=note, initial=0) as view,
-    ):
+    async with eco, Projection(eco, "event_sink", apply=note, initial=0) as view:
 
         async def caller(k: int) -> None:
             for i in range(LAG_CALLS):
@@ -161,6 +195,108 @@ async def _cache(directory: Path) -> dict[str, float]:
     }
 
 
+def _on_postgres(dsn: str, work: Callable[[str], Coroutine[Any, Any, T]]) -> T:
+    """`work(schema)` on a fresh schema, dropped afterwards."""
+    schema = new_schema_name("pt_bench_events")
+    try:
+        return asyncio.run(work(schema))
+    finally:
+        drop_schemas(dsn, [schema])
+
+
+def _pg(dsn: str, schema: str, node: bool = True) -> Postgres:
+    return Postgres(dsn, refs.REGISTRY, schema=schema, partitions=PARTITIONS, node=node)
+
+
+async def _pg_replay(dsn: str, schema: str, snapshots: bool) -> float:
+    """ms of a client's `state` of an entity with PG_REPLAY events."""
+    ref = refs.snapped_journal(1) if snapshots else refs.journal(1)
+    async with _pg(dsn, schema) as eco:
+        for first in range(0, PG_REPLAY, 5_000):
+            await eco.send(*(ref.hit(n=1) for _ in range(first, first + 5_000)))
+        await eco.settle()
+    async with _pg(dsn, schema, node=False) as client:
+        started = time.perf_counter()
+        state = await client.state(ref)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert state == PG_REPLAY
+    return elapsed
+
+
+async def _pg_remote_lags(dsn: str, schema: str) -> list[float]:
+    """`_lags` with the node in a `pachytype node` process of its own and the
+    callers and the projection in a `node=False` client here."""
+    client = _pg(dsn, schema, node=False)
+    await client.open()  # makes the schema
+    await client.close()
+    with tempfile.TemporaryDirectory() as logs:
+        node = spawn_node(
+            dsn,
+            schema,
+            "benchmarks.workload.refs:REGISTRY",
+            node_id="bench-events",
+            lease=5.0,
+            partitions=PARTITIONS,
+            log_dir=Path(logs),
+        )
+        try:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await wait_for_owners(conn, schema, {"bench-events"}, timeout=30)
+            finally:
+                await conn.close()
+            return await _lags(_pg(dsn, schema, node=False))
+        finally:
+            stop_processes([node])
+
+
+def _postgres(dsn: str) -> list[Record]:
+    def throughput(event_sourced: bool) -> float:
+        return _on_postgres(
+            dsn,
+            lambda s: _sends(_pg(dsn, s), event_sourced, PG_ENTITIES, PG_PER_ENTITY),
+        )
+
+    event_sourced = max(throughput(True) for _ in range(2))
+    state_stored = max(throughput(False) for _ in range(2))
+    no_snapshot = _on_postgres(dsn, lambda s: _pg_replay(dsn, s, False))
+    snapshot = _on_postgres(dsn, lambda s: _pg_replay(dsn, s, True))
+    lags = _on_postgres(dsn, lambda s: _lags(_pg(dsn, s)))
+    remote = _on_postgres(dsn, lambda s: _pg_remote_lags(dsn, s))
+    return [
+        Record(
+            "postgres.event_sourced",
+            event_sourced,
+            "activations/s",
+            "state-stored Sink, same work",
+            state_stored,
+            f"{PG_ENTITIES:,} entities x {PG_PER_ENTITY} msgs, node in this process",
+        ),
+        Record(
+            f"postgres.replay_{PG_REPLAY // 1000}k",
+            no_snapshot,
+            "ms",
+            "snapshot every 1,000 events",
+            snapshot,
+            f"a client's state() of an entity with {PG_REPLAY:,} events, no snapshot",
+        ),
+        Record(
+            "postgres.projection_lag_p50",
+            statistics.median(lags),
+            "ms",
+            note=f"call returned -> event in a Projection, {LAG_CALLERS} callers writing",
+        ),
+        Record("postgres.projection_lag_p99", _percentile(lags, 0.99), "ms"),
+        Record(
+            "postgres.client_projection_lag_p50",
+            statistics.median(remote),
+            "ms",
+            note="the same with the node in another process, the projection in a client",
+        ),
+        Record("postgres.client_projection_lag_p99", _percentile(remote, 0.99), "ms"),
+    ]
+
+
 def _applied(seen: dict[int, float], tag: int) -> Callable[[object], bool]:
     """Whether the event tagged `tag` reached the projection."""
     return lambda _: tag in seen
@@ -185,6 +321,11 @@ def run() -> list[Record]:
         lags = asyncio.run(_lag(directory / "lag.db"))
         cache = asyncio.run(_cache(directory))
     load = f"{ENTITIES:,} entities x {PER_ENTITY} msgs, synchronous=FULL"
+    dsn = postgres_test_dsn()
+    reason = unreachable_reason(dsn)
+    if reason is not None:
+        print(f"bench_events: the postgres rows are skipped: {reason}")
+    on_postgres = _postgres(dsn) if reason is None else []
     return [
         Record(
             "localdisk.event_sourced",
@@ -229,4 +370,5 @@ def run() -> list[Record]:
             note=f"reopened cache: applied {int(cache['applied']):,} missed events "
             f"({MISSED:,} claims while it was down), not {SIGNUPS + MISSED:,}",
         ),
+        *on_postgres,
     ]

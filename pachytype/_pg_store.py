@@ -284,7 +284,7 @@ class PostgresStore:
         rows = await conn.fetch(
             f"SELECT m.seq, m.partition, m.entity_type, m.entity_id, m.payload, m.msg_id, "
             f"m.outside, m.reply, m.reply_to, m.reply_key, m.due, "
-            f"m.outside AND EXISTS (SELECT 1 FROM {s}.dedupe d WHERE d.msg_id = m.msg_id), "
+            f"{self._consumed_before()}, "
             f"a.n, {self._followed_now()}, m.timer_key "
             f"FROM {s}.mailbox m LEFT JOIN {s}.attempts a ON a.seq = m.seq "
             f"WHERE m.partition = ANY($1::int[]) ORDER BY m.seq",
@@ -318,7 +318,7 @@ class PostgresStore:
         rows = await conn.fetch(
             f"SELECT m.seq, m.partition, m.entity_type, m.entity_id, m.payload, m.msg_id, "
             f"m.outside, m.reply, m.reply_to, m.reply_key, m.due, "
-            f"m.outside AND EXISTS (SELECT 1 FROM {s}.dedupe d WHERE d.msg_id = m.msg_id), "
+            f"{self._consumed_before()}, "
             f"x.h, {self._followed_now()}, m.timer_key "
             f"FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) AS x "
             f"LEFT JOIN LATERAL (SELECT * FROM {s}.mailbox m WHERE m.partition = ANY($1::int[]) "
@@ -333,13 +333,23 @@ class PostgresStore:
             self._xmin = rows[0][12]
         return await self._take(conn, [r for r in rows if r[0] is not None])
 
+    def _consumed_before(self) -> str:
+        """A column: whether the row is an outside message consumed before (a
+        resend). A scalar subquery, one index probe per row: as an `EXISTS` the
+        planner may hash the whole `dedupe` table (every answered call) per claim."""
+        return (
+            f"m.outside AND (SELECT true FROM {self._s}.dedupe d "
+            f"WHERE d.msg_id = m.msg_id) IS NOT NULL"
+        )
+
     def _followed_now(self) -> str:
         """A column: whether the row's entity is followed (an InitPlan first:
         most of the time nobody follows anything)."""
         s = self._s
         return (
-            f"(SELECT EXISTS (SELECT 1 FROM {s}.watches)) AND EXISTS (SELECT 1 FROM "
-            f"{s}.watches w WHERE w.entity_type = m.entity_type AND w.entity_id = m.entity_id)"
+            f"(SELECT EXISTS (SELECT 1 FROM {s}.watches)) AND (SELECT true FROM "
+            f"{s}.watches w WHERE w.entity_type = m.entity_type AND w.entity_id = m.entity_id "
+            f"LIMIT 1) IS NOT NULL"
         )
 
     async def _take(

@@ -41,6 +41,7 @@ import os
 import socket
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -128,6 +129,8 @@ class Membership:
         """Partitions no live node may own, as last logged."""
         self.takeovers: list[tuple[int, int]] = []
         """`(partition, new epoch)` of every partition this node took, in order."""
+        self.handing_over: Callable[[list[int]], Awaitable[None]] | None = None
+        """Awaited before partitions are released (the node's runtimes let go first)."""
 
     async def check_joining(self, conn: asyncpg.Connection) -> None:
         """Raise `FingerprintMismatchError` if a live member runs a registry
@@ -244,6 +247,10 @@ class Membership:
             return
         log.info("node %s hands over partitions %s", self.node_id, partitions)
         self.ownership.drop(partitions)  # workers stop claiming before we wait
+        if self.handing_over is not None:
+            # Until the runtimes have dropped them: a batch built with them
+            # would be refused after the release (and reload everything).
+            await self.handing_over(partitions)
         s = self._s
         async with conn.transaction():
             # FOR UPDATE waits for this node's own batch still holding KEY SHARE.

@@ -109,6 +109,7 @@ class Node:
 
         for runtime in self.runtimes:
             runtime.gate = gate
+        membership.handing_over = self._let_go
         self._members = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -144,6 +145,12 @@ class Node:
         """New mail for `partition`: ring the store serving it (if it is ours)."""
         if partition in self.ownership.epochs:
             self.stores[partition % self.workers].ring()
+
+    async def _let_go(self, partitions: list[int]) -> None:
+        """Before a release: until every runtime has dropped `partitions` (at
+        most an eighth of a lease; a slow commit is then refused instead)."""
+        timeout = self.membership.lease / 8
+        await asyncio.gather(*(store.let_go(partitions, timeout) for store in self.stores))
 
     def wake_all(self) -> None:
         for store in self.stores:

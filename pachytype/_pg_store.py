@@ -63,6 +63,7 @@ is the I/O: everything about scheduling is the shared runtime's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import uuid
@@ -103,6 +104,9 @@ NODE_IDS: Final = 1 << 62
 
 SESSION_IDS: Final = 1 << 31
 """Ids one store session may give (each session has a range of its own)."""
+
+RECOVERY_PAGE: Final = 50_000
+"""Rows of gained partitions read per `news()` (the runtime works between two pages)."""
 
 RECENT_BYTES: Final = 64 * 1024
 """Most bytes of recent messages stored with a state: the newest that fit, at least one."""
@@ -197,7 +201,10 @@ class PostgresStore:
         self._reset = False  # a commit failed: the runtime forgot everything
         self._suspect_all = False  # ... and it may have been refused: count attempts
         self._xmin = "0"  # the last claim's snapshot horizon (xid8 as text)
-        self._recovered_at = "0"  # the last recovery's
+        self._floor: int | None = None  # the first recovery page's horizon, while recovering
+        self._recovering: dict[int, list[Any]] = {}  # partition -> [last seq read, suspect?]
+        self._claimed_meanwhile = False  # other partitions were claimed while recovering
+        self._told = asyncio.Event()  # set at the end of each `news()`
         self._held: dict[int, _Held] = {}
         self._outside: dict[uuid.UUID, int] = {}  # outside message ids held -> runtime id
         self._attempted: set[int] = set()  # ids with an `attempts` row
@@ -236,8 +243,25 @@ class PostgresStore:
         except _ERRORS as error:
             self._failed(error)
             raise FencedError(frozenset(self._delivered), _text(error)) from error
+        finally:
+            self._told.set()
         self._backoff = 0.0
         return news
+
+    async def let_go(self, partitions: Iterable[int], timeout: float) -> None:
+        """Return once the runtime knows it no longer owns `partitions` (its
+        `news()` said so, between two commits: no batch of theirs is built or
+        in flight), or after `timeout` s. The heartbeat waits for this before
+        it releases them, so a planned handover refuses no commit (a refused
+        commit costs a reload of every partition)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        gone = set(partitions)
+        while gone & self._delivered.keys() and (left := deadline - loop.time()) > 0:
+            self._told.clear()
+            self._wake()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._told.wait(), left)
 
     def _failed(self, error: BaseException) -> None:
         """A store call failed: the runtime forgets everything and reloads (after
@@ -253,52 +277,125 @@ class PostgresStore:
             self._reset = False
             self._held.clear()
             self._outside.clear()
+            self._recovering.clear()
             before = {}
         lost = frozenset(p for p, e in self._delivered.items() if current.get(p) != e)
         gained = sorted(p for p, e in current.items() if before.get(p) != e)
         if lost:
-            for mail_id in [i for i, h in self._held.items() if h[0] in lost]:
-                held = self._held.pop(mail_id)
-                if held[1] is not None:
-                    self._outside.pop(held[1], None)
+            self._unhold(lost)
         self._delivered = current
-        claimed = [p for p in current if p not in set(gained)]
+        if gained:
+            # Taken from a dead owner (or after a refused commit): their mail
+            # may have been running, it comes back with its attempt counts.
+            expired = self.ownership.expired & set(gained)
+            self.ownership.expired -= expired
+            for p in gained:
+                self._recovering[p] = [-1, self._suspect_all or p in expired]
+            self._suspect_all = False
+        claimed = [p for p in current if p not in self._recovering]
         async with self.pool.acquire() as conn:
             if gained:
                 # A new range of ids, above every range used so far: mail of an
                 # entity taken over from another node follows what it sent there.
                 session = await conn.fetchval(f"SELECT nextval('{self._s}.sessions')")
                 self._base = NODE_IDS + (int(session) % (NODE_IDS // SESSION_IDS)) * SESSION_IDS
-            recovery = await self._recover(conn, gained) if gained else None
+            recovery = await self._recover(conn) if self._recovering else None
             mail, timers, calls = await self._claim(conn, claimed) if claimed else ([], [], [])
-        if recovery is not None:
-            # The next claim covers the gained partitions too: it starts from
-            # the recovery's horizon (the older of the two snapshots).
-            self._xmin = self._recovered_at
-        return News(lost=lost, gained=recovery, mail=mail, timers=timers, calls=frozenset(calls))
+        if self._recovering:
+            self._claimed_meanwhile = self._claimed_meanwhile or bool(claimed)
+            self._wake()  # the next page, between two commits
+        elif self._floor is not None:
+            # Recovered partitions join the claims: from their recovery's
+            # horizon on (the older one, if other partitions were claimed meanwhile).
+            floor = self._floor
+            if self._claimed_meanwhile or claimed:
+                floor = min(int(self._xmin), floor)
+            self._xmin = str(floor)
+            self._floor = None
+            self._claimed_meanwhile = False
+        news = News(lost=lost, gained=recovery, mail=mail, timers=timers, calls=frozenset(calls))
+        return self._since(news)
 
-    async def _recover(self, conn: asyncpg.Connection, partitions: list[int]) -> Recovery:
-        """Every row of `partitions` (just gained), whoever took it before."""
+    def _unhold(self, lost: Iterable[int]) -> None:
+        """Forget the rows of partitions no longer owned."""
+        gone = set(lost)
+        for mail_id in [i for i, h in self._held.items() if h[0] in gone]:
+            held = self._held.pop(mail_id)
+            if held[1] is not None:
+                self._outside.pop(held[1], None)
+        for p in gone:
+            self._recovering.pop(p, None)
+
+    def _since(self, news: News) -> News:
+        """`news` less the partitions lost while it was read (the heartbeat may
+        hand some over meanwhile): the runtime must not build a batch with them."""
+        now = self.ownership.epochs
+        gone = frozenset(p for p, e in self._delivered.items() if now.get(p) != e)
+        if not gone:
+            return news
+        held = self._held
+
+        def kept(mail_id: int) -> bool:
+            return mail_id in held and held[mail_id][0] not in gone
+
+        news = News(
+            lost=news.lost | gone,
+            gained=None
+            if news.gained is None
+            else Recovery(
+                next_id=news.gained.next_id,
+                mail=[r for r in news.gained.mail if kept(r[0])],
+                timers=[r for r in news.gained.timers if kept(r[0])],
+                suspects={i: n for i, n in news.gained.suspects.items() if kept(i)},
+                calls=frozenset(i for i in news.gained.calls if kept(i)),
+            ),
+            mail=[r for r in news.mail if kept(r[0])],
+            timers=[r for r in news.timers if kept(r[0])],
+            calls=frozenset(i for i in news.calls if kept(i)),
+        )
+        self._unhold(gone)
+        self._delivered = {p: e for p, e in self._delivered.items() if p not in gone}
+        return news
+
+    async def _recover(self, conn: asyncpg.Connection) -> Recovery:
+        """The next page of the partitions being recovered: every row, whoever
+        took it before, in `seq` order per partition; about `RECOVERY_PAGE` rows
+        in all, so the runtime works (and learns of a lost partition) between
+        two pages instead of loading a whole backlog first."""
         s = self._s
-        xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+        recovering = self._recovering
+        limit = max(RECOVERY_PAGE // len(recovering), 64)
+        parts = sorted(recovering)
         rows = await conn.fetch(
             f"SELECT m.seq, m.partition, m.entity_type, m.entity_id, m.payload, m.msg_id, "
             f"m.outside, m.reply, m.reply_to, m.reply_key, m.due, "
             f"{self._consumed_before()}, "
-            f"a.n, {self._followed_now()}, m.timer_key "
-            f"FROM {s}.mailbox m LEFT JOIN {s}.attempts a ON a.seq = m.seq "
-            f"WHERE m.partition = ANY($1::int[]) ORDER BY m.seq",
-            partitions,
+            f"(SELECT a.n FROM {s}.attempts a WHERE a.seq = m.seq), "
+            f"{self._followed_now()}, m.timer_key, x.h "
+            f"FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h) AS x "
+            f"CROSS JOIN unnest($1::int[], $2::bigint[]) AS u(p, after) "
+            f"LEFT JOIN LATERAL (SELECT * FROM {s}.mailbox m WHERE m.partition = u.p "
+            f"AND m.seq > u.after ORDER BY m.seq LIMIT $3) AS m ON true",
+            parts,
+            [recovering[p][0] for p in parts],
+            limit,
         )
-        self._recovered_at = xmin
-        expired = self.ownership.expired & set(partitions)
-        self.ownership.expired -= expired
-        everything = self._suspect_all
-        self._suspect_all = False
+        if rows:
+            horizon = int(rows[0][15])
+            self._floor = horizon if self._floor is None else min(self._floor, horizon)
+        rows = sorted((r for r in rows if r[0] is not None), key=_first)
+        suspect = {p for p in parts if recovering[p][1]}
+        taken: dict[int, int] = {}
+        for r in rows:
+            taken[r[1]] = taken.get(r[1], 0) + 1
+            recovering[r[1]][0] = r[0]  # rows come in seq order
+        for p in parts:
+            if taken.get(p, 0) < limit:
+                del recovering[p]  # every row read
         mail, timers, calls = await self._take(conn, rows)
         suspects: dict[int, int] = {}
         for r in rows:
-            if r[0] in self._held and (everything or r[1] in expired) and r[10] is None:
+            if r[0] in self._held and r[1] in suspect and r[10] is None:
                 suspects[r[0]] = r[12] or 0
                 if r[12]:
                     self._attempted.add(r[0])
@@ -854,6 +951,11 @@ async def _rollback(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
     except BaseException:  # the commit's own error is the one to report
         conn.terminate()
+
+
+def _first(row: Any) -> int:
+    first: int = row[0]
+    return first
 
 
 def _text(error: BaseException) -> str:

@@ -35,15 +35,18 @@ is the I/O: everything about scheduling is the shared runtime's.
   in id order). Ids are not commit-ordered across writers, so the store
   records every consumed id: it deletes the row, and an outside message's
   id goes to `dedupe` (a resend is dropped when claimed).
-* **One statement per commit, fenced.** A commit is a transaction of
-  three round trips: `BEGIN` with the lock of the store's lease rows `FOR
-  KEY SHARE`, one statement that checks owner and epoch (every write in it
-  is conditional on that check, so a stale owner writes nothing and gets
-  `FencedError`), `COMMIT`. The locks come first so that the statement's
-  snapshot sees every follower registered under them (a follower takes the
-  row `FOR UPDATE`). Dead letters and events add statements to the same
-  transaction. A lost connection or a refused statement is also reported
-  as fenced (the outcome is unknown: the runtime reloads from the
+* **One statement per commit, fenced: one round trip.** A commit is one
+  statement, its own transaction: it locks the store's lease rows `FOR KEY
+  SHARE` and checks owner and epoch (every write in it is conditional on
+  that check, so a stale owner writes nothing and gets `FencedError`). A
+  lease row that changed between the statement's snapshot and its lock
+  (the lock reads the row as it is now, the snapshot as it was) may hide a
+  follower registered meanwhile (a follower takes the row `FOR UPDATE` and
+  writes it): then the statement writes nothing and is sent again, with a
+  newer snapshot (a lease renewal does the same, rarely). Dead letters and
+  events add statements, in a transaction around it (`BEGIN`, statement,
+  theirs, `COMMIT`). A lost connection or a refused statement is also
+  reported as fenced (the outcome is unknown: the runtime reloads from the
   database) and makes every reloaded message suspect, so a message whose
   commit the database keeps refusing is isolated and dead-lettered by the
   attempts rule instead of failing its batch forever.
@@ -64,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import struct
 import uuid
@@ -118,6 +122,10 @@ _UNREADABLE: Final = frozenset({"DecodeError", "UnknownEntityError"})
 """Dead letters of stored mail that no longer decodes: logged (a deploy broke it)."""
 
 _ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+_MOVED_RETRIES: Final = 5
+"""Times a commit statement is sent again because a lease row it locked changed
+under its snapshot (a follower registered, or a renewal), before it is refused."""
 
 # A held row: (partition, outside message id or None, reply channel, reply key).
 _Held = tuple[int, uuid.UUID | None, str | None, bytes | None]
@@ -637,7 +645,6 @@ class PostgresStore:
         if batch.events:
             notices.append((self._events_channel, "1"))
         parts = sorted(owned)
-        s = self._s
         mail_columns = _columns(mail, 7)
         args = [
             parts,
@@ -666,25 +673,8 @@ class PostgresStore:
             *_columns(batch.forgotten, 2),
             INBOX,
         ]
-        # BEGIN and the lease locks in one round trip (simple protocol: the
-        # partitions are ints). Taken before the statement, so its snapshot
-        # sees every follower that registered under those locks before us.
-        locks = (
-            f"; SELECT 1 FROM {s}.leases WHERE partition IN ({','.join(map(str, parts))}) "
-            f"FOR KEY SHARE"
-            if parts
-            else ""
-        )
         async with self.pool.acquire() as conn:
-            await conn.execute("BEGIN" + locks)
-            try:
-                status = await conn.fetchrow(self._statement(), *args)
-                if status[0] and (batch.dead or batch.events):
-                    await self._write_more(conn, batch)
-                await conn.execute("COMMIT")  # (refused: nothing was written)
-            except BaseException:
-                await _rollback(conn)
-                raise
+            status = await self._run(conn, batch, args)
         go, watched_t, fired_ok, watched_e = status[0], status[1], status[2], status[3]
         if not go:
             if not fired_ok:
@@ -708,15 +698,46 @@ class PostgresStore:
             self._attempted.update(batch.attempted)
         for msg_id, answer in local:
             self._resolve(msg_id, answer)
-        del s
+
+    async def _run(self, conn: asyncpg.Connection, batch: CommitBatch, args: list[Any]) -> Any:
+        """The commit statement, on its own (one round trip, its own
+        transaction) unless dead letters or events need more statements; sent
+        again while a lease row it locked changed under its snapshot (`mv`)."""
+        statement = self._statement()
+        more = bool(batch.dead or batch.events)
+        for attempt in itertools.count(1):
+            if not more:
+                status = await conn.fetchrow(statement, *args)
+            else:
+                await conn.execute("BEGIN")
+                try:
+                    status = await conn.fetchrow(statement, *args)
+                    if status[0]:
+                        await self._write_more(conn, batch)
+                    await conn.execute("COMMIT")  # (refused: nothing was written)
+                except BaseException:
+                    await _rollback(conn)
+                    raise
+            if not status[5] or attempt >= _MOVED_RETRIES:
+                return status
+        raise AssertionError("unreachable")
 
     def _statement(self) -> str:
         """The commit: one statement, every write conditional on the fence."""
         s = self._s
         go = "(SELECT go FROM g)"
         return (
-            f"WITH l AS (SELECT partition, owner, epoch FROM {s}.leases "
+            # `l`: the lease rows locked, as they are now (a row changed since
+            # the statement's snapshot is read again under the lock); `l0`: as
+            # the snapshot saw them. A row that changed (`mv`) may hide a
+            # follower registered meanwhile from `w`: the statement is refused
+            # and sent again (with a newer snapshot).
+            f"WITH l AS (SELECT partition, owner, epoch, xmin::text AS v FROM {s}.leases "
             f"WHERE partition = ANY($1::int[]) FOR KEY SHARE), "
+            f"l0 AS (SELECT partition, xmin::text AS v FROM {s}.leases "
+            f"WHERE partition = ANY($1::int[])), "
+            f"mv AS (SELECT EXISTS (SELECT 1 FROM l JOIN l0 ON l0.partition = l.partition "
+            f"WHERE l.v <> l0.v) AS moved), "
             f"w AS (SELECT DISTINCT w.entity_type, w.entity_id FROM {s}.watches w "
             f"JOIN unnest($4::text[], $5::text[]) AS k(t, e) "
             f"ON w.entity_type = k.t AND w.entity_id = k.e), "
@@ -724,7 +745,8 @@ class PostgresStore:
             f"JOIN unnest($48::int[], $49::bigint[]) AS u(p, q) ON m.partition = u.p "
             f"AND m.seq = u.q), "
             f"g AS (SELECT coalesce(bool_and(coalesce(l.owner = $3 AND l.epoch = u.e, false)), "
-            f"true) AND NOT EXISTS (SELECT 1 FROM w) AND (SELECT ok FROM fi) AS go "
+            f"true) AND NOT EXISTS (SELECT 1 FROM w) AND (SELECT ok FROM fi) "
+            f"AND NOT (SELECT moved FROM mv) AS go "
             f"FROM unnest($1::int[], $2::bigint[]) AS u(p, e) LEFT JOIN l ON l.partition = u.p), "
             f"d AS (DELETE FROM {s}.mailbox m USING unnest($6::int[], $7::bigint[]) AS u(p, q) "
             f"WHERE m.partition = u.p AND m.seq = u.q AND {go}), "
@@ -772,7 +794,7 @@ class PostgresStore:
             f"(SELECT ok FROM fi), "
             f"(SELECT array_agg(entity_id) FROM w), "
             f"(SELECT count(pg_notify(c, n)) FROM unnest($36::text[], $37::text[]) AS u(c, n) "
-            f"WHERE {go})"
+            f"WHERE {go}), (SELECT moved FROM mv)"
         )
 
     async def _write_more(self, conn: asyncpg.Connection, batch: CommitBatch) -> None:

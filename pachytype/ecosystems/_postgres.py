@@ -22,13 +22,13 @@ instance, node or not (`node=False` is a pure client), accepts `send`,
   directly. A call not answered within `poll_interval` (its notification
   was lost with the LISTEN connection) reads its answer from the table.
 * `follow` registers a watch while holding the entity's partition lease row
-  `FOR UPDATE` (an owner's batch holds it `FOR KEY SHARE` from before it
-  claims until it commits), then reads the state: every later batch of
-  that entity sees the watch when it claims, and writes each committed
-  state to `history`. Notifications are only hints: the follower reads
-  `history` after its position, so it never skips a state (a big one, or
-  one committed while its LISTEN connection was down) and a forged
-  notification yields nothing.
+  `FOR UPDATE` and writes that row (an owner's commit locks it `FOR KEY
+  SHARE` and is sent again if the row changed under its snapshot, see
+  `_pg_store`), then reads the state: every commit of that entity after
+  the read sees the watch, and writes each committed state to `history`.
+  Notifications are only hints: the follower reads `history` after its
+  position, so it never skips a state (a big one, or one committed while
+  its LISTEN connection was down) and a forged notification yields nothing.
 * `state` reads the committed row (or `init(id)`), never activating.
 
 Rolling deploys (`_pg_deploy`): nodes and clients of two versions of a
@@ -808,21 +808,29 @@ class Postgres(Ecosystem):
     async def _watch(
         self, pool: asyncpg.Pool, watch_id: uuid.UUID, key: Key, id: Hashable
     ) -> tuple[int, Any]:
-        """Register the watch under the partition's lease row lock, then read
-        the state: an owner's batch holds that row (`FOR KEY SHARE`) from
-        before it claims until it commits, so each batch of this entity
-        either committed before we read, or claims after the watch is
-        visible and records its states in `history`."""
+        """Register the watch under the partition's lease row lock (and write
+        that row), then read the state: an owner's commit locks the row `FOR
+        KEY SHARE`, so each commit of this entity either committed before we
+        read, or runs after the watch is visible (a commit whose snapshot
+        predates it finds the row changed and runs again) and records its
+        states in `history`."""
         entity_type, id_text = key
         etype = self.registry.types[entity_type]
         try:
             initial = etype.instance.init(id)
         except Exception as error:
             raise InitError(entity_type, id, error) from error
+        partition = partition_of(entity_type, id_text, self.partitions)
         async with pool.acquire() as conn, conn.transaction():
+            # FOR UPDATE waits for a commit in flight; the row is then written
+            # (a new version, same values), so a commit whose snapshot is older
+            # than this watch sees its lease row changed and runs again.
             await conn.execute(
-                f"SELECT 1 FROM {self._s}.leases WHERE partition = $1 FOR UPDATE",
-                partition_of(entity_type, id_text, self.partitions),
+                f"SELECT 1 FROM {self._s}.leases WHERE partition = $1 FOR UPDATE", partition
+            )
+            await conn.execute(
+                f"UPDATE {self._s}.leases SET expires_at = expires_at WHERE partition = $1",
+                partition,
             )
             await conn.execute(
                 f"INSERT INTO {self._s}.watches (watch_id, node_id, entity_type, entity_id) "

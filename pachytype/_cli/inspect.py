@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.pretty import Pretty
 from rich.table import Table
 
-from pachytype._cli_support import (
+from pachytype._cli.support import (
     check_schema_name,
     choose_store,
     dsn_option,

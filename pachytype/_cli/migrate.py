@@ -33,7 +33,7 @@ from attrs import define, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pachytype._cli_support import (
+from pachytype._cli.support import (
     check_schema_name,
     choose_store,
     dsn_option,
@@ -257,7 +257,7 @@ def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, ba
             "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
             "examples.bank.refs:REGISTRY)"
         )
-    from pachytype._cmd_inspect import open_db
+    from pachytype._cli.inspect import open_db
 
     registry = load_registry(target)
     open_db(db).close()  # a clear error if it is not a LocalDisk database

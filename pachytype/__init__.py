@@ -17,19 +17,21 @@ from pachytype._errors import (
     DecodeError,
     EcosystemClosedError,
     EncodeError,
+    FingerprintMismatchError,
     InitError,
     PachytypeError,
+    ProjectionError,
     StaleRegistryError,
     StateVersionError,
+    StoreLockedError,
     UnknownEntityError,
+    VersionSkewError,
     WrongMessageError,
 )
 from pachytype._event_sourced import Decision, EventSourced, Upcast, upcast
 from pachytype._events import StoredEvent
-from pachytype._pg_deploy import FingerprintMismatchError, VersionSkewError
-from pachytype._projection import Projection, ProjectionError, SqliteProjection
+from pachytype._projection import Projection, SqliteProjection
 from pachytype._registry import EntityType, Registry
-from pachytype._sqlite import StoreLockedError
 from pachytype._worker import Attempt, Failure, Worker, WorkerState
 from pachytype._worker_runner import worker_state
 from pachytype.ecosystems._inmemory import InMemory

@@ -44,7 +44,8 @@ from pachytype._core.turn import UNBORN
 from pachytype._durable import decode_dead
 from pachytype._pg_dsn import redact
 from pachytype._registry import EntityType, Registry
-from pachytype._sqlite import connect_readonly, read_dead, read_journals
+from pachytype._sqlite.rows import read_dead, read_journals
+from pachytype._sqlite.schema import connect_readonly
 
 if TYPE_CHECKING:  # imported when run: it imports asyncpg
     from pachytype._pg_inspect import SchemaContents

@@ -41,9 +41,11 @@ from pachytype._cli.support import (
     postgres_errors,
 )
 from pachytype._codec import Codec
+from pachytype._errors import StoreLockedError
 from pachytype._pg_dsn import redact
 from pachytype._registry import Registry
-from pachytype._sqlite import FileLock, StoreLockedError, connect, transaction
+from pachytype._sqlite.lock import FileLock
+from pachytype._sqlite.schema import connect, transaction
 
 
 @define

@@ -15,7 +15,7 @@ from examples.bank.account import AccountId
 from pachytype import ActivationError, LocalDisk
 from pachytype._cli.migrate import Outcome, migrate_batch
 from pachytype._codec import Codec
-from pachytype._sqlite import connect
+from pachytype._sqlite.schema import connect
 from pachytype.cli import main
 from tests.bank_v1.registry import REGISTRY as BANK_V1
 

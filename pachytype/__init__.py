@@ -118,7 +118,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     """`pachytype.Postgres`, imported on first use: it loads asyncpg, which a
     program on the other ecosystems never needs (`import pachytype` stays
-    free of it; tests/test_import.py checks)."""
+    free of it; tests/test_public_api.py checks)."""
     if name == "Postgres":
         from pachytype.ecosystems._postgres import Postgres
 

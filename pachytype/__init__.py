@@ -5,6 +5,8 @@ Declare entities (`Entity[Id, Msg, State]` with a pure `activate`), run
 ecosystem: `InMemory`, `LocalDisk` (SQLite), `Simulation`, or `Postgres`.
 """
 
+from typing import TYPE_CHECKING
+
 from pachytype._address import Address, CancelTimer, Envelope, Ref, Request
 from pachytype._clock import Clock, ManualClock, SystemClock
 from pachytype._deadletter import DeadLetter
@@ -17,24 +19,25 @@ from pachytype._errors import (
     DecodeError,
     EcosystemClosedError,
     EncodeError,
+    FingerprintMismatchError,
     InitError,
     PachytypeError,
+    ProjectionError,
     StaleRegistryError,
     StateVersionError,
+    StoreLockedError,
     UnknownEntityError,
+    VersionSkewError,
     WrongMessageError,
 )
 from pachytype._event_sourced import Decision, EventSourced, Upcast, upcast
 from pachytype._events import StoredEvent
-from pachytype._pg_deploy import FingerprintMismatchError, VersionSkewError
-from pachytype._projection import Projection, ProjectionError, SqliteProjection
+from pachytype._projection import Projection, SqliteProjection
 from pachytype._registry import EntityType, Registry
-from pachytype._sqlite import StoreLockedError
 from pachytype._worker import Attempt, Failure, Worker, WorkerState
 from pachytype._worker_runner import worker_state
 from pachytype.ecosystems._inmemory import InMemory
 from pachytype.ecosystems._localdisk import LocalDisk
-from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import (
     CalmCheck,
     Faults,
@@ -47,6 +50,9 @@ from pachytype.simulation import (
     SimulationReport,
     Trace,
 )
+
+if TYPE_CHECKING:
+    from pachytype.ecosystems._postgres import Postgres
 
 __all__ = [
     "Activation",
@@ -107,3 +113,15 @@ __all__ = [
     "upcast",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """`pachytype.Postgres`, imported on first use: it loads asyncpg, which a
+    program on the other ecosystems never needs (`import pachytype` stays
+    free of it; tests/test_public_api.py checks)."""
+    if name == "Postgres":
+        from pachytype.ecosystems._postgres import Postgres
+
+        globals()["Postgres"] = Postgres  # later lookups find it without this call
+        return Postgres
+    raise AttributeError(f"module 'pachytype' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from pathlib import Path
 
 
 class PachytypeError(Exception):
@@ -244,3 +245,29 @@ class DeadlineError(PachytypeError, TimeoutError):
         self.id = id
         self.timeout = timeout
         super().__init__(text)
+
+
+class StoreLockedError(PachytypeError):
+    """Another process (or another open ecosystem) owns this database."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        super().__init__(
+            f"database {str(path)!r} is already open by another LocalDisk ({holder}); "
+            f"LocalDisk runs on one node: close the other process (or the other "
+            f"ecosystem on this file) first, or use Postgres for many nodes"
+        )
+
+
+class ProjectionError(PachytypeError):
+    """A projection stopped: its `apply` raised on an event (chained as the cause)."""
+
+
+class FingerprintMismatchError(PachytypeError):
+    """A node or client tried to join a cluster whose live members run a
+    registry it cannot run beside (see `_compat.conflicts`)."""
+
+
+class VersionSkewError(PachytypeError):
+    """A message (or a call's answer) that a live node of another version of
+    the registry could not decode: deploy that version everywhere first."""

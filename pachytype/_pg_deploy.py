@@ -56,20 +56,10 @@ from pachytype._compat import (
     reads_state,
     short_name,
 )
-from pachytype._errors import PachytypeError
+from pachytype._errors import FingerprintMismatchError, VersionSkewError
 from pachytype._pg_schema import quote_schema
 
 log = logging.getLogger("pachytype.postgres")
-
-
-class FingerprintMismatchError(PachytypeError):
-    """A node or client tried to join a cluster whose live members run a
-    registry it cannot run beside (see `_compat.conflicts`)."""
-
-
-class VersionSkewError(PachytypeError):
-    """A message (or a call's answer) that a live node of another version of
-    the registry could not decode: deploy that version everywhere first."""
 
 
 class Deployment:

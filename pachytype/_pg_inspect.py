@@ -1,6 +1,6 @@
 """What `pachytype inspect --dsn` and `pachytype migrate --dsn` read and write
 in a PostgreSQL schema: plain data from a few queries, for the commands to
-decode and render (`_cmd_inspect`, `_cmd_migrate`).
+decode and render (`_cli.inspect`, `_cli.migrate`).
 
 Design note
 -----------

@@ -47,8 +47,9 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field
 
+from pachytype._errors import FingerprintMismatchError
 from pachytype._inbox import INBOX
-from pachytype._pg_deploy import Deployment, FingerprintMismatchError, member_row
+from pachytype._pg_deploy import Deployment, member_row
 from pachytype._pg_partition import assign
 from pachytype._pg_schema import quote_schema
 

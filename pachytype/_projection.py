@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from pachytype._ecosystem import Ecosystem
-from pachytype._errors import PachytypeError
+from pachytype._errors import PachytypeError, ProjectionError
 from pachytype._events import StoredEvent
 
 V = TypeVar("V")
@@ -55,10 +55,6 @@ _QUEUE = 10_000
 
 Source = type[Any] | str
 """An event-sourced entity class, or its entity type name."""
-
-
-class ProjectionError(PachytypeError):
-    """A projection stopped: its `apply` raised on an event (chained as the cause)."""
 
 
 class _Base(ABC):

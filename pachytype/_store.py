@@ -103,9 +103,11 @@ fenced. `pachytype._pg_store.PostgresStore` (one per Postgres node worker)
 implements all of it: partitions as scopes, lease epochs checked in the
 commit statement, claims by snapshot horizon, ids per node session.
 
-Trade-offs: the whole backlog of unconsumed mail of the owned scopes is
-loaded when they are gained; a fenced commit costs a reload of every owned
-scope (it is rare: it needs a node paused past its lease).
+Trade-offs: the unconsumed mail of gained scopes is all loaded (LocalDisk
+at open; Postgres page by page, one page per `news()`, while the runtime
+works); a fenced commit costs a reload of every owned scope (it is rare: a
+node paused past its lease, or a follower registering an entity of the
+batch; a planned handover waits for the runtimes to drop the partitions).
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ import click
 
 # name -> "module:attribute" of a click.Command
 COMMANDS: Final = {
-    "check": "pachytype._cmd_check:check",
-    "generate": "pachytype._cmd_generate:generate",
-    "inspect": "pachytype._cmd_inspect:inspect",
-    "lock": "pachytype._cmd_lock:lock",
-    "migrate": "pachytype._cmd_migrate:migrate",
-    "node": "pachytype._cmd_node:node",
-    "simulate": "pachytype._cmd_simulate:simulate",
+    "check": "pachytype._cli.check:check",
+    "generate": "pachytype._cli.generate:generate",
+    "inspect": "pachytype._cli.inspect:inspect",
+    "lock": "pachytype._cli.lock:lock",
+    "migrate": "pachytype._cli.migrate:migrate",
+    "node": "pachytype._cli.node:node",
+    "simulate": "pachytype._cli.simulate:simulate",
 }
 
 

@@ -33,6 +33,13 @@ Design note
   a broken invariant) is reported with its *causal past* only (the steps it
   depends on), and the search goes on to keep the shortest such trace: the
   same shortest traces the breadth-first search gave.
+* **Sharing the search** (`_parallel_dpor`). A search can start from a
+  path someone else owns (`Search.start` with `Hop`s) and give frames
+  away (`base`): it never returns to frames below `base`, and a race with
+  one of their steps goes to `outbox` for their owner to apply. Executions
+  are also named by places (`Search.indices`: each step's place among the
+  steps enabled there), the same in every process; the least by (length,
+  places) is an outcome's shortest trace, whichever order found it.
 * **Where it does not apply.** Stateless search loops forever on a cycle of
   worlds, and an invariant that reads every entity makes every step
   visible (no reduction left). With `Faults(late=True)` a step (a keyed
@@ -44,11 +51,12 @@ Design note
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from pachytype._address import Address, Key
 from pachytype.simulation._errors import InvariantError, SimulationError
+from pachytype.simulation._explore import Found
 from pachytype.simulation._trace import Kind, Outcome, Step, Trace
 from pachytype.simulation._world import Channel, Context, Event, World, advance, apply, enabled
 
@@ -63,6 +71,20 @@ _KINDS = (Kind.DELIVER, Kind.DROP, Kind.DUPLICATE)
 
 _Ids = Mapping[Channel, tuple[tuple[int, int], ...]]
 """Per channel, the (n, copies) of each message in flight, aligned with the world's."""
+
+
+class Hop(NamedTuple):
+    """A frame of a path that belongs to another search (`Search.start`),
+    with the steps there as places among the steps enabled there."""
+
+    node: int
+    """Its owner's name for it."""
+    begun: list[int]
+    """The steps started there before `step` (they sleep in `step`'s subtree)."""
+    backtrack: list[int]
+    """Its backtrack set as its owner last sent it (races it covers are not sent)."""
+    step: int
+    """The step the path takes there."""
 
 
 class Fallback(Exception):
@@ -166,7 +188,15 @@ Invariant = Callable[[Outcome], object]
 
 
 class Search:
-    """One DPOR search from `root` (plain data; `executions()` runs it)."""
+    """One DPOR search from `root` (plain data; `executions()` runs it).
+
+    The path is a stack of frames: frame k is a world, the steps enabled
+    there, its backtrack set, its sleep set (what is asleep or was started
+    there) and the steps started there in order; step k leads from frame k
+    to frame k + 1. Frames below `base` belong to someone else (a parallel
+    search's coordinator, `_parallel_dpor`): the search never returns to them, and
+    a race found with one of their steps goes to `outbox` instead of their
+    backtrack set. A sequential search has `base == 0`."""
 
     def __init__(
         self,
@@ -177,10 +207,8 @@ class Search:
         invariant: Invariant | None,
         max_depth: int,
         max_states: int,
-        sleep: frozenset[Event] = frozenset(),
     ) -> None:
         self.root = root
-        self.sleep = sleep
         self.ctx = ctx
         self.on_error = on_error
         self.invariant = invariant
@@ -195,8 +223,23 @@ class Search:
         self.stopped = False
         # The shortest failure so far: its steps by name, and what was raised.
         self.failure: tuple[list[Name], BaseException] | None = None
-        self._walks: list[_Walk] = []
         self.started = time.perf_counter()
+        # The path (see the class docstring).
+        self.walks: list[_Walk] = []
+        self.backtrack: list[dict[Name, None]] = []
+        self.sleep: list[set[Name]] = []
+        self.begun: list[list[Name]] = []  # steps started at each frame, in order
+        self.enabled_at: list[dict[Name, Event] | None] = []
+        self.names: list[Name] = []
+        self.taken: list[Event] = []  # the same steps as events (cheaper to replay)
+        self.indices: list[int] = []  # step k's place among the steps enabled at frame k
+        self.masks: list[int] = []  # causal past of step k (bits of earlier steps)
+        self.posts: list[frozenset[tuple[Channel, int]]] = []  # messages step k put in flight
+        self.on_path: dict[Hashable, int] = {}
+        self.base = 0
+        self.outbox: list[tuple[int, list[Name]]] = []
+        """Races with steps of frames below `base`: (frame, the initials to add one of)."""
+        self._sent: set[tuple[int, tuple[Name, ...]]] = set()
 
     # -- dependence ----------------------------------------------------------
 
@@ -268,130 +311,180 @@ class Search:
         outcome = _final_outcome(self.root, names, self.ctx)
         raise InvariantError(self.invariant, error, outcome, trace) from error
 
+    # -- the path ------------------------------------------------------------
+
+    def _push(self, walk: _Walk, sleep: set[Name]) -> None:
+        self.walks.append(walk)
+        self.backtrack.append({})
+        self.sleep.append(sleep)
+        self.begun.append([])
+        self.enabled_at.append(None)
+        key = walk.world.key()
+        if key in self.on_path:
+            raise Fallback("a cycle of worlds (the system can run forever)")
+        self.on_path[key] = self.on_path.get(key, 0) + 1
+
+    def _pop(self) -> None:
+        walk = self.walks.pop()
+        key = walk.world.key()
+        if self.on_path[key] == 1:
+            del self.on_path[key]
+        else:
+            self.on_path[key] -= 1
+        self.backtrack.pop()
+        self.sleep.pop()
+        self.begun.pop()
+        self.enabled_at.pop()
+        if self.names:
+            self.names.pop()
+            self.taken.pop()
+            self.indices.pop()
+            self.masks.pop()
+            self.posts.pop()
+
+    def _reset(self) -> None:
+        while self.walks:
+            self._pop()
+        self.outbox = []
+        self._sent = set()
+        self.base = 0
+        self._push(_Walk.start(self.root), set())
+
+    def _take(self, p: Name, fresh: bool) -> None:
+        """Take step `p` from the top frame (`fresh`: not a replay of a step
+        someone else took: count it, look for its races, check what it did)."""
+        k = len(self.walks) - 1
+        walk = self.walks[k]
+        events = self.enabled_at[k]
+        assert events is not None
+        here = self.sleep[k]
+        if fresh and p[1] is not None:
+            # Delivering, dropping and duplicating a message exclude one
+            # another: a choice, not a race. Each one taken is explored.
+            for kind in _KINDS:
+                other = (kind, p[1], p[2], p[3])
+                if other in events and other not in self.backtrack[k]:
+                    self._add(k, [other])
+        mask = self._races(p, fresh)
+        child_sleep = {q for q in here if not self.dependent(q, p)}
+        here.add(p)
+        self.begun[k].append(p)
+        event = events[p]
+        world, error = advance(walk.world, event, self.ctx)
+        if fresh:
+            self.deliveries += 1
+            if error is not None:
+                self.dead_letters += 1
+                if self.on_error == "raise":
+                    steps = [n for j, n in enumerate(self.names) if mask >> j & 1]
+                    self._keep([*steps, p], _ActivationFailed(error))
+        child, posted = walk.after(event, world)
+        hashed = hash(world.key())
+        if hashed not in self.states:
+            self.states.add(hashed)
+            if len(self.states) >= self.max_states:
+                self.limit = f"max_states={self.max_states} reached"
+                self.stopped = True
+        self.names.append(p)
+        self.taken.append(event)
+        self.indices.append(list(events).index(p))
+        self.masks.append(mask)
+        self.posts.append(posted)
+        self._push(child, child_sleep)
+        if fresh and self.invariant is not None and (p[1] is None or p[1][1] in self.visible):
+            self.check(world, self.names, self.masks)
+
+    def _add(self, j: int, initials: list[Name]) -> None:
+        """Make sure one of `initials` is explored from frame `j`."""
+        if j < self.base:
+            sent = (j, tuple(initials))
+            if sent not in self._sent:
+                self._sent.add(sent)
+                self.outbox.append((j, initials))
+            return
+        there = self.enabled_at[j]
+        assert there is not None
+        candidates = [q for q in initials if q in there]
+        if candidates:
+            awake = [q for q in candidates if q not in self.sleep[j]]
+            self.backtrack[j][(awake or candidates)[0]] = None
+
     # -- the search ----------------------------------------------------------
 
     def executions(self) -> Iterator[tuple[World, list[Event]]]:
         """Every explored maximal execution: its final world and its steps
-        (replay them with `_explore.replay`).
+        (replay them with `_explore.replay`; `indices` has them as places
+        among the enabled steps while the search is paused there).
 
         Raises `Fallback` (use the stateful search) or `_Restart` (run again:
         the invariant turned out to look at more entities)."""
+        self.start()
+        return self.run()
+
+    def start(self, hops: Sequence[Hop] = ()) -> None:
+        """Set the path to the root, then follow `hops` (frames that belong to
+        someone else, see `Hop`); the last hop's step is taken fresh."""
         if self.root.late:
             raise Fallback("late messages: a cancel may disable a timer before it falls due")
-        root = _Walk.start(self.root)
-        names: list[Name] = []  # the path: step k leads from frame k to frame k + 1
-        taken: list[Event] = []  # the same steps as events (cheaper to replay)
-        masks: list[int] = []  # causal past of step k (bits of earlier steps)
-        posts: list[frozenset[tuple[Channel, int]]] = []  # messages step k put in flight
-        walks = [root]
-        self._walks = walks
-        backtrack: list[dict[Name, None]] = [{}]
-        names_of = {event: name for name, event in root.events().items()}
-        sleep: list[set[Name]] = [{names_of[e] for e in self.sleep if e in names_of}]
-        enabled_at: list[dict[Name, Event] | None] = [None]
-        on_path: dict[Hashable, int] = {self.root.key(): 1}
+        self._reset()
         self.states.add(hash(self.root.key()))
-        if self.invariant is not None:
-            self.check(self.root, names, masks)
+        if self.invariant is not None and not hops:
+            self.check(self.root, self.names, self.masks)
+        for n, hop in enumerate(hops):
+            events = self.enabled_at[-1] = self.walks[-1].events()
+            order = list(events)
+            self.sleep[-1].update(order[i] for i in hop.begun)
+            self.begun[-1].extend(order[i] for i in hop.begun)
+            self.backtrack[-1].update(dict.fromkeys(order[i] for i in hop.backtrack))
+            self.base = n + 1
+            self._take(order[hop.step], fresh=n == len(hops) - 1)
 
-        def pop() -> None:
-            walk = walks.pop()
-            key = walk.world.key()
-            if on_path[key] == 1:
-                del on_path[key]
-            else:
-                on_path[key] -= 1
-            backtrack.pop()
-            sleep.pop()
-            enabled_at.pop()
-            if names:
-                names.pop()
-                taken.pop()
-                masks.pop()
-                posts.pop()
-
-        while walks:
+    def run(self) -> Iterator[tuple[World, list[Event]]]:
+        """Search on from the path `start` set (see `executions`)."""
+        walks, backtrack, sleep = self.walks, self.backtrack, self.sleep
+        while len(walks) > self.base:
             if self.stopped:
                 return
-            depth = len(names)
             walk = walks[-1]
-            events = enabled_at[-1]
+            events = self.enabled_at[-1]
             if events is None:
-                events = enabled_at[-1] = walk.events()
+                events = self.enabled_at[-1] = walk.events()
                 if not events:
-                    yield walk.world, list(taken)
-                    pop()
+                    yield walk.world, list(self.taken)
+                    self._pop()
                     continue
-                if depth >= self.max_depth:
+                if len(self.names) >= self.max_depth:
                     self.limit = f"max_depth={self.max_depth} reached"
-                    pop()
+                    self._pop()
                     continue
                 awake = [n for n in events if n not in sleep[-1]]
                 if not awake:
-                    pop()  # every way on is covered by a sibling explored before
+                    self._pop()  # every way on is covered by a sibling explored before
                     continue
                 backtrack[-1][awake[0]] = None
             here = sleep[-1]
             p = next((n for n in backtrack[-1] if n not in here and n in events), None)
             if p is None:
-                pop()
+                self._pop()
                 continue
-            if p[1] is not None:
-                # Delivering, dropping and duplicating a message exclude one
-                # another: a choice, not a race. Each one taken is explored.
-                for kind in _KINDS:
-                    other = (kind, p[1], p[2], p[3])
-                    if other in events and other not in backtrack[-1]:
-                        backtrack[-1][other] = None
-            mask = self._races(p, names, masks, posts, backtrack, sleep, enabled_at)
-            child_sleep = {q for q in here if not self.dependent(q, p)}
-            here.add(p)
-            event = events[p]
-            world, error = advance(walk.world, event, self.ctx)
-            self.deliveries += 1
-            if error is not None:
-                self.dead_letters += 1
-                if self.on_error == "raise":
-                    steps = [n for k, n in enumerate(names) if mask >> k & 1]
-                    self._keep([*steps, p], _ActivationFailed(error))
-            child, posted = walk.after(event, world)
-            key = world.key()
-            if key in on_path:
-                raise Fallback("a cycle of worlds (the system can run forever)")
-            on_path[key] = on_path.get(key, 0) + 1
-            hashed = hash(key)
-            if hashed not in self.states:
-                self.states.add(hashed)
-                if len(self.states) >= self.max_states:
-                    self.limit = f"max_states={self.max_states} reached"
-                    self.stopped = True
-            names.append(p)
-            taken.append(event)
-            masks.append(mask)
-            posts.append(posted)
-            walks.append(child)
-            backtrack.append({})
-            sleep.append(child_sleep)
-            enabled_at.append(None)
-            if self.invariant is not None and (p[1] is None or p[1][1] in self.visible):
-                self.check(world, names, masks)
+            self._take(p, fresh=True)
+
+    def pending(self, k: int) -> list[Name]:
+        """The steps still to be started at frame `k` (one whose steps are known)."""
+        events = self.enabled_at[k]
+        assert events is not None
+        here = self.sleep[k]
+        return [n for n in self.backtrack[k] if n not in here and n in events]
 
     def path_worlds(self) -> list[World]:
         """While `executions()` is paused at an execution it yielded: the
         worlds along that execution, the root first."""
-        return [walk.world for walk in self._walks]
+        return [walk.world for walk in self.walks]
 
-    def _races(
-        self,
-        p: Name,
-        names: list[Name],
-        masks: list[int],
-        posts: list[frozenset[tuple[Channel, int]]],
-        backtrack: list[dict[Name, None]],
-        sleep: list[set[Name]],
-        enabled_at: list[dict[Name, Event] | None],
-    ) -> int:
-        """The causal past of `p` after the path; adds backtrack points for its races."""
+    def _races(self, p: Name, fresh: bool) -> int:
+        """The causal past of `p` after the path; if `fresh`, adds backtrack
+        points for its races."""
+        names, masks, posts = self.names, self.masks, self.posts
         n = len(names)
         past = 0
         races: list[int] = []
@@ -405,6 +498,8 @@ class Search:
                 past |= (1 << j) | masks[j]
                 if not cause and p[1] is not None and e[1] is not None and self.reversible(e, p):
                     races.append(j)
+        if not fresh:
+            return past
         for j in races:
             rest = [k for k in range(j + 1, n) if not masks[k] >> j & 1]
             later = 0
@@ -413,14 +508,9 @@ class Search:
             initials = [names[k] for k in rest if not masks[k] & later]
             if not past & later:
                 initials.append(p)
-            there = enabled_at[j]
-            assert there is not None
-            if any(q in backtrack[j] for q in initials):
+            if any(q in self.backtrack[j] for q in initials):
                 continue
-            candidates = [q for q in initials if q in there]
-            if candidates:
-                awake = [q for q in candidates if q not in sleep[j]]
-                backtrack[j][(awake or candidates)[0]] = None
+            self._add(j, initials)
         return past
 
 
@@ -446,3 +536,73 @@ def _final_outcome(root: World, names: list[Name], ctx: Context) -> Outcome:
 
 
 Restart = _Restart
+
+
+Places = tuple[int, ...]
+"""An execution as the place of each step among the steps enabled where it
+is taken (`Search.indices`): the same in every process, and ordered."""
+
+
+class Replayer:
+    """Replays executions given as places from `root`, each from where it
+    leaves the previous one (executions met one after another in a search
+    share long prefixes): the final world and the trace steps."""
+
+    def __init__(self, root: World, ctx: Context) -> None:
+        self.ctx = ctx
+        self.worlds = [root]
+        self.steps: list[Step] = []
+        self.previous: Places = ()
+
+    def __call__(self, path: Places) -> tuple[World, tuple[Step, ...]]:
+        common = 0
+        for a, b in zip(self.previous, path, strict=False):
+            if a != b:
+                break
+            common += 1
+        worlds, steps = self.worlds, self.steps
+        del worlds[common + 1 :]
+        del steps[common:]
+        for place in path[common:]:
+            world, step = apply(worlds[-1], enabled(worlds[-1])[place], self.ctx)
+            worlds.append(world)
+            steps.append(step)
+        self.previous = path
+        return worlds[-1], tuple(steps)
+
+
+def replay_paths(
+    root: World, paths: Sequence[Places], ctx: Context
+) -> list[tuple[World, tuple[Step, ...]]]:
+    """The final world and the trace steps of each of `paths` from `root`, in
+    the order given (replayed in sorted order, sharing prefixes)."""
+    replay = Replayer(root, ctx)
+    result: list[tuple[World, tuple[Step, ...]]] = [(root, ())] * len(paths)
+    for i in sorted(range(len(paths)), key=paths.__getitem__):
+        result[i] = replay(paths[i])
+    return result
+
+
+def shorter(a: Places, b: Places) -> bool:
+    """Whether `a` comes before `b`: shorter, or as long and less place by place.
+    The shortest trace of an outcome is the least one: the same whoever found it."""
+    return (len(a), a) < (len(b), b)
+
+
+def found(
+    root: World,
+    ctx: Context,
+    outcomes: Iterable[tuple[World, Places, int]],
+    replayed: Mapping[Places, tuple[World, tuple[Step, ...]]] | None = None,
+) -> tuple[Found, ...]:
+    """The report's outcomes from (final world, least execution there,
+    executions): ordered by their least execution, each with its trace
+    (from `replayed` if there, else replayed now)."""
+    ordered = sorted(outcomes, key=lambda o: (len(o[1]), o[1]))
+    replayed = replayed or {}
+    missing = [places for _, places, _ in ordered if places not in replayed]
+    more = dict(zip(missing, replay_paths(root, missing, ctx), strict=True))
+    return tuple(
+        Found(world.outcome(ctx.addresses), Trace((replayed.get(places) or more[places])[1]), n)
+        for world, places, n in ordered
+    )

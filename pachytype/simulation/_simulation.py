@@ -20,7 +20,7 @@ from pachytype._address import Address, Envelope, Ref
 from pachytype._clock import Clock
 from pachytype._errors import InitError
 from pachytype._registry import Registry
-from pachytype.simulation import _liveness, _parallel, _sample, _world
+from pachytype.simulation import _liveness, _parallel, _parallel_dpor, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import (
@@ -267,9 +267,11 @@ class Simulation:
         if a timer is set; see `pachytype.simulation._liveness`); otherwise
         `LivenessError` shows the shortest trace (and the cycle).
 
-        `workers=n` runs the DPOR search over n processes (forked; 0: one
-        per core) and merges their reports: the same outcomes, more
-        executions counted (see `pachytype.simulation._parallel`).
+        `workers=n` runs the DPOR search over n forked processes (0: one
+        per core) that hand subtrees to each other: the same report as one
+        process (outcomes, executions per outcome, traces), faster on
+        large searches (see `pachytype.simulation._parallel_dpor`). With an
+        `invariant`, or where a failure is found, one process searches.
 
         To stop early (at the first bad outcome, after so many executions),
         iterate `explore(...)` instead: the same search, as a stream.
@@ -313,8 +315,8 @@ class Simulation:
             ).drain()
 
         workers = _parallel.default_workers() if workers == 0 else workers
-        if workers > 1 and search == "dpor" and _parallel.can_fork():
-            report = _parallel.exhaust(
+        if workers > 1 and search == "dpor" and invariant is None and _parallel.can_fork():
+            report = _parallel_dpor.exhaust(
                 root,
                 self._ctx,
                 workers=workers,
@@ -322,7 +324,6 @@ class Simulation:
                 max_executions=max_executions,
                 max_states=max_states,
                 on_error=on_error,
-                invariant=invariant,
                 sequential=sequential,
             )
         else:

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Hashable, Iterator
+from typing import Any
 
 from attrs import frozen
 
 from pachytype._address import Key
 from pachytype.simulation import _dpor as dpor
 from pachytype.simulation._explore import (
-    Found,
     Invariant,
     OnError,
     Progress,
@@ -109,8 +109,8 @@ class Exploration(Iterator[Execution]):
         """Whether the search ran to its end (or to a bound)."""
         self._dpor: dpor.Search | None = None
         self._bfs: _Search | None = None
-        # outcome key -> (final world, steps of the shortest execution there, [executions])
-        self._outcomes: dict[Hashable, tuple[World, list[Event], list[int]]] = {}
+        # outcome key -> [final world, least execution there (`_dpor.shorter`), executions]
+        self._outcomes: dict[Hashable, list[Any]] = {}
         self._started = time.perf_counter()
         self._steps = self._search()
 
@@ -168,13 +168,8 @@ class Exploration(Iterator[Execution]):
         if self._bfs is not None:
             found = self._bfs.found()
         else:
-            found = tuple(
-                Found(
-                    world.outcome(self.ctx.addresses),
-                    Trace(tuple(replay(self.root, events, self.ctx))),
-                    count[0],
-                )
-                for world, events, count in self._outcomes.values()
+            found = dpor.found(
+                self.root, self.ctx, ((w, p, n) for w, p, n in self._outcomes.values())
             )
         return SimulationReport(
             outcomes=found,
@@ -215,7 +210,7 @@ class Exploration(Iterator[Execution]):
                         if hash(tuple(events)) in yielded:
                             continue  # yielded before a restart
                         yielded.add(hash(tuple(events)))
-                    self._count(world, events)
+                    self._count(world, tuple(search.indices))
                     finals.add(hash(world.key()))
                     if self.progress is not None and (
                         len(search.states) >= next_report or self.executions % _PROGRESS_EVERY == 0
@@ -237,16 +232,16 @@ class Exploration(Iterator[Execution]):
         self.limit = self.limit or search.limit
         self.finished = True
 
-    def _count(self, world: World, events: list[Event]) -> None:
+    def _count(self, world: World, places: dpor.Places) -> None:
         self.executions += 1
         key = world.outcome_key()
         seen = self._outcomes.get(key)
         if seen is None:
-            self._outcomes[key] = (world, events, [1])
+            self._outcomes[key] = [world, places, 1]
         else:
-            seen[2][0] += 1
-            if len(events) < len(seen[1]):
-                self._outcomes[key] = (world, events, seen[2])
+            seen[2] += 1
+            if dpor.shorter(places, seen[1]):
+                seen[0], seen[1] = world, places
 
     def _fallback(self, why: str, finals: set[int]) -> Iterator[tuple[World, list[Event]]]:
         self.strategy = f"sleep sets ({why})"

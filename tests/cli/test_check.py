@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from codegen.generate import generate, write
-from pachytype._cmd_check import check
-from pachytype._cmd_lock import lock
+from pachytype._cli.check import check
+from pachytype._cli.lock import lock
 
 CART = '''\
 """A shopping cart."""

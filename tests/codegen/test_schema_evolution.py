@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from codegen.generate import generate, write
 from pachytype import DecodeError
-from pachytype._cmd_check import check
-from pachytype._cmd_lock import lock
+from pachytype._cli.check import check
+from pachytype._cli.lock import lock
 from pachytype._codec import Codec
 
 CART = '''\

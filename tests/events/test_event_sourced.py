@@ -36,8 +36,8 @@ from pachytype import (
     Simulation,
     upcast,
 )
-from pachytype._cmd_check import check
-from pachytype._cmd_lock import lock
+from pachytype._cli.check import check
+from pachytype._cli.lock import lock
 from pachytype._core.journal import ReplayError
 from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory

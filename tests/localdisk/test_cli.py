@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from examples.bank import refs as bank
 from examples.bank.account import AccountId
 from pachytype import ActivationError, LocalDisk
-from pachytype._cmd_migrate import Outcome, migrate_batch
+from pachytype._cli.migrate import Outcome, migrate_batch
 from pachytype._codec import Codec
-from pachytype._sqlite import connect
+from pachytype._sqlite.schema import connect
 from pachytype.cli import main
 from tests.bank_v1.registry import REGISTRY as BANK_V1
 

@@ -27,9 +27,10 @@ from pachytype import (
     LocalDisk,
     PachytypeError,
     Registry,
+    StoreLockedError,
 )
 from pachytype._errors import StateVersionError
-from pachytype._sqlite import SqliteStore, StoreLockedError
+from pachytype._sqlite import SqliteStore
 from tests.bank_v1.registry import REGISTRY as BANK_V1
 from tests.conformance import refs
 from tests.conformance.entities import TallyId

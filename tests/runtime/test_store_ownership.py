@@ -20,7 +20,8 @@ from pachytype._codec import Codec
 from pachytype._durable import DurableRuntime
 from pachytype._errors import PachytypeError
 from pachytype._pg_partition import partition_of
-from pachytype._sqlite import SqliteStore, recover, write
+from pachytype._sqlite import SqliteStore
+from pachytype._sqlite.rows import recover, write
 from pachytype._store import AnswerRow, CommitBatch, FencedError, MailRow, News, Recovery
 from tests.conformance import refs
 from tests.conformance.entities import Add, Fail, TallyId

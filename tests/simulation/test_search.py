@@ -1,6 +1,6 @@
-"""How exhaust searches: DPOR, its fallback to sleep sets, exploration over
-several processes, executions as a stream, and sampling (random and PCT)
-with replayable seeds."""
+"""How exhaust searches: DPOR, its fallback to sleep sets, executions as a
+stream, and sampling (random and PCT) with replayable seeds. Over several
+processes: test_parallel.py."""
 
 from __future__ import annotations
 
@@ -82,26 +82,6 @@ def test_an_invariant_failure_shows_only_the_steps_it_depends_on() -> None:
 def test_an_activation_error_is_raised_with_its_causal_past_only() -> None:
     with pytest.raises(SimulationError) as info:
         Simulation(REGISTRY).exhaust([*racers(3), refs.total("t").add(n=101)])
-    assert len(info.value.trace) == 1
-
-
-# -- in parallel --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("faults", [Faults(), Faults(drop=1), Faults(reorder=True)])
-def test_two_processes_find_the_same_outcomes(faults: Faults) -> None:
-    one = Simulation(REGISTRY).exhaust(racers(4), faults=faults)
-    two = Simulation(REGISTRY).exhaust(racers(4), faults=faults, workers=2)
-    assert two.strategy == "dpor, 2 processes" and two.complete
-    assert outcomes(one) == outcomes(two)
-    for found in two.outcomes:  # each trace really reaches its outcome
-        log = tuple(s.message.value for s in found.trace.received_by(refs.log("l")))  # type: ignore[attr-defined]
-        assert found.outcome.state(refs.log("l")) == log
-
-
-def test_a_failure_found_in_parallel_is_raised_like_the_sequential_search_does() -> None:
-    with pytest.raises(SimulationError) as info:
-        Simulation(REGISTRY).exhaust([*racers(4), refs.total("t").add(n=101)], workers=2)
     assert len(info.value.trace) == 1
 
 

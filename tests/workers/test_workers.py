@@ -21,8 +21,8 @@ from examples.payments.provider import PROVIDER_URL, Provider
 from examples.payments.workers import Charge, Payments
 from pachytype import Envelope, InMemory, ManualClock, WorkerState
 from pachytype._address import Ref, make_ref, unpack
-from pachytype._cmd_check import check
-from pachytype._cmd_lock import lock
+from pachytype._cli.check import check
+from pachytype._cli.lock import lock
 from pachytype._generator import codegen_module
 from pachytype._worker import Assigned, ClaimWork, ReleaseWork, WorkDone, WorkFailed
 

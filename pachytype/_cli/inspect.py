@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.pretty import Pretty
 from rich.table import Table
 
-from pachytype._cli_support import (
+from pachytype._cli.support import (
     check_schema_name,
     choose_store,
     dsn_option,
@@ -45,7 +45,8 @@ from pachytype._core.turn import UNBORN
 from pachytype._durable import decode_dead
 from pachytype._pg_dsn import redact
 from pachytype._registry import EntityType, Registry
-from pachytype._sqlite import connect_readonly, read_dead, read_journals
+from pachytype._sqlite.rows import read_dead, read_journals
+from pachytype._sqlite.schema import connect_readonly
 from pachytype._store import Journal
 
 if TYPE_CHECKING:  # imported when run: it imports asyncpg

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 import click
 
-from pachytype._cli_support import (
+from pachytype._cli.support import (
     check_schema_name,
     dsn_option,
     load_registry,

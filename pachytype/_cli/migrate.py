@@ -33,7 +33,7 @@ from attrs import define, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pachytype._cli_support import (
+from pachytype._cli.support import (
     check_schema_name,
     choose_store,
     dsn_option,
@@ -41,9 +41,11 @@ from pachytype._cli_support import (
     postgres_errors,
 )
 from pachytype._codec import Codec
+from pachytype._errors import StoreLockedError
 from pachytype._pg_dsn import redact
 from pachytype._registry import Registry
-from pachytype._sqlite import FileLock, StoreLockedError, connect, transaction
+from pachytype._sqlite.lock import FileLock
+from pachytype._sqlite.schema import connect, transaction
 
 
 @define
@@ -257,7 +259,7 @@ def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, ba
             "give --db PATH and MODULE:REGISTRY (e.g. pachytype migrate --db bank.db "
             "examples.bank.refs:REGISTRY)"
         )
-    from pachytype._cmd_inspect import open_db
+    from pachytype._cli.inspect import open_db
 
     registry = load_registry(target)
     open_db(db).close()  # a clear error if it is not a LocalDisk database

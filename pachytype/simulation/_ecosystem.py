@@ -14,7 +14,10 @@ Design note
   virtual time, use `Simulation.run`, `advance` and `exhaust`.
 * **Calls are matched by identity.** A call's message object is looked up
   when it is delivered from outside to its target, so each call gets the
-  state right after its own message even among equal messages.
+  state right after its own message even among equal messages. A call
+  whose keyed timer is replaced or cancelled (its message gone from the
+  world's timers and channels, never delivered) fails at once, as on the
+  other ecosystems.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import attrs
 
 from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
 from pachytype._clock import Clock, SystemClock, Timer
+from pachytype._core.timers import timer_dropped
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
@@ -73,6 +77,7 @@ class SimulatedEcosystem(Ecosystem):
         self._idle = asyncio.Event()
         self._t0 = 0.0
         self._calls: dict[tuple[Key, int], deque[asyncio.Future[Any]]] = {}
+        self._keyed: dict[tuple[Key, int], tuple[object, str]] = {}  # calls behind keyed timers
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._recent: dict[Key, deque[object]] = {}
         self._dead: list[DeadLetter] = []
@@ -132,6 +137,7 @@ class SimulatedEcosystem(Ecosystem):
         self._check_open()
         self._catch_up()
         self.simulation.send(envelopes)
+        self._fail_dropped()
         self._kick()
 
     async def _call(self, envelope: Envelope[S]) -> S:
@@ -141,8 +147,26 @@ class SimulatedEcosystem(Ecosystem):
         self.simulation.send([envelope])
         fut: asyncio.Future[S] = asyncio.get_running_loop().create_future()
         self._calls.setdefault((to.key, id(message)), deque()).append(fut)
+        if envelope.timer_key is not None:
+            self._keyed[(to.key, id(message))] = (to, envelope.timer_key)
         self._kick()
         return await fut
+
+    def _fail_dropped(self) -> None:
+        """Fail the calls whose keyed timer was replaced or cancelled: their
+        message is no longer in the world and was never delivered."""
+        if not self._keyed:
+            return
+        world = self.simulation._world
+        present = {id(t[2]) for t in world.timers}
+        present.update(id(m) for messages in world.channels.values() for m in messages)
+        for call, (to, key) in list(self._keyed.items()):
+            if call[1] in present:
+                continue
+            del self._keyed[call]
+            for fut in self._calls.pop(call, ()):
+                if not fut.done():
+                    fut.set_exception(timer_dropped(to, key, None))
 
     async def _state(self, ref: Ref[Any, S]) -> S:
         return self.simulation.state(ref)
@@ -272,6 +296,7 @@ class SimulatedEcosystem(Ecosystem):
                 continue
             sim._world, step = apply(sim._world, self._choose(events), sim._ctx)
             self._publish(step)
+            self._fail_dropped()
             steps += 1
             if steps % _TURN == 0:
                 await asyncio.sleep(0)
@@ -290,6 +315,7 @@ class SimulatedEcosystem(Ecosystem):
                 fut = waiting.popleft()
                 if not waiting:
                     del self._calls[(key, id(step.message))]
+                    self._keyed.pop((key, id(step.message)), None)
         if step.error is not None:
             error = step.error
             self._dead_seq += 1

@@ -37,7 +37,7 @@ from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
 from pachytype._event_sourced import EventSourced
-from pachytype._events import MemoryLog, Signal, StoredEvent, tail
+from pachytype._events import Signal, StoredEvent, tail
 from pachytype._inbox import state_kept
 from pachytype.simulation._run import seeded
 from pachytype.simulation._trace import Kind, Step
@@ -83,7 +83,7 @@ class SimulatedEcosystem(Ecosystem):
         self._dead: list[DeadLetter] = []
         self._dead_seq = 0
         self._crash: Exception | None = None
-        self._log = MemoryLog()
+        self._log = simulation._log  # shared by every view of this simulation
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -95,7 +95,8 @@ class SimulatedEcosystem(Ecosystem):
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._log.signal = Signal()  # a reopened view streams again (its events stay)
+        if self._log.signal.closed:
+            self._log.signal = Signal()  # a reopened view streams again (its events stay)
         self._task = loop.create_task(self._pump(), name="pachytype simulation")
 
     async def _close(self) -> None:

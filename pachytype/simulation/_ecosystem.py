@@ -14,7 +14,10 @@ Design note
   virtual time, use `Simulation.run`, `advance` and `exhaust`.
 * **Calls are matched by identity.** A call's message object is looked up
   when it is delivered from outside to its target, so each call gets the
-  state right after its own message even among equal messages.
+  state right after its own message even among equal messages. A call
+  whose keyed timer is replaced or cancelled (its message gone from the
+  world's timers and channels, never delivered) fails at once, as on the
+  other ecosystems.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import attrs
 
 from pachytype._address import Envelope, Key, Ref, make_envelope, unpack
 from pachytype._clock import Clock, SystemClock, Timer
+from pachytype._core.timers import timer_dropped
 from pachytype._deadletter import DeadLetter
 from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, PachytypeError
 from pachytype._event_sourced import EventSourced
-from pachytype._events import MemoryLog, Signal, StoredEvent, tail
+from pachytype._events import Signal, StoredEvent, tail
 from pachytype._inbox import state_kept
 from pachytype.simulation._run import seeded
 from pachytype.simulation._trace import Kind, Step
@@ -73,12 +77,13 @@ class SimulatedEcosystem(Ecosystem):
         self._idle = asyncio.Event()
         self._t0 = 0.0
         self._calls: dict[tuple[Key, int], deque[asyncio.Future[Any]]] = {}
+        self._keyed: dict[tuple[Key, int], tuple[object, str]] = {}  # calls behind keyed timers
         self._followers: dict[Key, list[asyncio.Queue[object]]] = {}
         self._recent: dict[Key, deque[object]] = {}
         self._dead: list[DeadLetter] = []
         self._dead_seq = 0
         self._crash: Exception | None = None
-        self._log = MemoryLog()
+        self._log = simulation._log  # shared by every view of this simulation
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -90,7 +95,8 @@ class SimulatedEcosystem(Ecosystem):
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._log.signal = Signal()  # a reopened view streams again (its events stay)
+        if self._log.signal.closed:
+            self._log.signal = Signal()  # a reopened view streams again (its events stay)
         self._task = loop.create_task(self._pump(), name="pachytype simulation")
 
     async def _close(self) -> None:
@@ -132,6 +138,7 @@ class SimulatedEcosystem(Ecosystem):
         self._check_open()
         self._catch_up()
         self.simulation.send(envelopes)
+        self._fail_dropped()
         self._kick()
 
     async def _call(self, envelope: Envelope[S]) -> S:
@@ -141,8 +148,26 @@ class SimulatedEcosystem(Ecosystem):
         self.simulation.send([envelope])
         fut: asyncio.Future[S] = asyncio.get_running_loop().create_future()
         self._calls.setdefault((to.key, id(message)), deque()).append(fut)
+        if envelope.timer_key is not None:
+            self._keyed[(to.key, id(message))] = (to, envelope.timer_key)
         self._kick()
         return await fut
+
+    def _fail_dropped(self) -> None:
+        """Fail the calls whose keyed timer was replaced or cancelled: their
+        message is no longer in the world and was never delivered."""
+        if not self._keyed:
+            return
+        world = self.simulation._world
+        present = {id(t[2]) for t in world.timers}
+        present.update(id(m) for messages in world.channels.values() for m in messages)
+        for call, (to, key) in list(self._keyed.items()):
+            if call[1] in present:
+                continue
+            del self._keyed[call]
+            for fut in self._calls.pop(call, ()):
+                if not fut.done():
+                    fut.set_exception(timer_dropped(to, key, None))
 
     async def _state(self, ref: Ref[Any, S]) -> S:
         return self.simulation.state(ref)
@@ -272,6 +297,7 @@ class SimulatedEcosystem(Ecosystem):
                 continue
             sim._world, step = apply(sim._world, self._choose(events), sim._ctx)
             self._publish(step)
+            self._fail_dropped()
             steps += 1
             if steps % _TURN == 0:
                 await asyncio.sleep(0)
@@ -290,6 +316,7 @@ class SimulatedEcosystem(Ecosystem):
                 fut = waiting.popleft()
                 if not waiting:
                     del self._calls[(key, id(step.message))]
+                    self._keyed.pop((key, id(step.message)), None)
         if step.error is not None:
             error = step.error
             self._dead_seq += 1

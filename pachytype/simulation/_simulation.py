@@ -19,6 +19,7 @@ from attrs import frozen
 from pachytype._address import Address, Envelope, Ref
 from pachytype._clock import Clock
 from pachytype._errors import InitError
+from pachytype._events import MemoryLog
 from pachytype._registry import Registry
 from pachytype.simulation import _liveness, _parallel, _parallel_dpor, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
@@ -114,6 +115,9 @@ class Simulation:
         self._ctx = Context(registry)
         self._rng = random.Random(seed)
         self._world = World.empty()
+        self._log = MemoryLog()
+        """The event streams of its ecosystem views, kept here so that a view
+        opened again resumes at the same positions and sequence numbers."""
 
     # -- looking -------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class Simulation:
     def reset(self) -> None:
         """Forget every state and message; the clock goes back to zero."""
         self._world = World.empty()
+        self._log = MemoryLog()
 
     # -- one execution -------------------------------------------------------
 

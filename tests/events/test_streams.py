@@ -1,17 +1,16 @@
 """Event streams: `eco.events(ref, after=...)` and `eco.events_of(Entity, after=...)`
 on every ecosystem: per-entity order, resumable positions, no gaps while
-writers run, positions that survive a LocalDisk restart, and the end of a
+writers run, positions that survive a restart (every durable ecosystem), and the end of a
 stream when its ecosystem closes."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pachytype import Ecosystem, LocalDisk, PachytypeError, StoredEvent
+from pachytype import Ecosystem, PachytypeError, StoredEvent
 from pachytype.testing import EcosystemFactory
 from tests.events_pkg import refs
 from tests.events_pkg.cart import Added, Cart, CartId
@@ -95,14 +94,14 @@ async def test_resuming_after_any_position_gives_exactly_the_rest(
             assert rest == everything[cut + 1 :]
 
 
-async def test_positions_survive_a_localdisk_restart(tmp_path: Path) -> None:
-    db = tmp_path / "streams.db"
-    async with LocalDisk(db, REGISTRY) as eco:
+@pytest.mark.durable
+async def test_positions_survive_a_restart(ecosystem: EcosystemFactory) -> None:
+    async with ecosystem(REGISTRY) as eco:
         for i in range(5):
             await eco.call(cart(f"p{i % 2}").add(item=str(i)))
         seen = await take(eco.events_of(Cart), 5)
     resume = seen[2].position
-    async with LocalDisk(db, REGISTRY) as eco:
+    async with ecosystem(REGISTRY) as eco:  # the same one, reopened
         for i in range(5, 8):
             await eco.call(cart(f"p{i % 2}").add(item=str(i)))
         rest: list[StoredEvent[Any]] = await take(eco.events_of(Cart, after=resume), 5)

@@ -16,7 +16,10 @@ Design note
   sequential search's (tests/test_simulation_parallel.py checks them on
   several workloads and worker counts).
 * **Who owns a frame.** The coordinator (the calling process) owns the
-  frames handed to it; a worker owns the frames below its task. A task is
+  frames handed to it; a worker owns the frames below its task. The
+  calling process is also worker 0, so `workers=n` forks n - 1 processes
+  and n processes use n cores: between two of its own executions it
+  serves the others (messages, tasks, the hungry flag). A task is
   a path from the root (`_dpor.Hop`s: at each frame the step taken, the
   siblings started before it, the backtrack set as last known) whose last
   step is new; the worker replays the path and searches the subtree. A
@@ -33,9 +36,13 @@ Design note
 * **Plain data across processes, never pickles.** Messages are JSON lines
   on pipes: steps are places among the steps enabled at a frame (the same
   in every process: worlds and their steps are deterministic), frames are
-  numbers chosen by their owner. Results (per outcome: the places of its
-  shortest execution and how many executions ended there) are replayed by
-  the coordinator, sharing prefixes, to rebuild outcomes and traces.
+  numbers chosen by their owner. Each new outcome (the places of its
+  least execution) is sent as found, and the coordinator replays it,
+  sharing prefixes with the previous one from that worker, to rebuild its
+  outcome and trace. Replaying comes before searching in the calling
+  process (it is work only it can do), so it is done when the search is;
+  where every execution is its own outcome it costs about a third of the
+  work, and the forked workers search more.
 * **Deterministic report.** The shortest trace of an outcome is the least
   by (length, places), and outcomes are sorted that way, as in the
   sequential search: the report is the same for any number of workers.
@@ -68,7 +75,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from pachytype.simulation import _dpor as dpor
-from pachytype.simulation._explore import Found, SimulationReport, faults_of
+from pachytype.simulation._explore import Found, SimulationReport, faults_of, without_cyclic_gc
 from pachytype.simulation._trace import Outcome, Step, Trace
 from pachytype.simulation._world import Context, World
 
@@ -78,6 +85,8 @@ _COUNTERS = 8  # per worker, two 8-byte counters: executions, states
 _BOUNDS_EVERY = 16  # executions between looks at the shared bounds
 _SEEN_BATCH = 32  # executions to replay sent together
 _REPLAY_BATCH = 16  # executions the coordinator replays between looks at its pipes
+_SERVE_EVERY = 0.0005  # seconds between looks at the pipes while searching here
+_BACKLOG = 64  # executions to replay that make the coordinator replay before searching on
 
 
 class _Node:
@@ -150,7 +159,8 @@ class _Coordinator:
 
 
 class _Worker:
-    """One forked process: runs the tasks it is sent, reports as it goes."""
+    """One worker (a forked process, or the calling one): runs the tasks it
+    is sent, reports as it goes (`emit`)."""
 
     def __init__(
         self,
@@ -159,14 +169,16 @@ class _Worker:
         workers: int,
         shared: mmap.mmap,
         bounds: tuple[int, int],
-        out: int,
+        emit: Callable[[dict[str, Any]], None],
     ) -> None:
         self.search = search
         self.max_executions, self.max_states = bounds
         self.me = me
         self.workers = workers
         self.shared = shared
-        self.out = out
+        self.emit = emit
+        self.serving: Callable[[], None] | None = None
+        """Run after each execution (the calling process serves the others)."""
         self.serial = itertools.count()
         self.ids: list[int] = []  # the coordinator's number for each frame below `base`
         # outcome key -> [places of its shortest execution, executions]
@@ -179,10 +191,7 @@ class _Worker:
         if self.seen:
             message["seen"] = self.seen
             self.seen = []
-        data = orjson.dumps(message) + b"\n"
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.out, view) :]
+        self.emit(message)
 
     def serve(self, tasks: Iterator[bytes]) -> None:
         for line in tasks:
@@ -203,6 +212,8 @@ class _Worker:
                     break
                 if search.failure is not None:
                     break
+                if self.serving is not None:
+                    self.serving()
                 if self.shared[_HUNGRY]:
                     self.hand_over()
                 elif len(search.outbox) > 1024:
@@ -327,7 +338,13 @@ def _child(
     # Searches allocate millions of acyclic objects: the cyclic collector
     # would rescan them all (see `_explore.without_cyclic_gc`).
     gc.disable()
-    worker = _Worker(search, me, workers, shared, bounds, out)
+
+    def emit(message: dict[str, Any]) -> None:
+        view = memoryview(orjson.dumps(message) + b"\n")
+        while view:
+            view = view[os.write(out, view) :]
+
+    worker = _Worker(search, me, workers, shared, bounds, emit)
     try:
         with os.fdopen(tasks, "rb") as reader:
             worker.serve(reader)
@@ -343,19 +360,21 @@ def _child(
 
 
 class _Pool:
-    """The forked workers and the pipes to them."""
+    """The forked workers (1 to `workers - 1`: worker 0 is the calling
+    process) and the pipes to them."""
 
     def __init__(
         self, workers: int, search: Callable[[], dpor.Search], bounds: tuple[int, int]
     ) -> None:
         self.shared = mmap.mmap(-1, _COUNTERS + 16 * workers)
+        self.bounds = bounds
         self.pids: list[int] = []
-        self.tasks: list[int] = []  # write ends, one per worker
+        self.tasks: list[int] = []  # write ends, one per forked worker
         self.results: list[int] = []  # read ends
-        pipes = [(os.pipe(), os.pipe()) for _ in range(workers)]
+        pipes = [(os.pipe(), os.pipe()) for _ in range(workers - 1)]
         gc.freeze()  # keep the parent's objects out of the children's collections
         try:
-            for me, ((task_r, _), (_, out_w)) in enumerate(pipes):
+            for me, ((task_r, _), (_, out_w)) in enumerate(pipes, 1):
                 pid = os.fork()
                 if pid == 0:  # the child keeps only its own two ends open
                     for fd in itertools.chain.from_iterable((*a, *b) for a, b in pipes):
@@ -372,9 +391,10 @@ class _Pool:
             self.results.append(out_r)
 
     def send(self, worker: int, message: dict[str, Any]) -> None:
+        """Send to forked worker `worker` (1 to `workers - 1`)."""
         data = memoryview(orjson.dumps(message) + b"\n")
         while data:
-            data = data[os.write(self.tasks[worker], data) :]
+            data = data[os.write(self.tasks[worker - 1], data) :]
 
     def close(self) -> None:
         for fd in (*self.tasks, *self.results):
@@ -434,24 +454,35 @@ class Run:
         return _Replayed(world.outcome_key(), world.outcome(self.ctx.addresses), Trace(steps))
 
 
-def _coordinate(pool: _Pool, run: Run) -> None:
-    workers = len(pool.pids)
-    coordinator = _Coordinator()
-    selector = selectors.DefaultSelector()
-    buffers = {fd: b"" for fd in pool.results}
-    who = {fd: me for me, fd in enumerate(pool.results)}
-    for fd in pool.results:
-        selector.register(fd, selectors.EVENT_READ)
-    idle = list(range(1, workers))
-    busy = {0}
-    pool.send(0, {"task": []})  # the whole search, from the root
-    run.tasks = 1
-    finishing = False
-    pending_results = workers
-    reported: set[int] = set()
+class _Coordination:
+    """The calling process: it owns the frames handed over, sends tasks,
+    replays what the workers find, and searches too (worker 0, in
+    process), so n processes use n cores. Between its own executions it
+    serves the forked workers; it replays before it searches, so the
+    executions to replay never pile up at the end."""
 
-    def handle(me: int, message: dict[str, Any]) -> None:
-        nonlocal pending_results
+    def __init__(self, pool: _Pool, run: Run, local: Callable[[], dpor.Search]) -> None:
+        self.pool = pool
+        self.run = run
+        self.workers = len(pool.pids) + 1
+        self.coordinator = _Coordinator()
+        self.selector = selectors.DefaultSelector()
+        self.buffers = {fd: b"" for fd in pool.results}
+        self.who = {fd: me for me, fd in enumerate(pool.results, 1)}
+        for fd in pool.results:
+            self.selector.register(fd, selectors.EVENT_READ)
+        self.idle = list(range(1, self.workers))
+        self.busy: set[int] = set()
+        self.reported: set[int] = set()
+        self.finishing = False
+        self.served = 0.0
+        self.local = _Worker(
+            local(), 0, self.workers, pool.shared, pool.bounds, lambda m: self.handle(0, m)
+        )
+        self.local.serving = self.serve
+
+    def handle(self, me: int, message: dict[str, Any]) -> None:
+        run, coordinator = self.run, self.coordinator
         run.backlog.extend((me, tuple(places)) for places in message.get("seen", ()))
         for node, initials in message.get("add", ()):
             coordinator.add(node, initials)
@@ -459,8 +490,9 @@ def _coordinate(pool: _Pool, run: Run) -> None:
             coordinator.take(message["release"])
             run.handed_over += len(message["release"])
         if "done" in message or "failed" in message or "fallback" in message:
-            busy.discard(me)
-            idle.append(me)
+            self.busy.discard(me)
+            if me:
+                self.idle.append(me)
         if "failed" in message:
             run.failed = True
         if "fallback" in message:
@@ -469,45 +501,81 @@ def _coordinate(pool: _Pool, run: Run) -> None:
             run.crashed = message["crashed"]
         if "result" in message:
             run.results.append(message["result"])
-            reported.add(me)
-            pending_results -= 1
+            self.reported.add(me)
 
-    while pending_results > 0:
+    def serve(self) -> None:
+        """Between two of the calling process's own executions (at most every
+        `_SERVE_EVERY` seconds: a look at the pipes is a system call)."""
+        now = time.perf_counter()
+        if now < self.served + _SERVE_EVERY:
+            return
+        self.served = now
+        self.read(wait=False)
+        self.dispatch(idle_here=False)
+        if len(self.run.backlog) > _BACKLOG:
+            self.run.replay(_REPLAY_BATCH)
+
+    def read(self, wait: bool) -> None:
+        """Handle what the forked workers sent (`wait`: until something comes)."""
+        run = self.run
+        for key, _ in self.selector.select(timeout=None if wait else 0):
+            fd = int(key.fd)
+            data = os.read(fd, 1 << 16)
+            me = self.who[fd]
+            if not data:  # a worker has left: with its result, or it died
+                self.selector.unregister(fd)
+                if me not in self.reported:
+                    run.crashed = run.crashed or f"worker {me} died"
+                    self.busy.discard(me)
+                    self.reported.add(me)
+                continue
+            lines = (self.buffers[fd] + data).split(b"\n")
+            self.buffers[fd] = lines.pop()
+            for line in lines:
+                self.handle(me, orjson.loads(line))
+
+    def dispatch(self, idle_here: bool) -> None:
+        """Send queued tasks to idle forked workers; raise the hungry flag if
+        a worker (or, with `idle_here`, this process) has nothing to do."""
+        pool, run, coordinator = self.pool, self.run, self.coordinator
         if run.failed or run.fallback is not None or run.crashed is not None:
             pool.shared[_STOP] = 1
         if pool.shared[_STOP]:  # the running tasks end at their next execution
             coordinator.queue.clear()
-        while coordinator.queue and idle:
-            me = idle.pop()
-            busy.add(me)
+        while coordinator.queue and self.idle:
+            me = self.idle.pop()
+            self.busy.add(me)
             pool.send(me, {"task": coordinator.hops(*coordinator.queue.popleft())})
             run.tasks += 1
-        pool.shared[_HUNGRY] = 1 if idle and busy and not coordinator.queue else 0
-        if not busy and not coordinator.queue and not finishing:
-            finishing = True
-            for me in range(workers):
-                if me not in reported:
-                    pool.send(me, {"finish": True})
-        ready = selector.select(timeout=0 if run.backlog else None)
-        if not ready:
-            run.replay(_REPLAY_BATCH)  # between messages: workers wait on none of it
-        for key, _ in ready:
-            fd = int(key.fd)
-            data = os.read(fd, 1 << 16)
-            if not data:  # a worker has left: with its result, or it died
-                selector.unregister(fd)
-                if who[fd] not in reported:
-                    run.crashed = run.crashed or f"worker {who[fd]} died"
-                    busy.discard(who[fd])
-                    reported.add(who[fd])
-                    pending_results -= 1
-                continue
-            lines = (buffers[fd] + data).split(b"\n")
-            buffers[fd] = lines.pop()
-            for line in lines:
-                handle(who[fd], orjson.loads(line))
-    selector.close()
-    run.replay(len(run.backlog))
+        wanting = self.idle or (idle_here and not run.backlog)
+        pool.shared[_HUNGRY] = 1 if wanting and self.busy and not coordinator.queue else 0
+
+    def loop(self) -> None:
+        pool, run, coordinator = self.pool, self.run, self.coordinator
+        self.busy.add(0)
+        run.tasks = 1
+        self.local.task([])  # the whole search, from the root, here
+        while len(self.reported) < self.workers:
+            self.read(wait=False)
+            self.dispatch(idle_here=True)
+            if coordinator.queue and not pool.shared[_STOP]:
+                self.busy.add(0)
+                run.tasks += 1
+                hops = coordinator.hops(*coordinator.queue.popleft())
+                self.local.task([dpor.Hop(*hop) for hop in hops])
+            elif run.backlog:
+                run.replay(_REPLAY_BATCH)
+            elif not self.busy and not self.finishing:
+                self.finishing = True
+                self.reported.add(0)
+                run.results.append(self.local.result())
+                for me in range(1, self.workers):
+                    if me not in self.reported:
+                        pool.send(me, {"finish": True})
+            else:
+                self.read(wait=True)
+        self.selector.close()
+        run.replay(len(run.backlog))
 
 
 def exhaust(
@@ -521,7 +589,7 @@ def exhaust(
     on_error: str,
     sequential: Callable[[], SimulationReport],
 ) -> SimulationReport:
-    """`exhaust` over `workers` forked processes (see the design note);
+    """`exhaust` over `workers` processes (see the design note);
     `sequential` is the one-process search, run where this one gives way."""
     started = time.perf_counter()
     run = search(
@@ -554,7 +622,8 @@ def search(
     max_states: int,
     on_error: str,
 ) -> Run:
-    """Run the search over `workers` forked processes; what they found."""
+    """Run the search over `workers` processes (this one and `workers - 1`
+    forked); what they found."""
 
     def one() -> dpor.Search:
         return dpor.Search(
@@ -569,7 +638,8 @@ def search(
     pool = _Pool(workers, one, (max_executions, max_states))
     run = Run(root, ctx, workers)
     try:
-        _coordinate(pool, run)
+        with without_cyclic_gc():
+            _Coordination(pool, run, one).loop()
     finally:
         pool.close()
     return run

@@ -121,7 +121,17 @@ _NIL: Final = uuid.UUID(int=0)
 _UNREADABLE: Final = frozenset({"DecodeError", "UnknownEntityError"})
 """Dead letters of stored mail that no longer decodes: logged (a deploy broke it)."""
 
-_ERRORS: Final = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # The connection's protocol is out of step with the server, e.g. when a
+    # process paused mid-commit resumes and reads its statement's result and
+    # the server's end of its session together: the outcome is unknown.
+    asyncpg.InternalClientError,
+)
+"""Errors of a database call whose outcome is unknown: reported as fenced
+(the runtime reloads from the database); anything else is a bug."""
 
 _MOVED_RETRIES: Final = 5
 """Times a commit statement is sent again because a lease row it locked changed

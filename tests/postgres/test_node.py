@@ -1,12 +1,14 @@
 """Nodes: any node serves any entity, SIGTERM hands partitions over, a node
-whose lease was taken commits nothing, a node with other types is refused,
-and the DSN's password is never shown."""
+whose lease was taken commits nothing, a node paused mid-commit past its
+session timeout goes on, a node with other types is refused, and the DSN's
+password is never shown."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,7 +30,7 @@ from pachytype._pg_testing import (
     wait_for_owners,
 )
 from tests.conformance import refs
-from tests.conformance.entities import TallyId
+from tests.conformance.entities import Fail, TallyId
 from tests.conformance.refs import REGISTRY
 from tests.test_postgres_workload.refs import REGISTRY as WORKLOAD
 
@@ -107,6 +109,60 @@ async def test_a_node_whose_lease_was_taken_commits_nothing(schema: tuple[str, s
             assert a.node is not None and a.node.ownership.epochs == {}
         finally:
             await conn.close()
+
+
+async def test_a_node_paused_mid_commit_past_its_session_timeout_reloads_and_goes_on(
+    schema: tuple[str, str],
+) -> None:
+    """The server ends a node's session (`idle_in_transaction_session_timeout`)
+    while the node is paused in a commit's transaction (one with a dead letter
+    needs several statements); when it resumes it reads the reply and the end
+    of the session together, asyncpg refuses the next statement with an
+    `InternalClientError`, and the commit's outcome is unknown: the worker
+    reloads from the database and goes on. (It used to take that error for a
+    dead store and stop for good, its partitions still leased.)"""
+    dsn, name = schema
+    tally = refs.tally(TallyId("paused"))
+    async with node(dsn, name, "a") as a:
+        assert await a.call(tally.add(n=1)) == 1
+        holder = await asyncpg.connect(dsn)
+        watcher = await asyncpg.connect(dsn)
+        try:
+            # The lease rows locked for a second by a transaction the server
+            # ends alone: the commit waits there, then runs while we sleep.
+            held = asyncio.create_task(
+                holder.execute(
+                    f'BEGIN; SELECT 1 FROM "{name}".leases FOR UPDATE; SELECT pg_sleep(1); COMMIT'
+                )
+            )
+            await _until(watcher, "wait_event = 'PgSleep' AND pid = $1", holder.get_server_pid())
+            call = asyncio.create_task(a.call(tally.fail(reason="paused")))
+            commit = f'%"{name}".leases%KEY SHARE%'
+            await _until(watcher, "wait_event_type = 'Lock' AND query LIKE $1", commit)
+            # The whole process stops (as under SIGSTOP): the lock goes, the
+            # commit's statement returns, and its session idles past the timeout.
+            time.sleep(1 + LEASE.total_seconds() / 2 + 0.5)
+            with pytest.raises(ActivationError, match="raised RuntimeError: paused"):
+                await asyncio.wait_for(call, 10)
+            await held
+            assert await a.call(tally.add(n=1)) == 2
+            assert [d.message for d in await a.dead_letters()] == [Fail(reason="paused")]
+            assert await watcher.fetchval(f'SELECT count(*) FROM "{name}".mailbox') == 0
+        finally:
+            await holder.close()
+            await watcher.close()
+
+
+async def _until(conn: asyncpg.Connection, where: str, arg: object) -> None:
+    """Until a backend of this database matches `where` in pg_stat_activity."""
+    for _ in range(500):
+        if await conn.fetchval(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND {where}",
+            arg,
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no backend with {where} ({arg!r}) within 5 s")
 
 
 async def test_a_node_with_other_entity_types_is_refused(schema: tuple[str, str]) -> None:

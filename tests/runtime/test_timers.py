@@ -137,15 +137,19 @@ def test_a_timer_key_must_be_a_non_empty_string() -> None:
 @pytest.mark.durable
 async def test_pending_keyed_timers_survive_a_restart(ecosystem: EcosystemFactory) -> None:
     replaced, cancelled = refs.log(20), refs.log(21)
+    # The first timers must still be pending after the close and reopen (which
+    # take a few hundred ms on a loaded machine), and the marker must come after
+    # their due time, so that a timer neither replaced nor cancelled shows.
+    first_ms, marker_ms = 2_000, 2_100
     async with ecosystem(REGISTRY) as eco:
-        await eco.call(refs.emitter("e").plan(to=replaced, ops=ops(set_("k", 1, 400))))
-        await eco.call(refs.emitter("e").plan(to=cancelled, ops=ops(set_("k", 1, 400))))
+        await eco.call(refs.emitter("e").plan(to=replaced, ops=ops(set_("k", 1, first_ms))))
+        await eco.call(refs.emitter("e").plan(to=cancelled, ops=ops(set_("k", 1, first_ms))))
     async with ecosystem(REGISTRY) as eco:
         # Reopened: the timers set before are still pending, replaced and cancelled by key.
         await eco.call(refs.emitter("e").plan(to=replaced, ops=ops(set_("k", 2, 100))))
         await eco.call(refs.emitter("e").plan(to=cancelled, ops=ops(cancel("k"))))
-        await eco.send(refs.emitter("m").remind(to=replaced, value=MARKER, delay_ms=700))
-        await eco.send(refs.emitter("m").remind(to=cancelled, value=MARKER, delay_ms=700))
+        await eco.send(refs.emitter("m").remind(to=replaced, value=MARKER, delay_ms=marker_ms))
+        await eco.send(refs.emitter("m").remind(to=cancelled, value=MARKER, delay_ms=marker_ms))
         assert await until_marker(eco, replaced) == (2, MARKER)
         assert await until_marker(eco, cancelled) == (MARKER,)
 

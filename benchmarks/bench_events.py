@@ -52,7 +52,7 @@ from examples.usernames import refs as names
 from examples.usernames.cache import NameCache
 from examples.usernames.signup import UserId
 from pachytype import Ecosystem, LocalDisk, Postgres, Projection, StoredEvent
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     postgres_test_dsn,

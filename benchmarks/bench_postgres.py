@@ -49,8 +49,8 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from benchmarks._record import Record
 from benchmarks.workload import refs
 from pachytype import Postgres
-from pachytype._pg_schema import quote_schema
-from pachytype._pg_testing import (
+from pachytype._postgres.schema import quote_schema
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     postgres_test_dsn,

@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks._record import Record
 from benchmarks.echo import refs
 from pachytype import Ecosystem, LocalDisk, Postgres
-from pachytype._pg_testing import drop_schemas, new_schema_name, postgres_test_dsn
+from pachytype._postgres.testing import drop_schemas, new_schema_name, postgres_test_dsn
 
 REQUESTS = 500
 CALLS = 500

@@ -30,7 +30,7 @@ holds the package name (attrs classes are tagged by their class name), so
 two checkouts of one application compare equal even when the test suite
 imports them under two package names.
 
-The coordination built on this (`_pg_deploy`): partitions remember which
+The coordination built on this (`_postgres/deploy.py`): partitions remember which
 registries have owned them (their *writers*); a node may own a partition
 only if it reads the states of every writer (`eligible`), and a sender may
 send a message only if every live node eligible for the target's partition

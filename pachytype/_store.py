@@ -2,8 +2,8 @@
 
 Design note
 -----------
-Every ecosystem runs the same runtime core (`pachytype._runtime`, and its
-durable dispatcher in `pachytype._durable`); a durable ecosystem only adds a
+Every ecosystem runs the same runtime core (`pachytype._runtime.dispatch`, and its
+durable dispatcher in `pachytype._runtime.durable`); a durable ecosystem only adds a
 `Store`. The store never sees a Python message, state or address: only
 entity type names, ids encoded as text (`Codec.encode_id`), bytes
 (`Codec.encode_message` / `Codec.encode_state`), integers and floats. So a
@@ -99,7 +99,7 @@ never the database's, so a `ManualClock` moves durable timers too.
 The stores: `pachytype._sqlite.SqliteStore` (LocalDisk) implements the
 ownership part trivially: one scope, owned from `open` to `close`, no other
 writer, so `wake` never rings, `news()` is empty and `commit` is never
-fenced. `pachytype._pg_store.PostgresStore` (one per Postgres node worker)
+fenced. `pachytype._postgres.store.PostgresStore` (one per Postgres node worker)
 implements all of it: partitions as scopes, lease epochs checked in the
 commit statement, claims by snapshot horizon, ids per node session.
 

@@ -146,7 +146,7 @@ def ecosystem(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ecosys
         yield EcosystemFactory(kind, tmp_path, _simulations())
     elif kind == "postgres":
         # Imported here: asyncpg is loaded only by tests that use PostgreSQL.
-        from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+        from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
         from pachytype.ecosystems._postgres import Postgres
 
         dsn = require_postgres()

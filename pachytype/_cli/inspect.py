@@ -10,7 +10,7 @@ the owning process runs (WAL readers do not block the writer).
 With `--dsn` (or `PACHYTYPE_DSN` in the environment, and no `--db`) it shows
 a PostgreSQL schema the same way (events too: the latest `--limit` of each
 event-sourced type, whose positions count per type), after a summary of its
-nodes and partitions (`pachytype._pg_inspect` reads it); MODULE:REGISTRY is optional
+nodes and partitions (`pachytype._postgres.inspect` reads it); MODULE:REGISTRY is optional
 there (without it states and messages are shown as stored), and every list
 is cut at `--limit` rows. Mistakes (no DSN, a bad schema name, an
 unreachable server, a schema without tables) are one line naming the DSN
@@ -42,15 +42,15 @@ from pachytype._cli.support import (
 from pachytype._codec import Codec
 from pachytype._core.journal import rebuild
 from pachytype._core.turn import UNBORN
-from pachytype._durable import decode_dead
-from pachytype._pg_dsn import redact
+from pachytype._postgres.dsn import redact
 from pachytype._registry import EntityType, Registry
+from pachytype._runtime.durable import decode_dead
 from pachytype._sqlite.rows import read_dead, read_journals
 from pachytype._sqlite.schema import connect_readonly
 from pachytype._store import Journal
 
 if TYPE_CHECKING:  # imported when run: it imports asyncpg
-    from pachytype._pg_inspect import SchemaContents
+    from pachytype._postgres.inspect import SchemaContents
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -284,7 +284,7 @@ def _tables(data: dict[str, Any], path: str) -> list[Table]:
 def _read_postgres(dsn: str, schema: str, limit: int) -> SchemaContents:
     import asyncio
 
-    from pachytype._pg_inspect import connect, read_schema, summarize
+    from pachytype._postgres.inspect import connect, read_schema, summarize
 
     async def read() -> SchemaContents:
         conn = await connect(dsn, schema, "inspect")

@@ -42,7 +42,7 @@ from pachytype._cli.support import (
 )
 from pachytype._codec import Codec
 from pachytype._errors import StoreLockedError
-from pachytype._pg_dsn import redact
+from pachytype._postgres.dsn import redact
 from pachytype._registry import Registry
 from pachytype._sqlite.lock import FileLock
 from pachytype._sqlite.schema import connect, transaction
@@ -152,10 +152,10 @@ def _migrate_postgres(
     dsn: str, schema: str, target: str | None, batch: int, console: Console
 ) -> None:
     """`migrate --dsn`: the tables to this version, then (with a registry) every
-    stored state to the code's `state_version` (`pachytype._pg_inspect`)."""
+    stored state to the code's `state_version` (`pachytype._postgres.inspect`)."""
     import asyncio
 
-    from pachytype._pg_inspect import (
+    from pachytype._postgres.inspect import (
         StateMigration,
         connect,
         foreign_nodes,
@@ -164,7 +164,7 @@ def _migrate_postgres(
         pending_states,
         stored_types,
     )
-    from pachytype._pg_schema import VERSION
+    from pachytype._postgres.schema import VERSION
 
     check_schema_name(schema)
     registry = load_registry(target) if target is not None else None

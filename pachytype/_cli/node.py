@@ -2,7 +2,7 @@
 
 The node joins the schema's cluster (refused if live members run a registry
 it cannot run beside; another version of the same package that it reads,
-or that reads it, is a rolling deploy: see `_pg_deploy`), takes its fair
+or that reads it, is a rolling deploy: see `_postgres/deploy.py`), takes its fair
 share of the partitions it may own and activates their entities.
 On SIGTERM or SIGINT it finishes the batches in flight, hands its
 partitions over and exits 0. The DSN's password is never printed (every
@@ -27,7 +27,7 @@ from pachytype._cli.support import (
     postgres_errors,
     require_dsn,
 )
-from pachytype._pg_dsn import SecretFilter, redact
+from pachytype._postgres.dsn import SecretFilter, redact
 from pachytype._registry import Registry
 from pachytype.ecosystems._postgres import Postgres
 

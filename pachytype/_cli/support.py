@@ -16,7 +16,7 @@ import click
 from click.core import ParameterSource
 
 from pachytype._errors import PachytypeError
-from pachytype._pg_dsn import ENV_VAR, redact, scrub, secrets
+from pachytype._postgres.dsn import ENV_VAR, redact, scrub, secrets
 from pachytype._registry import Registry
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,7 +109,7 @@ def _warn_if_on_command_line(ctx: click.Context, dsn: str) -> None:
 
 def check_schema_name(schema: str) -> None:
     """A one-line error for a schema name PostgreSQL tables cannot live in."""
-    from pachytype._pg_schema import quote_schema  # imports asyncpg: only when needed
+    from pachytype._postgres.schema import quote_schema  # imports asyncpg: only when needed
 
     try:
         quote_schema(schema)

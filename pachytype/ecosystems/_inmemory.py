@@ -17,7 +17,7 @@ from pachytype._errors import EcosystemClosedError
 from pachytype._event_sourced import EventSourced
 from pachytype._events import StoredEvent, tail
 from pachytype._registry import Registry
-from pachytype._runtime import MAX_BACKLOG, Runtime
+from pachytype._runtime.dispatch import MAX_BACKLOG, Runtime
 
 S = TypeVar("S")
 E = TypeVar("E")

@@ -4,7 +4,7 @@ State, mail, timers and dead letters live in SQLite (WAL, `synchronous=FULL`
 by default); activations of many entities share one transaction (group
 commit); `send` returns once its messages are durable and `call` once the
 activation is. Delivery is at-least-once with exactly-once effect. Reopening
-the file resumes everything. See `pachytype._durable` (the dispatcher) and
+the file resumes everything. See `pachytype._runtime.durable` (the dispatcher) and
 `pachytype._sqlite` (the store) for the rules.
 """
 
@@ -21,12 +21,12 @@ from pachytype._clock import Clock
 from pachytype._codec import Codec
 from pachytype._core.held import RETRY_HELD
 from pachytype._deadletter import DeadLetter
-from pachytype._durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
 from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import EcosystemClosedError
 from pachytype._event_sourced import EventSourced
 from pachytype._events import StoredEvent
 from pachytype._registry import Registry
+from pachytype._runtime.durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
 from pachytype._sqlite import SqliteStore, Synchronous
 
 S = TypeVar("S")

@@ -4,7 +4,7 @@ Design note
 -----------
 Every `Postgres(dsn, registry, schema=...)` opened with `node=True` (the
 default) is a *node*: it takes a fair share of the schema's partitions and
-activates their entities (`_pg_node`, `_pg_lease`, `_pg_store`). Any
+activates their entities (`_postgres/node.py`, `_postgres/lease.py`, `_postgres/store.py`). Any
 instance, node or not (`node=False` is a pure client), accepts `send`,
 `call`, `state`, `follow` and `dead_letters` for any entity:
 
@@ -16,7 +16,7 @@ instance, node or not (`node=False` is a pure client), accepts `send`,
   outside message has an id; a resend after a lost commit acknowledgement
   is dropped by the receiver's dedupe record.
 * `call` is a `send` whose row names this instance's reply channel and key
-  (`_pg_reply`): the owner NOTIFYs the answer (the state itself, or the
+  (`_postgres/reply.py`): the owner NOTIFYs the answer (the state itself, or the
   error) on that channel in the transaction that commits it, and keeps it
   with the dedupe id. An owner in this process resolves the caller's future
   directly. A call not answered within `poll_interval` (its notification
@@ -24,14 +24,14 @@ instance, node or not (`node=False` is a pure client), accepts `send`,
 * `follow` registers a watch while holding the entity's partition lease row
   `FOR UPDATE` and writes that row (an owner's commit locks it `FOR KEY
   SHARE` and is sent again if the row changed under its snapshot, see
-  `_pg_store`), then reads the state: every commit of that entity after
+  `_postgres/store.py`), then reads the state: every commit of that entity after
   the read sees the watch, and writes each committed state to `history`.
   Notifications are only hints: the follower reads `history` after its
   position, so it never skips a state (a big one, or one committed while
   its LISTEN connection was down) and a forged notification yields nothing.
 * `state` reads the committed row (or `init(id)`), never activating.
 
-Rolling deploys (`_pg_deploy`): nodes and clients of two versions of a
+Rolling deploys (`_postgres/deploy.py`): nodes and clients of two versions of a
 registry run side by side when the newer reads the older's states (same
 shape, compatible changes, or an `@upgrade` chain) and their message
 classes decode one way or the other; otherwise the newcomer is refused
@@ -81,28 +81,28 @@ from pachytype._core.held import RETRY_HELD, Held
 from pachytype._core.timers import DROPPED, supersede, timer_dropped
 from pachytype._core.turn import UNBORN
 from pachytype._deadletter import DeadLetter
-from pachytype._durable import decode_dead, rebuild_journal
 from pachytype._ecosystem import Ecosystem, event_type
 from pachytype._errors import ActivationError, EcosystemClosedError, InitError, PachytypeError
 from pachytype._event_sourced import EventSourced
 from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._inbox import INBOX
-from pachytype._pg_deploy import Deployment
-from pachytype._pg_dsn import connect_error, redact
-from pachytype._pg_lease import Membership, Ownership, channel, new_node_id
-from pachytype._pg_node import Node
-from pachytype._pg_partition import partition_of
-from pachytype._pg_reply import Answer, new_key, reply_channel, unpack
-from pachytype._pg_schema import (
+from pachytype._postgres.deploy import Deployment
+from pachytype._postgres.dsn import connect_error, redact
+from pachytype._postgres.lease import Membership, Ownership, channel, new_node_id
+from pachytype._postgres.node import Node
+from pachytype._postgres.partition import partition_of
+from pachytype._postgres.reply import Answer, new_key, reply_channel, unpack
+from pachytype._postgres.schema import (
     SchemaError,
     migrate,
     quote_schema,
     replaced_timers,
     stored_partitions,
 )
-from pachytype._pg_store import new_message_id, read_events, read_journals
+from pachytype._postgres.store import new_message_id, read_events, read_journals
 from pachytype._registry import Registry
-from pachytype._runtime import address_of
+from pachytype._runtime.dispatch import address_of
+from pachytype._runtime.durable import decode_dead, rebuild_journal
 from pachytype._store import AnswerRow, DeadRow
 
 S = TypeVar("S")

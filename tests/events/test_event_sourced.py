@@ -39,7 +39,7 @@ from pachytype import (
 from pachytype._cli.check import check
 from pachytype._cli.lock import lock
 from pachytype._core.journal import ReplayError
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
 from tests.cli.test_check import edit, line_of, run, static_check
 from tests.events_pkg import refs

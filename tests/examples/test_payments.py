@@ -19,7 +19,7 @@ from examples.payments import refs
 from examples.payments.order import Order, OrderId, OrderMsg, OrderState, PaymentTimeout
 from examples.payments.provider import PROVIDER_URL, Provider
 from pachytype import Activation, Ecosystem, Faults, Postgres, Registry, Simulation, worker_state
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

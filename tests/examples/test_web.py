@@ -15,7 +15,7 @@ import httpx
 from examples.usernames import refs
 from examples.web.app import create_app
 from pachytype import Ecosystem, LocalDisk, Postgres
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from pachytype import LocalDisk
-from pachytype._durable import MAX_ATTEMPTS
+from pachytype._runtime.durable import MAX_ATTEMPTS
 from tests.poison import refs
 from tests.poison.refs import REGISTRY
 

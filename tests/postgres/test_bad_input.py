@@ -17,9 +17,14 @@ import pytest
 from pachytype import Postgres
 from pachytype._codec import Codec
 from pachytype._errors import DecodeError, EncodeError
-from pachytype._pg_partition import partition_of
-from pachytype._pg_store import PostgresStore, new_message_id
-from pachytype._pg_testing import drop_schemas, new_schema_name, postgres_test_dsn, require_postgres
+from pachytype._postgres.partition import partition_of
+from pachytype._postgres.store import PostgresStore, new_message_id
+from pachytype._postgres.testing import (
+    drop_schemas,
+    new_schema_name,
+    postgres_test_dsn,
+    require_postgres,
+)
 from pachytype._store import CommitBatch
 from tests.conformance import refs
 from tests.conformance.entities import Add, Append, TallyId

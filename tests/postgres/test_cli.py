@@ -19,8 +19,8 @@ from examples.bank import refs as bank
 from examples.bank.account import AccountId
 from pachytype import ActivationError, Postgres
 from pachytype._codec import Codec
-from pachytype._pg_inspect import StateMigration, migrate_batch
-from pachytype._pg_testing import (
+from pachytype._postgres.inspect import StateMigration, migrate_batch
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

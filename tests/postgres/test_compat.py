@@ -17,8 +17,8 @@ from pachytype._compat import (
     reads_state,
 )
 from pachytype._inbox import INBOX
-from pachytype._pg_deploy import Deployment
-from pachytype._pg_partition import assign
+from pachytype._postgres.deploy import Deployment
+from pachytype._postgres.partition import assign
 from pachytype._schema import ClassSchema, EntitySchema, FieldSchema, Schema
 from tests.rolling_v1 import refs as refs_v1
 from tests.rolling_v1.entities import Bump as BumpV1

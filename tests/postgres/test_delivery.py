@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from pachytype import ActivationError, Postgres
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.entities import Add, Fail, TallyId
 from tests.conformance.refs import REGISTRY

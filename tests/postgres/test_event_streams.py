@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
 from pachytype import Postgres, StoredEvent
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

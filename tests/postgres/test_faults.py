@@ -24,7 +24,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import Postgres
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

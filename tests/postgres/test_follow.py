@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from pachytype import Postgres
-from pachytype._pg_lease import channel
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.lease import channel
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.test_postgres_workload import refs
 from tests.test_postgres_workload.entities import PAGE_SIZE, PageState
 

@@ -34,7 +34,12 @@ from examples.usernames import refs as names
 from examples.usernames.shard import SHARDS, Shard, ShardId
 from examples.usernames.signup import UserId
 from pachytype import Postgres
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres, wait_for_owners
+from pachytype._postgres.testing import (
+    drop_schemas,
+    new_schema_name,
+    require_postgres,
+    wait_for_owners,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

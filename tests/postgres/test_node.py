@@ -17,10 +17,10 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import ActivationError, Postgres, Registry
-from pachytype._pg_dsn import redact
-from pachytype._pg_lease import FingerprintMismatchError
-from pachytype._pg_partition import partition_of
-from pachytype._pg_testing import (
+from pachytype._postgres.dsn import redact
+from pachytype._postgres.lease import FingerprintMismatchError
+from pachytype._postgres.partition import partition_of
+from pachytype._postgres.testing import (
     drop_schemas,
     lease_owners,
     new_schema_name,

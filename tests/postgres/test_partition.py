@@ -10,12 +10,12 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pachytype._pg_partition import assign, partition_of
+from pachytype._postgres.partition import assign, partition_of
 
 
 def test_an_entity_hashes_to_the_same_partition_in_every_process() -> None:
     code = (
-        "from pachytype._pg_partition import partition_of;"
+        "from pachytype._postgres.partition import partition_of;"
         "print([partition_of('account', str(i), 64) for i in range(50)])"
     )
     outputs = {

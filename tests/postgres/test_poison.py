@@ -18,14 +18,14 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
 from pachytype import Postgres
-from pachytype._durable import MAX_ATTEMPTS
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,
     spawn_node,
     stop_processes,
 )
+from pachytype._runtime.durable import MAX_ATTEMPTS
 from tests.poison import refs
 from tests.poison.refs import REGISTRY
 

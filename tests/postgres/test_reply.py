@@ -1,4 +1,4 @@
-"""The answers of calls as they travel in notifications (`_pg_reply`, pure):
+"""The answers of calls as they travel in notifications (`_postgres/reply.py`, pure):
 sealed with the caller's key, batched under PostgreSQL's payload limit, and
 anything not sealed with the key (forged by any role that can NOTIFY, or
 garbled) is refused."""
@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import uuid
 
-from pachytype._pg_reply import PAYLOAD_LIMIT, Answer, entry, new_key, pack, reply_channel, unpack
+from pachytype._postgres.reply import (
+    PAYLOAD_LIMIT,
+    Answer,
+    entry,
+    new_key,
+    pack,
+    reply_channel,
+    unpack,
+)
 
 
 def _state(msg_id: uuid.UUID, data: bytes) -> tuple[uuid.UUID, bytes]:

@@ -27,8 +27,8 @@ import pytest
 
 from pachytype import FingerprintMismatchError, Postgres, Registry, VersionSkewError
 from pachytype._compat import describe_registry
-from pachytype._pg_partition import partition_of
-from pachytype._pg_testing import (
+from pachytype._postgres.partition import partition_of
+from pachytype._postgres.testing import (
     drop_schemas,
     lease_owners,
     new_schema_name,

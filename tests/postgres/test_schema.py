@@ -11,9 +11,9 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import Postgres
-from pachytype._pg_inspect import inspect_schema, migrate_schema
-from pachytype._pg_schema import VERSION, SchemaError, current_version, migrate
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.inspect import inspect_schema, migrate_schema
+from pachytype._postgres.schema import VERSION, SchemaError, current_version, migrate
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.entities import TallyId
 from tests.conformance.refs import REGISTRY

@@ -28,8 +28,8 @@ import pytest
 from examples.bank import refs as bank
 from examples.bank.account import AccountId
 from pachytype import Postgres
-from pachytype._pg_dsn import SecretFilter, connect_error, dsn_problem, redact, scrub, secrets
-from pachytype._pg_testing import (
+from pachytype._postgres.dsn import SecretFilter, connect_error, dsn_problem, redact, scrub, secrets
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     postgres_test_dsn,

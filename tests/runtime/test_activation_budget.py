@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pachytype import ActivationError, ActivationTimeoutError, Ecosystem, InMemory, LocalDisk
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.ecosystems._postgres import Postgres
 from tests.poison import refs
 from tests.poison.refs import REGISTRY

@@ -14,7 +14,7 @@ from examples.usernames import refs
 from examples.usernames.shard import ShardId, shard_of
 from examples.usernames.signup import Claimed, Taken, UserId
 from pachytype import DeadlineError, Postgres
-from pachytype._pg_testing import (
+from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,
     require_postgres,

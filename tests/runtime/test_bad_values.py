@@ -31,7 +31,7 @@ from pachytype import (
 from pachytype._codec import MAX_ID_BYTES, MAX_MESSAGE_BYTES, MAX_STATE_BYTES
 from pachytype._ecosystem import Ecosystem
 from pachytype._errors import ValueTooLargeError
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 
 
 @frozen

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pachytype import Ecosystem, InMemory, LocalDisk, ManualClock, Postgres, Simulation
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY
 

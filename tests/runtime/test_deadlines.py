@@ -13,7 +13,7 @@ from examples.usernames import refs
 from examples.usernames.shard import shard_of
 from examples.usernames.signup import UserId
 from pachytype import DeadlineError, Postgres
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
 
 

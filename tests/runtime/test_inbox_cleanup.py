@@ -11,7 +11,7 @@ import pytest
 
 from pachytype import DeadlineError, Ecosystem, InMemory, LocalDisk, Postgres
 from pachytype._inbox import INBOX
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.testing import EcosystemFactory
 from tests.conformance import refs as conformance

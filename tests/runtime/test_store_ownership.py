@@ -17,9 +17,9 @@ import attrs
 import pytest
 
 from pachytype._codec import Codec
-from pachytype._durable import DurableRuntime
 from pachytype._errors import PachytypeError
-from pachytype._pg_partition import partition_of
+from pachytype._postgres.partition import partition_of
+from pachytype._runtime.durable import DurableRuntime
 from pachytype._sqlite import SqliteStore
 from pachytype._sqlite.rows import recover, write
 from pachytype._store import AnswerRow, CommitBatch, FencedError, MailRow, News, Recovery

@@ -20,7 +20,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
 from pachytype import Ecosystem, LocalDisk, PachytypeError, Postgres
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.testing import EcosystemFactory
 from tests.conformance import refs
 from tests.conformance.refs import REGISTRY

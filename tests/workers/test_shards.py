@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from pachytype import Ecosystem, Postgres, worker_state
 from pachytype._address import Ref, make_ref
-from pachytype._pg_testing import drop_schemas, new_schema_name, require_postgres
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype._worker import WORKER_ID, WorkerState
 from pachytype.testing import EcosystemFactory
 from tests.bulk_workers import refs

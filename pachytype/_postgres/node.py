@@ -1,5 +1,5 @@
 """A PostgreSQL node: membership, lease upkeep, and the shared durable runtime
-(`pachytype._durable`) over `PostgresStore`s of the partitions it holds.
+(`pachytype._runtime.durable`) over `PostgresStore`s of the partitions it holds.
 
 Design note
 -----------
@@ -10,7 +10,7 @@ Design note
   scheduling (group commit, attempts, held entities, timers on the clock,
   events, answers, recent messages) is the runtime's, as on LocalDisk.
 * **The heartbeat** (every `lease / 4`, or at once when a node joins or
-  leaves) keeps the leases (`_pg_lease.Membership`); when this node's
+  leaves) keeps the leases (`_postgres.lease.Membership`); when this node's
   partitions change it rings every store, whose next `news()` tells its
   runtime what was lost and recovers what was gained.
 * **Wake-ups.** A NOTIFY of new mail for an owned partition rings the store
@@ -35,10 +35,10 @@ from pachytype._budget import DEFAULT_BUDGET
 from pachytype._clock import Clock, SystemClock
 from pachytype._codec import Codec
 from pachytype._core.held import RETRY_HELD
-from pachytype._durable import DurableRuntime
-from pachytype._pg_lease import Membership, Ownership
-from pachytype._pg_store import PostgresStore
+from pachytype._postgres.lease import Membership, Ownership
+from pachytype._postgres.store import PostgresStore
 from pachytype._registry import Registry
+from pachytype._runtime.durable import DurableRuntime
 from pachytype._store import AnswerRow
 
 log = logging.getLogger("pachytype.postgres")

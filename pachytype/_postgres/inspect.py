@@ -22,7 +22,7 @@ Design note
   version they do not know and hold the entity.
 * Connections are named `pachytype <schema> <command>` (the test helpers
   end such sessions) and connection failures become `ConnectionError`s
-  whose text never holds a secret (`_pg_dsn.connect_error`).
+  whose text never holds a secret (`_postgres.dsn.connect_error`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs published
 from attrs import define, field, frozen
 
 from pachytype._codec import Codec
-from pachytype._pg_dsn import connect_error, redact
-from pachytype._pg_schema import VERSION, current_version, migrate, quote_schema
-from pachytype._pg_store import read_journals
+from pachytype._postgres.dsn import connect_error, redact
+from pachytype._postgres.schema import VERSION, current_version, migrate, quote_schema
+from pachytype._postgres.store import read_journals
 from pachytype._registry import Registry
 from pachytype._store import DeadRow, Journal
 

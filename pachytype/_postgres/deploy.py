@@ -57,7 +57,7 @@ from pachytype._compat import (
     short_name,
 )
 from pachytype._errors import FingerprintMismatchError, VersionSkewError
-from pachytype._pg_schema import quote_schema
+from pachytype._postgres.schema import quote_schema
 
 log = logging.getLogger("pachytype.postgres")
 

@@ -5,7 +5,7 @@ Design note
 -----------
 A node runs one `DurableRuntime` per worker over one `PostgresStore` each;
 worker `w` serves the partitions `p` with `p % workers == w` that its node
-holds (`_pg_lease.Ownership`, kept by the node's heartbeat). This module
+holds (`_postgres.lease.Ownership`, kept by the node's heartbeat). This module
 is the I/O: everything about scheduling is the shared runtime's.
 
 * **Ownership.** A store's scopes are partitions. `news()` compares the
@@ -82,10 +82,10 @@ from pachytype._codec import storable_text
 from pachytype._core.timers import DROPPED
 from pachytype._core.turn import RECENT
 from pachytype._inbox import INBOX
-from pachytype._pg_lease import Ownership, channel
-from pachytype._pg_partition import partition_of
-from pachytype._pg_reply import PAYLOAD_LIMIT, entry, pack
-from pachytype._pg_schema import dropped_answers, quote_schema
+from pachytype._postgres.lease import Ownership, channel
+from pachytype._postgres.partition import partition_of
+from pachytype._postgres.reply import PAYLOAD_LIMIT, entry, pack
+from pachytype._postgres.schema import dropped_answers, quote_schema
 from pachytype._store import (
     AnswerRow,
     CommitBatch,

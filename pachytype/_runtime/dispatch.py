@@ -27,7 +27,7 @@ Rules this module keeps:
 * **Followers and calls are cheap when unused.** The hot path pays one
   truthiness test for followers and one `is None` test for call futures.
 
-Durable ecosystems reuse this core through `pachytype._durable.DurableRuntime`
+Durable ecosystems reuse this core through `pachytype._runtime.durable.DurableRuntime`
 (a subclass: same checks, routing, followers and dead-letter capture), which
 adds a `Store` (`pachytype._store`) and group commits: effects become
 visible only after their commit. InMemory keeps this module's direct path,

@@ -1,6 +1,6 @@
-"""The durable dispatcher: the runtime core (`pachytype._runtime`) with a
+"""The durable dispatcher: the runtime core (`pachytype._runtime.dispatch`) with a
 `Store` underneath, in group commits. LocalDisk runs it on SQLite, each
-worker of a Postgres node on PostgreSQL (`pachytype._pg_store`).
+worker of a Postgres node on PostgreSQL (`pachytype._postgres.store`).
 
 Design note
 -----------
@@ -89,7 +89,7 @@ from pachytype._errors import (
 from pachytype._events import READ_BATCH, Signal, StoredEvent, tail
 from pachytype._inbox import state_kept
 from pachytype._registry import EntityType, Registry
-from pachytype._runtime import _SLICE, Runtime, address_of
+from pachytype._runtime.dispatch import _SLICE, Runtime, address_of
 from pachytype._store import (
     AnswerRow,
     CommitBatch,
@@ -333,7 +333,7 @@ class DurableRuntime(Runtime):
         self._news = False  # the store rang: `news()` has something
         self.gate: Callable[[str, type, int], None] | None = None
         """Raises if a message of a class must not be sent to an entity type's
-        scope (Postgres during a rolling deploy, `pachytype._pg_deploy`)."""
+        scope (Postgres during a rolling deploy, `pachytype._postgres.deploy`)."""
         self._owned: frozenset[int] | None = None  # scopes owned (None: all of them)
         self._remote: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset()
         """Entities followed in other processes (the store's live set)."""

@@ -48,7 +48,7 @@ carry their entity's recent messages (dead letters keep them across
 restarts and takeovers); followers read `history`, notifications are only
 hints.
 
-Version 3 (rolling deploys, `_pg_deploy`): clients have membership rows
+Version 3 (rolling deploys, `_postgres/deploy.py`): clients have membership rows
 too (`nodes.kind`), every member names the description of its registry
 (`nodes.digest` -> `registries`), and each lease row lists the registries
 that have owned its partition (`leases.writers`): only a node that reads
@@ -58,7 +58,7 @@ Version 4 (keyed timers, `pachytype._core.timers`): a delayed row may carry
 its timer's key (`mailbox.timer_key`); a later keyed row, or a cancel,
 deletes the pending (`deliver_at > now()`) row of the same entity and key.
 
-Version 5 (nodes run the shared durable runtime over `_pg_store`): mail
+Version 5 (nodes run the shared durable runtime over `_postgres/store.py`): mail
 rows carry the id of the transaction that inserted them (`ins_xid`: a
 claim reads what was inserted since its previous snapshot) and a due time
 on the runtime's clock (`due`, Unix seconds; `deliver_at` is gone: a keyed row replaces the
@@ -208,7 +208,7 @@ def _v4(s: str) -> list[str]:
 
 def _v5(s: str) -> list[str]:
     return [
-        # Claims read rows inserted since the last claim's snapshot (`_pg_store`).
+        # Claims read rows inserted since the last claim's snapshot (`_postgres/store.py`).
         f"ALTER TABLE {s}.mailbox ADD COLUMN ins_xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
         f"ADD COLUMN due float8",
         f"UPDATE {s}.mailbox SET due = extract(epoch FROM deliver_at) WHERE deliver_at IS NOT NULL",
@@ -311,7 +311,7 @@ def replaced_timers(s: str, types: str, ids: str, keys: str, now: str) -> str:
     yet (`due` after `now`, a parameter: the writer's clock). An owner holding
     one armed learns of its replacement by claiming the new row; one cancelled
     this way is missed by its owner's commit when it falls due, which is then
-    refused and reloaded (`pachytype._pg_store`). A removed timer that was a
+    refused and reloaded (`pachytype._postgres.store`). A removed timer that was a
     `call` gets its answer (`tkd`): the error `DROPPED`, read by its caller."""
     return (
         f"tk AS (DELETE FROM {s}.mailbox WHERE ctid IN (SELECT x.ctid FROM {s}.mailbox x "

@@ -23,8 +23,8 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 import pytest
 
-from pachytype._pg_dsn import redact
-from pachytype._pg_schema import quote_schema
+from pachytype._postgres.dsn import redact
+from pachytype._postgres.schema import quote_schema
 
 DEFAULT_DSN: Final = "postgresql://postgres@127.0.0.1:5432/test"
 

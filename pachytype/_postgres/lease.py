@@ -7,7 +7,7 @@ Design note
   database's `now()`, so node clocks never matter.
 * **Heartbeat** (every `lease / 4`): refresh this node's `nodes` row, list
   the live nodes (heartbeat within one lease), compute the balanced
-  assignment (`_pg_partition.assign`), renew the leases this node holds,
+  assignment (`_postgres.partition.assign`), renew the leases this node holds,
   release the ones it should no longer hold, and take the ones it should
   hold that are free or expired.
 * **Fencing is in the locks, not in the clock.** An activation batch locks
@@ -22,12 +22,12 @@ Design note
   half a lease) before its lease can expire; when it resumes, its next
   batch sees another owner and commits nothing.
 * **Joining** is refused when a live member (node or client) runs a
-  registry this one cannot run beside (`_pg_deploy`: a rolling deploy of
+  registry this one cannot run beside (`_postgres/deploy.py`: a rolling deploy of
   compatible changes and upgraded states is fine); the check and the
   insertion of the member's row happen under one advisory lock so two
   conflicting versions cannot slip in together.
 * **Rolling deploys.** The assignment gives a partition only to nodes that
-  read every state stored in it (`_pg_deploy.Deployment.eligible_node`, from
+  read every state stored in it (`_postgres.deploy.Deployment.eligible_node`, from
   the lease row's `writers`); taking or renewing a lease adds this node's
   registry to its writers, and a take re-checks eligibility under the row's
   lock.
@@ -49,9 +49,9 @@ from attrs import define, field
 
 from pachytype._errors import FingerprintMismatchError
 from pachytype._inbox import INBOX
-from pachytype._pg_deploy import Deployment, member_row
-from pachytype._pg_partition import assign
-from pachytype._pg_schema import quote_schema
+from pachytype._postgres.deploy import Deployment, member_row
+from pachytype._postgres.partition import assign
+from pachytype._postgres.schema import quote_schema
 
 log = logging.getLogger("pachytype.postgres")
 

@@ -13,7 +13,7 @@ Design note
   leaves, most partitions keep their owner: only about `P / n` move.
 * **Only where it can read.** During a rolling deploy a partition may hold
   states a node cannot read (written by a newer version); `assign` takes
-  the predicate saying which nodes may own which partition (`_pg_deploy`).
+  the predicate saying which nodes may own which partition (`_postgres/deploy.py`).
 """
 
 from __future__ import annotations

@@ -69,8 +69,21 @@ async def _run(
             eco.partitions,
             lease,
         )
-        await stop.wait()
-        log.info("node %s stopping: handing its partitions over", node.node_id)
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(node.failed())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopping, failing):
+            task.cancel()
+        if node.failure is not None:
+            failure = node.failure
+        else:
+            failure = None
+            log.info("node %s stopping: handing its partitions over", node.node_id)
+    if failure is not None:
+        raise SystemExit(
+            f"pachytype node {eco.node_id}: a worker failed ({type(failure).__name__}: "
+            f"{failure}); its partitions were handed over; restart the node"
+        )
     log.info("node %s left", eco.node_id)
 
 

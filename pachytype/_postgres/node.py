@@ -109,6 +109,10 @@ class Node:
 
         for runtime in self.runtimes:
             runtime.gate = gate
+            runtime.on_failure = self._runtime_failed
+        self.failure: BaseException | None = None
+        """Why this node stopped serving (a worker's store failed), or None."""
+        self._failed = asyncio.Event()
         membership.handing_over = self._let_go
         self._members = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -140,6 +144,31 @@ class Node:
                 await self.membership.leave(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("node %s could not hand its partitions over: %s", self.node_id, error)
+
+    async def failed(self) -> BaseException:
+        """Wait until the node stops serving because a worker failed; the error.
+
+        It has then handed its partitions over (or will at its next beat):
+        other nodes serve them. `pachytype node` exits with status 1."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    def _runtime_failed(self, error: BaseException) -> None:
+        # One worker can no longer commit: keeping its leases would strand
+        # its partitions' mail for as long as this process lives, and the
+        # other workers share the same fate soon. Leave the cluster at once.
+        if self.failure is None:
+            self.failure = error
+            log.error(
+                "node %s: a worker failed (%s: %s); handing every partition over "
+                "and serving nothing more (restart the process)",
+                self.node_id,
+                type(error).__name__,
+                error,
+            )
+            self._failed.set()
+            self._members.set()  # the heartbeat leaves now
 
     def wake(self, partition: int) -> None:
         """New mail for `partition`: ring the store serving it (if it is ours)."""
@@ -176,6 +205,9 @@ class Node:
     async def _heartbeat(self) -> None:
         interval = self.membership.lease / 4
         for beat in itertools.count():
+            if self.failure is not None:
+                await self._leave_failed()
+                return
             try:
                 async with self.pool.acquire() as conn:
                     changed = await self.membership.beat(conn)
@@ -192,6 +224,18 @@ class Node:
             self._members.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._members.wait(), interval)
+
+    async def _leave_failed(self) -> None:
+        """Hand every partition over after a worker failed (tried until it works:
+        the failure may be the database's, for a while)."""
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await self.membership.leave(conn)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("node %s could not hand its partitions over: %s", self.node_id, error)
+            await asyncio.sleep(self.membership.lease / 4)
 
     async def _dropped(self) -> None:
         """Partitions leave at once (before a release waits for our commits):

@@ -63,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -102,6 +103,8 @@ from pachytype._store import (
     Store,
     TimerRow,
 )
+
+log = logging.getLogger("pachytype.runtime")
 
 MAX_BATCH: Final = 256
 """Default bound on activations (and on new outside messages) per group commit."""
@@ -331,6 +334,9 @@ class DurableRuntime(Runtime):
         """Bumped after each commit that appended events (streams wait on it)."""
         self._recent_rows: list[EntityRow] = []  # recent messages of passivated entities
         self._news = False  # the store rang: `news()` has something
+        self.on_failure: Callable[[BaseException], None] | None = None
+        """Told once when the store fails for good (a Postgres node then hands
+        its partitions over instead of keeping leases nobody serves)."""
         self.gate: Callable[[str, type, int], None] | None = None
         """Raises if a message of a class must not be sent to an entity type's
         scope (Postgres during a rolling deploy, `pachytype._postgres.deploy`)."""
@@ -830,10 +836,15 @@ class DurableRuntime(Runtime):
             raise
         except Exception as error:
             # The store failed: nothing more can be made durable. Waiters get
-            # the error, later calls a clear one; close() still works.
+            # the error, later calls a clear one; close() still works. Logged
+            # whole: an unexpected error here is a bug to be seen, not a
+            # runtime that quietly stops.
+            log.error("the %s runtime stopped: its store failed", self.name, exc_info=error)
             self._failure = error
             self._fail_waiting(error)
             self._idle.set()
+            if self.on_failure is not None:
+                self.on_failure(error)
 
     def _build(self) -> tuple[CommitBatch, _Pending] | None:
         batch, self._startup = self._startup, CommitBatch()
@@ -1476,6 +1487,11 @@ class DurableRuntime(Runtime):
             except Exception:  # pragma: no cover (it was encoded once: sent, or stored)
                 continue  # only this context is lost, never the close
         return (name, live.id_text, None, 0, 0, tuple(stored))
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error the store failed with (None while it works)."""
+        return self._failure
 
     def held(self) -> dict[tuple[str, str], BaseException]:
         """Entities held because their state cannot be loaded: `(entity type,

@@ -1,7 +1,8 @@
 """Nodes: any node serves any entity, SIGTERM hands partitions over, a node
 whose lease was taken commits nothing, a node paused mid-commit past its
-session timeout goes on, a node with other types is refused, and the DSN's
-password is never shown."""
+session timeout goes on, a node whose worker fails hands every partition
+over, a node with other types is refused, and the DSN's password is never
+shown."""
 
 from __future__ import annotations
 
@@ -163,6 +164,45 @@ async def _until(conn: asyncpg.Connection, where: str, arg: object) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"no backend with {where} ({arg!r}) within 5 s")
+
+
+async def test_a_node_whose_worker_fails_hands_every_partition_over(
+    schema: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bug below the runtime (here a commit raising an error no rule expects)
+    # must not strand mail behind leases the node goes on renewing.
+    dsn, name = schema
+    async with node(dsn, name, "a") as a, node(dsn, name, "b") as b:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await wait_for_owners(conn, name, {"a", "b"}, 10)
+            id = TallyId(await tally_owned_by(conn, name, "a"))
+            assert a.node is not None
+            store = a.node.stores[partition_of("tally", id, 8) % a.node.workers]
+
+            async def broken(batch: object) -> None:
+                raise RuntimeError("injected: a bug in the commit")
+
+            store.commit = broken  # type: ignore[method-assign]  # the fault
+            sent = 20
+            for _ in range(sent):
+                await b.send(refs.tally(id).add(n=1))  # acknowledged: in the mailbox
+            failure = await asyncio.wait_for(a.node.failed(), 10)
+            assert isinstance(failure, RuntimeError)
+            await wait_for_owners(conn, name, {"b"}, 10)
+
+            async def applied() -> int:
+                async for state in b.follow(refs.tally(id)):
+                    if state >= sent:
+                        return state
+                raise AssertionError("b closed first")
+
+            assert await asyncio.wait_for(applied(), 20) == sent  # none lost, none doubled
+            assert await conn.fetchval(f'SELECT count(*) FROM "{name}".mailbox') == 0
+        finally:
+            await conn.close()
+    assert "node a: a worker failed (RuntimeError: injected: a bug in the commit)" in caplog.text
+    assert "the Postgres runtime stopped: its store failed" in caplog.text
 
 
 async def test_a_node_with_other_entity_types_is_refused(schema: tuple[str, str]) -> None:

@@ -74,10 +74,8 @@ async def _run(
         await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
         for task in (stopping, failing):
             task.cancel()
-        if node.failure is not None:
-            failure = node.failure
-        else:
-            failure = None
+        failure = node.failure
+        if failure is None:
             log.info("node %s stopping: handing its partitions over", node.node_id)
     if failure is not None:
         raise SystemExit(

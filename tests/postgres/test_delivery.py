@@ -45,11 +45,11 @@ def open_eco(dsn: str, schema: str, *, node: bool = True) -> Postgres:
 async def test_a_resent_outside_message_is_applied_once(schema: tuple[str, str]) -> None:
     dsn, name = schema
     async with open_eco(dsn, name) as eco:
-        row = eco._encode(refs.tally(TallyId("once")).add(n=5))
-        await eco._insert([row])
+        row = eco._client.encode(refs.tally(TallyId("once")).add(n=5))
+        await eco._client.insert([row])
         await eco.settle()
-        await eco._insert([row])  # same message id: a resend after a lost ack
-        await eco._insert([row, row])
+        await eco._client.insert([row])  # same message id: a resend after a lost ack
+        await eco._client.insert([row, row])
         await eco.settle()
         assert await eco.state(refs.tally(TallyId("once"))) == 5
 

@@ -36,8 +36,8 @@ from attrs import define, field, frozen
 
 from pachytype._codec import Codec
 from pachytype._postgres.dsn import connect_error, redact
+from pachytype._postgres.reads import read_journals
 from pachytype._postgres.schema import VERSION, current_version, migrate, quote_schema
-from pachytype._postgres.store import read_journals
 from pachytype._registry import Registry
 from pachytype._store import DeadRow, Journal
 

@@ -1,6 +1,6 @@
 """Replies to `call`s on PostgreSQL, as pure code: the caller's reply channel
 and key, and the NOTIFY payloads that carry answers to it (no I/O here; see
-`ecosystems._postgres` for the caller, `_postgres/store.py` for the owner).
+`_postgres/client.py` for the caller, `_postgres/commit.py` for the owner).
 
 Design note
 -----------

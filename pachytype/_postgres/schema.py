@@ -208,7 +208,7 @@ def _v4(s: str) -> list[str]:
 
 def _v5(s: str) -> list[str]:
     return [
-        # Claims read rows inserted since the last claim's snapshot (`_postgres/store.py`).
+        # Claims read rows inserted since the last claim's snapshot (`_postgres/claims.py`).
         f"ALTER TABLE {s}.mailbox ADD COLUMN ins_xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
         f"ADD COLUMN due float8",
         f"UPDATE {s}.mailbox SET due = extract(epoch FROM deliver_at) WHERE deliver_at IS NOT NULL",
@@ -311,7 +311,7 @@ def replaced_timers(s: str, types: str, ids: str, keys: str, now: str) -> str:
     yet (`due` after `now`, a parameter: the writer's clock). An owner holding
     one armed learns of its replacement by claiming the new row; one cancelled
     this way is missed by its owner's commit when it falls due, which is then
-    refused and reloaded (`pachytype._postgres.store`). A removed timer that was a
+    refused and reloaded (`pachytype._postgres.commit`). A removed timer that was a
     `call` gets its answer (`tkd`): the error `DROPPED`, read by its caller."""
     return (
         f"tk AS (DELETE FROM {s}.mailbox WHERE ctid IN (SELECT x.ctid FROM {s}.mailbox x "

@@ -59,8 +59,8 @@ from hypothesis import strategies as st
 
 from pachytype import ActivationError, Envelope, InitError, Ref
 from pachytype._ecosystem import Ecosystem
-from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype._postgres.client import RemoteError
+from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from pachytype.ecosystems._postgres import Postgres
 from pachytype.simulation import Simulation
 from pachytype.testing import DURABLE, ECOSYSTEMS

@@ -17,8 +17,9 @@ import pytest
 from pachytype import Postgres
 from pachytype._codec import Codec
 from pachytype._errors import DecodeError, EncodeError
+from pachytype._postgres.client import new_message_id
 from pachytype._postgres.partition import partition_of
-from pachytype._postgres.store import PostgresStore, new_message_id
+from pachytype._postgres.store import PostgresStore
 from pachytype._postgres.testing import (
     drop_schemas,
     new_schema_name,

@@ -1,11 +1,11 @@
-"""The recent messages a Postgres state row carries (`_postgres/store.py`, pure): the
+"""The recent messages a Postgres state row carries (`_postgres/recent.py`, pure): the
 last `RECENT`, the newest kept when they would pass `RECENT_BYTES`, and
 stored as one value that reads back exactly."""
 
 from __future__ import annotations
 
 from pachytype._core.turn import RECENT
-from pachytype._postgres.store import RECENT_BYTES, bounded, pack_recent, unpack_recent
+from pachytype._postgres.recent import RECENT_BYTES, bounded, pack_recent, unpack_recent
 
 
 def test_the_last_messages_are_kept_oldest_first() -> None:

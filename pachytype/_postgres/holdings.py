@@ -40,7 +40,7 @@ UNKNOWN_OUTCOME: Final = (
 """Errors of a database call whose outcome is unknown: reported as fenced
 (the runtime reloads from the database); anything else is a bug."""
 
-Held = tuple[int, uuid.UUID | None, str | None, bytes | None]
+HeldRow = tuple[int, uuid.UUID | None, str | None, bytes | None]
 """A held row: (partition, outside message id or None, reply channel, reply key)."""
 
 
@@ -78,7 +78,7 @@ class StoreRecords:
         self._recovering: dict[int, list[Any]] = {}  # partition -> [last seq read, suspect?]
         self._claimed_meanwhile = False  # other partitions were claimed while recovering
         self._told = asyncio.Event()  # set at the end of each `news()`
-        self._held: dict[int, Held] = {}
+        self._held: dict[int, HeldRow] = {}
         self._outside: dict[uuid.UUID, int] = {}  # outside message ids held -> runtime id
         self._attempted: set[int] = set()  # ids with an `attempts` row
         self._watched: set[EntityKey] = set()

@@ -19,10 +19,10 @@ from attrs import frozen
 from pachytype._address import Address, Envelope, Ref
 from pachytype._clock import Clock
 from pachytype._errors import InitError
-from pachytype._events import MemoryLog
 from pachytype._registry import Registry
 from pachytype.simulation import _liveness, _parallel, _parallel_dpor, _sample, _world
 from pachytype.simulation._calm import CalmCheck, Order, at_most, drops_check, duplicates_check
+from pachytype.simulation._driver import Driver
 from pachytype.simulation._ecosystem import SimulatedEcosystem
 from pachytype.simulation._explore import (
     Found,
@@ -115,9 +115,9 @@ class Simulation:
         self._ctx = Context(registry)
         self._rng = random.Random(seed)
         self._world = World.empty()
-        self._log = MemoryLog()
-        """The event streams of its ecosystem views, kept here so that a view
-        opened again resumes at the same positions and sequence numbers."""
+        self._driver = Driver(self)
+        """Delivers the world for its open ecosystem views, and keeps what
+        they share (dead letters, events) while none is open."""
 
     # -- looking -------------------------------------------------------------
 
@@ -153,16 +153,23 @@ class Simulation:
         return self._world.pending()
 
     def ecosystem(self, clock: Clock | None = None) -> SimulatedEcosystem:
-        """This simulation behind the async `Ecosystem` interface (`send`,
-        `call`, `state`, `follow`, ...): shuffled, seeded delivery orders for
-        code written against any ecosystem. Delays wait on `clock` (the
-        system clock by default; a `ManualClock` makes them instant)."""
+        """A view of this simulation behind the async `Ecosystem` interface
+        (`send`, `call`, `state`, `follow`, ...): shuffled, seeded delivery
+        orders for code written against any ecosystem. Delays wait on
+        `clock` (the system clock by default; a `ManualClock` makes them
+        instant).
+
+        Several views may be open at once: they share the world (states,
+        timers, dead letters, events), one seeded delivery order and one
+        clock (a view given none takes the open views'; one given another
+        raises `ValueError`). Each has its own calls, follows and event
+        streams, which end when that view closes."""
         return SimulatedEcosystem(self, clock)
 
     def reset(self) -> None:
         """Forget every state and message; the clock goes back to zero."""
         self._world = World.empty()
-        self._log = MemoryLog()
+        self._driver.reset()
 
     # -- one execution -------------------------------------------------------
 

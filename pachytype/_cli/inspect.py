@@ -35,9 +35,9 @@ from rich.table import Table
 from pachytype._cli.support import (
     check_schema_name,
     choose_store,
-    dsn_option,
     load_registry,
     postgres_errors,
+    store_options,
 )
 from pachytype._codec import Codec
 from pachytype._core.journal import rebuild
@@ -493,12 +493,7 @@ def _inspect_postgres(
 
 
 @click.command()
-@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
-@dsn_option(
-    "A PostgreSQL ecosystem instead (default: the PACHYTYPE_DSN environment variable, "
-    "which keeps the password off `ps`)."
-)
-@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+@store_options
 @click.argument("target", metavar="MODULE:REGISTRY", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--limit", default=100, show_default=True, help="Rows to list per table.")

@@ -36,9 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pachytype._cli.support import (
     check_schema_name,
     choose_store,
-    dsn_option,
     load_registry,
     postgres_errors,
+    store_options,
 )
 from pachytype._codec import Codec
 from pachytype._errors import StoreLockedError
@@ -234,12 +234,7 @@ def _migrate_postgres(
 
 
 @click.command()
-@click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
-@dsn_option(
-    "A PostgreSQL ecosystem instead (default: the PACHYTYPE_DSN environment variable, "
-    "which keeps the password off `ps`)."
-)
-@click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+@store_options
 @click.argument("target", metavar="MODULE:REGISTRY", required=False)
 @click.option("--batch", default=500, show_default=True, help="States per transaction.")
 def migrate(db: str | None, dsn: str | None, schema: str, target: str | None, batch: int) -> None:

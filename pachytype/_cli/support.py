@@ -68,6 +68,22 @@ def dsn_option(help: str = DSN_HELP) -> Callable[[F], F]:
     return click.option("--dsn", envvar=ENV_VAR, metavar="DSN", help=help)
 
 
+STORE_DSN_HELP: Final = (
+    "A PostgreSQL ecosystem instead (default: the PACHYTYPE_DSN environment variable, "
+    "which keeps the password off `ps`)."
+)
+
+
+def store_options(command: F) -> F:
+    """`--db PATH`, `--dsn DSN` and `--schema`: the options of the commands
+    that work on a LocalDisk database or a PostgreSQL schema (`inspect`,
+    `migrate`); `choose_store` picks one."""
+    schema = click.option("--schema", default="pachytype", show_default=True, help="With --dsn.")
+    db = click.option("--db", "db", metavar="PATH", help="The LocalDisk database file.")
+    # Innermost first, as stacked decorators apply: --help lists --db, --dsn, --schema.
+    return db(dsn_option(STORE_DSN_HELP)(schema(command)))
+
+
 def choose_store(db: str | None, dsn: str | None, command: str) -> str:
     """`"db"` or `"dsn"`: which store `command` works on. `--db` wins over a DSN
     from the environment; both on the command line, or neither, is a usage error."""

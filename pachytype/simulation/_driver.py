@@ -118,6 +118,9 @@ class Driver:
     async def leave(self, view: SimulatedEcosystem) -> None:
         """`view` closed; the last one to close stops the pump."""
         self.views.remove(view)
+        # Wake the settles waiting: the closed view's end (it checks), the
+        # others look again and wait on.
+        self._idle.set()
         if self.views:
             return
         if self._alarm is not None:
@@ -131,7 +134,6 @@ class Driver:
                     await task  # a crashed pump already told its callers
         self._calls.clear()  # each view fails its own calls as it closes
         self._keyed.clear()
-        self._idle.set()  # a settle still waiting sees the views closed
 
     def _start(self) -> None:
         if self.crash is not None:

@@ -15,6 +15,9 @@ from typing import TypeVar
 import pytest
 
 from pachytype import ActivationError, EcosystemClosedError, ManualClock, Simulation
+from pachytype._inbox import INBOX
+from tests.conformance import refs as conformance
+from tests.conformance.entities import Append
 from tests.events_pkg import refs as carts
 from tests.events_pkg.cart import Added, Cart, CartId, Removed
 from tests.simulation import refs
@@ -89,6 +92,37 @@ async def test_closing_one_view_ends_its_calls_and_follows_not_the_others() -> N
         clock.advance(timedelta(hours=2))  # both delayed messages fall due
         assert await within(b_call) == 3
         assert {await next_of(b_follow), await next_of(b_follow)} == {1, 3}
+
+
+async def test_closing_one_view_ends_its_settle_not_the_others() -> None:
+    sim = Simulation(REGISTRY)
+    spinner = refs.spinner("s")
+    async with sim.ecosystem() as b:
+        async with sim.ecosystem() as a:
+            await a.send(spinner.spin(me=spinner))  # busy for ever: no settle returns
+            a_settle = asyncio.ensure_future(a.settle())
+            b_settle = asyncio.ensure_future(b.settle())
+            await asyncio.sleep(0)  # one turn of the loop: both settles wait on the world
+        with pytest.raises(EcosystemClosedError):
+            await within(a_settle)
+        assert not b_settle.done()
+    with pytest.raises(EcosystemClosedError):
+        await within(b_settle)
+
+
+async def test_asks_through_two_open_views_get_their_own_answers() -> None:
+    sim = Simulation(conformance.REGISTRY, seed=5)
+    async with sim.ecosystem() as a, sim.ecosystem() as b:
+        asks = [
+            eco.ask(
+                # An Emit sends its values to `to` at once: the inbox gets Append(value).
+                lambda r, v=value: conformance.emitter("e").emit(to=r, values=(v,)),  # type: ignore[arg-type,misc]  # no reply_to field, on purpose
+                timeout=WAIT,
+            )
+            for value, eco in enumerate((a, b, a, b))
+        ]
+        assert list(await within(asyncio.gather(*asks))) == [Append(v) for v in range(4)]
+        assert not [key for key in sim._world.states if key[0] == INBOX]  # none left behind
 
 
 async def test_closing_one_view_ends_its_event_streams_not_the_others() -> None:

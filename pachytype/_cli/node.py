@@ -5,7 +5,9 @@ it cannot run beside; another version of the same package that it reads,
 or that reads it, is a rolling deploy: see `_postgres/deploy.py`), takes its fair
 share of the partitions it may own and activates their entities.
 On SIGTERM or SIGINT it finishes the batches in flight, hands its
-partitions over and exits 0. The DSN's password is never printed (every
+partitions over and exits 0. If a worker fails, or a newer pachytype
+migrates the schema, it hands its partitions over and exits 1, saying why.
+The DSN's password is never printed (every
 log record is scrubbed of it, errors are one line without it): prefer
 `PACHYTYPE_DSN` in the environment to `--dsn` on the command line (command
 lines are visible to every user of the machine).
@@ -28,6 +30,7 @@ from pachytype._cli.support import (
     require_dsn,
 )
 from pachytype._postgres.dsn import SecretFilter, redact
+from pachytype._postgres.schema import SchemaError
 from pachytype._registry import Registry
 from pachytype.ecosystems._postgres import Postgres
 
@@ -77,6 +80,10 @@ async def _run(
         failure = node.failure
         if failure is None:
             log.info("node %s stopping: handing its partitions over", node.node_id)
+    if isinstance(failure, SchemaError):  # a newer pachytype migrated the tables
+        raise SystemExit(
+            f"pachytype node {eco.node_id}: {failure}; its partitions were handed over"
+        )
     if failure is not None:
         raise SystemExit(
             f"pachytype node {eco.node_id}: a worker failed ({type(failure).__name__}: "

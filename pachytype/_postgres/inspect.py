@@ -37,16 +37,19 @@ from attrs import define, field, frozen
 from pachytype._codec import Codec
 from pachytype._postgres.dsn import connect_error, redact
 from pachytype._postgres.reads import read_journals
-from pachytype._postgres.schema import VERSION, current_version, migrate, quote_schema
+from pachytype._postgres.schema import (
+    LIVE_WITHIN_S,
+    VERSION,
+    current_version,
+    migrate,
+    quote_schema,
+)
 from pachytype._registry import Registry
 from pachytype._store import DeadRow, Journal
 
 _NOW: Final = "extract(epoch FROM now())"
 """Now, as due times are stored (Unix seconds on the nodes' clocks; the system
 clock unless a test gave them another)."""
-
-LIVE_WITHIN_S = 30.0
-"""A node whose heartbeat is this recent counts as live for `migrate`."""
 
 
 @frozen

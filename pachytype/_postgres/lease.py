@@ -25,7 +25,11 @@ Design note
   registry this one cannot run beside (`_postgres/deploy.py`: a rolling deploy of
   compatible changes and upgraded states is fine); the check and the
   insertion of the member's row happen under one advisory lock so two
-  conflicting versions cannot slip in together.
+  conflicting versions cannot slip in together. A migration by a newer
+  pachytype holds that lock too: a join, and every heartbeat, first checks
+  that the schema is not newer than this library (`_postgres/schema.py`);
+  a heartbeat that finds it newer raises instead of renewing, and the node
+  hands its partitions over and stops serving.
 * **Rolling deploys.** The assignment gives a partition only to nodes that
   read every state stored in it (`_postgres.deploy.Deployment.eligible_node`, from
   the lease row's `writers`); taking or renewing a lease adds this node's
@@ -51,7 +55,7 @@ from pachytype._errors import FingerprintMismatchError
 from pachytype._inbox import INBOX
 from pachytype._postgres.deploy import Deployment, member_row
 from pachytype._postgres.partition import assign
-from pachytype._postgres.schema import quote_schema
+from pachytype._postgres.schema import check_not_newer, join_lock_key, quote_schema
 
 log = logging.getLogger("pachytype.postgres")
 
@@ -86,8 +90,6 @@ class Ownership:
         if partitions:
             self.changed.set()
 
-
-_JOIN_LOCK: Final = "pachytype join"
 
 DEDUPE_RETENTION: Final = 3600.0
 """Seconds a consumed outside message id is remembered (resends come within seconds)."""
@@ -144,10 +146,10 @@ class Membership:
         """Publish this registry's description, check it can run beside the
         live members' and register this member, atomically."""
         async with conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1)",
-                zlib.crc32(f"{_JOIN_LOCK} {self.schema}".encode()),
-            )
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", join_lock_key(self.schema))
+            # Under the lock a migration also holds: a newer pachytype that
+            # migrated since our `migrate` is seen here, not after we joined.
+            await check_not_newer(conn, self.schema)
             await self.deployment.publish(conn)
             await self.check_joining(conn)
             await conn.execute(
@@ -176,10 +178,14 @@ class Membership:
         await self.deployment.refresh(conn)
 
     async def beat(self, conn: asyncpg.Connection) -> bool:
-        """One heartbeat round; returns whether this node's partitions changed."""
+        """One heartbeat round; returns whether this node's partitions changed.
+
+        Raises `SchemaError` (renewing and taking nothing) if a newer
+        pachytype migrated the schema: the node must stop serving."""
         s = self._s
         deployment = self.deployment
         async with conn.transaction():
+            await check_not_newer(conn, self.schema)
             await conn.execute(
                 f"INSERT INTO {s}.nodes (node_id, fingerprint, host, pid, kind, digest) "
                 f"VALUES ($1, $2, $3, $4, $5, $6) "

@@ -18,6 +18,10 @@ Design note
   lost with the LISTEN connection delays mail by at most that much).
 * **Stopping** stops the runtimes first (their recent messages are written
   while the leases are still ours), then hands every partition over.
+* **Stopping serving** (the node stays up, owning nothing): when a worker's
+  runtime fails, or a heartbeat finds the schema migrated by a newer
+  pachytype (`SchemaError`: this library's SQL no longer fits its tables),
+  the node hands every partition over at once; `failed()` says why.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pachytype._clock import Clock, SystemClock
 from pachytype._codec import Codec
 from pachytype._core.held import RETRY_HELD
 from pachytype._postgres.lease import Membership, Ownership
+from pachytype._postgres.schema import SchemaError
 from pachytype._postgres.store import PostgresStore
 from pachytype._registry import Registry
 from pachytype._runtime.durable import DurableRuntime
@@ -158,14 +163,18 @@ class Node:
         # One worker can no longer commit: keeping its leases would strand
         # its partitions' mail for as long as this process lives, and the
         # other workers share the same fate soon. Leave the cluster at once.
+        self._stop_serving(
+            error, f"a worker failed ({type(error).__name__}: {error})", "restart the process"
+        )
+
+    def _stop_serving(self, error: BaseException, why: str, then: str) -> None:
         if self.failure is None:
             self.failure = error
             log.error(
-                "node %s: a worker failed (%s: %s); handing every partition over "
-                "and serving nothing more (restart the process)",
+                "node %s: %s; handing every partition over and serving nothing more (%s)",
                 self.node_id,
-                type(error).__name__,
-                error,
+                why,
+                then,
             )
             self._failed.set()
             self._members.set()  # the heartbeat leaves now
@@ -215,6 +224,10 @@ class Node:
                         await self.membership.sweep(conn)
                 if changed:
                     self.wake_all()
+            except SchemaError as error:
+                # A newer pachytype migrated the tables: our SQL may no longer fit.
+                self._stop_serving(error, str(error), "stop this process")
+                continue
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("node %s heartbeat failed: %s", self.node_id, error)
             except Exception:

@@ -14,7 +14,24 @@ Design note
   applies what is missing, so ten nodes starting at once apply each step
   exactly once; running it again is a no-op.
 * **Never downgrade.** A database newer than this library is refused with
-  the versions involved, instead of being half-understood.
+  the versions involved, instead of being half-understood: at open
+  (`migrate`), at join and at every heartbeat (`check_not_newer`), so a
+  node that meets a newer schema hands its partitions over and stops.
+* **One library version per schema at a time.** The tables of version `v`
+  are used only by libraries that write `v`: an older library's SQL names
+  columns a later step drops (v5 drops `mailbox.deliver_at`: a v4 node then
+  fails every batch and strands its partitions) and keeps rules a later
+  step relies on (a v5 commit needs followers to write the lease row).
+  Whenever the schema is older than this library, every live member runs
+  an older library (one as new as this would have migrated it), so
+  `migrate` refuses to take the schema past a live member (a heartbeat
+  within `LIVE_WITHIN_S`, or an unexpired lease), naming each and saying
+  what to do. It checks and migrates holding the join lock too (no member
+  joins in between), and moves the epoch of every owned lease, so a commit
+  prepared under the old tables (by a process paused past `LIVE_WITHIN_S`)
+  is refused. Upgrading pachytype across a schema version therefore stops
+  the old processes first (SIGTERM hands partitions over; mail waits in
+  the database); a rolling deploy of the registry needs no such stop.
 
 Tables (in `<schema>`):
 
@@ -245,9 +262,20 @@ VERSION: Final = len(MIGRATIONS)
 """The schema version this library writes."""
 
 
+LIVE_WITHIN_S: Final = 30.0
+"""A member whose heartbeat is this recent counts as live for `migrate`
+(whatever its own lease; a killed one stops counting this long after)."""
+
+
 def lock_key(schema: str) -> int:
     """The advisory-lock key guarding migrations of `schema` (stable across processes)."""
     return zlib.crc32(f"pachytype migrate {schema}".encode())
+
+
+def join_lock_key(schema: str) -> int:
+    """The advisory-lock key under which members of `schema` join (and a
+    migration checks that none is live): the same in every version."""
+    return zlib.crc32(f"pachytype join {schema}".encode())
 
 
 async def current_version(conn: asyncpg.Connection, schema: str) -> int:
@@ -272,10 +300,11 @@ async def migrate(conn: asyncpg.Connection, schema: str, partitions: int) -> int
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
         found = await current_version(conn, schema)
         if found > VERSION:
-            raise SchemaError(
-                f"schema {schema!r} is at version {found}, newer than this pachytype "
-                f"(version {VERSION}); upgrade pachytype on this machine, or use another schema"
-            )
+            raise SchemaError(newer_than_library(schema, found))
+        if 0 < found < VERSION:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", join_lock_key(schema))
+            await _refuse_live_members(conn, schema, found)
+            await _fence_owners(conn, s)
         for step in MIGRATIONS[found:]:
             for statement in step(s):
                 await conn.execute(statement)
@@ -293,6 +322,79 @@ async def migrate(conn: asyncpg.Connection, schema: str, partitions: int) -> int
             str(VERSION),
         )
     return found
+
+
+def newer_than_library(schema: str, found: int) -> str:
+    """Why this library must not use `schema`, at version `found` > `VERSION`."""
+    return (
+        f"schema {schema!r} is at version {found}, newer than this pachytype "
+        f"(version {VERSION}); upgrade pachytype on this machine, or use another schema"
+    )
+
+
+async def check_not_newer(conn: asyncpg.Connection, schema: str) -> None:
+    """Raise `SchemaError` if `schema` was migrated past this library (a newer
+    pachytype took it over since this process opened it)."""
+    s = quote_schema(schema)
+    value = await conn.fetchval(f"SELECT value FROM {s}.meta WHERE key = 'version'")
+    if value is not None and int(value) > VERSION:
+        raise SchemaError(newer_than_library(schema, int(value)))
+
+
+_SHOWN: Final = 10
+"""Live members named in a refused migration (the rest are counted)."""
+
+
+async def _refuse_live_members(conn: asyncpg.Connection, schema: str, found: int) -> None:
+    """Raise `SchemaError` naming the live members of `schema` (all of them run
+    the library of version `found`, older than this one)."""
+    s = quote_schema(schema)
+    kind = "n.kind" if found >= 3 else "'node'"  # clients have rows since version 3
+    rows = await conn.fetch(
+        f"WITH held AS (SELECT owner, count(*) AS n FROM {s}.leases "
+        f"WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner) "
+        f"SELECT coalesce(n.node_id, h.owner) AS id, coalesce({kind}, 'node') AS kind, "
+        f"n.host, n.pid, extract(epoch FROM now() - n.heartbeat_at)::float8 AS silent, "
+        f"coalesce(h.n, 0) AS held FROM {s}.nodes n FULL JOIN held h ON h.owner = n.node_id "
+        f"WHERE n.heartbeat_at > now() - $1 * interval '1 second' OR h.n IS NOT NULL "
+        f"ORDER BY 1",
+        LIVE_WITHIN_S,
+    )
+    if not rows:
+        return
+    named = [_member(r) for r in rows[:_SHOWN]]
+    if len(rows) > _SHOWN:
+        named.append(f"and {len(rows) - _SHOWN} more")
+    raise SchemaError(
+        f"schema {schema!r} is at version {found} and this pachytype writes version "
+        f"{VERSION}, but {len(rows)} member{'s' if len(rows) > 1 else ''} of an older "
+        f"pachytype {'are' if len(rows) > 1 else 'is'} live: {'; '.join(named)}. They would "
+        f"go on running version-{found} SQL against version-{VERSION} tables, so nothing was "
+        f"migrated. Stop every process of the older pachytype first (SIGTERM hands a node's "
+        f"partitions over; mail waits in the database), then start this version; a process "
+        f"killed without SIGTERM counts as live until {LIVE_WITHIN_S:.0f} s after its last "
+        f"heartbeat (and until its leases expire)"
+    )
+
+
+def _member(row: asyncpg.Record) -> str:
+    held = f"holding {row['held']} partition{'s' if row['held'] > 1 else ''}"
+    if row["host"] is None:  # a lease whose owner has no row
+        return f"node {row['id']} ({held}, no membership row)"
+    leases = f", {held}" if row["held"] else ""
+    return (
+        f"{row['kind']} {row['id']} (host {row['host']}, pid {row['pid']}, last heartbeat "
+        f"{row['silent']:.1f} s ago{leases})"
+    )
+
+
+async def _fence_owners(conn: asyncpg.Connection, s: str) -> None:
+    """Move the epoch of every owned lease (owners stay, so their takers treat
+    the mail as a dead owner's): a commit prepared before the migration, by a
+    process paused past `LIVE_WITHIN_S`, is refused. `FOR UPDATE` waits for
+    a commit still holding its lease rows."""
+    await conn.execute(f"SELECT 1 FROM {s}.leases WHERE owner IS NOT NULL FOR UPDATE")
+    await conn.execute(f"UPDATE {s}.leases SET epoch = epoch + 1 WHERE owner IS NOT NULL")
 
 
 async def stored_partitions(conn: asyncpg.Connection, schema: str) -> int:

@@ -32,6 +32,9 @@ Design note
   is refused. Upgrading pachytype across a schema version therefore stops
   the old processes first (SIGTERM hands partitions over; mail waits in
   the database); a rolling deploy of the registry needs no such stop.
+  Only versions are checked: a change of what members' SQL assumes of the
+  tables or of each other needs a new version even without DDL (a step of
+  no statements).
 
 Tables (in `<schema>`):
 

@@ -15,7 +15,7 @@ Design note
   exactly once; running it again is a no-op.
 * **Never downgrade.** A database newer than this library is refused with
   the versions involved, instead of being half-understood: at open
-  (`migrate`), at join and at every heartbeat (`check_not_newer`), so a
+  (`migrate`), at join and at every node heartbeat (`check_not_newer`), so a
   node that meets a newer schema hands its partitions over and stops.
 * **One library version per schema at a time.** The tables of version `v`
   are used only by libraries that write `v`: an older library's SQL names

@@ -249,8 +249,9 @@ async def test_a_newer_library_migrates_only_once_the_older_one_is_stopped(
         acknowledged = int(await asyncio.to_thread(client.stdout.readline))
         assert acknowledged == 2 * ROUNDS
         assert await asyncio.to_thread(client.wait, 20) == 0
+        # The second rounds wait (and the late bump, unless the old nodes ran it).
         pending = await conn.fetchval(f"SELECT count(*) FROM {s}.mailbox")
-        assert pending == len(COUNTERS) * ROUNDS + 1  # the second rounds and the late bump
+        assert pending in (len(COUNTERS) * ROUNDS, len(COUNTERS) * ROUNDS + 1)
 
         async with Postgres(
             dsn, refs.REGISTRY, schema=name, node_id="new0", lease=timedelta(seconds=LEASE)

@@ -22,6 +22,10 @@ Design note
   LISTEN connection) reads its answer from the table, and is sent again if
   its message is neither answered nor waiting (a call's INSERT does not
   wait for its flush: its acknowledgement is the answer).
+* **A newer schema** (migrated by a newer pachytype since this process
+  opened it: found by a heartbeat, the node's or the client's) makes every
+  operation raise `SchemaError` (`open_pool`): this library's SQL may no
+  longer fit the tables.
 * **Hot path.** `send`/`call` cost one coroutine each, the rows a tuple
   each; the pool, node and codec are plain attributes the ecosystem sets
   when it opens and closes (no lookup through the ecosystem per message).
@@ -53,7 +57,7 @@ from pachytype._postgres.lease import channel
 from pachytype._postgres.node import Node
 from pachytype._postgres.partition import partition_of
 from pachytype._postgres.reply import Answer, new_key, reply_channel, unpack
-from pachytype._postgres.schema import quote_schema, replaced_timers
+from pachytype._postgres.schema import SchemaError, quote_schema, replaced_timers
 from pachytype._registry import Registry
 from pachytype._runtime.dispatch import address_of
 from pachytype._store import AnswerRow
@@ -110,6 +114,9 @@ class ClientPath:
         self.codec: Codec | None = None
         self.deployment: Deployment | None = None
         self.partitions = 0
+        self.refused: SchemaError | None = None
+        """Set when a client's heartbeat found the schema migrated by a newer
+        pachytype: every operation raises it (its SQL may no longer fit)."""
         self.calls: dict[uuid.UUID, asyncio.Future[Any]] = {}
         """Calls waiting for their answer, by message id."""
         self._call_targets: dict[uuid.UUID, tuple[str, Hashable, object]] = {}
@@ -129,13 +136,18 @@ class ClientPath:
         return self.codec
 
     def open_pool(self) -> asyncpg.Pool:
-        """The pool, or `EcosystemClosedError` if the ecosystem is not open."""
+        """The pool, or `EcosystemClosedError` if the ecosystem is not open
+        (`SchemaError` if a newer pachytype migrated the schema since)."""
         pool = self.pool
         if pool is None:
             raise EcosystemClosedError(
                 f"the ecosystem is not open: use `async with Postgres(dsn, REGISTRY, "
                 f"schema={self.schema!r}) as eco:`"
             )
+        node = self.node
+        moved = node.failure if node is not None else self.refused
+        if isinstance(moved, SchemaError):
+            raise SchemaError(f"{moved}; this process no longer uses it")
         return pool
 
     def close(self) -> None:

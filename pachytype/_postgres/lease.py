@@ -26,7 +26,7 @@ Design note
   compatible changes and upgraded states is fine); the check and the
   insertion of the member's row happen under one advisory lock so two
   conflicting versions cannot slip in together. A migration by a newer
-  pachytype holds that lock too: a join, and every node heartbeat, first checks
+  pachytype holds that lock too: a join, and every heartbeat, first checks
   that the schema is not newer than this library (`_postgres/schema.py`);
   a heartbeat that finds it newer raises instead of renewing, and the node
   hands its partitions over and stops serving.
@@ -168,7 +168,9 @@ class Membership:
             )
 
     async def client_beat(self, conn: asyncpg.Connection) -> None:
-        """A client's heartbeat: refresh its row, read what the nodes run."""
+        """A client's heartbeat: refresh its row, read what the nodes run
+        (`SchemaError` if a newer pachytype migrated the schema)."""
+        await check_not_newer(conn, self.schema)
         await conn.execute(
             f"INSERT INTO {self._s}.nodes (node_id, fingerprint, host, pid, kind, digest) "
             f"VALUES ($1, $2, $3, $4, $5, $6) "

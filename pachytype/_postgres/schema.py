@@ -15,8 +15,9 @@ Design note
   exactly once; running it again is a no-op.
 * **Never downgrade.** A database newer than this library is refused with
   the versions involved, instead of being half-understood: at open
-  (`migrate`), at join and at every node heartbeat (`check_not_newer`), so a
-  node that meets a newer schema hands its partitions over and stops.
+  (`migrate`), at join and at every heartbeat (`check_not_newer`), so a
+  node that meets a newer schema hands its partitions over and stops, and
+  a process's operations raise (`_postgres/client.py`).
 * **One library version per schema at a time.** The tables of version `v`
   are used only by libraries that write `v`: an older library's SQL names
   columns a later step drops (v5 drops `mailbox.deliver_at`: a v4 node then

@@ -298,6 +298,10 @@ class Postgres(Ecosystem):
             try:
                 async with pool.acquire() as conn:
                     await self._membership.client_beat(conn)
+            except SchemaError as error:  # a newer pachytype migrated the tables
+                log.error("%s: %s; every operation now raises it", self, error)
+                self._client.refused = error
+                return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("%s: client heartbeat failed: %s", self, error)
 

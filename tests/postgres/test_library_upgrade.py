@@ -2,8 +2,9 @@
 version): the newer library refuses to migrate while members of the older
 one are live, naming them; once they are stopped it migrates, and every
 acknowledged message is applied once; an older library meets the newer
-schema only to be refused (at open, and at a heartbeat of a node that was
-already running).
+schema only to be refused (at open, and at a heartbeat of a process that
+was already running: a node hands its partitions over, every operation
+raises).
 
 The old library is real: the last pachytype of schema version 4
 (`LAST_V4`, from this repository's git history) runs as `pachytype node`
@@ -300,31 +301,47 @@ async def test_a_newer_library_migrates_only_once_the_older_one_is_stopped(
                     pipe.close()
 
 
-async def test_a_node_leaves_when_a_newer_library_migrates_the_schema(
+async def test_a_process_stops_using_a_schema_a_newer_library_migrated(
     schema: tuple[str, str],
 ) -> None:
     # A process paused past LIVE_WITHIN_S is not live to the migration: when
-    # it resumes, its heartbeat finds the schema moved past its library.
+    # it resumes, its heartbeat finds the schema moved past its library. A
+    # node hands its partitions over; node and client refuse every operation.
     dsn, name = schema
     conn = await asyncpg.connect(dsn)
+    lease = timedelta(seconds=1)
     try:
-        async with Postgres(
-            dsn, refs.REGISTRY, schema=name, node_id="n1", partitions=4, lease=timedelta(seconds=1)
-        ) as eco:
+        async with (
+            Postgres(dsn, refs.REGISTRY, schema=name, node_id="n1", partitions=4, lease=lease)
+            as eco,
+            Postgres(dsn, refs.REGISTRY, schema=name, node=False, lease=lease) as client,
+        ):  # fmt: skip
             assert eco.node is not None
             await until("n1 owns every partition", lambda: _owned_by(conn, name, "n1", 4))
+            await client.send(refs.counter("c").bump(src="c", n=1, audit=refs.audit("a")))
             newer = VERSION + 1
             await conn.execute(
                 f"UPDATE {quote_schema(name)}.meta SET value = $1 WHERE key = 'version'",
                 str(newer),
             )
-            failure = await asyncio.wait_for(eco.node.failed(), 10)
-            assert isinstance(failure, SchemaError)
-            assert str(failure) == (
+            moved = (
                 f"schema {name!r} is at version {newer}, newer than this pachytype "
                 f"(version {VERSION}); upgrade pachytype on this machine, or use another schema"
             )
+            failure = await asyncio.wait_for(eco.node.failed(), 10)
+            assert isinstance(failure, SchemaError) and str(failure) == moved
             await until("n1 hands every partition over", lambda: _owned_by(conn, name, None, 4))
+
+            async def refuses(instance: Postgres) -> bool:
+                try:
+                    await instance.send(refs.counter("c").bump(src="c", n=2, audit=refs.audit("a")))
+                except SchemaError as error:
+                    assert str(error) == f"{moved}; this process no longer uses it"
+                    return True
+                return False
+
+            await until("the client refuses to send", lambda: refuses(client))
+            assert await refuses(eco)
     finally:
         await conn.close()
 

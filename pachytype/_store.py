@@ -328,6 +328,19 @@ class Store(Protocol):
         after `open` and after each `news()`."""
         ...
 
+    overlaps: bool
+    """Whether a commit waits on I/O the event loop does not run (a database
+    server): then the runtime takes mail (`news()` while `steady()`), reads
+    states and builds the next batch while a commit is under way, and sends
+    that batch once the commit is done (commits stay one at a time, in
+    build order). False: every call runs to its end in turn."""
+
+    def steady(self) -> bool:
+        """No scope is lost without the runtime knowing: a `news()` now would
+        bring mail, timers, calls and recovery pages of scopes already told
+        of, so it may run while a commit is under way."""
+        ...
+
     async def news(self) -> News:
         """Ownership changes and mail from other processes since the last call
         (after a `FencedError`: a `Recovery` of every scope still owned)."""

@@ -20,6 +20,13 @@ Design note
   `PostgresStore._news`).
 * **Resends.** An outside message consumed before (its id in `dedupe`) or
   held already is deleted when taken, never handed over twice.
+* **Claims beside a commit.** The runtime claims while a commit is under
+  way (`Store.overlaps`), so a claim's snapshot may predate that commit:
+  it would still see the rows the commit deletes, whose ids have already
+  left `held`. The commit lists them (`_consuming`, by seq and by outside
+  id) until a claim that began after it finished has run: such a claim
+  cannot see them. The rows a commit inserts in owned partitions are held
+  before it is sent, so a claim that sees them once committed skips them.
 """
 
 from __future__ import annotations
@@ -95,6 +102,7 @@ class Claims(StoreRecords):
     ) -> tuple[list[MailRow], list[TimerRow], list[int]]:
         """Rows of owned partitions inserted since the last claim's horizon."""
         s = self._s
+        done = self._done_no
         rows = await conn.fetch(
             f"SELECT m.seq, m.partition, m.entity_type, m.entity_id, m.payload, m.msg_id, "
             f"m.outside, m.reply, m.reply_to, m.reply_key, m.due, "
@@ -111,7 +119,12 @@ class Claims(StoreRecords):
         )
         if rows:
             self._xmin = rows[0][12]
-        return await self._take(conn, [r for r in rows if r[0] is not None])
+        taken = await self._take(conn, [r for r in rows if r[0] is not None])
+        if self._consuming or self._consuming_ids:
+            # A claim begun after a commit finished sees none of what it deleted.
+            self._consuming = {q: n for q, n in self._consuming.items() if n > done}
+            self._consuming_ids = {i: n for i, n in self._consuming_ids.items() if n > done}
+        return taken
 
     async def _take(
         self, conn: asyncpg.Connection, rows: Sequence[Any]
@@ -123,16 +136,17 @@ class Claims(StoreRecords):
         calls: list[int] = []
         resent: list[tuple[int, int]] = []
         held, outside = self._held, self._outside
+        consuming, consuming_ids = self._consuming, self._consuming_ids
         for r in rows:
             seq = r[0]
             if r[13]:
                 self._watched.add((r[2], r[3]))  # known before its batch is built
             elif self._watched:
                 self._watched.discard((r[2], r[3]))  # nobody follows it any more
-            if seq in held:
-                continue
+            if seq in held or seq in consuming:
+                continue  # (being deleted by the commit under way)
             msg_id = r[5] if r[6] else None
-            if r[11] or (msg_id is not None and msg_id in outside):
+            if r[11] or (msg_id is not None and (msg_id in outside or msg_id in consuming_ids)):
                 resent.append((r[1], seq))
                 continue
             held[seq] = (r[1], msg_id, r[8] if r[7] else None, r[9] if r[7] else None)

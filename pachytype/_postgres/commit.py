@@ -120,6 +120,7 @@ class Commits(StoreRecords):
         dedupe: list[uuid.UUID] = []
         answers: list[tuple[uuid.UUID, int | None, bytes | None, str | None, str | None]] = []
         unattempt: list[int] = []
+        consumed_ids: list[uuid.UUID] = []
         for mail_id in batch.consumed:
             row = held.pop(mail_id, None)
             if row is None:
@@ -133,6 +134,7 @@ class Commits(StoreRecords):
             if outside_id is None:
                 continue
             self._outside.pop(outside_id, None)
+            consumed_ids.append(outside_id)
             reply = answered.get(mail_id)
             if reply is None:
                 dedupe.append(outside_id)
@@ -255,8 +257,20 @@ class Commits(StoreRecords):
             *_columns(batch.forgotten, 2),
             INBOX,
         ]
-        async with self.pool.acquire() as conn:
-            status = await self._run(conn, batch, args)
+        # Until it is done, a claim beside this commit skips what it deletes and
+        # knows what it inserts in owned partitions (`claims.py`).
+        number = self._commit_no = self._commit_no + 1
+        for seq in del_s:
+            self._consuming[seq] = number
+        for msg_id in consumed_ids:
+            self._consuming_ids[msg_id] = number
+        for mail_id, p in mine:
+            held[mail_id] = (p, None, None, None)
+        try:
+            async with self.pool.acquire() as conn:
+                status = await self._run(conn, batch, args)
+        finally:
+            self._done_no = number
         go, watched_t, fired_ok, watched_e = status[0], status[1], status[2], status[3]
         if not go:
             if not fired_ok:
@@ -274,8 +288,6 @@ class Commits(StoreRecords):
                 log.error(
                     "node %s: a stored message became a dead letter: %s", self.node_id, dead.error
                 )
-        for mail_id, p in mine:
-            held[mail_id] = (p, None, None, None)
         if batch.attempted:
             self._attempted.update(batch.attempted)
         for msg_id, answer in local:

@@ -82,6 +82,13 @@ class StoreRecords:
         self._outside: dict[uuid.UUID, int] = {}  # outside message ids held -> runtime id
         self._attempted: set[int] = set()  # ids with an `attempts` row
         self._watched: set[EntityKey] = set()
+        # Rows the commit under way deletes (seq, or outside id -> its number):
+        # a claim beside it may still see them (its snapshot is older), so it
+        # skips them, until a claim begun after that commit finished.
+        self._consuming: dict[int, int] = {}
+        self._consuming_ids: dict[uuid.UUID, int] = {}
+        self._commit_no = 0  # commits sent
+        self._done_no = 0  # commits finished (written or not)
         self._base = NODE_IDS
         self._backoff = 0.0
         self._mail_channel = channel(schema, "mail")

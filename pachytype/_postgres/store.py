@@ -72,8 +72,24 @@ class PostgresStore(Claims, Commits):
         """Something may be new (a notification, a poll, ownership moved)."""
         self._wake()
 
+    overlaps = True
+    """Commits wait on the database: the runtime claims and builds beside them."""
+
     def owned(self) -> frozenset[int] | None:
         return frozenset(self._delivered)
+
+    def steady(self) -> bool:
+        if self._reset or self._backoff:
+            return False
+        delivered = self._delivered
+        share = self._share
+        n = 0
+        for p, e in self.ownership.epochs.items():
+            if share(p):
+                if delivered.get(p) != e:
+                    return False
+                n += 1
+        return n == len(delivered)
 
     def followed(self) -> set[EntityKey]:
         return self._watched
@@ -113,6 +129,8 @@ class PostgresStore(Claims, Commits):
             self._reset = False
             self._held.clear()
             self._outside.clear()
+            self._consuming.clear()
+            self._consuming_ids.clear()
             self._recovering.clear()
             before = {}
         lost = frozenset(p for p, e in self._delivered.items() if current.get(p) != e)

@@ -74,8 +74,14 @@ class SqliteStore:
     def scope_of(self, entity_type: str, id_text: str) -> int:
         return 0
 
+    overlaps = False
+    """A commit runs inline (see above): nothing can happen beside it."""
+
     def owned(self) -> frozenset[int] | None:
         return None
+
+    def steady(self) -> bool:
+        return True
 
     def followed(self) -> frozenset[EntityKey]:
         return frozenset()

@@ -5,11 +5,15 @@ other processes, fenced commits.
 The store is LocalDisk's SQLite store with four scopes, of which it owns
 what the test says; ownership moves when the test says so, as a Postgres
 store reports partitions moving between nodes (fault injection on a real
-store: every row really is written and read back).
+store: every row really is written and read back). Every test runs twice:
+with commits that run inline (as SQLite's do) and with commits that yield
+to the event loop a few times (as a database server's round trip does),
+so the runtime takes mail and builds the next batch while one is under way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,8 +36,12 @@ SCOPES = 4
 class MovingStore(SqliteStore):
     """SQLite, split in `SCOPES` scopes; owns `owned` until told otherwise."""
 
-    def __init__(self, path: Path, owned: set[int]) -> None:
+    def __init__(self, path: Path, owned: set[int], *, overlaps: bool = False) -> None:
         super().__init__(path)
+        self.overlaps = overlaps
+        self.beside = 0  # news() calls while a commit was under way
+        self._committing = False
+        self._during: list[MailRow] = []  # delivered during the next commit
         self._own = set(owned)
         self._lost: set[int] = set()
         self._gained: set[int] = set()
@@ -77,6 +85,14 @@ class MovingStore(SqliteStore):
     def fence_next_commit(self) -> None:
         self._fence = True
 
+    def deliver_soon(self, row: MailRow) -> None:
+        """Mail another process commits during the next commit here (or now,
+        when commits run inline)."""
+        if self.overlaps:
+            self._during.append(row)
+        else:
+            self.deliver(row, call=False)
+
     def deliver(self, row: MailRow, *, call: bool) -> None:
         """Mail committed by another process to an owned scope."""
         write(self._c(), CommitBatch(mail=[row]))
@@ -85,7 +101,11 @@ class MovingStore(SqliteStore):
             self._calls.add(row[0])
         self._wake()
 
+    def steady(self) -> bool:
+        return not (self._lost or self._gained or self._fenced)
+
     async def news(self) -> News:
+        self.beside += self._committing
         if self._fenced:  # everything still owned, whoever took it
             self._fenced = False
             self._gained = set(self._own)
@@ -102,6 +122,17 @@ class MovingStore(SqliteStore):
         return news
 
     async def commit(self, batch: CommitBatch) -> None:
+        if self.overlaps:
+            assert not self._committing, "two commits at once"
+            self._committing = True
+            try:
+                for _ in range(3):  # the round trip to a database server
+                    await asyncio.sleep(0)
+                    during, self._during = self._during, []
+                    for row in during:
+                        self.deliver(row, call=False)
+            finally:
+                self._committing = False
         if self._fence:
             self._fence, self._fenced = False, True
             self.refused += 1
@@ -123,9 +154,12 @@ A = _id_in(0, "a")
 B = _id_in(1, "b")
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[tuple[DurableRuntime, MovingStore]]:
-    store = MovingStore(tmp_path / "eco.db", set(range(SCOPES)))
+@pytest.fixture(params=["inline", "overlapping"])
+async def runtime(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[DurableRuntime, MovingStore]]:
+    overlaps = request.param == "overlapping"
+    store = MovingStore(tmp_path / "eco.db", set(range(SCOPES)), overlaps=overlaps)
     rt = DurableRuntime(refs.REGISTRY, store, Codec(refs.REGISTRY))
     await rt.open()
     try:
@@ -203,3 +237,38 @@ async def test_mail_from_another_process_runs_in_order_and_its_callers_are_answe
     ]
     (dead,) = await rt.stored_dead_letters()
     assert dead.message == Fail("no")
+
+
+async def test_a_flood_meets_mail_from_elsewhere_a_moving_scope_and_a_fence_each_message_once(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    codec = Codec(refs.REGISTRY)
+    ids = [_id_in(scope, f"f{scope}-") for scope in range(SCOPES)]
+    elsewhere = _id_in(2, "e")  # mail from another process only (this store keeps
+    far = 10**12  # one consumed cursor per entity: its ids must not interleave)
+    sent = {i: 0 for i in [*ids, elsewhere]}
+
+    async def flood(rounds: int) -> None:
+        for r in range(rounds):
+            await rt.send_durably([refs.tally(i).add(n=1) for i in ids for _ in range(100)])
+            for i in ids:
+                sent[i] += 100
+            if r % 3 == 1:
+                encoded = codec.encode_message("tally", Add(n=7))
+                store.deliver_soon((far + r, "tally", elsewhere, encoded))
+                sent[elsewhere] += 7
+
+    task = asyncio.create_task(flood(12))
+    store.fence_next_commit()
+    store.lose({1})
+    await asyncio.sleep(0)
+    store.gain({1})
+    await task
+    await rt.send_durably([refs.tally(ids[0]).add(n=0)])  # a last commit: delivers the rest
+    await rt.quiesce()
+    assert {i: await rt.read_state(refs.tally(i)) for i in sent} == sent
+    assert store.refused == 1
+    assert [await _mailbox(store, i) for i in sent] == [0] * len(sent)
+    if store.overlaps:
+        assert store.beside > 0  # mail was taken while a commit was under way

@@ -204,14 +204,15 @@ def fail_waiting(rt: DurableRuntime, error: BaseException) -> None:
             timer.handle.cancel()
         if timer.out.fut is not None:
             futures.append(timer.out.fut)
-    if rt._pending is not None:
-        futures.extend(rt._pending.futures())
+    for pending in (rt._pending, rt._next):
+        if pending is not None:
+            futures.extend(pending.futures())
     rt._incoming.clear()
     rt._calls.clear()
     rt._armed.clear()
     rt._fired.clear()
     rt._dkeyed.clear()
-    rt._pending = None
+    rt._pending = rt._next = None
     for fut in futures:
         if not fut.done():
             fut.set_exception(error)

@@ -29,6 +29,7 @@ from pachytype._runtime.durable.turns import error_answer
 from pachytype._store import (
     Journal,
     MailRow,
+    News,
     Recovery,
     TimerRow,
 )
@@ -54,6 +55,11 @@ async def take_news(rt: DurableRuntime) -> None:
     rt._news = False
     news = await rt.store.news()
     rt._owned = rt.store.owned()
+    take(rt, news)
+
+
+def take(rt: DurableRuntime, news: News) -> None:
+    """Apply what `news()` said (scopes lost only with no commit in flight)."""
     if news.lost:
         drop(rt, news.lost)
     if news.gained is not None:

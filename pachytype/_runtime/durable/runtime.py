@@ -41,6 +41,12 @@ nothing per activation, fairness, passivation):
   and about `max_batch` new messages from outside; a `send` waits for at
   most the commit under way plus its own (no timers). Mail stored and
   consumed by the same batch is not written at all.
+* **Beside a commit** (a store whose commits wait on a server,
+  `Store.overlaps`: Postgres; `pipeline.py`). While a commit is under
+  way the dispatcher takes the mail the store rings for and, when a full
+  batch is ready (a drain), builds the next batch of entities not in the
+  one committing; that batch is sent once the commit is done, so commits
+  stay one at a time, in build order. A refused commit takes it along.
 * **Calls first.** When `call`s wait, the next batch is a short one
   (`_CALL_BATCH` activations) that takes them and serves their entities
   before those with only fire-and-forget mail, so call latency stays low
@@ -54,8 +60,9 @@ nothing per activation, fairness, passivation):
   never activated, their mail stays stored and unconsumed, `call` and
   `state` on them raise the load error.
 * **Ownership and other writers** (the store's `news()`, see
-  `pachytype._store`): between two commits, never during one, the
-  dispatcher takes what the store rang for: scopes lost (their entities
+  `pachytype._store`): between two commits (mail and recovery pages also
+  beside one, while the store is `steady()`), the dispatcher takes what
+  the store rang for: scopes lost (their entities
   leave memory: inboxes, cached states, armed timers; their mail stays
   stored for the new owner), scopes gained (recovered as at `open`) and
   mail written by other processes (appended to inboxes). A commit refused
@@ -92,8 +99,8 @@ from pachytype._events import Signal, StoredEvent
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime.dispatch import Runtime
 from pachytype._runtime.durable import entry, reads
-from pachytype._runtime.durable.apply import apply, fail_waiting, fenced, recent_row
-from pachytype._runtime.durable.build import build, clear_suspects
+from pachytype._runtime.durable.apply import fail_waiting, fenced, recent_row
+from pachytype._runtime.durable.pipeline import cycle, refused
 from pachytype._runtime.durable.records import (
     _GC_EVERY,
     _LIVE_KEPT,
@@ -109,8 +116,8 @@ from pachytype._runtime.durable.records import (
     _Request,
     _Timer,
 )
-from pachytype._runtime.durable.recovery import load, recover, take_news
-from pachytype._store import CommitBatch, EntityRow, FencedError, Store
+from pachytype._runtime.durable.recovery import recover
+from pachytype._store import CommitBatch, EntityRow, FencedError, News, Store
 
 log = logging.getLogger("pachytype.runtime")
 
@@ -161,7 +168,10 @@ class DurableRuntime(Runtime):
         self._backlog = 0
         self._drained = asyncio.Event()
         self._drained.set()
-        self._pending: _Pending | None = None
+        self._pending: _Pending | None = None  # the batch committing
+        self._next: _Pending | None = None  # the batch built beside it, committed next
+        self._later: News | None = None  # scopes lost, taken beside a commit, told after it
+        self._stirred: asyncio.Future[None] | None = None  # woken while a commit is under way
         self._failure: BaseException | None = None
         self._startup = CommitBatch()
         self.max_attempts = MAX_ATTEMPTS
@@ -250,28 +260,12 @@ class DurableRuntime(Runtime):
         try:
             while True:
                 try:
-                    if self._news:
-                        await take_news(self)
-                    if self._waiting:
-                        await clear_suspects(self)
-                    built = build(self)
-                    # Pending before any await: if the store fails in `load`, the
-                    # built batch's waiters are failed too, not forgotten.
-                    self._pending = None if built is None else built[1]
-                    if self._to_load:
-                        await load(self)
-                    if built is not None:
-                        batch, pending = built
-                        await self.store.commit(batch)
-                        self._pending = None
-                        apply(self, pending, bool(batch.events))
-                        # Let senders and callers run between two commits.
-                        await asyncio.sleep(0)
+                    if await cycle(self):
                         continue
                 except FencedError:
                     # Ownership moved under us (or the outcome of a store call
                     # is unknown): apply nothing, reload what is still ours.
-                    fenced(self, self._pending or _Pending())
+                    fenced(self, refused(self))
                     continue
                 self._wake.clear()
                 if (
@@ -305,6 +299,9 @@ class DurableRuntime(Runtime):
         if not self._wake.is_set():
             self._wake.set()
             self._idle.clear()
+        stirred = self._stirred
+        if stirred is not None and not stirred.done():
+            stirred.set_result(None)
 
     async def quiesce(self) -> None:
         """Wait until every ready message is handled and committed (raises once

@@ -90,6 +90,9 @@ class Registry:
         self._types: dict[str, EntityType] | None = None
         self.replaced: dict[str, type[Entity[Any, Any, Any]]] = {}
         """Entity type name -> the stand-in running in its place (`replacing`)."""
+        self.derived: dict[str, Any] = {}
+        """What other modules compute once from this registry's types, by name
+        (the codec's converter and tables): it lives as long as the registry."""
 
     def _resolve(self) -> dict[str, EntityType]:
         types = self._types

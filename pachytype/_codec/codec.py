@@ -25,6 +25,9 @@ from pachytype._names import snake_case
 from pachytype._registry import Registry
 from pachytype._versioning import upcast_raw, upgrade_raw
 
+# The key of the converter and tables in `Registry.derived`.
+_SHARED = "codec"
+
 _MESSAGE_FIX = (
     "the message does not match the entity's message classes in this code; if a message "
     "class changed, keep old messages decodable (give new fields a default) or drain the "
@@ -42,10 +45,18 @@ class Codec:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._fast = build_converter(self, detailed=False)
         self._detailed: Converter | None = None
-        self._entities: dict[str, EntityCodec] = {}
-        self._entities.update({t.name: entity_codec(self._fast, t) for t in registry})
+        # Building the converter's hooks is the cost of a codec (~10 ms an entity
+        # type): codecs of one registry share the first one's, which depend on
+        # nothing but the registry (a simulation builds a codec for every run).
+        shared = registry.derived.get(_SHARED)
+        if shared is None:
+            self._fast = build_converter(self, detailed=False)
+            self._entities: dict[str, EntityCodec] = {}
+            self._entities.update({t.name: entity_codec(self._fast, t) for t in registry})
+            registry.derived[_SHARED] = (self._fast, self._entities)
+        else:
+            self._fast, self._entities = shared
 
     # -- ids -----------------------------------------------------------------
 

@@ -29,13 +29,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 check: setup
-	@for pkg in $(EXAMPLES); do \
-		echo "pachytype check $$pkg"; \
-		$(BIN)/pachytype check $$pkg --no-mypy || exit 1; \
-	done
-	@for pkg in $(GENERATED); do \
-		$(BIN)/pachytype generate $$pkg --check || exit 1; \
-	done
+	$(BIN)/python scripts/check_packages.py --check $(EXAMPLES) --generated $(GENERATED)
 
 pytest: setup
 	$(BIN)/pytest

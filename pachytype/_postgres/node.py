@@ -144,6 +144,9 @@ class Node:
         self._tasks.clear()
         for runtime in self.runtimes:
             await runtime.stop()
+        # Stopped, the runtimes build no batch: the release need not wait for
+        # them to let go (they never would say so; it waited an eighth of a lease).
+        self.membership.handing_over = None
         try:
             async with self.pool.acquire() as conn:
                 await self.membership.leave(conn)

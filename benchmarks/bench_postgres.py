@@ -5,7 +5,8 @@ asyncpg doing the same writes, and the takeover time after kill -9.
   hits are put in the mailbox first (untimed), then `pachytype node`
   processes drain it; activations/s from the first committed batch to an
   empty mailbox (the first batch, <= 1% of the mail, counts as free);
-  best of `REPEAT` runs.
+  best of `REPEAT` runs. `postgres.durable.1node.2workers`: the same drain
+  by a node with `MORE_WORKERS` activation loops (commits side by side).
   Each activation: claim the row, decode, activate, encode, upsert the
   state, delete the row, record the dedupe id, all committed.
 * Baselines, on the same tables and the same preloaded mail, with as many
@@ -21,9 +22,11 @@ asyncpg doing the same writes, and the takeover time after kill -9.
   process; this process is a `node=False` client with `IN_FLIGHT` calls at
   once over `CLIENT_KEYS` sinks for `CLIENT_SECONDS` (calls/s; p50 and p99
   in the note). `postgres.client.call_p50`: one key called in sequence
-  (median ms). Baseline `postgres.raw.calls`: a hand-written asyncpg
-  counter service (one upsert transaction per call, a request-id insert
-  for idempotence) on as many connections as client and node used.
+  (median ms). `postgres.client.calls.2workers`: the calls to a node with
+  `MORE_WORKERS` loops (smaller transactions: more work per call).
+  Baseline `postgres.raw.calls`: a hand-written asyncpg counter service
+  (one upsert transaction per call, a request-id insert for idempotence)
+  on as many connections as client and node used.
 * `postgres.takeover`: two nodes with the default 5 s lease; seconds from
   kill -9 of one until the other owns every partition.
 
@@ -67,8 +70,10 @@ RAW_SINGLE = 5_000
 REPEAT = 2
 """Durable runs per figure, best kept (the machine may be busy with other work)."""
 CALLS = 300
-WORKERS = 2
-"""Activation loops per node process (`pachytype node --workers`, its default)."""
+WORKERS = 1
+"""Activation loops per node process (`pachytype node --workers`, its default).
+Two rows run `MORE_WORKERS` too: the drain and the client calls."""
+MORE_WORKERS = 2
 REGISTRY = "benchmarks.workload.refs:REGISTRY"
 
 
@@ -375,10 +380,12 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
     raw_one = await _raw(dsn, 100, ENTITIES * PER_ENTITY, WORKERS)
     raw_two = await _raw(dsn, 100, ENTITIES * PER_ENTITY, 2 * WORKERS)
     one = max([await _durable(dsn, 1, logs) for _ in range(REPEAT)])
+    one_more = max([await _durable(dsn, 1, logs, MORE_WORKERS) for _ in range(REPEAT)])
     two = max([await _durable(dsn, 2, logs) for _ in range(REPEAT)])
     takeover = await _takeover(dsn, logs)
     call = await _call_latency(dsn)
     client = await client_calls(dsn, logs)
+    client_more = await client_calls(dsn, logs, MORE_WORKERS)
     connections = int(client["connections"])
     raw_calls = await _raw_calls(dsn, connections)
     note = f"{ENTITIES:,} sinks x {PER_ENTITY} hits, {PARTITIONS} partitions, node processes"
@@ -415,6 +422,14 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
             note=note + f"; {WORKERS} workers",
         ),
         Record(
+            f"postgres.durable.1node.{MORE_WORKERS}workers",
+            one_more,
+            "activations/s",
+            "postgres.durable.1node",
+            one,
+            note=note + f"; {MORE_WORKERS} workers: commits side by side",
+        ),
+        Record(
             "postgres.durable.2nodes",
             two,
             "activations/s",
@@ -437,6 +452,15 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
             raw_calls["calls"],
             note=f"{client_note}; p50 {client['p50']:.1f} ms, p99 {client['p99']:.1f} ms "
             f"(raw p99 {raw_calls['p99']:.1f} ms); target >= 10,000/s, p99 <= 20 ms",
+        ),
+        Record(
+            f"postgres.client.calls.{MORE_WORKERS}workers",
+            client_more["calls"],
+            "calls/s",
+            "postgres.client.calls",
+            client["calls"],
+            note=f"{client_note}, the node with {MORE_WORKERS} workers; p50 "
+            f"{client_more['p50']:.1f} ms, p99 {client_more['p99']:.1f} ms",
         ),
         Record(
             "postgres.client.call_p50",

@@ -98,7 +98,14 @@ async def _run(
 @click.option(
     "--lease", default=5.0, show_default=True, help="Partition lease, seconds (takeover time)."
 )
-@click.option("--workers", default=2, show_default=True, help="Activation loops in this node.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Activation loops in this node: 1 makes the largest transactions (the least work "
+    "per message); more commit side by side (a backlog drains faster when the database "
+    "has cores to spare).",
+)
 @click.option("--partitions", type=int, default=None, help="Partition count (new schema only).")
 @click.option("--node-id", default=None, help="Node id (default: host-pid-random).")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")

@@ -5,8 +5,12 @@ Design note
 -----------
 * **Workers are runtimes.** A node runs `workers` `DurableRuntime`s, each
   over a `PostgresStore` serving the owned partitions `p` with
-  `p % workers == w`: two runtimes never share an entity, and while one
-  waits for its commit the other runs activations. Everything about
+  `p % workers == w`: two runtimes never share an entity. One (the
+  default) already claims and builds beside its commit under way
+  (`_runtime/durable/pipeline.py`) and makes the largest transactions, the
+  least work per message; more commit side by side on as many
+  connections, which drains a backlog faster when the database has cores
+  to spare. Everything about
   scheduling (group commit, attempts, held entities, timers on the clock,
   events, answers, recent messages) is the runtime's, as on LocalDisk.
 * **The heartbeat** (every `lease / 4`, or at once when a node joins or

@@ -161,7 +161,9 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage(), self._dsn)
         record.args = None
-        if record.exc_info is not None:
+        # `exc_info` may be False or None (asyncio's handler passes
+        # `exc_info=False` when it has no exception): only a tuple has a traceback.
+        if isinstance(record.exc_info, tuple) and record.exc_info[0] is not None:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = scrub(text, self._dsn)
         if record.stack_info:

@@ -139,6 +139,19 @@ def test_log_records_and_their_tracebacks_are_scrubbed(caplog: pytest.LogCapture
     assert leaked(caplog.text) == []
 
 
+def test_records_without_an_exception_pass_the_filter_scrubbed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # asyncio's exception handler logs with exc_info=False when it has no exception.
+    dsn = f"postgresql://app:{quote(HOSTILE, safe='')}@db/prod"
+    logger = logging.getLogger("test.secrets")
+    caplog.handler.addFilter(SecretFilter(dsn))
+    logger.error("Task was destroyed but it is pending: %s", dsn, exc_info=False)
+    logger.error("no traceback either: %s", dsn, exc_info=None)
+    assert caplog.text.count("***") >= 2
+    assert leaked(caplog.text) == []
+
+
 # -- against the server -------------------------------------------------------------
 
 

@@ -45,6 +45,10 @@ commits (never while one is in flight) after the store rang `wake`:
   from memory (inbox, cached state, recent messages, armed timers; a local
   `call` waiting on one fails, saying its message is stored and goes on
   with the new owner). Their mail and timers stay stored for the new owner.
+  Then it hands their recent messages not written yet to `leave`, which
+  writes them only where the scope is still the store's as it was (a planned
+  handover waits for this before it releases the scopes), so the new owner
+  reads them with the state.
 * **Gained scopes** (`News.gained`): a `Recovery` of them, exactly as `open`
   returns one (unconsumed mail, timers, suspects); the runtime puts it
   back in inboxes and arms the timers. A store gains every scope it owns
@@ -349,6 +353,13 @@ class Store(Protocol):
     async def commit(self, batch: CommitBatch) -> None:
         """Write `batch` atomically; return once it is durable. Raise
         `FencedError`, writing nothing, if a scope it touches is no longer owned."""
+        ...
+
+    async def leave(self, scopes: frozenset[int], recent: list[EntityRow]) -> None:
+        """After `news()` said `scopes` are lost: write `recent` (rows of their
+        entities that change only the recent messages) where their scope is
+        still this store's as it was before `news()`, nothing elsewhere; never
+        raises (the rows are context, not state)."""
         ...
 
     async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:

@@ -71,6 +71,7 @@ class StoreRecords:
         self._s = quote_schema(schema)
         self._wake: Callable[[], None] = lambda: None
         self._delivered: dict[int, int] = {}  # partition -> epoch, as the runtime knows it
+        self._leaving: dict[int, int] = {}  # lost partition -> its epoch, until `leave`
         self._reset = False  # a commit failed: the runtime forgot everything
         self._suspect_all = False  # ... and it may have been refused: count attempts
         self._xmin = "0"  # the last claim's snapshot horizon (xid8 as text)

@@ -20,8 +20,11 @@ Design note
 * **Wake-ups.** A NOTIFY of new mail for an owned partition rings the store
   serving it; a poll every `poll_interval` rings them all (a notification
   lost with the LISTEN connection delays mail by at most that much).
-* **Stopping** stops the runtimes first (their recent messages are written
-  while the leases are still ours), then hands every partition over.
+* **Stopping** stops the runtimes first (each after the batch under way
+  commits; their recent messages are written while the leases are still
+  ours), then hands every partition over. A partition handed over in a
+  rebalance keeps its recent messages too: the release waits (`let_go`)
+  until the runtime has dropped it and written them (`PostgresStore.leave`).
 * **Stopping serving** (the node stays up, owning nothing): when a worker's
   runtime fails, or a heartbeat finds the schema migrated by a newer
   pachytype (`SchemaError`: this library's SQL no longer fits its tables),

@@ -1,5 +1,6 @@
 """The recent messages a Postgres state row carries (for a dead letter's
-`recent`): the newest that fit in `RECENT_BYTES`, packed into one value. Pure."""
+`recent`): the newest that fit in `RECENT_BYTES`, packed into one value, and
+the statement that writes those of partitions being handed over. Pure."""
 
 from __future__ import annotations
 
@@ -41,3 +42,25 @@ def unpack_recent(data: bytes | None) -> tuple[bytes, ...]:
         out.append(bytes(data[at + 4 : at + 4 + size]))
         at += 4 + size
     return tuple(out)
+
+
+def leaving_statement(s: str) -> str:
+    """Recent messages of entities of partitions this node is losing (in
+    schema `s`), written only where the lease row is still the node's at the
+    epoch its runtime knew, under `FOR KEY SHARE`: a release (`FOR UPDATE`)
+    waits for it, so the next owner reads them. Parameters: partitions and
+    their epochs, the node id, then per row type, id, partition and packed
+    recent messages, and the ask inbox type (kept only while followed, as in
+    a commit: `pachytype._inbox`)."""
+    return (
+        f"WITH l AS (SELECT partition FROM {s}.leases WHERE owner = $3 "
+        f"AND (partition, epoch) IN (SELECT * FROM unnest($1::int[], $2::bigint[])) "
+        f"FOR KEY SHARE) "
+        f"INSERT INTO {s}.states "
+        f"(entity_type, entity_id, partition, version, data, activations, recent) "
+        f"SELECT u.t, u.e, u.p, 0, NULL, 0, u.r "
+        f"FROM unnest($4::text[], $5::text[], $6::int[], $7::bytea[]) AS u(t, e, p, r) "
+        f"WHERE u.p IN (SELECT partition FROM l) AND (u.t <> $8 OR EXISTS (SELECT 1 "
+        f"FROM {s}.watches w WHERE w.entity_type = u.t AND w.entity_id = u.e)) "
+        f"ON CONFLICT (entity_type, entity_id) DO UPDATE SET recent = excluded.recent"
+    )

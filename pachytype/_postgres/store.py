@@ -20,6 +20,11 @@ the store holds between calls), `reads.py` (journals, events, dead letters).
   its durable attempt counts (`attempts`) and the runtime counts one more
   before it runs it again (a message that killed `MAX_ATTEMPTS` owners is
   dead-lettered unrun).
+* **Leaving.** A partition lost is remembered with the epoch the runtime
+  knew until the runtime `leave`s it: the recent messages of its entities
+  not written yet are written then, only if its lease row is still ours at
+  that epoch (locked `FOR KEY SHARE`, so a release waits for the write and
+  the next owner reads them). A planned handover (`let_go`) waits for that.
 * **Ids.** Claimed rows keep their `seq` (a bigserial, below 2**62) as
   their runtime id. Each time a store gains partitions it takes a number
   from `sessions` and its runtime numbers the mail it creates from
@@ -36,6 +41,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
+from pachytype._inbox import INBOX
 from pachytype._postgres.claims import Claims
 from pachytype._postgres.commit import Commits
 from pachytype._postgres.holdings import (
@@ -43,12 +49,14 @@ from pachytype._postgres.holdings import (
     SESSION_IDS,
     UNKNOWN_OUTCOME,
     error_text,
+    log,
 )
 from pachytype._postgres.reads import read_dead, read_events, read_journals
-from pachytype._postgres.recent import unpack_recent
+from pachytype._postgres.recent import bounded, leaving_statement, pack_recent, unpack_recent
 from pachytype._store import (
     DeadRow,
     EntityKey,
+    EntityRow,
     FencedError,
     Journal,
     LogRow,
@@ -110,13 +118,17 @@ class PostgresStore(Claims, Commits):
     async def let_go(self, partitions: Iterable[int], timeout: float) -> None:
         """Return once the runtime knows it no longer owns `partitions` (its
         `news()` said so, between two commits: no batch of theirs is built or
-        in flight), or after `timeout` s. The heartbeat waits for this before
+        in flight) and has left them (`leave`: their recent messages are
+        written), or after `timeout` s. The heartbeat waits for this before
         it releases them, so a planned handover refuses no commit (a refused
-        commit costs a reload of every partition)."""
+        commit costs a reload of every partition) and loses no recent message."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         gone = set(partitions)
-        while gone & self._delivered.keys() and (left := deadline - loop.time()) > 0:
+        while (
+            gone & (self._delivered.keys() | self._leaving.keys())
+            and (left := deadline - loop.time()) > 0
+        ):
             self._told.clear()
             self._wake()
             with contextlib.suppress(TimeoutError):
@@ -137,6 +149,7 @@ class PostgresStore(Claims, Commits):
         gained = sorted(p for p, e in current.items() if before.get(p) != e)
         if lost:
             self._unhold(lost)
+            self._leaving.update((p, self._delivered[p]) for p in lost)
         self._delivered = current
         if gained:
             # Taken from a dead owner (or after a refused commit): their mail
@@ -208,8 +221,45 @@ class PostgresStore(Claims, Commits):
             calls=frozenset(i for i in news.calls if kept(i)),
         )
         self._unhold(gone)
+        self._leaving.update((p, self._delivered[p]) for p in gone)
         self._delivered = {p: e for p, e in self._delivered.items() if p not in gone}
         return news
+
+    async def leave(self, scopes: frozenset[int], recent: list[EntityRow]) -> None:
+        """Write the recent messages of entities of partitions `news()` said are
+        lost, where the lease is still ours at the epoch the runtime knew (a
+        planned handover: `let_go` waits for this); lost for good elsewhere."""
+        epochs = {p: self._leaving[p] for p in scopes if p in self._leaving}
+        try:
+            if recent and epochs:
+                await self._write_leaving(epochs, recent)
+        except UNKNOWN_OUTCOME as error:  # context only: nothing else depends on it
+            log.warning(
+                "node %s: recent messages of partitions %s not written: %s",
+                self.node_id,
+                sorted(epochs),
+                error_text(error),
+            )
+        finally:
+            for p in epochs:  # only now may the heartbeat release them
+                if self._leaving.get(p) == epochs[p]:
+                    del self._leaving[p]
+            self._told.set()
+
+    async def _write_leaving(self, epochs: dict[int, int], recent: list[EntityRow]) -> None:
+        rows = [(r[0], r[1], self.scope_of(r[0], r[1]), r[5]) for r in recent if r[5] is not None]
+        parts = sorted(epochs)
+        await self.pool.execute(
+            leaving_statement(self._s),
+            parts,
+            [epochs[p] for p in parts],
+            self.node_id,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [pack_recent(bounded(r[3])) for r in rows],
+            INBOX,
+        )
 
     async def load_states(self, keys: Sequence[EntityKey]) -> dict[EntityKey, StoredState]:
         if not keys:

@@ -25,6 +25,7 @@ from pachytype._store import (
     CommitBatch,
     DeadRow,
     EntityKey,
+    EntityRow,
     Journal,
     LogRow,
     News,
@@ -88,6 +89,9 @@ class SqliteStore:
 
     async def news(self) -> News:
         return News()
+
+    async def leave(self, scopes: frozenset[int], recent: list[EntityRow]) -> None:
+        """Never called: the one scope is owned until close."""
 
     async def commit(self, batch: CommitBatch) -> None:
         # Never fenced (the flock is ours until close); `answers` stays empty

@@ -26,7 +26,15 @@ from pachytype._postgres.partition import partition_of
 from pachytype._runtime.durable import DurableRuntime
 from pachytype._sqlite import SqliteStore
 from pachytype._sqlite.rows import recover, write
-from pachytype._store import AnswerRow, CommitBatch, FencedError, MailRow, News, Recovery
+from pachytype._store import (
+    AnswerRow,
+    CommitBatch,
+    EntityRow,
+    FencedError,
+    MailRow,
+    News,
+    Recovery,
+)
 from tests.conformance import refs
 from tests.conformance.entities import Add, Fail, TallyId
 
@@ -53,6 +61,10 @@ class MovingStore(SqliteStore):
         self.answers: list[AnswerRow] = []
         self.commits = 0
         self.refused = 0
+        self.left: list[EntityRow] = []
+        self.open_gate = asyncio.Event()  # commits wait while it is clear
+        self.open_gate.set()
+        self.committing = asyncio.Event()  # a commit has begun
 
     async def open(self, fingerprint: str, wake: Callable[[], None]) -> Recovery:
         self._wake = wake
@@ -121,6 +133,12 @@ class MovingStore(SqliteStore):
         self._lost, self._gained, self._mail, self._calls = set(), set(), [], set()
         return news
 
+    async def leave(self, scopes: frozenset[int], recent: list[EntityRow]) -> None:
+        """As a Postgres store in a planned handover: written while still ours."""
+        self.left.extend(recent)
+        if recent:
+            write(self._c(), CommitBatch(entities=recent))
+
     async def commit(self, batch: CommitBatch) -> None:
         if self.overlaps:
             assert not self._committing, "two commits at once"
@@ -137,6 +155,8 @@ class MovingStore(SqliteStore):
             self._fence, self._fenced = False, True
             self.refused += 1
             raise FencedError(frozenset(self._own), "injected by the test")
+        self.committing.set()
+        await self.open_gate.wait()  # a slow database, when the test says so
         await super().commit(batch)
         self.commits += 1
         self.answers.extend(batch.answers)
@@ -272,3 +292,70 @@ async def test_a_flood_meets_mail_from_elsewhere_a_moving_scope_and_a_fence_each
     assert [await _mailbox(store, i) for i in sent] == [0] * len(sent)
     if store.overlaps:
         assert store.beside > 0  # mail was taken while a commit was under way
+
+
+async def test_a_lost_scope_hands_its_recent_messages_to_the_store_and_the_next_owner_has_them(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    a, b = refs.tally(A), refs.tally(B)
+    await rt.send_durably([a.add(n=1), b.add(n=1)])
+    await rt.quiesce()
+    store.lose({0})
+    await rt.quiesce()
+    assert [row[:2] for row in store.left] == [("tally", A)]  # only the lost scope's
+    store.gain({0})
+    await rt.send_durably([a.fail(reason="no")])
+    await rt.quiesce()
+    (dead,) = await rt.stored_dead_letters()
+    assert dead.recent == (Add(n=1), Fail("no"))
+
+
+async def test_a_stop_lets_the_commit_under_way_finish_and_notes_its_messages_once(
+    tmp_path: Path,
+) -> None:
+    codec = Codec(refs.REGISTRY)
+    store = MovingStore(tmp_path / "eco.db", set(range(SCOPES)))
+    rt = DurableRuntime(refs.REGISTRY, store, codec)
+    await rt.open()
+    a = refs.tally(A)
+    await rt.send_durably([a.add(n=1)])
+    await rt.quiesce()
+    store.open_gate.clear()
+    store.committing.clear()
+    # Stored by another process (a client): it stays stored until a commit consumes it.
+    store.deliver((10**12, "tally", A, codec.encode_message("tally", Add(n=2))), call=False)
+    await store.committing.wait()  # the batch that runs it is being written
+    stopping = asyncio.ensure_future(rt.stop())
+    await asyncio.sleep(0)  # one turn of the loop: the stop is under way (no timing)
+    store.open_gate.set()
+    await stopping
+    again = DurableRuntime(
+        refs.REGISTRY, MovingStore(tmp_path / "eco.db", set(range(SCOPES))), codec
+    )
+    await again.open()
+    try:
+        await again.send_durably([a.fail(reason="no")])
+        await again.quiesce()
+        assert await again.read_state(a) == 3  # the message ran once
+        (dead,) = await again.stored_dead_letters()
+        assert dead.recent == (Add(n=1), Add(n=2), Fail("no"))
+    finally:
+        await again.stop()
+
+
+async def test_a_refused_batch_gives_back_the_recent_messages_its_turns_pushed_out(
+    runtime: tuple[DurableRuntime, MovingStore],
+) -> None:
+    rt, store = runtime
+    a = refs.tally(A)
+    await rt.send_durably([a.add(n=1)] * 5)
+    await rt.quiesce()
+    store.fence_next_commit()
+    # One turn of six: with the five before, one more than a dead letter keeps.
+    await rt.send_durably([a.fail(reason="no"), *[a.add(n=2)] * 5])
+    await rt.quiesce()
+    assert store.refused == 1
+    (dead,) = await rt.stored_dead_letters()
+    assert dead.recent == (*[Add(n=1)] * 5, Fail("no"))
+    assert await rt.read_state(a) == 15

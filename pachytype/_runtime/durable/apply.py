@@ -72,15 +72,19 @@ def apply(rt: DurableRuntime, pending: _Pending, events: bool = False) -> None:
         drop_idle(rt)
 
 
-def drop(rt: DurableRuntime, scopes: frozenset[int]) -> None:
+def drop(rt: DurableRuntime, scopes: frozenset[int]) -> list[EntityRow]:
     """Forget every entity of `scopes` (lost to another owner): its mail and
-    timers stay stored, and its new owner recovers them."""
+    timers stay stored, and its new owner recovers them. Returns their
+    recent messages not written yet (for `Store.leave`)."""
     scope_of = rt.store.scope_of
     moved = moved_error(rt, scopes)
+    recent: list[EntityRow] = []
     for key, live in list(rt._dlive.items()):
         if scope_of(live.etype.name, live.id_text) in scopes:
             del rt._dlive[key]
             forget(rt, live, moved)
+            if live.recent_dirty:
+                recent.append(recent_row(rt, live))
     for key in [k for k in rt._cache if scope_of_key(rt, k) in scopes]:
         del rt._cache[key]
         rt._seqs.pop(key, None)
@@ -94,9 +98,12 @@ def drop(rt: DurableRuntime, scopes: frozenset[int]) -> None:
     rt._fired = [t for t in rt._fired if scope_of(t.out.etype.name, t.out.id_text) not in scopes]
     rt._to_load = [live for live in rt._to_load if live.key in rt._dlive]
     rt._waiting = [live for live in rt._waiting if live.key in rt._dlive]
-    rt._recent_rows = [r for r in rt._recent_rows if scope_of(r[0], r[1]) not in scopes]
+    if rt._recent_rows:
+        recent.extend(r for r in rt._recent_rows if scope_of(r[0], r[1]) in scopes)
+        rt._recent_rows = [r for r in rt._recent_rows if scope_of(r[0], r[1]) not in scopes]
     if rt._backlog <= rt.max_backlog // 2:
         rt._drained.set()
+    return recent
 
 
 def scope_of_key(rt: DurableRuntime, key: Key) -> int:
@@ -152,10 +159,7 @@ def fenced(rt: DurableRuntime, pending: _Pending) -> None:
             timer.handle.cancel()
     rt._armed.clear()
     rt._fired = []
-    for live, _, _, n in pending.turns:
-        # What the refused batch ran is not in its past: it runs again.
-        for _ in range(min(n, len(live.recent))):
-            live.recent.pop()
+    unnote(pending)
     for live in rt._dlive.values():
         # Records stay (with their recent messages); their mail comes back
         # from the store, entities of scopes lost go with the next news.
@@ -179,6 +183,19 @@ def fenced(rt: DurableRuntime, pending: _Pending) -> None:
         if not fut.done():
             fut.set_exception(moved)
     rt._news = True  # recover every scope still owned
+
+
+def unnote(pending: _Pending) -> None:
+    """Take the messages a batch ran out of its entities' recent messages
+    (refused, or cut off at a stop): not written, they run again, here or
+    at the next owner."""
+    for live, _, _, n in pending.turns:
+        if live.pushed is not None:
+            live.recent.clear()
+            live.recent.extend(live.pushed)
+            continue
+        for _ in range(min(n, len(live.recent))):
+            live.recent.pop()
 
 
 def inbox_futures(rt: DurableRuntime) -> Iterator[Future]:

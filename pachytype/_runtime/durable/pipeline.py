@@ -44,6 +44,8 @@ async def cycle(rt: DurableRuntime) -> bool:
     when there was nothing to commit."""
     if rt._news:
         await take_news(rt)
+    if rt._stopping:  # after the news: scopes lost are left, not saved at the stop
+        return False
     if rt._waiting:
         await clear_suspects(rt)
     built = build(rt)
@@ -72,7 +74,7 @@ async def cycle(rt: DurableRuntime) -> bool:
         apply(rt, pending, bool(batch.events))
         if rt._later is not None:
             news, rt._later = rt._later, None
-            take(rt, news)
+            await take(rt, news)
         # Let senders and callers run between two commits.
         await asyncio.sleep(0)
     return True
@@ -95,7 +97,7 @@ async def beside(rt: DurableRuntime, commit: asyncio.Future[None]) -> Built | No
             if news.lost:
                 rt._later = news  # told once the commit under way is applied
                 break
-            take(rt, news)
+            await take(rt, news)
         if rt._backlog >= rt.max_batch and not rt._waiting:
             break
         if commit.done():
@@ -105,7 +107,7 @@ async def beside(rt: DurableRuntime, commit: asyncio.Future[None]) -> Built | No
         rt._stirred = asyncio.get_running_loop().create_future()
         await asyncio.wait((commit, rt._stirred), return_when=asyncio.FIRST_COMPLETED)
         rt._stirred = None
-    if commit.done() or rt._later is not None or rt._waiting:
+    if commit.done() or rt._later is not None or rt._waiting or rt._stopping:
         return None
     if rt._news and not rt.store.steady():
         return None  # ownership moved: told between this commit and the next

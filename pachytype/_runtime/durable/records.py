@@ -38,6 +38,9 @@ MAX_ATTEMPTS: Final = 3
 """Times stored mail may be running when its process dies (crash, kill, a hang
 the budget could not cut) before it is dead-lettered without running again."""
 
+_STOP_WAIT: Final = 5.0
+"""Seconds `stop` waits for the batch under way to commit before it cuts it off."""
+
 _GC_EVERY: Final = 32
 """Commits between two `forget_below` sweeps of consumed mail, at least."""
 
@@ -110,6 +113,7 @@ class _Live:
         "id_text",
         "inbox",
         "key",
+        "pushed",
         "recent",
         "recent_dirty",
         "scheduled",
@@ -124,6 +128,8 @@ class _Live:
         self.inbox: deque[Mail] = deque()
         self.recent: deque[object] = deque(maxlen=RECENT)
         self.recent_dirty = False  # recent changed since it was last written
+        self.pushed: tuple[object, ...] | None = None
+        """`recent` before the turn in flight, if that turn pushed some out (`unnote`)."""
         self.scheduled = False
         self.busy = False
         self.urgent = False

@@ -55,13 +55,15 @@ async def take_news(rt: DurableRuntime) -> None:
     rt._news = False
     news = await rt.store.news()
     rt._owned = rt.store.owned()
-    take(rt, news)
+    await take(rt, news)
 
 
-def take(rt: DurableRuntime, news: News) -> None:
+async def take(rt: DurableRuntime, news: News) -> None:
     """Apply what `news()` said (scopes lost only with no commit in flight)."""
     if news.lost:
-        drop(rt, news.lost)
+        # Their recent messages not written yet go to the store while the
+        # scopes are still ours (a planned handover waits for this).
+        await rt.store.leave(news.lost, drop(rt, news.lost))
     if news.gained is not None:
         recover(rt, news.gained)
     if news.calls:

@@ -64,7 +64,8 @@ nothing per activation, fairness, passivation):
   beside one, while the store is `steady()`), the dispatcher takes what
   the store rang for: scopes lost (their entities
   leave memory: inboxes, cached states, armed timers; their mail stays
-  stored for the new owner), scopes gained (recovered as at `open`) and
+  stored for the new owner; their recent messages not written yet go to
+  `Store.leave`, written while the scope is still ours), scopes gained (recovered as at `open`) and
   mail written by other processes (appended to inboxes). A commit refused
   as fenced (`FencedError`) is applied in no part: its outside requests go
   back in line, every entity leaves memory, and the store's next `news()`
@@ -72,6 +73,12 @@ nothing per activation, fairness, passivation):
   awaits an answer (`calls`) is answered in the commit that consumes it
   (`CommitBatch.answers`). LocalDisk's store owns one scope forever, so
   none of this happens there.
+* **Recent messages** (a dead letter's context) are noted when a turn runs
+  and written with passivation, `Store.leave` and a clean stop, which first
+  lets the batch under way commit (at most `_STOP_WAIT` s): a message is
+  noted once its batch commits, never twice. A batch that is refused or cut
+  off takes its messages out again (`apply.unnote`, giving back what they
+  pushed out of the bounded deque): they run again, here or at the next owner.
 * **Memory.** Idle live records are dropped in bulk once more than
   `_LIVE_KEPT` exist; committed states are cached up to `cache_size`
   (least recently committed go first) and re-read from the store when
@@ -99,11 +106,12 @@ from pachytype._events import Signal, StoredEvent
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime.dispatch import Runtime
 from pachytype._runtime.durable import entry, reads
-from pachytype._runtime.durable.apply import fail_waiting, fenced, recent_row
+from pachytype._runtime.durable.apply import fail_waiting, fenced, recent_row, unnote
 from pachytype._runtime.durable.pipeline import cycle, refused
 from pachytype._runtime.durable.records import (
     _GC_EVERY,
     _LIVE_KEPT,
+    _STOP_WAIT,
     CACHE_SIZE,
     MAX_ATTEMPTS,
     MAX_BACKLOG,
@@ -184,6 +192,7 @@ class DurableRuntime(Runtime):
         """Bumped after each commit that appended events (streams wait on it)."""
         self._recent_rows: list[EntityRow] = []  # recent messages of passivated entities
         self._news = False  # the store rang: `news()` has something
+        self._stopping = False  # `stop`: end after the batch under way
         self.on_failure: Callable[[BaseException], None] | None = None
         """Told once when the store fails for good (a Postgres node then hands
         its partitions over instead of keeping leases nobody serves)."""
@@ -211,8 +220,16 @@ class DurableRuntime(Runtime):
         self._wake_up()
 
     async def stop(self) -> None:
-        """Stop the dispatcher, fail what waits, close the store."""
+        """Stop the dispatcher (after the batch it built: its commit's outcome
+        says what its entities' recent messages hold), fail what waits, close
+        the store."""
+        await self._finish_batch()
         await super().stop()
+        for cut in (self._pending, self._next):
+            if cut is not None:
+                # Cut off before its commit said whether it was written: its
+                # messages may run again at the next owner, never noted twice.
+                unnote(cut)
         for handle in self._held_retries:
             handle.cancel()
         self._held_retries.clear()
@@ -227,6 +244,16 @@ class DurableRuntime(Runtime):
         self._dready.clear()
         self._urgent.clear()
         await self.store.close()
+
+    async def _finish_batch(self) -> None:
+        """Let the dispatcher commit and apply the batch it built, then end
+        (at most `_STOP_WAIT` s: a store that hangs is cut off)."""
+        task = self._task
+        if task is None or task.done():
+            return
+        self._stopping = True
+        self._wake_up()
+        await asyncio.wait({task}, timeout=_STOP_WAIT)  # never cancels it
 
     async def _save_recent(self) -> None:
         """At a clean close, write the recent messages not written yet."""
@@ -267,6 +294,8 @@ class DurableRuntime(Runtime):
                     # is unknown): apply nothing, reload what is still ours.
                     fenced(self, refused(self))
                     continue
+                if self._stopping:
+                    return
                 self._wake.clear()
                 if (
                     self._news

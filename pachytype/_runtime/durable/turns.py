@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pachytype._codec import storable_text
 from pachytype._core.deadletters import dead_row
-from pachytype._core.turn import UNBORN, Failure, StoreState, Turn, run_turn
+from pachytype._core.turn import RECENT, UNBORN, Failure, StoreState, Turn, run_turn
 from pachytype._errors import ActivationError
 from pachytype._inbox import state_kept
 from pachytype._registry import EntityType
@@ -46,6 +46,9 @@ def turn_durably(
     n = min(len(inbox), limit)
     items = [inbox.popleft() for _ in range(n)]
     futures = [item[2] for item in items]
+    # A refused batch takes its messages out of `recent` again (`apply.unnote`):
+    # those they push out of the bounded deque must come back then.
+    live.pushed = tuple(live.recent) if len(live.recent) + n > RECENT else None
     followed = bool(rt._followers) and live.key in rt._followers
     answers = rt._answer_ids
     answered = bool(answers) and any(item[0] in answers for item in items)

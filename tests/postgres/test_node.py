@@ -1,4 +1,5 @@
-"""Nodes: any node serves any entity, SIGTERM hands partitions over, a node
+"""Nodes: any node serves any entity, SIGTERM hands partitions over, a
+partition handed over in a rebalance keeps its entities' recent messages, a node
 whose lease was taken commits nothing, a node paused mid-commit past its
 session timeout goes on, a node whose worker fails hands every partition
 over, a node with other types is refused, and the DSN's password is never
@@ -31,7 +32,7 @@ from pachytype._postgres.testing import (
     wait_for_owners,
 )
 from tests.conformance import refs
-from tests.conformance.entities import Fail, TallyId
+from tests.conformance.entities import Add, Fail, TallyId
 from tests.conformance.refs import REGISTRY
 from tests.test_postgres_workload.refs import REGISTRY as WORKLOAD
 
@@ -90,6 +91,28 @@ async def test_any_node_serves_call_state_and_follow_for_an_entity_another_owns(
             await a.call(refs.tally(id).fail(reason="far away"))
         assert "raised RuntimeError: far away" in str(info.value)
         assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_a_partition_handed_over_in_a_rebalance_keeps_its_recent_messages(
+    schema: tuple[str, str],
+) -> None:
+    dsn, name = schema
+    ids = [TallyId(f"t{i}") for i in range(32)]  # over every partition
+    async with node(dsn, name, "a") as a:
+        await a.send(*(refs.tally(id).add(n=1) for id in ids))
+        await a.settle()  # noted in a's memory only: a dead letter's context
+        async with node(dsn, name, "b") as b:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await wait_for_owners(conn, name, {"a", "b"}, 10)
+                owners = await lease_owners(conn, name)
+            finally:
+                await conn.close()
+            id = next(id for id in ids if owners[partition_of("tally", id, 8)] == "b")
+            with pytest.raises(ActivationError):
+                await b.call(refs.tally(id).fail(reason="moved"))
+            (dead,) = [d for d in await b.dead_letters() if d.to == refs.tally(id)]
+            assert dead.recent == (Add(n=1), Fail("moved"))
 
 
 async def test_a_node_whose_lease_was_taken_commits_nothing(schema: tuple[str, str]) -> None:

@@ -133,6 +133,14 @@ class PostgresStore(Claims, Commits):
             self._wake()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._told.wait(), left)
+        if late := gone & (self._delivered.keys() | self._leaving.keys()):
+            log.info(
+                "node %s releases partitions %s before its runtime let go of them "
+                "(after %s s): a commit with them is refused, their recent messages are lost",
+                self.node_id,
+                sorted(late),
+                timeout,
+            )
 
     async def _news(self) -> News:
         current = {p: e for p, e in self.ownership.epochs.items() if self._share(p)}
@@ -296,4 +304,7 @@ class PostgresStore(Claims, Commits):
         return await read_dead(self.pool, self._s)
 
     async def close(self) -> None:
-        """Nothing to release: the pool and the leases are the node's."""
+        """Nothing to release: the pool and the leases are the node's. The
+        runtime has stopped (its last writes done): `let_go` need not wait."""
+        self._delivered = {}
+        self._leaving.clear()

@@ -65,14 +65,14 @@ nothing per activation, fairness, passivation):
   the store rang for: scopes lost (their entities
   leave memory: inboxes, cached states, armed timers; their mail stays
   stored for the new owner; their recent messages not written yet go to
-  `Store.leave`, written while the scope is still ours), scopes gained (recovered as at `open`) and
-  mail written by other processes (appended to inboxes). A commit refused
-  as fenced (`FencedError`) is applied in no part: its outside requests go
-  back in line, every entity leaves memory, and the store's next `news()`
-  recovers every scope still owned. Mail whose sender in another process
-  awaits an answer (`calls`) is answered in the commit that consumes it
-  (`CommitBatch.answers`). LocalDisk's store owns one scope forever, so
-  none of this happens there.
+  `Store.leave`, written while the scope is still ours), scopes gained
+  (recovered as at `open`) and mail written by other processes (appended
+  to inboxes). A commit refused as fenced (`FencedError`) is applied in no
+  part: its outside requests go back in line, every entity leaves memory,
+  and the store's next `news()` recovers every scope still owned. Mail
+  whose sender in another process awaits an answer (`calls`) is answered
+  in the commit that consumes it (`CommitBatch.answers`). LocalDisk's
+  store owns one scope forever, so none of this happens there.
 * **Recent messages** (a dead letter's context) are noted when a turn runs
   and written with passivation, `Store.leave` and a clean stop, which first
   lets the batch under way commit (at most `_STOP_WAIT` s): a message is

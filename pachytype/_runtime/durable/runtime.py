@@ -62,10 +62,10 @@ nothing per activation, fairness, passivation):
 * **Ownership and other writers** (the store's `news()`, see
   `pachytype._store`): between two commits (mail and recovery pages also
   beside one, while the store is `steady()`), the dispatcher takes what
-  the store rang for: scopes lost (their entities
-  leave memory: inboxes, cached states, armed timers; their mail stays
-  stored for the new owner; their recent messages not written yet go to
-  `Store.leave`, written while the scope is still ours), scopes gained
+  the store rang for: scopes lost (their entities leave memory: inboxes,
+  cached states, armed timers; their mail stays stored for the new owner;
+  their recent messages not written yet go to `Store.leave`, written
+  while the scope is still ours), scopes gained
   (recovered as at `open`) and mail written by other processes (appended
   to inboxes). A commit refused as fenced (`FencedError`) is applied in no
   part: its outside requests go back in line, every entity leaves memory,

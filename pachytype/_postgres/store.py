@@ -304,7 +304,4 @@ class PostgresStore(Claims, Commits):
         return await read_dead(self.pool, self._s)
 
     async def close(self) -> None:
-        """Nothing to release: the pool and the leases are the node's. The
-        runtime has stopped (its last writes done): `let_go` need not wait."""
-        self._delivered = {}
-        self._leaving.clear()
+        """Nothing to release: the pool and the leases are the node's."""

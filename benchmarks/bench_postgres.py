@@ -27,6 +27,11 @@ asyncpg doing the same writes, and the takeover time after kill -9.
   Baseline `postgres.raw.calls`: a hand-written asyncpg counter service
   (one upsert transaction per call, a request-id insert for idempotence)
   on as many connections as client and node used.
+* `postgres.client.cpu_per_call`: microseconds of CPU a call costs, summed
+  over the client process, the node process and their database backends
+  (/proc times over the in-flight phase), beside the baseline's (its
+  process and its backends): on a machine they share, calls/s is bounded
+  by the cores over this.
 * `postgres.takeover`: two nodes with the default 5 s lease; seconds from
   kill -9 of one until the other owns every partition.
 
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -204,7 +210,12 @@ async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
     calls at once over `CLIENT_KEYS` keys, then one key in sequence."""
     schema = new_schema_name("pt_rawcall")
     s = quote_schema(schema)
-    pool = await asyncpg.create_pool(dsn, min_size=connections, max_size=connections)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=connections,
+        max_size=connections,
+        server_settings={"application_name": f"pachytype {schema} raw"},
+    )
     try:
         await pool.execute(f"CREATE SCHEMA {s}")
         await pool.execute(f"CREATE TABLE {s}.counters (k text PRIMARY KEY, n bigint NOT NULL)")
@@ -227,9 +238,12 @@ async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
                 await call(rng.randrange(CLIENT_KEYS))
                 latencies.append(time.perf_counter() - now)
 
+        backends = await _backends(dsn, schema)
+        cpu = _cpu([], backends)
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
         elapsed = time.perf_counter() - started
+        cpu = _cpu([], backends) - cpu
         sequential: list[float] = []
         for i in range(SEQUENTIAL + 20):
             now = time.perf_counter()
@@ -241,6 +255,7 @@ async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
             "p50": _p(latencies, 0.5),
             "p99": _p(latencies, 0.99),
             "seq_p50": _p(sequential, 0.5),
+            "cpu_us": cpu / len(latencies) * 1e6,
         }
     finally:
         await pool.close()
@@ -320,6 +335,35 @@ def _p(latencies: list[float], q: float) -> float:
     return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
 
 
+async def _backends(dsn: str, schema: str) -> list[int]:
+    """Server process ids of the connections of `schema`'s processes."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1",
+            f"pachytype {schema} %",
+        )
+        return [int(r[0]) for r in rows]
+    finally:
+        await conn.close()
+
+
+def _cpu(pids: list[int], backends: list[int]) -> float:
+    """CPU seconds used so far by this process, `pids` and `backends` (from
+    /proc: what a call costs, summed over client, node and database)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in [*pids, *backends]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 async def _connections(dsn: str, schema: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -350,9 +394,12 @@ async def client_calls(dsn: str, logs: Path, workers: int = WORKERS) -> dict[str
                     await eco.call(refs.sink(rng.randrange(CLIENT_KEYS)).hit(n=1))
                     latencies.append(time.perf_counter() - now)
 
+            backends = await _backends(dsn, schema)
+            cpu = _cpu([proc.pid], backends)
             started = time.perf_counter()
             await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
             elapsed = time.perf_counter() - started
+            cpu = _cpu([proc.pid], backends) - cpu
             connections = await _connections(dsn, schema)
             sequential: list[float] = []
             for i in range(SEQUENTIAL + 20):
@@ -367,6 +414,7 @@ async def client_calls(dsn: str, logs: Path, workers: int = WORKERS) -> dict[str
             "seq_p50": _p(sequential, 0.5),
             "seq_p99": _p(sequential, 0.99),
             "connections": connections,
+            "cpu_us": cpu / len(latencies) * 1e6,
         }
     finally:
         stop_processes([proc], grace=20)
@@ -461,6 +509,15 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
             client["calls"],
             note=f"{client_note}, the node with {MORE_WORKERS} workers; p50 "
             f"{client_more['p50']:.1f} ms, p99 {client_more['p99']:.1f} ms",
+        ),
+        Record(
+            "postgres.client.cpu_per_call",
+            client["cpu_us"],
+            "us",
+            "postgres.raw.cpu_per_call",
+            raw_calls["cpu_us"],
+            note=f"CPU of client + node + their database backends per call at {IN_FLIGHT} in "
+            f"flight (/proc times); {MORE_WORKERS} workers: {client_more['cpu_us']:.0f} us",
         ),
         Record(
             "postgres.client.call_p50",

@@ -58,18 +58,11 @@ async def cycle(rt: DurableRuntime) -> bool:
         return False
     while built is not None:
         batch, pending = built
-        commit = asyncio.ensure_future(rt.store.commit(batch))
-        try:
-            built = await beside(rt, commit)
-        except FencedError:
-            await commit  # its own outcome first: it may have been written
-            rt._pending = None
-            apply(rt, pending, bool(batch.events))
-            raise
-        except BaseException:
-            commit.cancel()  # the dispatcher is cancelled (stopping)
-            raise
-        await commit
+        if rt.store.overlaps:
+            built = await commit_beside(rt, batch, pending)
+        else:
+            await rt.store.commit(batch)  # written inline (SQLite): nothing runs beside it
+            built = None
         rt._pending, rt._next = rt._next, None
         apply(rt, pending, bool(batch.events))
         if rt._later is not None:
@@ -80,13 +73,29 @@ async def cycle(rt: DurableRuntime) -> bool:
     return True
 
 
+async def commit_beside(rt: DurableRuntime, batch: CommitBatch, pending: _Pending) -> Built | None:
+    """Commit `batch` on a store whose commits wait on a server, doing what
+    `beside` does meanwhile; return once it is durable, with the batch built
+    beside it (or None)."""
+    commit = asyncio.ensure_future(rt.store.commit(batch))
+    try:
+        built = await beside(rt, commit)
+    except FencedError:
+        await commit  # its own outcome first: it may have been written
+        rt._pending = None
+        apply(rt, pending, bool(batch.events))
+        raise
+    except BaseException:
+        commit.cancel()  # the dispatcher is cancelled (stopping)
+        raise
+    await commit
+    return built
+
+
 async def beside(rt: DurableRuntime, commit: asyncio.Future[None]) -> Built | None:
     """While `commit` is under way: take the mail the store rings for, and
     build the next batch if a full one is ready. Returns the batch built
     (sent after this commit), or None once the commit is done."""
-    if not rt.store.overlaps:
-        await commit
-        return None
     await asyncio.sleep(0)  # the commit's first step: its statement goes out
     while not commit.done():
         takes = rt._news and rt.store.steady() and not rt._waiting

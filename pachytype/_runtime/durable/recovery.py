@@ -42,11 +42,19 @@ def recover(rt: DurableRuntime, recovery: Recovery) -> None:
     """Put what the store recovered (at open, or scopes gained) in inboxes, arm timers."""
     rt._next_id = max(rt._next_id, recovery.next_id)
     rt._suspects.update(recovery.suspects)
-    if recovery.calls:
-        rt._answer_ids.update(recovery.calls)
-    for row in recovery.mail:
+    take_mail(rt, recovery.calls, recovery.mail, recovery.timers)
+
+
+def take_mail(
+    rt: DurableRuntime, calls: frozenset[int], mail: list[MailRow], timers: list[TimerRow]
+) -> None:
+    """Stored mail and timers into inboxes and armed (`calls`: ids whose
+    sender, elsewhere, awaits an answer)."""
+    if calls:
+        rt._answer_ids.update(calls)
+    for row in mail:
         recover_mail(rt, row)
-    for timer_row in recovery.timers:
+    for timer_row in timers:
         recover_timer(rt, timer_row)
 
 
@@ -66,12 +74,7 @@ async def take(rt: DurableRuntime, news: News) -> None:
         await rt.store.leave(news.lost, drop(rt, news.lost))
     if news.gained is not None:
         recover(rt, news.gained)
-    if news.calls:
-        rt._answer_ids.update(news.calls)
-    for row in news.mail:
-        recover_mail(rt, row)
-    for timer_row in news.timers:
-        recover_timer(rt, timer_row)
+    take_mail(rt, news.calls, news.mail, news.timers)
 
 
 def recover_mail(rt: DurableRuntime, row: MailRow) -> None:

@@ -8,7 +8,10 @@ Design note
 * **One statement per commit, fenced: one round trip.** A commit is one
   statement, its own transaction: it locks the store's lease rows `FOR KEY
   SHARE` and checks owner and epoch (every write in it is conditional on
-  that check, so a stale owner writes nothing and gets `FencedError`). A
+  that check, so a stale owner writes nothing and gets `FencedError`). It
+  has only the parts the batch has (its *shape*: a call's batch deletes,
+  writes states, answers and notifies; `sql.py`), so the server starts no
+  write with nothing to write and the node sends no empty columns. A
   lease row that changed between the statement's snapshot and its lock
   (the lock reads the row as it is now, the snapshot as it was) may hide a
   follower registered meanwhile (a follower takes the row `FOR UPDATE` and
@@ -50,10 +53,10 @@ import orjson
 from pachytype._codec import storable_text
 from pachytype._core.timers import DROPPED
 from pachytype._inbox import INBOX
+from pachytype._postgres import sql
 from pachytype._postgres.holdings import UNKNOWN_OUTCOME, StoreRecords, error_text
 from pachytype._postgres.recent import bounded, pack_recent
 from pachytype._postgres.reply import PAYLOAD_LIMIT, entry, pack
-from pachytype._postgres.sql import commit_statement
 from pachytype._store import AnswerRow, CommitBatch, EntityKey, FencedError
 
 log = logging.getLogger("pachytype.postgres")
@@ -229,34 +232,58 @@ class Commits(StoreRecords):
         if batch.events:
             notices.append((self._events_channel, "1"))
         parts = sorted(owned)
-        mail_columns = _columns(mail, 7)
-        args = [
-            parts,
-            [owned[p] for p in parts],
-            self.node_id,
-            [k[0] for k in unknown],
-            [k[1] for k in unknown],
-            del_p,
-            del_s,
-            *_columns(states, 7),
-            *_columns(history, 6),
-            *mail_columns[:6],
-            _NIL,
-            dedupe,
-            *_columns(answers, 5),
-            unattempt,
-            batch.attempted,
-            *_columns(notices, 2),
-            *_columns(batch.snapshots, 5),
-            batch.redelivered,
-            mail_columns[6],
-            *_columns(replaced, 3),
-            fired_p,
-            fired_s,
-            self._clock.now(),
-            *_columns(batch.forgotten, 2),
-            INBOX,
-        ]
+        # The statement has the parts the batch has (`sql.py`): each non-empty
+        # one sets its bit and adds its columns, in `sql.PARTS` order.
+        args: list[Any] = [parts, [owned[p] for p in parts], self.node_id]
+        shape = 0
+        if unknown:
+            shape |= sql.WATCHED
+            args += _columns(unknown, 2)
+        if fired_p:
+            shape |= sql.FIRED
+            args += (fired_p, fired_s)
+        if del_p:
+            shape |= sql.DELETED
+            args += (del_p, del_s)
+        if states:
+            shape |= sql.STATES
+            args += _columns(states, 7)
+            args.append(INBOX)
+        if history:
+            shape |= sql.HISTORY
+            args += _columns(history, 6)
+        if mail:
+            shape |= sql.MAIL
+            args += _columns(mail, 7)
+            args.append(_NIL)
+        if replaced:
+            shape |= sql.REPLACED
+            args += _columns(replaced, 3)
+            args.append(self._clock.now())
+        if answers:
+            shape |= sql.ANSWERS
+            args += _columns(answers, 5)
+        if dedupe:
+            shape |= sql.DEDUPE
+            args.append(dedupe)
+        if unattempt:
+            shape |= sql.UNATTEMPT
+            args.append(unattempt)
+        if batch.attempted:
+            shape |= sql.ATTEMPTED
+            args.append(batch.attempted)
+        if batch.snapshots:
+            shape |= sql.SNAPSHOTS
+            args += _columns(batch.snapshots, 5)
+        if batch.redelivered:
+            shape |= sql.REDELIVERED
+            args.append(batch.redelivered)
+        if batch.forgotten:
+            shape |= sql.FORGOTTEN
+            args += _columns(batch.forgotten, 2)
+        if notices:
+            shape |= sql.NOTICES
+            args += _columns(notices, 2)
         # Until it is done, a claim beside this commit skips what it deletes and
         # knows what it inserts in owned partitions (`claims.py`).
         number = self._commit_no = self._commit_no + 1
@@ -268,7 +295,7 @@ class Commits(StoreRecords):
             held[mail_id] = (p, None, None, None)
         try:
             async with self.pool.acquire() as conn:
-                status = await self._run(conn, batch, args)
+                status = await self._run(conn, batch, shape, args)
         finally:
             self._done_no = number
         go, watched_t, fired_ok, watched_e = status[0], status[1], status[2], status[3]
@@ -293,11 +320,13 @@ class Commits(StoreRecords):
         for msg_id, answer in local:
             self._resolve(msg_id, answer)
 
-    async def _run(self, conn: asyncpg.Connection, batch: CommitBatch, args: list[Any]) -> Any:
-        """The commit statement, on its own (one round trip, its own
+    async def _run(
+        self, conn: asyncpg.Connection, batch: CommitBatch, shape: int, args: list[Any]
+    ) -> Any:
+        """The commit statement of `shape`, on its own (one round trip, its own
         transaction) unless dead letters or events need more statements; sent
         again while a lease row it locked changed under its snapshot (`mv`)."""
-        statement = commit_statement(self._s)
+        statement = sql.commit_statement(self._s, shape)
         more = bool(batch.dead or batch.events)
         for attempt in itertools.count(1):
             if not more:

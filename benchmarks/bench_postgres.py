@@ -206,7 +206,8 @@ async def _raw(dsn: str, per_tx: int, rows: int, connections: int) -> float:
 async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
     """A hand-written asyncpg counter service, the baseline of the client
     figures: each call is one transaction (upsert the counter, record the
-    request id, return the count) on a pool of `connections`; `IN_FLIGHT`
+    request id, return the count) on a pool of `connections` (without the
+    reset query asyncpg sends by default, as pachytype's pools); `IN_FLIGHT`
     calls at once over `CLIENT_KEYS` keys, then one key in sequence."""
     schema = new_schema_name("pt_rawcall")
     s = quote_schema(schema)
@@ -215,6 +216,9 @@ async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
         min_size=connections,
         max_size=connections,
         server_settings={"application_name": f"pachytype {schema} raw"},
+        # As pachytype's pools: no session state changes, so asyncpg's reset
+        # query (a round trip each time a connection goes back) is skipped.
+        reset=_no_reset,
     )
     try:
         await pool.execute(f"CREATE SCHEMA {s}")
@@ -260,6 +264,10 @@ async def _raw_calls(dsn: str, connections: int) -> dict[str, float]:
     finally:
         await pool.close()
         drop_schemas(dsn, [schema])
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """A pool's reset that sends nothing (the baseline changes no session state)."""
 
 
 async def _takeover(dsn: str, logs: Path) -> float:
@@ -335,13 +343,16 @@ def _p(latencies: list[float], q: float) -> float:
     return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
 
 
-async def _backends(dsn: str, schema: str) -> list[int]:
-    """Server process ids of the connections of `schema`'s processes."""
+async def _backends(dsn: str, schema: str, node_id: str = "%") -> list[int]:
+    """Server process ids of the connections of `schema`'s processes (of the
+    one named `node_id` only, if given: its pool's and its listener's)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1",
-            f"pachytype {schema} %",
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1 "
+            "OR application_name LIKE $2",
+            f"pachytype {schema} {node_id}",
+            f"pachytype {schema} listen {node_id}",
         )
         return [int(r[0]) for r in rows]
     finally:
@@ -351,10 +362,19 @@ async def _backends(dsn: str, schema: str) -> list[int]:
 def _cpu(pids: list[int], backends: list[int]) -> float:
     """CPU seconds used so far by this process, `pids` and `backends` (from
     /proc: what a call costs, summed over client, node and database)."""
+    return _own_cpu() + _proc_cpu([*pids, *backends])
+
+
+def _own_cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
-    total = own.ru_utime + own.ru_stime
+    return own.ru_utime + own.ru_stime
+
+
+def _proc_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by the processes `pids` (/proc/PID/stat)."""
+    total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
-    for pid in [*pids, *backends]:
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()
@@ -362,6 +382,17 @@ def _cpu(pids: list[int], backends: list[int]) -> float:
             continue  # gone meanwhile
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def _cpu_parts(node: int, backends: list[int], node_backends: list[int]) -> dict[str, float]:
+    """CPU seconds used so far, split: this (client) process, the node
+    process, the node's database backends and the client's."""
+    return {
+        "client": _own_cpu(),
+        "node": _proc_cpu([node]),
+        "node_db": _proc_cpu(node_backends),
+        "client_db": _proc_cpu([b for b in backends if b not in node_backends]),
+    }
 
 
 async def _connections(dsn: str, schema: str) -> int:
@@ -395,11 +426,13 @@ async def client_calls(dsn: str, logs: Path, workers: int = WORKERS) -> dict[str
                     latencies.append(time.perf_counter() - now)
 
             backends = await _backends(dsn, schema)
-            cpu = _cpu([proc.pid], backends)
+            node_backends = await _backends(dsn, schema, "server")
+            before = _cpu_parts(proc.pid, backends, node_backends)
             started = time.perf_counter()
             await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
             elapsed = time.perf_counter() - started
-            cpu = _cpu([proc.pid], backends) - cpu
+            after = _cpu_parts(proc.pid, backends, node_backends)
+            parts = {k: (after[k] - before[k]) / len(latencies) * 1e6 for k in after}
             connections = await _connections(dsn, schema)
             sequential: list[float] = []
             for i in range(SEQUENTIAL + 20):
@@ -414,7 +447,8 @@ async def client_calls(dsn: str, logs: Path, workers: int = WORKERS) -> dict[str
             "seq_p50": _p(sequential, 0.5),
             "seq_p99": _p(sequential, 0.99),
             "connections": connections,
-            "cpu_us": cpu / len(latencies) * 1e6,
+            "cpu_us": sum(parts.values()),
+            **{f"cpu_{k}": v for k, v in parts.items()},
         }
     finally:
         stop_processes([proc], grace=20)
@@ -517,7 +551,10 @@ async def _all(dsn: str, logs: Path) -> list[Record]:
             "postgres.raw.cpu_per_call",
             raw_calls["cpu_us"],
             note=f"CPU of client + node + their database backends per call at {IN_FLIGHT} in "
-            f"flight (/proc times); {MORE_WORKERS} workers: {client_more['cpu_us']:.0f} us",
+            f"flight (/proc times): client {client['cpu_client']:.0f}, node "
+            f"{client['cpu_node']:.0f}, node's db {client['cpu_node_db']:.0f}, client's db "
+            f"{client['cpu_client_db']:.0f}; {MORE_WORKERS} workers: "
+            f"{client_more['cpu_us']:.0f} us",
         ),
         Record(
             "postgres.client.call_p50",

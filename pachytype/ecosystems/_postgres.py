@@ -259,7 +259,10 @@ class Postgres(Ecosystem):
         )
         self._listener = conn
         conn.add_termination_listener(self._on_listener_lost)
-        await conn.add_listener(channel(self.schema, "mail"), self._on_mail)
+        if self.is_node:
+            # (a client owns no partition: every insert's notification would
+            # reach it for nothing, once per group commit of every process)
+            await conn.add_listener(channel(self.schema, "mail"), self._on_mail)
         await conn.add_listener(channel(self.schema, "members"), self._on_members)
         await conn.add_listener(self._client.reply_channel, self._client.on_answers)
         await conn.add_listener(channel(self.schema, "state"), self._followers.on_state)

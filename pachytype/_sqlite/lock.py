@@ -58,6 +58,9 @@ class FileLock:
         self._wal: tuple[int, int] | None = None
         self._shm: tuple[int, int] | None = None
         self._parked: list[int] = []
+        # Spelled once: `check_in_place` stats them after every commit.
+        self._db_text = os.fspath(db)
+        self._wal_text = os.fspath(wal_path(db))
 
     def acquire(self) -> None:
         check_path(self.db)
@@ -113,7 +116,7 @@ class FileLock:
         replaced while open: it goes on writing into the unlinked files, and
         everything it commits from then on is lost when it closes.
         """
-        found = _identity(self.db)
+        found = _identity(self._db_text)
         if found != self._key:
             raise DatabaseFileError(
                 self.db,
@@ -131,7 +134,7 @@ class FileLock:
                     f"into the file now at this path"
                 ),
             )
-        if self._wal is not None and _identity(wal_path(self.db)) != self._wal:
+        if self._wal is not None and _identity(self._wal_text) != self._wal:
             raise DatabaseFileError(
                 self.db,
                 f"its write-ahead log {str(wal_path(self.db))!r} was deleted or replaced "
@@ -169,7 +172,7 @@ def _orphan(path: Path) -> Path:
     return path.with_name(f"{path.name}.orphaned-{os.getpid()}")
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: str | Path) -> tuple[int, int] | None:
     """(device, inode) of the file at `path`, None if there is none."""
     try:
         info = os.stat(path)

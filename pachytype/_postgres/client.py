@@ -29,6 +29,9 @@ Design note
 * **Hot path.** `send`/`call` cost one coroutine each, the rows a tuple
   each; the pool, node and codec are plain attributes the ecosystem sets
   when it opens and closes (no lookup through the ecosystem per message).
+  A waiting call is one record in one dict keyed by its id as an int; it
+  awaits one future, its answer (its commit's failure, if any, is set on
+  it too). Ids draw from a private generator, not a system call each.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import builtins
 import contextlib
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Hashable, Sequence
@@ -46,7 +50,6 @@ from typing import Any, Final, TypeVar
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
 
 from pachytype._address import Envelope
-from pachytype._address import unpack as unpack_envelope
 from pachytype._clock import Clock
 from pachytype._codec import Codec
 from pachytype._core.envelopes import check_outside
@@ -56,7 +59,7 @@ from pachytype._postgres.deploy import Deployment
 from pachytype._postgres.lease import channel
 from pachytype._postgres.node import Node
 from pachytype._postgres.partition import partition_of
-from pachytype._postgres.reply import Answer, new_key, reply_channel, unpack
+from pachytype._postgres.reply import new_key, opened, reply_channel
 from pachytype._postgres.schema import SchemaError, quote_schema, replaced_timers
 from pachytype._registry import Registry
 from pachytype._runtime.dispatch import address_of
@@ -79,12 +82,62 @@ class RemoteError(Exception):
     builtin (only its class name and message travel)."""
 
 
+_RANDOM = random.Random()
+"""The random part of message ids: a private generator seeded from the OS
+(`os.urandom` per id is a system call), reseeded in a forked child so that
+parent and child never draw the same ids. Ids need to be unique (a receiver
+drops a message whose id it already consumed), not unguessable."""
+
+
+def _reseed() -> None:
+    _RANDOM.seed(os.urandom(32))
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
+
+_V7: Final = (0x7 << 76) | (0x2 << 62)
+"""The version (7) and variant (RFC 9562) bits of a UUIDv7."""
+_LOW62: Final = (1 << 62) - 1
+
+
 def new_message_id() -> uuid.UUID:
-    """A message id that sorts by creation time (UUIDv7 layout)."""
-    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
-    raw[6] = 0x70 | (raw[6] & 0x0F)
-    raw[8] = 0x80 | (raw[8] & 0x3F)
-    return uuid.UUID(bytes=bytes(raw))
+    """A message id that sorts by creation time (UUIDv7 layout: 48 bits of
+    Unix milliseconds, then 74 random bits around the version and variant)."""
+    r = _RANDOM.getrandbits(74)
+    return uuid.UUID(int=(time.time_ns() // 1_000_000) << 80 | _V7 | (r >> 62) << 64 | (r & _LOW62))
+
+
+class _Call:
+    """A call waiting for its answer: its future, its row (sent again if its
+    commit was lost) and its target (to build the answer or the error)."""
+
+    __slots__ = ("at", "fut", "message", "row", "target")
+
+    def __init__(self, fut: asyncio.Future[Any], row: Row, target: Hashable, message: object):
+        self.fut = fut
+        self.row = row
+        self.target = target
+        self.message = message
+        self.at = 0.0
+        """Loop time its row was committed (0 until then): polled from then on."""
+
+
+class Calls:
+    """The calls of an instance waiting for their answer, keyed by message id
+    as an int (a `uuid.UUID` hashes in Python; an answer's id arrives as hex:
+    no UUID is built for it). `msg_id in calls` takes a `uuid.UUID`."""
+
+    __slots__ = ("by_id",)
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, _Call] = {}
+
+    def __contains__(self, msg_id: object) -> bool:
+        return isinstance(msg_id, uuid.UUID) and msg_id.int in self.by_id
+
+    def __len__(self) -> int:
+        return len(self.by_id)
 
 
 class ClientPath:
@@ -117,15 +170,15 @@ class ClientPath:
         self.refused: SchemaError | None = None
         """Set when a client's heartbeat found the schema migrated by a newer
         pachytype: every operation raises it (its SQL may no longer fit)."""
-        self.calls: dict[uuid.UUID, asyncio.Future[Any]] = {}
-        """Calls waiting for their answer, by message id."""
-        self._call_targets: dict[uuid.UUID, tuple[str, Hashable, object]] = {}
-        self._committed_at: dict[uuid.UUID, float] = {}  # calls waiting for an answer
-        self._call_rows: dict[uuid.UUID, Row] = {}
+        self.calls = Calls()
+        """Calls waiting for their answer (one record each: one dict entry)."""
+        self._pending = self.calls.by_id
         self.poll_now = asyncio.Event()
         """Set to read the answers of every waiting call from the table at once."""
         self._poller: asyncio.Task[None] | None = None
-        self._queue: list[tuple[list[Row], asyncio.Future[None]]] = []
+        self._queue: list[tuple[list[Row], asyncio.Future[None] | _Call]] = []
+        """Rows to commit, each with the future of its `submit` or its call
+        (whose future is its answer: committing it only starts its polling)."""
         self._flushers = 0
         self.reply_channel = reply_channel(schema, uuid.uuid4().hex)
         self._reply_key = new_key()
@@ -153,10 +206,11 @@ class ClientPath:
     def close(self) -> None:
         """Fail every call and send still waiting (the ecosystem closed)."""
         closed = EcosystemClosedError("the ecosystem closed before this message was handled")
-        for fut in [*self.calls.values(), *(f for _, f in self._queue)]:
+        waiting = [*self._pending.values(), *(w for _, w in self._queue)]
+        for fut in (w.fut if isinstance(w, _Call) else w for w in waiting):
             if not fut.done():
                 fut.set_exception(closed)
-        self.calls.clear()
+        self._pending.clear()
         self._queue.clear()
 
     # -- sending ---------------------------------------------------------------------
@@ -164,22 +218,30 @@ class ClientPath:
     def encode(self, envelope: Envelope[Any], reply: bool = False) -> Row:
         """Check one envelope from outside and encode it as a mailbox row (a
         delayed one with its due time on this ecosystem's clock)."""
+        return self._encode(envelope, reply)[0]
+
+    def _encode(self, envelope: Envelope[Any], reply: bool) -> tuple[Row, Hashable, object]:
+        """`encode`, with the target's id and the message (a call keeps them)."""
         to, etype, message, delay, key = check_outside(self.registry, envelope)
-        id_text = self._c.encode_id(etype.name, to.id)
-        partition = partition_of(etype.name, id_text, self.partitions)
+        c = self._c
+        name = etype.name
+        id = to.id
+        id_text = c.encode_id(name, id)
+        partition = partition_of(name, id_text, self.partitions)
         deployment = self.deployment
         if deployment is not None and not deployment.uniform:
-            deployment.check_send(etype.name, type(message), partition, reply)
-        return (
+            deployment.check_send(name, type(message), partition, reply)
+        row = (
             new_message_id(),
             partition,
-            etype.name,
+            name,
             id_text,
-            self._c.encode_message(etype.name, message),
+            c.encode_message(name, message),
             self.clock.now() + delay if delay > 0 else 0.0,
             reply,
             key,
         )
+        return row, id, message
 
     async def send(self, envelopes: Sequence[Envelope[Any]]) -> None:
         """Check and encode every envelope, then commit them together."""
@@ -197,6 +259,14 @@ class ClientPath:
             self._spawn(self._flush())
         return fut
 
+    def _queue_call(self, call: _Call) -> None:
+        """Queue a call's row for the group commit (`submit` without a future:
+        the call waits for its answer, or the commit's failure, on its own)."""
+        self._queue.append(([call.row], call))
+        if self._flushers < FLUSHERS:
+            self._flushers += 1
+            self._spawn(self._flush())
+
     async def _flush(self) -> None:
         """Commit everything queued, one INSERT at a time, until the queue is empty."""
         try:
@@ -210,15 +280,22 @@ class ClientPath:
                         failure = EcosystemClosedError(
                             "the ecosystem closed before this message was committed"
                         )
-                    for _, fut in batch:
+                    for _, waiter in batch:
+                        fut = waiter.fut if isinstance(waiter, _Call) else waiter
                         if not fut.done():
                             fut.set_exception(failure)
                     if isinstance(error, asyncio.CancelledError):
                         raise
                 else:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_result(None)
+                    now = 0.0
+                    for _, waiter in batch:
+                        if isinstance(waiter, _Call):
+                            # Committed: from now on its answer is polled too.
+                            waiter.at = now = now or asyncio.get_running_loop().time()
+                        elif not waiter.done():
+                            waiter.set_result(None)
+                    if now and (self._poller is None or self._poller.done()):
+                        self._poller = self._spawn(self._poll_answers())
         finally:
             self._flushers -= 1
 
@@ -237,9 +314,19 @@ class ClientPath:
                 kept.append(r)
             for r in set(rows).difference(kept):
                 if r[6]:  # a call whose timer never gets stored: it has no state to return
-                    self._answer_dropped(r[0])
+                    self._answer_dropped(self._pending.get(r[0].int))
             rows = kept
         columns = [list(c) for c in zip(*rows, strict=True)]
+        # Every array costs the client per element to encode: the due times,
+        # reply flags and timer keys go as empty arrays when they are all 0,
+        # all equal ($12) or all None (unnest pads a shorter array with nulls).
+        replies = all(columns[6])
+        if replies or not any(columns[6]):
+            columns[6] = []
+        if not any(d > 0 for d in columns[5]):
+            columns[5] = []
+        if all(k is None for k in columns[7]):
+            columns[7] = []
         for attempt in (1, 2):
             try:
                 await pool.fetchval(
@@ -247,8 +334,9 @@ class ClientPath:
                     f"entity_id, payload, due, outside, reply, reply_to, reply_key, "
                     f"timer_key) "
                     f"SELECT u.i, u.p, u.t, u.e, u.b, "
-                    f"CASE WHEN u.d > 0 THEN u.d END, true, u.r, "
-                    f"CASE WHEN u.r THEN $8 END, CASE WHEN u.r THEN $9::bytea END, u.k "
+                    f"CASE WHEN u.d > 0 THEN u.d END, true, coalesce(u.r, $12), "
+                    f"CASE WHEN coalesce(u.r, $12) THEN $8 END, "
+                    f"CASE WHEN coalesce(u.r, $12) THEN $9::bytea END, u.k "
                     f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
                     f"$6::float8[], $7::bool[], $13::text[]) AS u(i, p, t, e, b, d, r, k)), "
                     f"{replaced_timers(self._s, '$3', '$4', '$13', '$14')} "
@@ -264,7 +352,7 @@ class ClientPath:
                     # (flushed) by the owner after this commit's WAL, so this
                     # commit need not wait for its own flush. A send's
                     # acknowledgement is this commit: it waits.
-                    all(r[6] for r in rows),
+                    replies,
                     columns[7],
                     self.clock.now(),
                 )
@@ -284,95 +372,86 @@ class ClientPath:
     async def call(self, envelope: Envelope[S]) -> S:
         """Send one envelope and wait for its answer."""
         self.open_pool()
-        row = self.encode(envelope, reply=True)
-        msg_id = row[0]
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.calls[msg_id] = fut
-        to, message, _ = unpack_envelope(envelope)
-        self._call_targets[msg_id] = (row[2], to.id, message)
-        self._call_rows[msg_id] = row
+        row, target, message = self._encode(envelope, True)
+        call = _Call(asyncio.get_running_loop().create_future(), row, target, message)
+        key = row[0].int
+        self._pending[key] = call
         try:
-            await self.submit([row])
-            self._committed_at[msg_id] = asyncio.get_running_loop().time()
-            if self._poller is None or self._poller.done():
-                self._poller = self._spawn(self._poll_answers())
-            result: S = await fut
+            self._queue_call(call)
+            result: S = await call.fut
             return result
         finally:
-            self.calls.pop(msg_id, None)
-            self._call_targets.pop(msg_id, None)
-            self._call_rows.pop(msg_id, None)
-            self._committed_at.pop(msg_id, None)
+            self._pending.pop(key, None)  # (gone if the ecosystem closed)
 
     def on_answers(self, _c: object, _pid: int, _channel: str, payload: str) -> None:
         """A notification on this instance's reply channel (a LISTEN callback)."""
-        answers = unpack(self._reply_key, payload)
-        if answers is None:
+        entries = opened(self._reply_key, payload)
+        if entries is None:
             # Anyone who can connect may NOTIFY any channel: never trust it,
             # and do not let a flood of them flood the log either.
             log.debug("%s: dropped a reply notification not sealed with our key", self._owner)
             return
+        pending = self._pending
         pointers = []
-        for answer in answers:
-            fut = self.calls.get(answer.msg_id)
-            if fut is None or fut.done():
+        for msg_id, version, data, error_type, error in entries:
+            call = pending.get(msg_id)
+            if call is None or call.fut.done():
                 continue
-            if answer.pointer:
-                pointers.append(answer.msg_id)
+            if data is None and error_type is None:
+                pointers.append(call)  # too big for a notification: read it from the table
             else:
-                self._resolve(fut, answer)
+                self._resolve(call, version, data, error_type, error)
         if pointers:
             self._spawn(self._fetch_answers(pointers))
 
     def answered_here(self, msg_id: uuid.UUID, answer: AnswerRow) -> None:
         """An answer committed by this process's node to a call of this process."""
-        fut = self.calls.get(msg_id)
-        if fut is not None and not fut.done():
+        call = self._pending.get(msg_id.int)
+        if call is not None and not call.fut.done():
             _, data, version, error_type, error, raised = answer
-            self._resolve(fut, Answer(msg_id, version, data, error_type, error), raised)
+            self._resolve(call, version, data, error_type, error, raised)
 
     async def _poll_answers(self) -> None:
         """While calls wait: every `poll_interval` (at once after the LISTEN
         connection came back), read the answers of calls committed more than
         `poll_interval` ago from the table (their notification may be lost)."""
         loop = asyncio.get_running_loop()
-        while self._committed_at and self.pool is not None:
+        while self._pending and self.pool is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.poll_now.wait(), self._poll)
             late = self.poll_now.is_set()
             self.poll_now.clear()
             now = loop.time()
-            due = [m for m, at in self._committed_at.items() if late or now - at >= self._poll]
+            due = [c for c in self._pending.values() if c.at and (late or now - c.at >= self._poll)]
             if due:
                 with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await self._fetch_answers(due)
 
-    async def _fetch_answers(self, msg_ids: list[uuid.UUID]) -> None:
+    async def _fetch_answers(self, calls: list[_Call]) -> None:
         """Read answers from the table; resend a call whose message is neither
         answered nor waiting (its commit was lost with the server: a call's
         INSERT does not wait for its flush, see `insert`)."""
         pool = self.pool
         if pool is None:
             return
-        calls = {m: self._call_rows[m] for m in msg_ids if m in self._call_rows}
         rows = await pool.fetch(
             f"SELECT u.i, d.version, d.data, d.error_type, d.error, d.msg_id IS NOT NULL, "
             f"EXISTS (SELECT 1 FROM {self._s}.mailbox m WHERE m.partition = u.p "
             f"AND m.msg_id = u.i) "
             f"FROM unnest($1::uuid[], $2::int[]) AS u(i, p) "
             f"LEFT JOIN {self._s}.dedupe d ON d.msg_id = u.i",
-            list(calls),
-            [row[1] for row in calls.values()],
+            [c.row[0] for c in calls],
+            [c.row[1] for c in calls],
         )
         lost = []
         for r in rows:
-            fut = self.calls.get(r[0])
-            if fut is None or fut.done():
+            call = self._pending.get(r[0].int)
+            if call is None or call.fut.done():
                 continue
             if r[2] is not None or r[3] is not None:
-                self._resolve(fut, Answer(r[0], r[1], r[2], r[3], r[4]))
+                self._resolve(call, r[1], r[2], r[3], r[4])
             elif not r[5] and not r[6]:
-                lost.append(calls[r[0]])
+                lost.append(call.row)
         if lost:
             log.warning(
                 "%s: %d call(s) lost with the server; sending them again", self._owner, len(lost)
@@ -380,33 +459,39 @@ class ClientPath:
             await self.submit(lost)
 
     def _resolve(
-        self, fut: asyncio.Future[Any], answer: Answer, raised: BaseException | None = None
+        self,
+        call: _Call,
+        version: int | None,
+        data: bytes | None,
+        error_type: str | None,
+        error: str | None,
+        raised: BaseException | None = None,
     ) -> None:
-        """Resolve a call; `raised`: the error itself, when its node is in this process."""
-        if answer.error_type == DROPPED:
-            self._answer_dropped(answer.msg_id)
+        """Resolve a call with its answer: a state (`version`, `data`) or an
+        error; `raised`: the error itself, when its node is in this process."""
+        if error_type == DROPPED:
+            self._answer_dropped(call)
             return
-        entity_type, id, message = self._call_targets[answer.msg_id]
-        if answer.error_type is None:
-            assert answer.data is not None and answer.version is not None
+        fut, entity_type = call.fut, call.row[2]
+        if error_type is None:
+            assert data is not None and version is not None
             try:
-                fut.set_result(self._c.decode_state(entity_type, id, answer.data, answer.version))
-            except PachytypeError as error:
-                fut.set_exception(error)
+                fut.set_result(self._c.decode_state(entity_type, call.target, data, version))
+            except PachytypeError as undecodable:
+                fut.set_exception(undecodable)
             return
-        cause = raised or _rebuild(answer.error_type, answer.error or "")
-        failure = ActivationError(entity_type, id, message, cause)
+        cause = raised or _rebuild(error_type, error or "")
+        failure = ActivationError(entity_type, call.target, call.message, cause)
         failure.__cause__ = cause
         fut.set_exception(failure)
 
-    def _answer_dropped(self, msg_id: uuid.UUID) -> None:
+    def _answer_dropped(self, call: _Call | None) -> None:
         """Fail a call whose keyed timer was replaced or cancelled before it fell due."""
-        fut, row = self.calls.get(msg_id), self._call_rows.get(msg_id)
-        if fut is None or fut.done() or row is None:
+        if call is None or call.fut.done():
             return
-        entity_type, id, _ = self._call_targets[msg_id]
+        entity_type, id = call.row[2], call.target
         to = address_of(self.registry.get(entity_type, id), id)
-        fut.set_exception(timer_dropped(to, row[7] or "", None))
+        call.fut.set_exception(timer_dropped(to, call.row[7] or "", None))
 
 
 def _rebuild(error_type: str, text: str) -> BaseException:

@@ -17,7 +17,7 @@ import pytest
 
 from pachytype._clock import SystemClock
 from pachytype._codec import Codec
-from pachytype._errors import ActivationError
+from pachytype._errors import ActivationError, EcosystemClosedError
 from pachytype._postgres.client import ClientPath, new_message_id
 from pachytype._postgres.partition import partition_of
 from pachytype._postgres.reply import entry, new_key, pack
@@ -73,21 +73,52 @@ def test_partitions_are_the_ones_stored_rows_were_written_with() -> None:
     assert [partition_of(t, "42", 1024) for t in types] == [1003, 910, 763, 778]
 
 
+class _Conn:
+    """Stands in for a connection of the pool: records each INSERT's message
+    ids in its pool, or fails while its pool says so."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.closed = False
+
+    async def fetchval(self, _query: str, *args: Any) -> int:
+        pool = self.pool
+        if pool.failures:
+            self.closed = True
+            raise pool.failures.pop(0)
+        pool.inserted.append(list(args[0]))
+        pool.committed.set()
+        return 0
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def terminate(self) -> None:
+        self.closed = True
+
+
 class _Pool:
-    """Stands in for the asyncpg pool: records each INSERT's message ids (or
-    fails it), answers reads of the table with nothing."""
+    """Stands in for the asyncpg pool: hands out `_Conn`s, answers reads of
+    the table with nothing."""
 
     def __init__(self) -> None:
         self.inserted: list[list[uuid.UUID]] = []
         self.committed = asyncio.Event()
-        self.failure: BaseException | None = None
+        self.failures: list[BaseException] = []
+        self.taken = 0  # connections acquired and not released
 
-    async def fetchval(self, _query: str, *args: Any) -> int:
-        if self.failure is not None:
-            raise self.failure
-        self.inserted.append(list(args[0]))
-        self.committed.set()
-        return 0
+    async def acquire(self) -> _Conn:
+        self.taken += 1
+        return _Conn(self)
+
+    async def release(self, _conn: _Conn) -> None:
+        self.taken -= 1
+
+    def held(self) -> int:
+        return self.taken
+
+    async def fetchval(self, query: str, *args: Any) -> int:
+        return await _Conn(self).fetchval(query, *args)
 
     async def fetch(self, _query: str, *_args: Any) -> list[Any]:
         return []
@@ -163,7 +194,43 @@ async def test_one_notification_answers_each_of_its_calls(path: ClientPath) -> N
 
 async def test_a_call_whose_commit_fails_raises_the_commits_error(path: ClientPath) -> None:
     pool = _stand_in(path)
-    pool.failure = ConnectionResetError("the server went away")
-    with pytest.raises(ConnectionResetError):
+    pool.failures = [ConnectionResetError("the server went away"), ConnectionResetError("still")]
+    with pytest.raises(ConnectionResetError, match="still"):
         await path.call(refs.tally(TallyId("t")).add(1))
     assert not path.calls
+
+
+async def test_a_commit_whose_connection_broke_is_sent_again_on_another(path: ClientPath) -> None:
+    pool = _stand_in(path)
+    pool.failures = [ConnectionResetError("the server went away")]
+    call, msg_id = await _committed_call(path, 4)
+    (payload,) = pack(path._reply_key, [(msg_id, entry(msg_id, 1, b"4", None, None))])
+    path.on_answers(None, 0, path.reply_channel, payload)
+    assert await call == 4
+    # The next call's commit goes on a connection that works.
+    call, msg_id = await _committed_call(path, 5)
+    assert pool.inserted[-1] == [msg_id]
+    assert pool.held() == 1  # (the broken one given back)
+    path.close()
+    with pytest.raises(EcosystemClosedError):
+        await call
+
+
+async def test_the_group_commit_holds_a_connection_only_while_calls_wait(
+    path: ClientPath,
+) -> None:
+    pool = _stand_in(path)
+    first, a = await _committed_call(path, 1)
+    second, b = await _committed_call(path, 2)
+    assert pool.held() == 1  # one connection for both commits
+    for msg_id, n in ((a, b"1"), (b, b"2")):
+        (payload,) = pack(path._reply_key, [(msg_id, entry(msg_id, 1, n, None, None))])
+        path.on_answers(None, 0, path.reply_channel, payload)
+    assert (await first, await second) == (1, 2)
+    while pool.held():  # given back once no call waits
+        await asyncio.sleep(0)
+    third, c = await _committed_call(path, 3)
+    assert pool.held() == 1
+    (payload,) = pack(path._reply_key, [(c, entry(c, 1, b"3", None, None))])
+    path.on_answers(None, 0, path.reply_channel, payload)
+    assert await third == 3

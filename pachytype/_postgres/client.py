@@ -183,6 +183,8 @@ class ClientPath:
         self._coming = False  # a flusher is on its way to take the queue
         self._idle: asyncio.Future[None] | None = None
         """Set while a flusher, holding a connection, waits for rows (`_flush`)."""
+        self._insert_sql = (_insert_sql(self._s, timers=False), _insert_sql(self._s, timers=True))
+        """The INSERT of `insert`: without keyed timers, and with them."""
         self.reply_channel = reply_channel(schema, uuid.uuid4().hex)
         self._reply_key = new_key()
 
@@ -372,36 +374,26 @@ class ClientPath:
             columns[5] = []
         if all(k is None for k in columns[7]):
             columns[7] = []
+        args = [
+            *columns[:7],
+            self.reply_channel,
+            self._reply_key,
+            channel(self.schema, "mail"),
+            [",".join(map(str, remote))] if remote else [],
+            # Only calls: their acknowledgement is the answer, committed
+            # (flushed) by the owner after this commit's WAL, so this commit
+            # need not wait for its own flush. A send's acknowledgement is
+            # this commit: it waits.
+            replies,
+        ]
+        timers = bool(columns[7])
+        if timers:
+            args += [columns[7], self.clock.now()]
+        query = self._insert_sql[timers]
         on = pool if conn is None else conn
         for attempt in (1, 2):
             try:
-                await on.fetchval(
-                    f"WITH m AS (INSERT INTO {self._s}.mailbox (msg_id, partition, entity_type, "
-                    f"entity_id, payload, due, outside, reply, reply_to, reply_key, "
-                    f"timer_key) "
-                    f"SELECT u.i, u.p, u.t, u.e, u.b, "
-                    f"CASE WHEN u.d > 0 THEN u.d END, true, coalesce(u.r, $12), "
-                    f"CASE WHEN coalesce(u.r, $12) THEN $8 END, "
-                    f"CASE WHEN coalesce(u.r, $12) THEN $9::bytea END, u.k "
-                    f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
-                    f"$6::float8[], $7::bool[], $13::text[]) AS u(i, p, t, e, b, d, r, k)), "
-                    f"{replaced_timers(self._s, '$3', '$4', '$13', '$14')} "
-                    f"SELECT count(pg_notify($10, n)), "
-                    f"CASE WHEN $12 THEN set_config('synchronous_commit', 'off', true) END "
-                    f"FROM unnest($11::text[]) AS n",
-                    *columns[:7],
-                    self.reply_channel,
-                    self._reply_key,
-                    channel(self.schema, "mail"),
-                    [",".join(map(str, remote))] if remote else [],
-                    # Only calls: their acknowledgement is the answer, committed
-                    # (flushed) by the owner after this commit's WAL, so this
-                    # commit need not wait for its own flush. A send's
-                    # acknowledgement is this commit: it waits.
-                    replies,
-                    columns[7],
-                    self.clock.now(),
-                )
+                await on.fetchval(query, *args)
                 break
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
                 # The commit may or may not have happened: resend the same ids;
@@ -547,6 +539,38 @@ class ClientPath:
         entity_type, id = call.row[2], call.target
         to = address_of(self.registry.get(entity_type, id), id)
         call.fut.set_exception(timer_dropped(to, call.row[7] or "", None))
+
+
+def _insert_sql(s: str, timers: bool) -> str:
+    """The group commit's INSERT of mailbox rows (and the NOTIFY of their
+    partitions' owners). Its parameters: $1-$7 the rows' columns (msg id,
+    partition, entity type, id text, payload, due, reply: the last two may be
+    empty, read as nulls), $8-$9 the reply channel and key, $10-$11 the mail
+    channel and the partitions to notify there, $12 whether every row is a
+    call (or, with an empty $7, a send). With `timers`: $13 the rows' timer
+    keys, $14 the clock, and the keyed timers they replace are deleted (a
+    statement without them does not run that delete: its generic plan scans
+    the whole mailbox even for no key)."""
+    keyed = (
+        ", $13::text[]) AS u(i, p, t, e, b, d, r, k)), "
+        if timers
+        else ") AS u(i, p, t, e, b, d, r)) "
+    )
+    return (
+        f"WITH m AS (INSERT INTO {s}.mailbox (msg_id, partition, entity_type, "
+        f"entity_id, payload, due, outside, reply, reply_to, reply_key"
+        f"{', timer_key' if timers else ''}) "
+        f"SELECT u.i, u.p, u.t, u.e, u.b, "
+        f"CASE WHEN u.d > 0 THEN u.d END, true, coalesce(u.r, $12), "
+        f"CASE WHEN coalesce(u.r, $12) THEN $8 END, "
+        f"CASE WHEN coalesce(u.r, $12) THEN $9::bytea END{', u.k' if timers else ''} "
+        f"FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::bytea[], "
+        f"$6::float8[], $7::bool[]{keyed}"
+        f"{replaced_timers(s, '$3', '$4', '$13', '$14') + ' ' if timers else ''}"
+        f"SELECT count(pg_notify($10, n)), "
+        f"CASE WHEN $12 THEN set_config('synchronous_commit', 'off', true) END "
+        f"FROM unnest($11::text[]) AS n"
+    )
 
 
 async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -16,18 +15,9 @@ import orjson
 import pytest
 
 from pachytype import ActivationError, Postgres
-from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.entities import Add, Fail, TallyId
 from tests.conformance.refs import REGISTRY
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = require_postgres()
-    name = new_schema_name()
-    yield dsn, name
-    drop_schemas(dsn, [name])
 
 
 def open_eco(dsn: str, schema: str, *, node: bool = True) -> Postgres:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -16,19 +15,10 @@ import pytest
 
 from pachytype import Postgres
 from pachytype._postgres.lease import channel
-from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.test_postgres_workload import refs
 from tests.test_postgres_workload.entities import PAGE_SIZE, PageState
 
 CHANGES = 200
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = require_postgres()
-    name = new_schema_name()
-    yield dsn, name
-    drop_schemas(dsn, [name])
 
 
 def _eco(dsn: str, schema: str, *, node: bool) -> Postgres:

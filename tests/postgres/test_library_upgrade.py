@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,10 +44,7 @@ from pachytype._postgres.schema import (
     quote_schema,
 )
 from pachytype._postgres.testing import (
-    drop_schemas,
     lease_owners,
-    new_schema_name,
-    require_postgres,
     stop_processes,
 )
 from tests.rolling_v1 import refs
@@ -135,14 +132,6 @@ def _cannot_extract() -> str | None:
     if found.returncode != 0:
         return f"commit {LAST_V4[:12]} (the last schema-v4 pachytype) is not in this clone"
     return None
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = require_postgres()
-    name = new_schema_name()
-    yield dsn, name
-    drop_schemas(dsn, [name])
 
 
 def run_old(

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,10 +22,7 @@ from pachytype._postgres.dsn import redact
 from pachytype._postgres.lease import FingerprintMismatchError
 from pachytype._postgres.partition import partition_of
 from pachytype._postgres.testing import (
-    drop_schemas,
     lease_owners,
-    new_schema_name,
-    require_postgres,
     spawn_node,
     stop_processes,
     wait_for_owners,
@@ -37,14 +33,6 @@ from tests.conformance.refs import REGISTRY
 from tests.test_postgres_workload.refs import REGISTRY as WORKLOAD
 
 LEASE = timedelta(seconds=2)
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = require_postgres()
-    name = new_schema_name()
-    yield dsn, name
-    drop_schemas(dsn, [name])
 
 
 def node(dsn: str, schema: str, node_id: str, registry: Registry = REGISTRY) -> Postgres:

@@ -4,7 +4,6 @@ idempotent and safe to migrate from many processes at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -13,18 +12,9 @@ import pytest
 from pachytype import Postgres
 from pachytype._postgres.inspect import inspect_schema, migrate_schema
 from pachytype._postgres.schema import VERSION, SchemaError, current_version, migrate
-from pachytype._postgres.testing import drop_schemas, new_schema_name, require_postgres
 from tests.conformance import refs
 from tests.conformance.entities import TallyId
 from tests.conformance.refs import REGISTRY
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[tuple[str, str]]:
-    dsn = require_postgres()
-    name = new_schema_name()
-    yield dsn, name
-    drop_schemas(dsn, [name])
 
 
 async def test_migrate_creates_every_table_in_the_named_schema(schema: tuple[str, str]) -> None:

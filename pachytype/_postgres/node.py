@@ -51,6 +51,7 @@ from pachytype._postgres.schema import SchemaError
 from pachytype._postgres.store import PostgresStore
 from pachytype._registry import Registry
 from pachytype._runtime.durable import DurableRuntime
+from pachytype._runtime.durable.recent import RECENT_EVERY
 from pachytype._store import AnswerRow
 
 log = logging.getLogger("pachytype.postgres")
@@ -77,6 +78,7 @@ class Node:
         clock: Clock | None = None,
         activation_budget: float = DEFAULT_BUDGET,
         retry_held: float = RETRY_HELD,
+        recent_every: float = RECENT_EVERY,
     ) -> None:
         self.pool = pool
         self.registry = registry
@@ -108,6 +110,7 @@ class Node:
                 name="Postgres",
                 activation_budget=activation_budget,
                 retry_held=retry_held,
+                recent_every=recent_every,
                 clock=clock,
             )
             for store in self.stores

@@ -27,6 +27,7 @@ from pachytype._event_sourced import EventSourced
 from pachytype._events import StoredEvent
 from pachytype._registry import Registry
 from pachytype._runtime.durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
+from pachytype._runtime.durable.recent import RECENT_EVERY
 from pachytype._sqlite import SqliteStore, Synchronous
 
 S = TypeVar("S")
@@ -46,6 +47,10 @@ class LocalDisk(Ecosystem):
     an `activate` may run before it is interrupted and dead-lettered;
     `retry_held`: seconds between two attempts to load a state that could not
     be loaded (its entity is held meanwhile, its mail kept in order);
+    `recent_every`: seconds at most between an entity running a message and
+    the write of its recent messages (a dead letter's context): after a kill,
+    a dead letter misses at most those of the last `recent_every` seconds (0
+    writes them with every commit, at a cost);
     `clock`: where time is read (timers are stored with their due time) and
     delays wait (a `ManualClock` in tests).
     """
@@ -62,9 +67,11 @@ class LocalDisk(Ecosystem):
         activation_budget: float = DEFAULT_BUDGET,
         clock: Clock | None = None,
         retry_held: float = RETRY_HELD,
+        recent_every: float = RECENT_EVERY,
     ) -> None:
         self.path = Path(path)
         self.retry_held = retry_held
+        self.recent_every = recent_every
         self.activation_budget = check_budget(activation_budget, f"LocalDisk({str(path)!r})")
         self.registry = registry
         self.clock = clock
@@ -97,6 +104,7 @@ class LocalDisk(Ecosystem):
             activation_budget=self.activation_budget,
             clock=self.clock,
             retry_held=self.retry_held,
+            recent_every=self.recent_every,
         )
         await rt.open()
         self._runtime = rt

@@ -74,6 +74,7 @@ from pachytype._postgres.node import Node
 from pachytype._postgres.reads import entity_events, read_state, type_events
 from pachytype._postgres.schema import SchemaError, migrate, quote_schema, stored_partitions
 from pachytype._registry import Registry
+from pachytype._runtime.durable.recent import RECENT_EVERY
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -110,6 +111,10 @@ class Postgres(Ecosystem):
       should use the same kind of clock.
     * `retry_held`: seconds between two attempts to load a state that could
       not be loaded (its entity is held meanwhile, its mail kept in order).
+    * `recent_every`: seconds at most between an entity running a message and
+      the write of its recent messages (a dead letter's context): after a
+      kill or a lost lease, a dead letter misses at most those of the last
+      `recent_every` seconds. 0 writes them with every commit, at a cost.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class Postgres(Ecosystem):
         node_id: str | None = None,
         clock: Clock | None = None,
         retry_held: float = RETRY_HELD,
+        recent_every: float = RECENT_EVERY,
     ) -> None:
         quote_schema(schema)  # refuse a bad name now, not at open
         if workers < 1 or batch < 1 or lease <= timedelta(0) or poll_interval <= 0:
@@ -146,6 +152,7 @@ class Postgres(Ecosystem):
         self._poll = poll_interval
         self.clock: Clock = clock or SystemClock()
         self.retry_held = retry_held
+        self.recent_every = recent_every
         self._events = Signal()
         self._s = quote_schema(schema)
         self._listener: asyncpg.Connection | None = None
@@ -246,6 +253,7 @@ class Postgres(Ecosystem):
                 # A runaway activation is cut well before its lease could expire.
                 activation_budget=min(DEFAULT_BUDGET, self._lease / 4),
                 retry_held=self.retry_held,
+                recent_every=self.recent_every,
             )
             await node.start()
             self._node = self._client.node = node

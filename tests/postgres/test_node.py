@@ -1,5 +1,6 @@
 """Nodes: any node serves any entity, SIGTERM hands partitions over, a
-partition handed over in a rebalance keeps its entities' recent messages, a node
+partition handed over in a rebalance keeps its entities' recent messages (and
+so does one taken from a killed node, up to `recent_every` before), a node
 whose lease was taken commits nothing, a node paused mid-commit past its
 session timeout goes on, a node whose worker fails hands every partition
 over, a node with other types is refused, and the DSN's password is never
@@ -101,6 +102,47 @@ async def test_a_partition_handed_over_in_a_rebalance_keeps_its_recent_messages(
                 await b.call(refs.tally(id).fail(reason="moved"))
             (dead,) = [d for d in await b.dead_letters() if d.to == refs.tally(id)]
             assert dead.recent == (Add(n=1), Fail("moved"))
+
+
+async def test_a_node_killed_keeps_the_recent_messages_it_ran_before_recent_every(
+    schema: tuple[str, str], tmp_path: Path
+) -> None:
+    dsn, name = schema
+    id = TallyId("dl")
+    async with Postgres(dsn, REGISTRY, schema=name, node=False, partitions=8) as client:
+        killed = spawn_node(
+            dsn,
+            name,
+            "tests.conformance.refs:REGISTRY",
+            node_id="k",
+            lease=1.0,
+            partitions=8,
+            log_dir=tmp_path,
+        )
+        try:
+            await client.call(refs.tally(id).add(n=1))
+            await client.call(refs.tally(id).add(n=2))
+            conn = await asyncpg.connect(dsn)
+            try:  # readiness: the idle node writes them within recent_every (1 s)
+                for _ in range(500):
+                    if await conn.fetchval(
+                        f'SELECT count(*) FROM "{name}".states WHERE recent IS NOT NULL'
+                    ):
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError(f"no recent messages written: {tmp_path / 'k.log'}")
+            finally:
+                await conn.close()
+            os.kill(killed.pid, signal.SIGKILL)
+            assert killed.wait(10) == -signal.SIGKILL
+        finally:
+            stop_processes([killed])
+        async with node(dsn, name, "b"):  # takes every partition once k's lease expired
+            with pytest.raises(ActivationError):
+                await client.call(refs.tally(id).fail(reason="after the kill"))
+            (dead,) = await client.dead_letters()
+            assert dead.recent == (Add(n=1), Add(n=2), Fail("after the kill"))
 
 
 async def test_a_node_whose_lease_was_taken_commits_nothing(schema: tuple[str, str]) -> None:

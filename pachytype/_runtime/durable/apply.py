@@ -12,9 +12,10 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from pachytype._address import Key
-from pachytype._core.turn import UNBORN, Unreadable
+from pachytype._core.turn import UNBORN
 from pachytype._errors import PachytypeError
 from pachytype._runtime.durable.mail import arm
+from pachytype._runtime.durable.recent import recent_row, unnote, wake_when_due
 from pachytype._runtime.durable.records import (
     _LIVE_KEPT,
     Future,
@@ -51,6 +52,8 @@ def apply(rt: DurableRuntime, pending: _Pending, events: bool = False) -> None:
             ready.append(live)
         else:
             live.scheduled = False
+    if pending.turns:
+        wake_when_due(rt)
     for fut, value in pending.results:
         if not fut.done():
             fut.set_result(value)
@@ -185,19 +188,6 @@ def fenced(rt: DurableRuntime, pending: _Pending) -> None:
     rt._news = True  # recover every scope still owned
 
 
-def unnote(pending: _Pending) -> None:
-    """Take the messages a batch ran out of its entities' recent messages
-    (refused, or cut off at a stop): not written, they run again, here or
-    at the next owner."""
-    for live, _, _, n in pending.turns:
-        if live.pushed is not None:
-            live.recent.clear()
-            live.recent.extend(live.pushed)
-            continue
-        for _ in range(min(n, len(live.recent))):
-            live.recent.pop()
-
-
 def inbox_futures(rt: DurableRuntime) -> Iterator[Future]:
     """Futures of callers whose messages sit in inboxes."""
     for live in rt._dlive.values():
@@ -234,27 +224,6 @@ def fail_waiting(rt: DurableRuntime, error: BaseException) -> None:
         if not fut.done():
             fut.set_exception(error)
     rt._drained.set()
-
-
-def recent_row(rt: DurableRuntime, live: _Live) -> EntityRow:
-    """An entity row that changes only the recent messages (nothing else moves).
-
-    They are encoded here, not kept encoded beside the decoded ones: this
-    runs when an entity leaves memory or at a close, a turn runs far more
-    often. Unreadable mail keeps its stored bytes."""
-    live.recent_dirty = False
-    name = live.etype.name
-    encode = rt.codec.encode_message
-    stored: list[bytes] = []
-    for message in live.recent:
-        if type(message) is Unreadable:
-            stored.append(message.payload)
-            continue
-        try:
-            stored.append(encode(name, message))
-        except Exception:  # pragma: no cover (it was encoded once: sent, or stored)
-            continue  # only this context is lost, never the close
-    return (name, live.id_text, None, 0, 0, tuple(stored))
 
 
 def evict_states(rt: DurableRuntime) -> None:

@@ -14,6 +14,7 @@ from pachytype._address import Address
 from pachytype._core.held import Held
 from pachytype._runtime.dispatch import _SLICE
 from pachytype._runtime.durable.mail import number, put
+from pachytype._runtime.durable.recent import flush
 from pachytype._runtime.durable.records import (
     _CALL_BATCH,
     _GC_EVERY,
@@ -81,6 +82,7 @@ def build(rt: DurableRuntime) -> tuple[CommitBatch, _Pending] | None:
                         continue
                 live.busy = True
                 budget -= turn_durably(rt, live, state, batch, pending, limit)
+    flush(rt, batch, pending)
     if not (batch or pending.acks or pending.turns):
         return None
     if batch.mail and batch.consumed:

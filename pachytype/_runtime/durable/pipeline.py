@@ -141,6 +141,7 @@ def refused(rt: DurableRuntime) -> _Pending:
             merged.failures.extend(pending.failures)
             merged.timers.extend(pending.timers)
             merged.acks.extend(pending.acks)
+            merged.flushed.extend(pending.flushed)
     rt._pending = rt._next = None
     rt._later = None
     return merged

@@ -173,7 +173,7 @@ class _Pending:
     followers or None); `results`/`failures`: call outcomes.
     """
 
-    __slots__ = ("acks", "failures", "requests", "results", "timers", "turns")
+    __slots__ = ("acks", "failures", "flushed", "requests", "results", "timers", "turns")
 
     def __init__(self) -> None:
         self.requests: list[_Request] = []  # taken into this batch (requeued if it is fenced)
@@ -183,6 +183,7 @@ class _Pending:
         self.failures: list[tuple[Future, Exception]] = []
         self.timers: list[_Timer] = []
         self.acks: list[asyncio.Future[None]] = []
+        self.flushed: list[_Live] = []  # entities whose recent messages it writes
 
     def futures(self) -> Iterable[Future]:
         yield from self.acks

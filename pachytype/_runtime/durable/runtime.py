@@ -55,6 +55,9 @@ nothing per activation, fairness, passivation):
 * **Ids.** Message ids come from one counter (resumed from the store), in
   build order; an entity consumes its mail in id order, so a store may keep
   one consumed cursor per entity (see `pachytype._store`).
+* **Recent messages** of a dead letter (`recent`): kept per entity in
+  memory, written at most `recent_every` seconds after they ran, when an
+  idle entity leaves memory, at a clean close and at a handover.
 * **Held entities** (state that cannot be loaded, `pachytype._core.held`;
   read again every `retry_held` seconds):
   never activated, their mail stays stored and unconsumed, `call` and
@@ -90,6 +93,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -106,8 +110,9 @@ from pachytype._events import Signal, StoredEvent
 from pachytype._registry import EntityType, Registry
 from pachytype._runtime.dispatch import Runtime
 from pachytype._runtime.durable import entry, reads
-from pachytype._runtime.durable.apply import fail_waiting, fenced, recent_row, unnote
+from pachytype._runtime.durable.apply import fail_waiting, fenced
 from pachytype._runtime.durable.pipeline import cycle, refused
+from pachytype._runtime.durable.recent import RECENT_EVERY, disarm, recent_row, unnote
 from pachytype._runtime.durable.records import (
     _GC_EVERY,
     _LIVE_KEPT,
@@ -146,6 +151,7 @@ class DurableRuntime(Runtime):
         activation_budget: float = DEFAULT_BUDGET,
         retry_held: float = RETRY_HELD,
         clock: Clock | None = None,
+        recent_every: float = RECENT_EVERY,
     ) -> None:
         super().__init__(registry, activation_budget=activation_budget, clock=clock)
         self.store = store
@@ -155,6 +161,9 @@ class DurableRuntime(Runtime):
         self.max_backlog = max_backlog
         self.name = name
         self.retry_held = retry_held
+        self.recent_every = recent_every
+        self._recent_due = time.monotonic() + recent_every  # see `recent.flush`
+        self._recent_timer: asyncio.TimerHandle | None = None
         self._held_retries: set[asyncio.TimerHandle] = set()
         self._cache: dict[Key, object] = {}
         self._dlive: dict[Key, _Live] = {}
@@ -224,6 +233,7 @@ class DurableRuntime(Runtime):
         says what its entities' recent messages hold), fail what waits, close
         the store."""
         await self._finish_batch()
+        disarm(self)
         await super().stop()
         for cut in (self._pending, self._next):
             if cut is not None:

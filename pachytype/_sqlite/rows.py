@@ -16,6 +16,7 @@ from pachytype._store import (
     CommitBatch,
     DeadRow,
     EntityKey,
+    EntityRow,
     Journal,
     LogRow,
     MailRow,
@@ -55,6 +56,14 @@ _UPSERT_RECENT: Final = (
     "recent = excluded.recent"
 )
 """A row that carries recent messages (they replace the stored ones)."""
+
+_UPSERT_RECENT_ONLY: Final = (
+    "INSERT INTO entities (etype, eid, state, version, consumed, recent) VALUES ",
+    "(?, ?, NULL, 0, 0, ?)",
+    " ON CONFLICT (etype, eid) DO UPDATE SET recent = excluded.recent",
+)
+"""A row that changes only the recent messages (the runtime writes thousands
+at once: `pachytype._runtime.durable.recent`), for `insert_rows`."""
 
 
 def recover(conn: sqlite3.Connection) -> Recovery:
@@ -120,14 +129,7 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
             if turns:
                 insert_rows(conn, _UPSERT_ENTITY, flat, 5)
             if turns < len(batch.entities):
-                conn.executemany(
-                    _UPSERT_RECENT,
-                    [
-                        (*row[:5], pack_blobs(row[5]))
-                        for row in batch.entities
-                        if row[5] is not None
-                    ],
-                )
+                _write_recent(conn, batch.entities)
         if batch.timers:
             conn.executemany("INSERT INTO timers VALUES (?, ?, ?, ?, ?, ?)", batch.timers)
         if batch.fired or batch.cancelled:
@@ -157,6 +159,24 @@ def write(conn: sqlite3.Connection, batch: CommitBatch) -> None:
             )
         if batch.forgotten:
             conn.executemany("DELETE FROM entities WHERE etype = ? AND eid = ?", batch.forgotten)
+
+
+def _write_recent(conn: sqlite3.Connection, rows: list[EntityRow]) -> None:
+    """The rows of `rows` that carry recent messages (most carry only them)."""
+    only: list[Any] = []
+    other: list[tuple[Any, ...]] = []
+    for row in rows:
+        recent = row[5]
+        if recent is None:
+            continue
+        if row[2] is None and row[4] == 0:
+            only += (row[0], row[1], bytearray(pack_blobs(recent)))
+        else:
+            other.append((*row[:5], pack_blobs(recent)))
+    if only:
+        insert_rows(conn, _UPSERT_RECENT_ONLY, only, 3)
+    if other:
+        conn.executemany(_UPSERT_RECENT, other)
 
 
 def insert_rows(
@@ -327,7 +347,10 @@ def _dead_values(d: DeadRow) -> tuple[Any, ...]:
 
 def pack_blobs(blobs: Iterable[bytes]) -> bytes:
     """Several byte strings as one (each prefixed by its 4-byte length)."""
-    return b"".join(struct.pack(">I", len(b)) + b for b in blobs)
+    parts: list[bytes] = []
+    for b in blobs:
+        parts += (len(b).to_bytes(4, "big"), b)
+    return b"".join(parts)
 
 
 def unpack_blobs(data: bytes) -> tuple[bytes, ...]:

@@ -87,7 +87,7 @@ def drop(rt: DurableRuntime, scopes: frozenset[int]) -> list[EntityRow]:
             del rt._dlive[key]
             forget(rt, live, moved)
             if live.recent_dirty:
-                recent.append(recent_row(rt, live))
+                recent.append(recent_row(live))
     for key in [k for k in rt._cache if scope_of_key(rt, k) in scopes]:
         del rt._cache[key]
         rt._seqs.pop(key, None)
@@ -244,7 +244,7 @@ def drop_idle(rt: DurableRuntime) -> None:
         if live.scheduled or live.inbox:
             kept[key] = live
         elif live.recent_dirty:
-            rt._recent_rows.append(recent_row(rt, live))
+            rt._recent_rows.append(recent_row(live))
     rt._dlive = kept
     # With many entities holding mail, do not rescan at every commit.
     rt._live_limit = max(_LIVE_KEPT, 2 * len(rt._dlive))

@@ -28,7 +28,6 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Final
 
-from pachytype._core.turn import Unreadable
 from pachytype._runtime.durable.records import _Live, _Pending
 from pachytype._store import CommitBatch, EntityRow
 
@@ -51,7 +50,7 @@ def flush(rt: DurableRuntime, batch: CommitBatch, pending: _Pending) -> None:
     mine = {id(turn[0]) for turn in pending.turns} if pending.turns else ()
     for live in rt._dlive.values():
         if live.recent_dirty and (not live.busy or id(live) in mine):
-            batch.entities.append(recent_row(rt, live))
+            batch.entities.append(recent_row(live))
             pending.flushed.append(live)
 
 
@@ -76,25 +75,12 @@ def disarm(rt: DurableRuntime) -> None:
         rt._recent_timer = None
 
 
-def recent_row(rt: DurableRuntime, live: _Live) -> EntityRow:
-    """An entity row that changes only the recent messages (nothing else moves).
-
-    They are encoded here, not kept encoded beside the decoded ones: a
-    turn runs far more often than this. Unreadable mail keeps its stored
-    bytes."""
+def recent_row(live: _Live) -> EntityRow:
+    """An entity row that changes only the recent messages (nothing else
+    moves), as their mail was stored (unreadable mail as its bytes): kept
+    beside the decoded ones, not encoded again (a flush writes thousands)."""
     live.recent_dirty = False
-    name = live.etype.name
-    encode = rt.codec.encode_message
-    stored: list[bytes] = []
-    for message in live.recent:
-        if type(message) is Unreadable:
-            stored.append(message.payload)
-            continue
-        try:
-            stored.append(encode(name, message))
-        except Exception:  # pragma: no cover (it was encoded once: sent, or stored)
-            continue  # only this context is lost, never the close
-    return (name, live.id_text, None, 0, 0, tuple(stored))
+    return (live.etype.name, live.id_text, None, 0, 0, tuple(live.stored))
 
 
 def unnote(pending: _Pending) -> None:
@@ -104,10 +90,14 @@ def unnote(pending: _Pending) -> None:
     unwritten again."""
     for live, _, _, n in pending.turns:
         if live.pushed is not None:
+            recent, stored = live.pushed
             live.recent.clear()
-            live.recent.extend(live.pushed)
+            live.recent.extend(recent)
+            live.stored.clear()
+            live.stored.extend(stored)
             continue
         for _ in range(min(n, len(live.recent))):
             live.recent.pop()
+            live.stored.pop()
     for live in pending.flushed:
         live.recent_dirty = True

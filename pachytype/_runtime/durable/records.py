@@ -117,6 +117,7 @@ class _Live:
         "recent",
         "recent_dirty",
         "scheduled",
+        "stored",
         "urgent",
     )
 
@@ -127,9 +128,13 @@ class _Live:
         self.id_text = id_text
         self.inbox: deque[Mail] = deque()
         self.recent: deque[object] = deque(maxlen=RECENT)
+        self.stored: deque[bytes] = deque(maxlen=RECENT)
+        """`recent` as stored (the bytes its mail came in), in step with it:
+        written as they are, never encoded again (`recent.recent_row`)."""
         self.recent_dirty = False  # recent changed since it was last written
-        self.pushed: tuple[object, ...] | None = None
-        """`recent` before the turn in flight, if that turn pushed some out (`unnote`)."""
+        self.pushed: tuple[tuple[object, ...], tuple[bytes, ...]] | None = None
+        """`recent` and `stored` before the turn in flight, if that turn pushed
+        some out (`unnote`)."""
         self.scheduled = False
         self.busy = False
         self.urgent = False

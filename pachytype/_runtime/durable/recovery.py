@@ -206,6 +206,7 @@ def restore_recent(rt: DurableRuntime, live: _Live, stored: tuple[bytes, ...]) -
         except Exception as error:
             message = Unreadable(payload, error)
         live.recent.append(message)
+        live.stored.append(payload)
 
 
 def retry_later(rt: DurableRuntime, live: _Live, held: Held) -> None:

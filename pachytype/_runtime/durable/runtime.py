@@ -269,7 +269,7 @@ class DurableRuntime(Runtime):
         """At a clean close, write the recent messages not written yet."""
         if self._failure is not None:
             return
-        rows = [recent_row(self, live) for live in self._dlive.values() if live.recent_dirty]
+        rows = [recent_row(live) for live in self._dlive.values() if live.recent_dirty]
         rows.extend(self._recent_rows)
         if rows:
             with contextlib.suppress(Exception):  # losing context must not stop a close

@@ -48,7 +48,10 @@ def turn_durably(
     futures = [item[2] for item in items]
     # A refused batch takes its messages out of `recent` again (`apply.unnote`):
     # those they push out of the bounded deque must come back then.
-    live.pushed = tuple(live.recent) if len(live.recent) + n > RECENT else None
+    if len(live.recent) + n > RECENT:
+        live.pushed = (tuple(live.recent), tuple(live.stored))
+    else:
+        live.pushed = None
     followed = bool(rt._followers) and live.key in rt._followers
     answers = rt._answer_ids
     answered = bool(answers) and any(item[0] in answers for item in items)
@@ -69,6 +72,11 @@ def turn_durably(
         events_before=rt._seqs.get(live.key, 0) if journaled else 0,
         keep_events=journaled,
     )
+    # The core noted every message it ran, in order: their stored forms follow.
+    if n == 1:
+        live.stored.append(items[0][3])
+    else:
+        live.stored.extend([item[3] for item in items])
     if journaled:
         journal(rt, live, turn.events, turn.seq, turn.snapshot, batch)
     failed = {failure.index for failure in turn.failures}

@@ -3,10 +3,12 @@ entity ran are written, and how a batch that did not commit takes its own
 back out.
 
 Design note. Each entity in memory keeps its last `RECENT` messages
-(`_Live.recent`, filled by the core's turn). A turn does not write them:
-packing ten messages into every state row costs LocalDisk about half its
-throughput. They are written as a row that carries only them
-(`recent_row`):
+(`_Live.recent`, filled by the core's turn; `_Live.stored`, the same as
+stored). A turn does not write them: written with every commit
+(`recent_every=0`), ten messages in every changed state row cost LocalDisk
+about a fifth of its throughput (`localdisk.durable`'s workload: 1.79 s of
+CPU against 1.48 s, 120k activations/s against 157k). They are written
+as a row that carries only them (`recent_row`):
 
 * with the first commit built once `recent_every` seconds have passed since
   the last such write (`flush`), for every entity whose recent messages

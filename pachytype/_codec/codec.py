@@ -122,7 +122,9 @@ class Codec:
         try:
             # A compact copy: orjson's result holds a 4 KiB allocation whatever
             # its length, and messages are kept (inboxes, recent messages).
-            data = memoryview(orjson.dumps([tag, unstructure(message)])).tobytes()
+            # `b"%b" %` copies it in about half the time `memoryview().tobytes()`
+            # takes; a tuple is written as the same JSON array as a list, cheaper.
+            data = b"%b" % orjson.dumps((tag, unstructure(message)))
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
             raise EncodeError(entity_type, id, f"{tag} message", unencodable(error)) from error
         if len(data) > MAX_MESSAGE_BYTES:
@@ -221,9 +223,21 @@ class Codec:
 
         Raises as `encode_state` does, or as `decode_state` would on the bytes.
         """
+        codec = self._entities.get(entity_type)
+        if codec is not None:
+            # The common case inline (this runs at every commit of a state):
+            # `encode_state`, then `decode_state`'s fast path. Anything wrong
+            # goes the long way below, which says what.
+            try:
+                data = orjson.dumps(codec.state_unstructure(state))
+                if len(data) <= MAX_STATE_BYTES:
+                    codec.state_structure(orjson.loads(data), codec.state_type)
+                    return data
+            except Exception:
+                pass
         data = self.encode_state(entity_type, state, id)
         codec = self._entities[entity_type]  # encode_state found it
-        try:  # decode_state's fast path, inline: this runs at every commit of a state
+        try:
             codec.state_structure(orjson.loads(data), codec.state_type)
         except Exception:
             self.decode_state(entity_type, id, data, codec.etype.state_version)  # says why
@@ -274,9 +288,8 @@ class Codec:
         tag, unstructure, version = entry
         try:
             fields = unstructure(event)
-            data = memoryview(  # compact, as a message's (events are kept in journals)
-                orjson.dumps([tag, fields] if version == 1 else [tag, fields, version])
-            ).tobytes()
+            # Compact, as a message's (events are kept in journals).
+            data = b"%b" % orjson.dumps((tag, fields) if version == 1 else (tag, fields, version))
         except (TypeError, PachytypeError, orjson.JSONEncodeError) as error:
             raise EncodeError(entity_type, id, f"{tag} event", unencodable(error)) from error
         if len(data) > MAX_MESSAGE_BYTES:

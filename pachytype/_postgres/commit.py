@@ -294,8 +294,13 @@ class Commits(StoreRecords):
         for mail_id, p in mine:
             held[mail_id] = (p, None, None, None)
         try:
-            async with self.pool.acquire() as conn:
+            conn = await self.borrow()
+            try:
                 status = await self._run(conn, batch, shape, args)
+            except BaseException:
+                await self.give_back(conn, failed=True)
+                raise
+            await self.give_back(conn)
         finally:
             self._done_no = number
         go, watched_t, fired_ok, watched_e = status[0], status[1], status[2], status[3]

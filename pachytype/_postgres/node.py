@@ -139,8 +139,14 @@ class Node:
         async with self.pool.acquire() as conn:
             await self.membership.join(conn)
             await self.membership.beat(conn)
-        for runtime in self.runtimes:
-            await runtime.open()
+        try:
+            for runtime in self.runtimes:
+                await runtime.open()
+        except BaseException:
+            # Their kept connections go back: the pool's close waits for them.
+            for store in self.stores:
+                await store.close()
+            raise
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._heartbeat(), name=f"{self.node_id} heartbeat"))
         self._tasks.append(loop.create_task(self._poll(), name=f"{self.node_id} poll"))

@@ -6,9 +6,11 @@ rows released, local callers resolved).
 Design note
 -----------
 * **One statement per commit, fenced: one round trip.** A commit is one
-  statement, its own transaction: it locks the store's lease rows `FOR KEY
-  SHARE` and checks owner and epoch (every write in it is conditional on
-  that check, so a stale owner writes nothing and gets `FencedError`). It
+  statement, its own transaction: it locks the lease rows of the owned
+  partitions it touches `FOR KEY SHARE` and checks owner and epoch (every
+  write in it is conditional on that check, so a stale owner writes nothing
+  and gets `FencedError`; a partition it does not touch may move meanwhile:
+  `_fenced`, and every owned one for batches with rarer parts). It
   has only the parts the batch has (its *shape*: a call's batch deletes,
   writes states, answers and notifies; `sql.py`), so the server starts no
   write with nothing to write and the node sends no empty columns. A
@@ -44,7 +46,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -231,7 +233,7 @@ class Commits(StoreRecords):
             notices.append((self._mail_channel, ",".join(map(str, sorted(remote)))))
         if batch.events:
             notices.append((self._events_channel, "1"))
-        parts = sorted(owned)
+        parts = _fenced(batch, owned, del_p, states, mine, replaced, unattempt, scope_of)
         # The statement has the parts the batch has (`sql.py`): each non-empty
         # one sets its bit and adds its columns, in `sql.PARTS` order.
         args: list[Any] = [parts, [owned[p] for p in parts], self.node_id]
@@ -397,6 +399,45 @@ class Commits(StoreRecords):
                 f"$5::bytea[])",
                 *_columns(rows, 5),
             )
+
+
+def _fenced(
+    batch: CommitBatch,
+    owned: dict[int, int],
+    deleted: Sequence[int],
+    states: Sequence[tuple[str, str, int, int, bytes | None, int, bytes | None]],
+    mine: Sequence[tuple[int, int]],
+    replaced: Sequence[tuple[str, str, str]],
+    unattempt: Sequence[int],
+    scope_of: Callable[[str, str], int],
+) -> list[int]:
+    """The owned partitions a commit's fence locks and checks: those it
+    touches (its consumed rows', its entities', its new mail's in owned
+    partitions), so that it is refused only if one of them moved (the
+    `Store` contract), and locks fewer lease rows; every owned partition for
+    a batch with parts whose partitions are not at hand (dead letters,
+    events, attempts, snapshots, forgotten states, replaced timers), or
+    none at all."""
+    if (
+        batch.dead
+        or batch.events
+        or batch.attempted
+        or batch.redelivered
+        or batch.snapshots
+        or batch.forgotten
+        or replaced
+        or unattempt
+    ):
+        return sorted(owned)
+    touched = set(deleted)
+    touched.update(s[2] for s in states)
+    touched.update(p for _, p in mine)
+    for t, e, data, _, _, recent in batch.entities:
+        if data is None and recent is None:  # (not in `states`: its watches are checked too)
+            touched.add(scope_of(t, e))
+    if not touched or not touched.issubset(owned):
+        return sorted(owned)
+    return sorted(touched)
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:

@@ -20,11 +20,12 @@ Design note (the commit statement)
   conditional on `g`; the watches check (`w`) and the fired timers check
   (`fi`) are in the fence when the batch has entities or fired timers (an
   absent one passes, as it would with nothing to check).
-* **Parameters.** `$1` to `$3` are the fence's (owned partitions, their
-  epochs, the node id); then each part present, in `PARTS` order, takes
-  its columns (`PARTS` gives how many). The result row is the same in
-  every shape: go, newly watched types, fired timers all there, newly
-  watched ids, notifications sent, lease rows moved.
+* **Parameters.** `$1` to `$3` are the fence's (the owned partitions the
+  batch touches, their epochs, the node id: `commit._fenced`); then each
+  part present, in `PARTS` order, takes its columns (`PARTS` gives how
+  many). The result row is the same in every shape: go, newly watched
+  types, fired timers all there, newly watched ids, notifications sent,
+  lease rows moved.
 """
 
 from __future__ import annotations

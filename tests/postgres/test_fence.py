@@ -76,15 +76,20 @@ async def _stored(conn: asyncpg.Connection, schema: str, partition: int) -> byte
     return data
 
 
+async def _taken(conn: asyncpg.Connection, schema: str, partition: int) -> None:
+    """What a takeover of `partition` by another node does: new owner, new epoch."""
+    await conn.execute(
+        f"UPDATE \"{schema}\".leases SET owner = 'thief', epoch = epoch + 1 WHERE partition = $1",
+        partition,
+    )
+
+
 async def test_a_commit_goes_through_when_only_partitions_it_does_not_touch_moved(
     store: tuple[PostgresStore, asyncpg.Connection], schema: tuple[str, str]
 ) -> None:
     s, conn = store
     name = schema[1]
-    # What a takeover of partition 1 by another node does: new owner, new epoch.
-    await conn.execute(
-        f"UPDATE \"{name}\".leases SET owner = 'thief', epoch = epoch + 1 WHERE partition = 1"
-    )
+    await _taken(conn, name, 1)
     await s.commit(_state(0, b"zero"))
     assert await _stored(conn, name, 0) == b"zero"
     with pytest.raises(FencedError) as refused:
@@ -98,9 +103,7 @@ async def test_a_batch_with_a_dead_letter_is_checked_against_every_owned_partiti
 ) -> None:
     s, conn = store
     name = schema[1]
-    await conn.execute(
-        f"UPDATE \"{name}\".leases SET owner = 'thief', epoch = epoch + 1 WHERE partition = 1"
-    )
+    await _taken(conn, name, 1)
     batch = _state(0, b"zero")
     batch.dead.append(DeadRow("Tally", _in(0), b"m", "ValueError", "bad", "", None, 1, (), 0.0))
     with pytest.raises(FencedError) as refused:

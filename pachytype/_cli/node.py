@@ -23,6 +23,7 @@ from datetime import timedelta
 import click
 
 from pachytype._cli.support import (
+    Mistake,
     check_schema_name,
     dsn_option,
     load_registry,
@@ -32,6 +33,7 @@ from pachytype._cli.support import (
 from pachytype._postgres.dsn import SecretFilter, redact
 from pachytype._postgres.schema import SchemaError
 from pachytype._registry import Registry
+from pachytype._runtime.durable.recent import RECENT_EVERY
 from pachytype.ecosystems._postgres import Postgres
 
 log = logging.getLogger("pachytype.node")
@@ -45,6 +47,7 @@ async def _run(
     workers: int,
     partitions: int | None,
     node_id: str | None,
+    recent_every: float,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,6 +62,7 @@ async def _run(
         partitions=partitions,
         node_id=node_id,
         poll_interval=min(0.5, lease / 4),
+        recent_every=recent_every,
     )
     async with eco:
         node = eco.node
@@ -108,6 +112,13 @@ async def _run(
 )
 @click.option("--partitions", type=int, default=None, help="Partition count (new schema only).")
 @click.option("--node-id", default=None, help="Node id (default: host-pid-random).")
+@click.option(
+    "--recent-every",
+    default=RECENT_EVERY,
+    show_default=True,
+    help="Most seconds a dead letter's recent messages wait to be written (what a kill of "
+    "this node can take from them); 0 writes them with every commit.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @click.argument("registry")
 def node(
@@ -117,12 +128,15 @@ def node(
     workers: int,
     partitions: int | None,
     node_id: str | None,
+    recent_every: float,
     verbose: bool,
     registry: str,
 ) -> None:
     """Run a PostgreSQL node for REGISTRY (MODULE:ATTRIBUTE, e.g. examples.bank.refs:REGISTRY)."""
     dsn = require_dsn(dsn, "node")
     check_schema_name(schema)
+    if recent_every < 0:
+        raise Mistake(f"--recent-every: {recent_every:g} seconds; give 0 or more")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -131,4 +145,4 @@ def node(
         handler.addFilter(SecretFilter(dsn))  # whatever logs it, the password is not printed
     loaded = load_registry(registry, param_hint="REGISTRY")
     with postgres_errors(dsn):
-        asyncio.run(_run(dsn, loaded, schema, lease, workers, partitions, node_id))
+        asyncio.run(_run(dsn, loaded, schema, lease, workers, partitions, node_id, recent_every))

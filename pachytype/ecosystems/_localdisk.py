@@ -27,7 +27,7 @@ from pachytype._event_sourced import EventSourced
 from pachytype._events import StoredEvent
 from pachytype._registry import Registry
 from pachytype._runtime.durable import CACHE_SIZE, MAX_BACKLOG, MAX_BATCH, DurableRuntime
-from pachytype._runtime.durable.recent import RECENT_EVERY
+from pachytype._runtime.durable.recent import RECENT_EVERY, check_recent_every
 from pachytype._sqlite import SqliteStore, Synchronous
 
 S = TypeVar("S")
@@ -71,7 +71,7 @@ class LocalDisk(Ecosystem):
     ) -> None:
         self.path = Path(path)
         self.retry_held = retry_held
-        self.recent_every = recent_every
+        self.recent_every = check_recent_every(recent_every, f"LocalDisk({str(path)!r})")
         self.activation_budget = check_budget(activation_budget, f"LocalDisk({str(path)!r})")
         self.registry = registry
         self.clock = clock

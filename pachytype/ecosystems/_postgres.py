@@ -74,7 +74,7 @@ from pachytype._postgres.node import Node
 from pachytype._postgres.reads import entity_events, read_state, type_events
 from pachytype._postgres.schema import SchemaError, migrate, quote_schema, stored_partitions
 from pachytype._registry import Registry
-from pachytype._runtime.durable.recent import RECENT_EVERY
+from pachytype._runtime.durable.recent import RECENT_EVERY, check_recent_every
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -152,7 +152,7 @@ class Postgres(Ecosystem):
         self._poll = poll_interval
         self.clock: Clock = clock or SystemClock()
         self.retry_held = retry_held
-        self.recent_every = recent_every
+        self.recent_every = check_recent_every(recent_every, f"Postgres(schema={schema!r})")
         self._events = Signal()
         self._s = quote_schema(schema)
         self._listener: asyncpg.Connection | None = None

@@ -100,3 +100,8 @@ async def test_within_the_window_a_kill_loses_them(tmp_path: Path) -> None:
     db = tmp_path / "eco.db"
     _kill(_run_then(db, recent_every=3600))
     assert await _dead_letter_recent(db) == (Fail("after the kill"),)
+
+
+def test_a_negative_recent_every_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"recent_every=-0.5 for LocalDisk\(.*\): give the most"):
+        LocalDisk(tmp_path / "eco.db", REGISTRY, recent_every=-0.5)

@@ -324,6 +324,12 @@ def test_a_bad_schema_name_is_one_line(command: list[str]) -> None:
     assert "pw-secret" not in line
 
 
+def test_a_negative_recent_every_is_one_line() -> None:
+    result = run("node", BANK, "--recent-every", "-1", dsn="postgresql://app@127.0.0.1:1/db")
+    assert result.exit_code == 2
+    assert "--recent-every: -1 seconds; give 0 or more" in one_line(result)
+
+
 @pytest.mark.parametrize("command", [["inspect"], ["migrate"], ["node", BANK]])
 def test_an_unreachable_server_is_one_line_without_the_password(command: list[str]) -> None:
     result = run(*command, dsn="postgresql://app:pw-secret@127.0.0.1:1/prod")

@@ -419,3 +419,9 @@ def test_nonsense_settings_are_refused_before_connecting() -> None:
         "Postgres(schema='s'): workers (0) and batch (2000) must be >= 1, "
         "lease (0:00:05) and poll_interval (0.5) positive"
     )
+    with pytest.raises(ValueError) as info:
+        Postgres("postgresql://u@h/d", REGISTRY, schema="s", recent_every=-1)
+    assert str(info.value) == (
+        "recent_every=-1 for Postgres(schema='s'): give the most seconds a dead letter's "
+        "recent messages may wait to be written, 0 or more (0: with every commit; default 1)"
+    )

@@ -41,6 +41,17 @@ RECENT_EVERY: Final = 1.0
 of its recent messages (what a kill can take from a dead letter's context)."""
 
 
+def check_recent_every(seconds: float, owner: str) -> float:
+    """Validate an ecosystem's `recent_every` (seconds, >= 0)."""
+    if not seconds >= 0:
+        raise ValueError(
+            f"recent_every={seconds!r} for {owner}: give the most seconds a dead letter's "
+            f"recent messages may wait to be written, 0 or more (0: with every commit; "
+            f"default {RECENT_EVERY:g})"
+        )
+    return seconds
+
+
 def flush(rt: DurableRuntime, batch: CommitBatch, pending: _Pending) -> None:
     """Once `recent_every` has passed: add to `batch` the recent messages of
     every entity in memory that changed since they were last written, but

@@ -296,13 +296,8 @@ class Commits(StoreRecords):
         for mail_id, p in mine:
             held[mail_id] = (p, None, None, None)
         try:
-            conn = await self.borrow()
-            try:
+            async with self.connection() as conn:
                 status = await self._run(conn, batch, shape, args)
-            except BaseException:
-                await self.give_back(conn, failed=True)
-                raise
-            await self.give_back(conn)
         finally:
             self._done_no = number
         go, watched_t, fired_ok, watched_e = status[0], status[1], status[2], status[3]

@@ -20,9 +20,10 @@ or its cancellation, or drops it, and the next claim keeps another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs published
@@ -138,6 +139,18 @@ class StoreRecords:
                 return
             self._kept = None
         await _release(self.pool, conn)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for one claim or commit (`borrow`), handed back after
+        it (`give_back`: as failed if the block raised or was cancelled)."""
+        conn = await self.borrow()
+        try:
+            yield conn
+        except BaseException:
+            await self.give_back(conn, failed=True)
+            raise
+        await self.give_back(conn)
 
     async def release_kept(self) -> None:
         """Give the kept connection back to the pool (the store closes: the

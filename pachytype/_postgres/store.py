@@ -168,8 +168,7 @@ class PostgresStore(Claims, Commits):
                 self._recovering[p] = [-1, self._suspect_all or p in expired]
             self._suspect_all = False
         claimed = [p for p in current if p not in self._recovering]
-        conn = await self.borrow()
-        try:
+        async with self.connection() as conn:
             if gained:
                 # A new range of ids, above every range used so far: mail of an
                 # entity taken over from another node follows what it sent there.
@@ -177,10 +176,6 @@ class PostgresStore(Claims, Commits):
                 self._base = NODE_IDS + (int(session) % (NODE_IDS // SESSION_IDS)) * SESSION_IDS
             recovery = await self._recover(conn) if self._recovering else None
             mail, timers, calls = await self._claim(conn, claimed) if claimed else ([], [], [])
-        except BaseException:
-            await self.give_back(conn, failed=True)
-            raise
-        await self.give_back(conn)
         if self._recovering:
             self._claimed_meanwhile = self._claimed_meanwhile or bool(claimed)
             self._wake()  # the next page, between two commits

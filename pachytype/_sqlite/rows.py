@@ -42,8 +42,8 @@ _UPSERT_ENTITY: Final = (
     "version = CASE WHEN excluded.state IS NULL THEN version ELSE excluded.version END, "
     "consumed = max(consumed, excluded.consumed)",
 )
-"""A turn's row (no recent messages: they are written when the entity leaves
-memory), as (head, one row's marks, tail) for `insert_rows`. Its own
+"""A turn's row (no recent messages: they go in rows of their own,
+`_UPSERT_RECENT_ONLY`), as (head, one row's marks, tail) for `insert_rows`. Its own
 statement, so the hot path binds no NULL for them (see `write` on binding)."""
 
 _UPSERT_RECENT: Final = (
